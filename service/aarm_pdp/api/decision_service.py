@@ -1,0 +1,152 @@
+"""gRPC adapter for aarm.v1.DecisionService: validate, call the engine, translate.
+
+Thin by design: no policy logic here. Requests that fail to parse or break a limit
+get INVALID_ARGUMENT; everything the engine cannot decide is an OK DENY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import grpc
+from aarm.v1 import decision_pb2
+from google.protobuf import message as pb_message
+
+from aarm_pdp.api.validation import to_action_request
+from aarm_pdp.config import LimitsConfig
+from aarm_pdp.decision.engine import DecisionEngine
+from aarm_pdp.decision.model import DecisionRecord, RiskLevel, Verdict
+from aarm_pdp.errors import ErrorCode, RequestInvalid, grpc_status
+from aarm_pdp.observability.metrics import Metrics
+
+log = logging.getLogger("aarm_pdp.api")
+
+SERVICE_NAME = "aarm.v1.DecisionService"
+
+_VERDICT_PB = {
+    Verdict.ALLOW: decision_pb2.DECISION_ALLOW,
+    Verdict.DENY: decision_pb2.DECISION_DENY,
+    Verdict.MODIFY: decision_pb2.DECISION_MODIFY,
+    Verdict.STEP_UP: decision_pb2.DECISION_STEP_UP,
+    Verdict.DEFER: decision_pb2.DECISION_DEFER,
+}
+_RISK_PB = {
+    RiskLevel.LOW: decision_pb2.RISK_LEVEL_LOW,
+    RiskLevel.MEDIUM: decision_pb2.RISK_LEVEL_MEDIUM,
+    RiskLevel.HIGH: decision_pb2.RISK_LEVEL_HIGH,
+    RiskLevel.CRITICAL: decision_pb2.RISK_LEVEL_CRITICAL,
+}
+
+
+class _Unparseable:
+    """Stands in for a request body protobuf could not decode."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _parse_request(data: bytes) -> Any:
+    try:
+        return decision_pb2.DecideRequest.FromString(data)
+    except pb_message.DecodeError as exc:
+        return _Unparseable(f"request does not decode: {exc}"[:200])
+
+
+def to_response(record: DecisionRecord) -> Any:
+    """The DecideResponse for a decision record."""
+    d = record.decision
+    resp = decision_pb2.DecideResponse(
+        decision_id=record.decision_id,
+        request_id=record.request_id,
+        decision=_VERDICT_PB[d.verdict],
+        reasons=[
+            decision_pb2.Reason(code=r.code, rule_id=r.rule_id, message=r.message)
+            for r in d.reasons
+        ],
+        matched_rules=list(d.matched_rules),
+        policy=decision_pb2.PolicyVersion(revision=record.policy.revision, hash=record.policy.hash),
+        risk=decision_pb2.Risk(level=_RISK_PB[d.risk_level], score=d.risk_score),
+    )
+    if d.modified_parameters is not None:
+        resp.modified_parameters.update(d.modified_parameters)
+    if d.approval is not None:
+        resp.approval.approvers.extend(d.approval.approvers)
+        resp.approval.timeout_seconds = d.approval.timeout_seconds
+    if d.deferral is not None:
+        resp.deferral.trigger = d.deferral.trigger
+        resp.deferral.context_needed.extend(d.deferral.context_needed)
+        resp.deferral.timeout_seconds = d.deferral.timeout_seconds
+    return resp
+
+
+class DecisionServicer:
+    """Serves Decide over grpc.aio."""
+
+    def __init__(
+        self,
+        engine: DecisionEngine,
+        metrics: Metrics,
+        limits: LimitsConfig,
+        *,
+        max_request_bytes: int,
+    ) -> None:
+        self._engine = engine
+        self._metrics = metrics
+        self._limits = limits
+        self._max_bytes = max_request_bytes
+
+    def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
+        """The generic handler; decoding errors reach Decide as INVALID_ARGUMENT."""
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                "Decide": grpc.unary_unary_rpc_method_handler(
+                    self.Decide,
+                    request_deserializer=_parse_request,
+                    response_serializer=decision_pb2.DecideResponse.SerializeToString,
+                )
+            },
+        )
+
+    async def _reject(self, context: grpc.aio.ServicerContext[Any, Any], detail: str) -> None:
+        self._metrics.requests_rejected.labels(ErrorCode.REQUEST_INVALID.value).inc()
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, detail)
+
+    async def Decide(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        """Judge one action."""
+        self._metrics.inflight.inc()
+        try:
+            if isinstance(request, _Unparseable):
+                await self._reject(context, request.reason)
+            if request.ByteSize() > self._max_bytes:
+                await self._reject(context, f"request larger than {self._max_bytes} bytes")
+            try:
+                action_request = to_action_request(request, self._limits)
+            except RequestInvalid as exc:
+                await self._reject(context, exc.detail)
+                raise  # unreachable: abort raises
+            remaining = context.time_remaining()
+            # Shielded: a client that hangs up does not cut a decision (and its
+            # metrics and, later, receipt) in half.
+            try:
+                record = await asyncio.shield(
+                    self._engine.decide(action_request, deadline=remaining)
+                )
+            except RequestInvalid as exc:
+                await self._reject(context, exc.detail)
+                raise
+            return to_response(record)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("Decide failed outside the engine")
+            status, message = grpc_status(ErrorCode.INTERNAL)
+            self._metrics.errors.labels(ErrorCode.INTERNAL.value).inc()
+            await context.abort(status, message)
+            raise
+        finally:
+            self._metrics.inflight.dec()

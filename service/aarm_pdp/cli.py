@@ -1,0 +1,129 @@
+"""Command line: ``aarm-pdp serve | decide | version``. Thin: parse, configure, delegate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from aarm_pdp import __version__
+from aarm_pdp.config import Config, ConfigError, LogConfig, MetricsConfig, OpaConfig, ServerConfig
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"AARM_PDP_{name}", default)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aarm-pdp", description="AARM runtime decision service")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="serve aarm.v1 over gRPC (managed OPA by default)")
+    s.add_argument("--listen", default=_env("LISTEN"), help="gRPC host:port [::]:50051")
+    s.add_argument(
+        "--metrics-listen",
+        default=_env("METRICS_LISTEN"),
+        help="Prometheus host:port (0.0.0.0:9464); '' disables",
+    )
+    s.add_argument(
+        "--opa-url",
+        default=_env("OPA_URL"),
+        help="use an external OPA (http://host:port or unix:///path)",
+    )
+    s.add_argument("--opa-binary", default=_env("OPA_BIN"), help="opa executable (./bin/opa)")
+    s.add_argument(
+        "--policy",
+        action="append",
+        type=Path,
+        help="policy directory or bundle for the managed OPA (repeatable; ./rego)",
+    )
+    s.add_argument("--opa-timeout", type=float, help="seconds per OPA query (1.0)")
+    s.add_argument("--no-reflection", action="store_true", help="disable gRPC reflection")
+    s.add_argument("--grace", type=float, help="seconds to drain on SIGTERM (10)")
+    s.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
+    s.add_argument("--log-format", default=_env("LOG_FORMAT", "json"))
+
+    d = sub.add_parser("decide", help="send one DecideRequest (JSON) and print the response")
+    d.add_argument("--target", default="localhost:50051")
+    d.add_argument("request", help="DecideRequest as JSON, or - for stdin")
+
+    sub.add_parser("version", help="print the version")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """A validated Config from ``serve`` arguments (flags win over AARM_PDP_* env)."""
+    server = ServerConfig()
+    if args.listen:
+        server = replace(server, listen=args.listen)
+    if args.no_reflection:
+        server = replace(server, reflection=False)
+    if args.grace is not None:
+        server = replace(server, grace_seconds=args.grace)
+    opa = OpaConfig()
+    if args.opa_url:
+        opa = replace(opa, url=args.opa_url)
+    if args.opa_binary:
+        opa = replace(opa, binary=args.opa_binary)
+    if args.policy:
+        opa = replace(opa, policy_paths=tuple(p.resolve() for p in args.policy))
+    if args.opa_timeout is not None:
+        opa = replace(opa, timeout_seconds=args.opa_timeout)
+    metrics = MetricsConfig()
+    if args.metrics_listen is not None:
+        metrics = MetricsConfig(listen=args.metrics_listen)
+    return Config(
+        server=server,
+        opa=opa,
+        metrics=metrics,
+        log=LogConfig(level=args.log_level, format=args.log_format),
+    ).validate()
+
+
+def _decide(target: str, raw: str) -> int:
+    import grpc
+    from aarm.v1 import decision_pb2, decision_pb2_grpc
+    from google.protobuf import json_format
+
+    text = sys.stdin.read() if raw == "-" else raw
+    request = json_format.Parse(text, decision_pb2.DecideRequest())
+    with grpc.insecure_channel(target) as channel:
+        stub = decision_pb2_grpc.DecisionServiceStub(channel)
+        try:
+            response = stub.Decide(request, timeout=10)
+        except grpc.RpcError as exc:
+            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 2
+    print(json_format.MessageToJson(response, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``aarm-pdp`` console script."""
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(__version__)
+        return 0
+    if args.command == "decide":
+        return _decide(args.target, args.request)
+
+    from aarm_pdp import server
+    from aarm_pdp.observability import logging as aarm_logging
+
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as exc:
+        print(f"aarm-pdp: {exc}", file=sys.stderr)
+        return 2
+    aarm_logging.setup(cfg.log.level, cfg.log.format)
+    try:
+        asyncio.run(server.serve(cfg))
+    except server.StartupError as exc:
+        print(f"aarm-pdp: not ready: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

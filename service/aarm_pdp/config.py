@@ -1,0 +1,194 @@
+"""Typed configuration: one frozen section per subsystem, defaults as named constants.
+
+:func:`Config.validate` checks every section and reports all problems at once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aarm_pdp.opa.bundle import default_policy_dir
+from aarm_pdp.opa.client import ENTRYPOINT_RE
+
+DEFAULT_GRPC_LISTEN = "[::]:50051"
+DEFAULT_METRICS_LISTEN = "0.0.0.0:9464"
+DEFAULT_GRACE_SECONDS = 10.0
+DEFAULT_MAX_REQUEST_BYTES = 1 << 20
+DEFAULT_OPA_TIMEOUT_SECONDS = 1.0
+DEFAULT_OPA_STARTUP_SECONDS = 20.0
+DEFAULT_OPA_MAX_CONNECTIONS = 64
+DEFAULT_POLICY_REFRESH_SECONDS = 10.0
+DEFAULT_HEALTH_INTERVAL_SECONDS = 1.0
+DEFAULT_ENTRYPOINT = "aarm/main/decision"
+DEFAULT_IDEMPOTENCY_ENTRIES = 100_000
+DEFAULT_IDEMPOTENCY_TTL_SECONDS = 600
+
+_LISTEN_RE = re.compile(r"(\[[0-9a-fA-F:]*\]|[A-Za-z0-9.\-]*):\d{1,5}")
+
+
+class ConfigError(ValueError):
+    """One or more configuration problems, all listed in the message."""
+
+
+def _find_opa() -> str:
+    env = os.environ.get("AARM_PDP_OPA_BIN")
+    if env:
+        return env
+    policy_dir = default_policy_dir()
+    if policy_dir is not None:
+        local = policy_dir.parent / "bin" / "opa"
+        if local.is_file():
+            return str(local)
+    return shutil.which("opa") or "opa"
+
+
+def _default_policy_paths() -> tuple[Path, ...]:
+    found = default_policy_dir()
+    return (found,) if found is not None else ()
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The gRPC server."""
+
+    listen: str = DEFAULT_GRPC_LISTEN
+    """host:port for gRPC; port 0 picks a free one."""
+    reflection: bool = True
+    """Serve gRPC server reflection (so grpcurl needs no proto files)."""
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
+    """How long in-flight calls may finish after SIGTERM."""
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    """Largest DecideRequest accepted; larger is INVALID_ARGUMENT."""
+
+
+@dataclass(frozen=True)
+class OpaConfig:
+    """The policy engine: a managed sidecar (default) or an external one."""
+
+    url: str | None = None
+    """External OPA (http://host:port or unix:///path); None starts a managed sidecar."""
+    binary: str = field(default_factory=_find_opa)
+    """The opa executable for the managed sidecar."""
+    policy_paths: tuple[Path, ...] = field(default_factory=_default_policy_paths)
+    """Policy directories or bundle files for the managed sidecar (default: ./rego)."""
+    entrypoint: str = DEFAULT_ENTRYPOINT
+    """Data API path of the decision rule."""
+    timeout_seconds: float = DEFAULT_OPA_TIMEOUT_SECONDS
+    """Deadline for one decision query; past it the answer is DENY (opa_timeout)."""
+    startup_timeout_seconds: float = DEFAULT_OPA_STARTUP_SECONDS
+    """How long OPA may take to load its policy at start."""
+    max_connections: int = DEFAULT_OPA_MAX_CONNECTIONS
+    """Pooled keep-alive connections to OPA."""
+    policy_refresh_seconds: float = DEFAULT_POLICY_REFRESH_SECONDS
+    """How often the policy revision and hash are re-read."""
+    health_interval_seconds: float = DEFAULT_HEALTH_INTERVAL_SECONDS
+    """How often OPA health is probed for readiness."""
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """The decision engine."""
+
+    idempotency_entries: int = DEFAULT_IDEMPOTENCY_ENTRIES
+    """request_id cache size."""
+    idempotency_ttl_seconds: int = DEFAULT_IDEMPOTENCY_TTL_SECONDS
+    """How long a request_id replays its decision."""
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds on one Decide request, checked before anything else sees it."""
+
+    max_depth: int = 32
+    max_nodes: int = 10_000
+    max_string_bytes: int = 65_536
+    max_key_bytes: int = 256
+    max_list_items: int = 1_000
+    max_facts: int = 64
+    max_risk_signals: int = 32
+    max_depends_on: int = 64
+    max_roles: int = 64
+    max_delegations: int = 16
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The Prometheus endpoint."""
+
+    listen: str = DEFAULT_METRICS_LISTEN
+    """host:port serving /metrics; empty disables it."""
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Logging."""
+
+    level: str = "info"
+    """debug, info, warning or error."""
+    format: str = "json"
+    """json or text."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything ``aarm-pdp serve`` needs."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+    opa: OpaConfig = field(default_factory=OpaConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def validate(self) -> Config:
+        """Return self, or raise :class:`ConfigError` listing every problem."""
+        errors: list[str] = []
+        if not _LISTEN_RE.fullmatch(self.server.listen):
+            errors.append(f"server.listen {self.server.listen!r} is not host:port")
+        if self.metrics.listen and not _LISTEN_RE.fullmatch(self.metrics.listen):
+            errors.append(f"metrics.listen {self.metrics.listen!r} is not host:port")
+        if self.server.grace_seconds < 0:
+            errors.append("server.grace_seconds must be >= 0")
+        if not 1024 <= self.server.max_request_bytes <= 64 << 20:
+            errors.append("server.max_request_bytes must be within 1 KiB..64 MiB")
+        o = self.opa
+        if o.url is not None:
+            if not re.fullmatch(r"(https?://[^\s/]+|unix:///\S+)", o.url):
+                errors.append(f"opa.url {o.url!r} must be http(s)://host:port or unix:///path")
+        else:
+            if not o.policy_paths:
+                errors.append("opa.policy_paths is empty and no ./rego directory was found")
+            errors.extend(
+                f"opa.policy_paths: {p} does not exist" for p in o.policy_paths if not p.exists()
+            )
+            if shutil.which(o.binary) is None and not os.access(o.binary, os.X_OK):
+                errors.append(f"opa.binary {o.binary!r} is not an executable (run `make setup`)")
+        if not ENTRYPOINT_RE.fullmatch(o.entrypoint):
+            errors.append(f"opa.entrypoint {o.entrypoint!r} must be a slash-separated rule path")
+        for name in (
+            "timeout_seconds",
+            "startup_timeout_seconds",
+            "policy_refresh_seconds",
+            "health_interval_seconds",
+        ):
+            if getattr(o, name) <= 0:
+                errors.append(f"opa.{name} must be > 0")
+        if o.max_connections < 1:
+            errors.append("opa.max_connections must be >= 1")
+        if self.decision.idempotency_entries < 0:
+            errors.append("decision.idempotency_entries must be >= 0")
+        if self.log.level not in ("debug", "info", "warning", "error"):
+            errors.append("log.level must be debug, info, warning or error")
+        if self.log.format not in ("json", "text"):
+            errors.append("log.format must be json or text")
+        lim = self.limits
+        for name in lim.__dataclass_fields__:
+            if getattr(lim, name) < 1:
+                errors.append(f"limits.{name} must be >= 1")
+        if errors:
+            raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+        return self

@@ -1,0 +1,65 @@
+"""Build the OPA ``input`` document from a request. PURE: no I/O, no clock.
+
+The shape is documented in ``docs/opa-contract.md``; ``INPUT_VERSION`` names it.
+Every optional part is present (empty) so policies need no existence guards.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aarm_pdp.decision.request import ActionRequest, Delegation
+
+INPUT_VERSION = "aarm.v1"
+
+
+def rfc3339(ns: int) -> str:
+    """Format nanoseconds since the epoch as RFC 3339 UTC with microseconds (exact)."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{rest // 1000:06d}Z"
+
+
+def _delegation(d: Delegation) -> dict[str, Any]:
+    return {
+        "delegator": d.delegator,
+        "delegatee": d.delegatee,
+        "scopes": list(d.scopes),
+        "issued_at": d.issued_at,
+        "expires_at": d.expires_at,
+    }
+
+
+def build_input(request: ActionRequest, *, now_ns: int) -> dict[str, Any]:
+    """The versioned OPA input for ``request`` evaluated at ``now_ns``."""
+    ident = request.identity
+    action = request.action
+    return {
+        "version": INPUT_VERSION,
+        "request_id": request.request_id,
+        "now": rfc3339(now_ns),
+        "now_ns": now_ns,
+        "identity": {
+            "tenant": ident.tenant,
+            "human": ident.human,
+            "service": ident.service,
+            "agent": ident.agent,
+            "session_id": ident.session_id,
+            "roles": list(ident.roles),
+            "delegation_chain": [_delegation(d) for d in ident.delegation_chain],
+        },
+        "action": {
+            "tool": action.tool,
+            "operation": action.operation,
+            "name": action.name,
+            "parameters": action.parameters,
+            "depends_on": list(action.depends_on),
+            "original_tool": action.original_tool,
+        },
+        "facts": {
+            name: {"value": f.value, "source": f.source, "observed_at": f.observed_at}
+            for name, f in sorted(request.facts.items())
+        },
+        "risk_signals": dict(sorted(request.risk_signals.items())),
+    }

@@ -1,0 +1,151 @@
+"""Turn OPA's answer into a :class:`Decision`. PURE: no I/O.
+
+Anything that is not exactly a valid decision document raises
+:class:`~aarm_pdp.errors.DecisionUndefined` or :class:`~aarm_pdp.errors.DecisionMalformed`;
+the engine answers those with DENY. There is no path from a bad document to ALLOW.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from aarm_pdp.decision.model import (
+    Approval,
+    Decision,
+    Deferral,
+    Reason,
+    RiskLevel,
+    Verdict,
+)
+from aarm_pdp.errors import DecisionMalformed, DecisionUndefined
+
+MAX_REASONS = 64
+MAX_TEXT = 1024
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+_VERDICTS = {v.value: v for v in Verdict}
+_LEVELS = {v.value: v for v in RiskLevel}
+
+
+def _str(doc: dict[str, Any], key: str, where: str, *, allow_empty: bool = False) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or (not value and not allow_empty):
+        raise DecisionMalformed(f"{where}.{key} must be a non-empty string")
+    if len(value) > MAX_TEXT:
+        raise DecisionMalformed(f"{where}.{key} longer than {MAX_TEXT}")
+    return value
+
+
+def _str_list(value: Any, where: str, *, non_empty: bool = False) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise DecisionMalformed(f"{where} must be a list of non-empty strings")
+    if non_empty and not value:
+        raise DecisionMalformed(f"{where} must not be empty")
+    if len(value) > MAX_REASONS:
+        raise DecisionMalformed(f"{where} has more than {MAX_REASONS} entries")
+    return tuple(value)
+
+
+def _timeout(doc: dict[str, Any], where: str) -> int:
+    value = doc.get("timeout_seconds")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DecisionMalformed(f"{where}.timeout_seconds must be a number")
+    if value != int(value) or not 0 < value <= MAX_TIMEOUT_SECONDS:
+        raise DecisionMalformed(f"{where}.timeout_seconds out of range")
+    return int(value)
+
+
+def _obj(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key)
+    if not isinstance(value, dict):
+        raise DecisionMalformed(f"{key} must be an object")
+    return value
+
+
+def _reasons(value: Any) -> tuple[Reason, ...]:
+    if not isinstance(value, list) or not value:
+        raise DecisionMalformed("reasons must be a non-empty list")
+    if len(value) > MAX_REASONS:
+        raise DecisionMalformed(f"more than {MAX_REASONS} reasons")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise DecisionMalformed(f"reasons[{i}] must be an object")
+        where = f"reasons[{i}]"
+        out.append(
+            Reason(
+                code=_str(item, "code", where),
+                rule_id=_str(item, "rule_id", where),
+                message=_str(item, "message", where),
+            )
+        )
+    return tuple(out)
+
+
+def parse_result(body: Any) -> Decision:
+    """Parse an OPA Data API response body (``{"result": {...}}``) into a Decision."""
+    if not isinstance(body, dict):
+        raise DecisionMalformed("response body is not an object")
+    if "result" not in body:
+        raise DecisionUndefined("decision is undefined for this input")
+    doc = body["result"]
+    if not isinstance(doc, dict):
+        raise DecisionMalformed("result is not an object")
+
+    raw_verdict = doc.get("decision")
+    verdict = _VERDICTS.get(raw_verdict) if isinstance(raw_verdict, str) else None
+    if verdict is None:
+        raise DecisionMalformed("decision is missing or not one of the five verdicts")
+
+    reasons = _reasons(doc.get("reasons"))
+    matched = _str_list(doc.get("matched_rules"), "matched_rules")
+
+    risk = _obj(doc, "risk")
+    raw_level = risk.get("level")
+    level = _LEVELS.get(raw_level) if isinstance(raw_level, str) else None
+    if level is None:
+        raise DecisionMalformed("risk.level must be LOW, MEDIUM, HIGH or CRITICAL")
+    score = risk.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+        raise DecisionMalformed("risk.score must be a finite number")
+    if not 0.0 <= score <= 1.0:
+        raise DecisionMalformed("risk.score must be within [0, 1]")
+
+    modified: dict[str, Any] | None = None
+    approval: Approval | None = None
+    deferral: Deferral | None = None
+    if verdict is Verdict.MODIFY:
+        modified = _obj(doc, "modified_parameters")
+    elif "modified_parameters" in doc:
+        raise DecisionMalformed("modified_parameters present without MODIFY")
+    if verdict is Verdict.STEP_UP:
+        a = _obj(doc, "approval")
+        approval = Approval(
+            approvers=_str_list(a.get("approvers"), "approval.approvers", non_empty=True),
+            timeout_seconds=_timeout(a, "approval"),
+        )
+    elif "approval" in doc:
+        raise DecisionMalformed("approval present without STEP_UP")
+    if verdict is Verdict.DEFER:
+        d = _obj(doc, "deferral")
+        deferral = Deferral(
+            trigger=_str(d, "trigger", "deferral"),
+            context_needed=_str_list(
+                d.get("context_needed"), "deferral.context_needed", non_empty=True
+            ),
+            timeout_seconds=_timeout(d, "deferral"),
+        )
+    elif "deferral" in doc:
+        raise DecisionMalformed("deferral present without DEFER")
+
+    return Decision(
+        verdict=verdict,
+        reasons=reasons,
+        matched_rules=matched,
+        risk_level=level,
+        risk_score=float(score),
+        modified_parameters=modified,
+        approval=approval,
+        deferral=deferral,
+    )

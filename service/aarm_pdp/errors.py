@@ -1,0 +1,116 @@
+"""The closed error vocabulary of aarm-pdp.
+
+Every failure the service can meet has one :class:`ErrorCode`. The code is the
+``code`` label on ``aarm_errors_total``, the reason code of a fail-closed DENY, and
+(through :func:`grpc_status`) the gRPC status a client sees. Details go to the log,
+never to the client.
+
+Exception hierarchy::
+
+    AarmError                      base; carries an ErrorCode
+    ├── RequestInvalid             the request breaks the contract or a limit
+    ├── PolicyEngineError          the policy engine could not answer
+    │   ├── OpaUnavailable         connection refused, reset, sidecar down
+    │   ├── OpaTimeout             no answer within the deadline
+    │   └── OpaBadResponse         non-200 status or a body that is not JSON
+    └── DecisionInvalid            OPA answered, but not with a valid decision
+        ├── DecisionUndefined      the entrypoint is undefined for this input
+        └── DecisionMalformed      wrong shape, type or unknown verdict
+
+Third-party exceptions (httpx, grpc, json) are translated into these at the
+module boundary that calls the library; none escapes it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import grpc
+
+
+class ErrorCode(enum.StrEnum):
+    """Machine codes for everything that can stop a normal decision."""
+
+    REQUEST_INVALID = "request_invalid"
+    IDENTITY_MISSING = "identity_missing"
+    OPA_UNAVAILABLE = "opa_unavailable"
+    OPA_TIMEOUT = "opa_timeout"
+    OPA_BAD_RESPONSE = "opa_bad_response"
+    DECISION_UNDEFINED = "decision_undefined"
+    DECISION_MALFORMED = "decision_malformed"
+    INTERNAL = "internal"
+
+
+class AarmError(Exception):
+    """Base of every aarm-pdp error; ``code`` says which one."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, detail: str, *, code: ErrorCode | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+
+class RequestInvalid(AarmError):
+    """The request breaks the API contract or a size/depth limit."""
+
+    code = ErrorCode.REQUEST_INVALID
+
+
+class PolicyEngineError(AarmError):
+    """The policy engine could not answer."""
+
+    code = ErrorCode.OPA_UNAVAILABLE
+
+
+class OpaUnavailable(PolicyEngineError):
+    """The sidecar refused, reset or is not running."""
+
+    code = ErrorCode.OPA_UNAVAILABLE
+
+
+class OpaTimeout(PolicyEngineError):
+    """The sidecar gave no answer within the deadline."""
+
+    code = ErrorCode.OPA_TIMEOUT
+
+
+class OpaBadResponse(PolicyEngineError):
+    """The sidecar answered with an error status or a body that is not JSON."""
+
+    code = ErrorCode.OPA_BAD_RESPONSE
+
+
+class DecisionInvalid(AarmError):
+    """OPA answered, but the answer is not a valid decision document."""
+
+    code = ErrorCode.DECISION_MALFORMED
+
+
+class DecisionUndefined(DecisionInvalid):
+    """The entrypoint rule is undefined for this input."""
+
+    code = ErrorCode.DECISION_UNDEFINED
+
+
+class DecisionMalformed(DecisionInvalid):
+    """The decision document has the wrong shape, a wrong type or an unknown verdict."""
+
+    code = ErrorCode.DECISION_MALFORMED
+
+
+_GRPC_STATUS: dict[ErrorCode, tuple[grpc.StatusCode, str]] = {
+    ErrorCode.REQUEST_INVALID: (grpc.StatusCode.INVALID_ARGUMENT, "request invalid"),
+    ErrorCode.INTERNAL: (grpc.StatusCode.INTERNAL, "internal error"),
+}
+
+
+def grpc_status(code: ErrorCode) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status and generic client message for an error that aborts an RPC.
+
+    Only request errors and internal errors abort an RPC; every other code is
+    answered as an OK DENY carrying the code as its reason.
+    """
+    return _GRPC_STATUS.get(code, (grpc.StatusCode.INTERNAL, "internal error"))

@@ -1,0 +1,113 @@
+"""The one metric catalogue. Every instrument aarm-pdp exports is declared here.
+
+Names carry the ``aarm_`` prefix, base units (``_seconds``) and ``_total`` on
+counters. Label values are bounded: verdicts and error codes are closed sets, and
+policy-supplied reason codes pass through :meth:`Metrics.code_label`, which admits
+at most ``MAX_POLICY_CODES`` distinct well-formed values and folds the rest into
+``other``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+# Shared bucket constants (seconds).
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+
+MAX_POLICY_CODES = 64
+_CODE_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
+
+
+class Metrics:
+    """All instruments, registered on one registry (a fresh one in tests)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.decide_duration = Histogram(
+            "aarm_decide_duration_seconds",
+            "Time to answer Decide, from request validated to response built.",
+            ["decision"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.decisions = Counter(
+            "aarm_decisions_total",
+            "Decisions returned, by verdict and first reason code.",
+            ["decision", "code"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "aarm_errors_total",
+            "Errors met while deciding, by closed error code.",
+            ["code"],
+            registry=r,
+        )
+        self.fail_closed = Counter(
+            "aarm_fail_closed_total",
+            "DENY verdicts forced because no policy decision could be made, by error code.",
+            ["code"],
+            registry=r,
+        )
+        self.idempotent_replays = Counter(
+            "aarm_idempotent_replays_total",
+            "Decide calls answered from the request_id cache.",
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "aarm_inflight_requests",
+            "Decide calls in progress.",
+            registry=r,
+        )
+        self.opa_errors = Counter(
+            "aarm_opa_errors_total",
+            "Failed OPA queries, by error code.",
+            ["code"],
+            registry=r,
+        )
+        self.opa_query_duration = Histogram(
+            "aarm_opa_query_duration_seconds",
+            "Round-trip time of one OPA decision query.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.opa_restarts = Counter(
+            "aarm_opa_restarts_total",
+            "Restarts of the managed OPA sidecar.",
+            registry=r,
+        )
+        self.opa_up = Gauge(
+            "aarm_opa_up",
+            "1 while the OPA sidecar answers health checks with its policy active.",
+            registry=r,
+        )
+        self.policy = Info(
+            "aarm_policy",
+            "The policy bundle revision and hash in force.",
+            registry=r,
+        )
+        self.requests_rejected = Counter(
+            "aarm_requests_rejected_total",
+            "Decide calls rejected before evaluation (INVALID_ARGUMENT), by error code.",
+            ["code"],
+            registry=r,
+        )
+        self._codes: set[str] = set()
+        self._codes_lock = threading.Lock()
+
+    def code_label(self, code: str) -> str:
+        """A bounded label value for a reason code that may come from policy."""
+        if code in self._codes:
+            return code
+        if not _CODE_RE.fullmatch(code):
+            return "other"
+        with self._codes_lock:
+            if len(self._codes) >= MAX_POLICY_CODES:
+                return "other"
+            self._codes.add(code)
+        return code

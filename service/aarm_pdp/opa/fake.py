@@ -1,0 +1,46 @@
+"""An in-process policy engine for unit tests and the bench's stub lane.
+
+Like httpx's MockTransport: a handler decides what the "sidecar" answers, so tests
+can return any body or raise any engine error without a process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aarm_pdp.decision.model import PolicyVersion
+
+Handler = Callable[[dict[str, Any]], Any | Awaitable[Any]]
+
+
+class FakePolicyEngine:
+    """A :class:`~aarm_pdp.opa.port.PolicyEngine` whose answers come from ``handler``."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        version: PolicyVersion | None = None,
+        healthy: bool = True,
+    ) -> None:
+        self._handler = handler
+        self._version = version or PolicyVersion(revision="fake", hash="0" * 64)
+        self._healthy = healthy
+        self.calls: list[dict[str, Any]] = []
+
+    async def evaluate(self, input_doc: dict[str, Any], *, timeout: float) -> Any:
+        self.calls.append(input_doc)
+        out = self._handler(input_doc)
+        if isinstance(out, Awaitable):
+            return await out
+        return out
+
+    async def policy_version(self) -> PolicyVersion:
+        return self._version
+
+    async def healthy(self) -> bool:
+        return self._healthy
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,31 @@
+"""The narrow port between the decision engine and a policy engine."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from aarm_pdp.decision.model import PolicyVersion
+
+
+class PolicyEngine(Protocol):
+    """Evaluates the decision entrypoint for one input document.
+
+    ``evaluate`` returns the decoded OPA Data API body (``{"result": ...}`` or ``{}``
+    when undefined) or raises a :class:`~aarm_pdp.errors.PolicyEngineError`.
+    """
+
+    async def evaluate(self, input_doc: dict[str, Any], *, timeout: float) -> Any:
+        """Query the decision entrypoint with ``input_doc``."""
+        ...
+
+    async def policy_version(self) -> PolicyVersion:
+        """The revision and hash of the policy the engine has loaded."""
+        ...
+
+    async def healthy(self) -> bool:
+        """True when the engine answers and its policy is active."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,193 @@
+"""A managed OPA sidecar: a real ``opa run --server`` child process, supervised.
+
+The child listens on a unix socket in a private directory, loads the policy paths
+as bundles, and is restarted with backoff whenever it exits. While it is down, every
+query fails with ``OpaUnavailable`` and the engine answers DENY: there is no other
+path. Start-up fails loudly, with OPA's own error text, if the policy does not load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from aarm_pdp.opa.client import OpaClient
+
+log = logging.getLogger("aarm_pdp.opa.sidecar")
+
+_PR_SET_PDEATHSIG = 1
+
+
+class SidecarStartError(RuntimeError):
+    """OPA did not become ready; the message carries OPA's last words."""
+
+
+def _die_with_parent() -> None:
+    # The child gets SIGTERM if the service dies, even by SIGKILL.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class ManagedOpa:
+    """Starts, watches and restarts one OPA child process."""
+
+    def __init__(
+        self,
+        *,
+        binary: str,
+        policy_paths: list[Path],
+        startup_timeout: float = 20.0,
+        restart_backoff: tuple[float, float] = (0.2, 5.0),
+        on_state: Callable[[bool], None] | None = None,
+        on_restart: Callable[[], None] | None = None,
+    ) -> None:
+        self._binary = binary
+        self._paths = policy_paths
+        self._startup_timeout = startup_timeout
+        self._backoff = restart_backoff
+        self._on_state = on_state or (lambda up: None)
+        self._on_restart = on_restart or (lambda: None)
+        self._dir = tempfile.mkdtemp(prefix="aarm-opa-")
+        os.chmod(self._dir, 0o700)
+        self.socket_path = os.path.join(self._dir, "opa.sock")
+        self.url = f"unix://{self.socket_path}"
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stderr: collections.deque[str] = collections.deque(maxlen=40)
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def pid(self) -> int | None:
+        """The OPA child's pid while it runs."""
+        return self._proc.pid if self._proc and self._proc.returncode is None else None
+
+    def _argv(self) -> list[str]:
+        argv = [
+            self._binary,
+            "run",
+            "--server",
+            "--addr",
+            self.url,
+            "--log-level",
+            "error",
+            "--log-format",
+            "json",
+            "--disable-telemetry",
+        ]
+        for p in self._paths:
+            argv += ["--bundle", str(p)]
+        return argv
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+        self._stderr.clear()
+        proc = await asyncio.create_subprocess_exec(
+            *self._argv(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_die_with_parent,
+        )
+        asyncio.get_running_loop().create_task(self._drain(proc))
+        return proc
+
+    async def _drain(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        async for raw in proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            if line and "root privileges" not in line:
+                self._stderr.append(line)
+                log.warning("opa: %s", line[:2000])
+
+    def last_words(self) -> str:
+        """OPA's recent stderr, for start-up errors."""
+        return "\n".join(self._stderr) or "(opa printed nothing)"
+
+    async def _wait_ready(self, proc: asyncio.subprocess.Process, timeout: float) -> None:
+        probe = OpaClient(self.url, max_connections=1)
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while loop.time() < deadline:
+                if proc.returncode is not None:
+                    await asyncio.sleep(0.05)  # let stderr drain
+                    raise SidecarStartError(
+                        f"opa exited with status {proc.returncode} while loading "
+                        f"{', '.join(map(str, self._paths))}:\n{self.last_words()}"
+                    )
+                if await probe.healthy():
+                    return
+                await asyncio.sleep(0.05)
+            raise SidecarStartError(f"opa not ready after {timeout:.0f}s:\n{self.last_words()}")
+        finally:
+            await probe.aclose()
+
+    async def start(self) -> None:
+        """Spawn OPA, wait until its bundles are active, then supervise it."""
+        self._proc = await self._spawn()
+        try:
+            await self._wait_ready(self._proc, self._startup_timeout)
+        except BaseException:
+            await self._terminate()
+            raise
+        self._on_state(True)
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def _supervise(self) -> None:
+        delay = self._backoff[0]
+        while not self._stopping:
+            assert self._proc is not None
+            code = await self._proc.wait()
+            if self._stopping:
+                return
+            self._on_state(False)
+            log.error("opa exited with status %s; restarting in %.1fs", code, delay)
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            self._on_restart()
+            try:
+                self._proc = await self._spawn()
+                await self._wait_ready(self._proc, self._startup_timeout)
+            except (SidecarStartError, OSError) as exc:
+                log.error("opa restart failed: %s", exc)
+                await self._terminate()
+                delay = min(delay * 2, self._backoff[1])
+                continue
+            delay = self._backoff[0]
+            self._on_state(True)
+            log.warning("opa restarted (pid %s)", self._proc.pid)
+
+    async def _terminate(self) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 5.0)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    async def stop(self) -> None:
+        """Stop supervising and terminate the child."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        await self._terminate()
+        self._on_state(False)
+        with contextlib.suppress(OSError):
+            os.unlink(self.socket_path)
+        with contextlib.suppress(OSError):
+            os.rmdir(self._dir)

@@ -1,0 +1,200 @@
+"""Wiring only: build the parts from config, start them, stop them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from aarm_pdp.api.decision_service import SERVICE_NAME, DecisionServicer
+from aarm_pdp.config import Config
+from aarm_pdp.decision.engine import DecisionEngine
+from aarm_pdp.decision.idempotency import IdempotencyCache
+from aarm_pdp.observability.metrics import Metrics
+from aarm_pdp.opa.bundle import policy_hash
+from aarm_pdp.opa.client import OpaClient
+from aarm_pdp.opa.port import PolicyEngine
+from aarm_pdp.opa.sidecar import ManagedOpa, SidecarStartError
+
+log = logging.getLogger("aarm_pdp.server")
+
+_HEALTH_NAMES = ("", SERVICE_NAME)
+
+
+class StartupError(RuntimeError):
+    """The service refused to become ready; the message says why."""
+
+
+@dataclass
+class App:
+    """A running service: what tests and ``serve`` start and stop."""
+
+    cfg: Config
+    metrics: Metrics
+    engine: DecisionEngine
+    policy: PolicyEngine
+    grpc_server: grpc.aio.Server
+    health: Any
+    port: int
+    sidecar: ManagedOpa | None = None
+    metrics_server: Any = None
+    metrics_port: int | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def _set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in _HEALTH_NAMES:
+            await self.health.set(name, status)
+
+    async def _watch(self) -> None:
+        """Readiness follows OPA health; the policy version is re-read periodically."""
+        loop = asyncio.get_running_loop()
+        o = self.cfg.opa
+        next_refresh = loop.time() + o.policy_refresh_seconds
+        was_up: bool | None = None
+        while True:
+            up = await self.policy.healthy()
+            self.metrics.opa_up.set(1 if up else 0)
+            if up != was_up:
+                await self._set_serving(up)
+                if was_up is not None:
+                    log.warning("policy engine %s", "healthy" if up else "DOWN: denying all")
+                was_up = up
+            if up and (loop.time() >= next_refresh):
+                with contextlib.suppress(Exception):
+                    await self.engine.refresh_policy_version()
+                next_refresh = loop.time() + o.policy_refresh_seconds
+            await asyncio.sleep(o.health_interval_seconds)
+
+    async def stop(self) -> None:
+        """SIGTERM path: NOT_SERVING, drain in-flight calls, stop OPA, close."""
+        await self._set_serving(False)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.grpc_server.stop(self.cfg.server.grace_seconds)
+        if self.sidecar is not None:
+            await self.sidecar.stop()
+        await self.policy.aclose()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+
+
+async def _policy_engine(cfg: Config, metrics: Metrics) -> tuple[PolicyEngine, ManagedOpa | None]:
+    o = cfg.opa
+    if o.url is not None:
+        client = OpaClient(o.url, entrypoint=o.entrypoint, max_connections=o.max_connections)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + o.startup_timeout_seconds
+        while not await client.healthy():
+            if loop.time() > deadline:
+                await client.aclose()
+                raise StartupError(
+                    f"external OPA at {o.url} not healthy after {o.startup_timeout_seconds:.0f}s"
+                )
+            await asyncio.sleep(0.2)
+        return client, None
+    sidecar = ManagedOpa(
+        binary=o.binary,
+        policy_paths=list(o.policy_paths),
+        startup_timeout=o.startup_timeout_seconds,
+        on_state=lambda up: metrics.opa_up.set(1 if up else 0),
+        on_restart=metrics.opa_restarts.inc,
+    )
+    try:
+        await sidecar.start()
+    except SidecarStartError as exc:
+        raise StartupError(str(exc)) from exc
+    client = OpaClient(
+        sidecar.url,
+        entrypoint=o.entrypoint,
+        max_connections=o.max_connections,
+        file_hash=policy_hash(list(o.policy_paths)),
+    )
+    return client, sidecar
+
+
+async def start(cfg: Config, *, metrics: Metrics | None = None) -> App:
+    """Start OPA (or reach it), then the gRPC server and the metrics endpoint."""
+    metrics = metrics or Metrics()
+    policy, sidecar = await _policy_engine(cfg, metrics)
+    try:
+        engine = DecisionEngine(
+            policy,
+            metrics,
+            opa_timeout=cfg.opa.timeout_seconds,
+            cache=IdempotencyCache(
+                cfg.decision.idempotency_entries, cfg.decision.idempotency_ttl_seconds * 10**9
+            ),
+        )
+        await engine.refresh_policy_version()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", cfg.server.max_request_bytes + 4096),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        servicer = DecisionServicer(
+            engine, metrics, cfg.limits, max_request_bytes=cfg.server.max_request_bytes
+        )
+        server.add_generic_rpc_handlers((servicer.handler(),))
+        health_servicer = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        if cfg.server.reflection:
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            )
+        port = server.add_insecure_port(cfg.server.listen)
+        if port == 0:
+            raise StartupError(f"cannot listen on {cfg.server.listen}")
+        await server.start()
+    except BaseException:
+        if sidecar is not None:
+            await sidecar.stop()
+        await policy.aclose()
+        raise
+    app = App(cfg, metrics, engine, policy, server, health_servicer, port, sidecar)
+    if cfg.metrics.listen:
+        host, _, mport = cfg.metrics.listen.rpartition(":")
+        bind = host.strip("[]") or "0.0.0.0"  # noqa: S104 - documented default
+        httpd, _thread = start_http_server(int(mport), addr=bind, registry=metrics.registry)
+        app.metrics_server = httpd
+        app.metrics_port = httpd.server_port
+    await app._set_serving(True)
+    metrics.opa_up.set(1)
+    app._tasks.append(asyncio.get_running_loop().create_task(app._watch()))
+    log.info(
+        "serving aarm.v1 on port %d (policy revision %s, hash %s)",
+        port,
+        engine.policy_version.revision,
+        engine.policy_version.hash[:12],
+    )
+    return app
+
+
+async def serve(cfg: Config) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    app = await start(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: draining in-flight calls for up to %.0fs", cfg.server.grace_seconds)
+    await app.stop()
+    log.info("stopped")
