@@ -93,6 +93,7 @@ class App:
         await self.policy.aclose()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
+            self.metrics_server.server_close()
 
 
 async def _policy_engine(cfg: Config, metrics: Metrics) -> tuple[PolicyEngine, ManagedOpa | None]:

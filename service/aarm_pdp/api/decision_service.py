@@ -24,6 +24,7 @@ from aarm_pdp.observability.metrics import Metrics
 log = logging.getLogger("aarm_pdp.api")
 
 SERVICE_NAME = "aarm.v1.DecisionService"
+_DEADLINE_MARGIN_SECONDS = 0.02
 
 _VERDICT_PB = {
     Verdict.ALLOW: decision_pb2.DECISION_ALLOW,
@@ -130,6 +131,8 @@ class DecisionServicer:
                 await self._reject(context, exc.detail)
                 raise  # unreachable: abort raises
             remaining = context.time_remaining()
+            if remaining is not None:  # leave time for the DENY to reach the client
+                remaining = max(0.0, remaining - _DEADLINE_MARGIN_SECONDS)
             # Shielded: a client that hangs up does not cut a decision (and its
             # metrics and, later, receipt) in half.
             try:

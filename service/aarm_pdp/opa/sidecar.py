@@ -62,6 +62,7 @@ class ManagedOpa:
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=40)
         self._supervisor: asyncio.Task[None] | None = None
+        self._drainer: asyncio.Task[None] | None = None
         self._stopping = False
 
     @property
@@ -80,7 +81,7 @@ class ManagedOpa:
             "error",
             "--log-format",
             "json",
-            "--disable-telemetry",
+            "--skip-version-check",
         ]
         for p in self._paths:
             argv += ["--bundle", str(p)]
@@ -93,16 +94,16 @@ class ManagedOpa:
         proc = await asyncio.create_subprocess_exec(
             *self._argv(),
             stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,  # opa prints load errors on stdout
+            stderr=asyncio.subprocess.STDOUT,
             preexec_fn=_die_with_parent,
         )
-        asyncio.get_running_loop().create_task(self._drain(proc))
+        self._drainer = asyncio.get_running_loop().create_task(self._drain(proc))
         return proc
 
     async def _drain(self, proc: asyncio.subprocess.Process) -> None:
-        assert proc.stderr is not None
-        async for raw in proc.stderr:
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip()
             if line and "root privileges" not in line:
                 self._stderr.append(line)
@@ -119,7 +120,8 @@ class ManagedOpa:
             deadline = loop.time() + timeout
             while loop.time() < deadline:
                 if proc.returncode is not None:
-                    await asyncio.sleep(0.05)  # let stderr drain
+                    if self._drainer is not None:  # read OPA's last words to EOF
+                        await asyncio.wait({self._drainer}, timeout=2.0)
                     raise SidecarStartError(
                         f"opa exited with status {proc.returncode} while loading "
                         f"{', '.join(map(str, self._paths))}:\n{self.last_words()}"

@@ -1,0 +1,3 @@
+package aarm.main
+
+decision := {"decision": "ALLOW" if {
