@@ -92,5 +92,7 @@ containers-test: setup ## opt-in: integration tests against the official OPA ima
 
 check: test ## alias: gen-check + lint + rego-check + tests
 
+-include bench/bench.mk
+
 clean: ## remove the venv, built tools and caches
 	rm -rf $(VENV) $(BIN) .pytest_cache .mypy_cache .ruff_cache

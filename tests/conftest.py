@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from aarm.v1 import decision_pb2_grpc
-
 from aarm_pdp import server
 from aarm_pdp.config import Config, MetricsConfig, OpaConfig, ServerConfig
 
@@ -51,10 +50,46 @@ def service_config(
     ).validate()
 
 
-@pytest.fixture
-async def app(opa_binary: str, request: pytest.FixtureRequest) -> AsyncIterator[server.App]:
+OPA_IMAGE = "openpolicyagent/opa:1.22.3"
+
+
+@pytest.fixture(scope="session")
+def external_opa_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None (managed sidecar, the default), --opa-url, or the official OPA image.
+
+    ``AARM_PDP_TEST_OPA=container`` (``make containers-test``) runs the same tests
+    against the official image through testcontainers; it needs a Docker engine,
+    which CI machines here do not have, so it is opt-in.
+    """
     url = request.config.getoption("--opa-url")
-    running = await server.start(service_config(opa_binary, url=url))
+    if url or os.environ.get("AARM_PDP_TEST_OPA") != "container":
+        yield url
+        return
+    from testcontainers.core.container import DockerContainer  # type: ignore[import-not-found]
+    from testcontainers.core.waiting_utils import wait_for_logs  # type: ignore[import-not-found]
+
+    container = (
+        DockerContainer(OPA_IMAGE)
+        .with_volume_mapping(str(REGO), "/policy", "ro")
+        .with_command("run --server --addr 0.0.0.0:8181 --bundle /policy")
+        .with_exposed_ports(8181)
+    )
+    with container:
+        wait_for_logs(container, "Initializing server", timeout=60)
+        host = container.get_container_host_ip()
+        yield f"http://{host}:{container.get_exposed_port(8181)}"
+
+
+@pytest.fixture
+def managed_only(external_opa_url: str | None) -> None:
+    """Tests that kill or restart the managed sidecar cannot run against an external OPA."""
+    if external_opa_url:
+        pytest.skip("needs the managed OPA sidecar")
+
+
+@pytest.fixture
+async def app(opa_binary: str, external_opa_url: str | None) -> AsyncIterator[server.App]:
+    running = await server.start(service_config(opa_binary, url=external_opa_url))
     try:
         yield running
     finally:

@@ -130,10 +130,19 @@ async def _policy_engine(cfg: Config, metrics: Metrics) -> tuple[PolicyEngine, M
     return client, sidecar
 
 
-async def start(cfg: Config, *, metrics: Metrics | None = None) -> App:
-    """Start OPA (or reach it), then the gRPC server and the metrics endpoint."""
+async def start(
+    cfg: Config, *, metrics: Metrics | None = None, policy_engine: PolicyEngine | None = None
+) -> App:
+    """Start OPA (or reach it), then the gRPC server and the metrics endpoint.
+
+    ``policy_engine`` replaces OPA entirely (the benchmark's stub lane, API tests).
+    """
     metrics = metrics or Metrics()
-    policy, sidecar = await _policy_engine(cfg, metrics)
+    sidecar: ManagedOpa | None = None
+    if policy_engine is not None:
+        policy: PolicyEngine = policy_engine
+    else:
+        policy, sidecar = await _policy_engine(cfg, metrics)
     try:
         engine = DecisionEngine(
             policy,

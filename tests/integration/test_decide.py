@@ -11,10 +11,10 @@ from typing import Any
 import grpc
 import pytest
 from aarm.v1 import decision_pb2, decision_pb2_grpc
+from aarm_pdp import server
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from aarm_pdp import server
 from tests.helpers import decide_request
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,12 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
     (
         "payments",
         "transfer",
-        {"amount": 50000, "currency": "USD", "to_account": "GB29NWBK6016", "from_account": "ACME-OPS-1"},
+        {
+            "amount": 50000,
+            "currency": "USD",
+            "to_account": "GB29NWBK6016",
+            "from_account": "ACME-OPS-1",
+        },
         D.DECISION_STEP_UP,
         "high_impact",
     ),
@@ -38,8 +43,9 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
 
 
 @pytest.mark.parametrize(("tool", "op", "params", "want", "code"), CASES)
-async def test_each_verdict(stub: Any, tool: str, op: str, params: dict[str, Any], want: int,
-                            code: str) -> None:
+async def test_each_verdict(
+    stub: Any, tool: str, op: str, params: dict[str, Any], want: int, code: str
+) -> None:
     resp = await stub.Decide(decide_request(tool, op, params))
     assert resp.decision == want, json_format.MessageToDict(resp)
     assert code in {r.code for r in resp.reasons}
@@ -69,7 +75,9 @@ async def test_unknown_tool_gets_default_posture(stub: Any) -> None:
 
 async def test_missing_identity_denied(stub: Any) -> None:
     resp = await stub.Decide(
-        decide_request("db", "query", {"table": "t", "limit": 5}, identity={"human": "h", "agent": "a"})
+        decide_request(
+            "db", "query", {"table": "t", "limit": 5}, identity={"human": "h", "agent": "a"}
+        )
     )
     assert resp.decision == D.DECISION_DENY
     assert resp.reasons[0].code == "identity_missing"
@@ -95,8 +103,11 @@ def _nested(depth: int) -> dict[str, Any]:
     [
         {"blob": "x" * 70_000},
         _nested(40),
-        {"many": [{"k": i} for i in range(1000)], "more": [{"k": i} for i in range(1000)],
-         "evenmore": [[0] * 999 for _ in range(9)]},
+        {
+            "many": [{"k": i} for i in range(1000)],
+            "more": [{"k": i} for i in range(1000)],
+            "evenmore": [[0] * 999 for _ in range(9)],
+        },
     ],
     ids=["long-string", "deep-40", "too-many-nodes"],
 )
@@ -143,7 +154,7 @@ async def test_health_serving(app: server.App) -> None:
 
 def _metrics(app: server.App) -> str:
     url = f"http://127.0.0.1:{app.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, timeout=5) as r:
         return r.read().decode()
 
 
@@ -160,6 +171,7 @@ async def test_metrics_count_decisions(app: server.App, stub: Any) -> None:
     assert "aarm_inflight_requests 0.0" in text
 
 
+@pytest.mark.usefixtures("managed_only")
 async def test_opa_killed_then_recovers(app: server.App, stub: Any) -> None:
     assert app.sidecar is not None and app.sidecar.pid is not None
     req = decide_request("db", "query", {"table": "customers", "limit": 10})

@@ -13,8 +13,8 @@ from typing import Any
 import grpc
 import pytest
 from aarm.v1 import decision_pb2, decision_pb2_grpc
-
 from aarm_pdp import server
+
 from tests.conftest import POLICIES, REGO, service_config
 from tests.helpers import decide_request
 
@@ -86,23 +86,35 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def external_opa(opa_binary: str, policy: Path = REGO) -> Iterator[str]:
+def external_opa(
+    opa_binary: str, policy: Path = REGO
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = _free_port()
     proc = subprocess.Popen(
-        [opa_binary, "run", "--server", "--addr", f"127.0.0.1:{port}", "--log-level", "error",
-         "--skip-version-check", "--bundle", str(policy)],
+        [
+            opa_binary,
+            "run",
+            "--server",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "error",
+            "--skip-version-check",
+            "--bundle",
+            str(policy),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.kill()
         proc.wait()
 
 
 async def test_external_opa_url_then_opa_dies(opa_binary: str) -> None:
-    with external_opa(opa_binary) as url:
+    with external_opa(opa_binary) as (url, opa):
         async with running(service_config(opa_binary, url=url)) as (app, stub):
             assert app.sidecar is None
             ok = await _decide(stub, *ALLOWED)
@@ -110,8 +122,8 @@ async def test_external_opa_url_then_opa_dies(opa_binary: str) -> None:
             assert ok.policy.revision
             assert len(ok.policy.hash) == 64
             # Kill the external OPA out from under the service.
-            subprocess.run(["pkill", "-KILL", "-f", url.rsplit(":", 1)[1]], check=False)
-            await asyncio.sleep(0.2)
+            opa.kill()
+            await asyncio.to_thread(opa.wait)
             resp = await _decide(stub, *ALLOWED)
             assert resp.decision == D.DECISION_DENY
             assert resp.reasons[0].code == "opa_unavailable"
@@ -145,7 +157,8 @@ class _BadOpa:
                     }[self.mode]
                 writer.write(
                     f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
-                    f"content-length: {len(body)}\r\n\r\n".encode() + body
+                    f"content-length: {len(body)}\r\n\r\n".encode()
+                    + body
                 )
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):

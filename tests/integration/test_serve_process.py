@@ -30,9 +30,17 @@ def _free_port() -> int:
 
 def _serve_cmd(port: int, mport: int, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "aarm_pdp", "serve",
-        "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{mport}",
-        "--log-format", "text", *extra,
+        sys.executable,
+        "-m",
+        "aarm_pdp",
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--metrics-listen",
+        f"127.0.0.1:{mport}",
+        "--log-format",
+        "text",
+        *extra,
     ]
 
 
@@ -77,18 +85,34 @@ def test_grpcurl_with_reflection(served: tuple[subprocess.Popen[str], int]) -> N
     _, port = served
     listing = subprocess.run(
         [str(GRPCURL), "-plaintext", f"127.0.0.1:{port}", "list"],
-        capture_output=True, text=True, check=True, timeout=20,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
     ).stdout
     assert "aarm.v1.DecisionService" in listing
     assert "grpc.health.v1.Health" in listing
     body = {
         "identity": {"human": "alice@acme.example", "agent": "agent-7", "sessionId": "s-1"},
-        "action": {"tool": "database", "operation": "drop", "parameters": {"database": "production"}},
+        "action": {
+            "tool": "database",
+            "operation": "drop",
+            "parameters": {"database": "production"},
+        },
     }
     out = subprocess.run(
-        [str(GRPCURL), "-plaintext", "-d", json.dumps(body), f"127.0.0.1:{port}",
-         "aarm.v1.DecisionService/Decide"],
-        capture_output=True, text=True, check=True, timeout=20,
+        [
+            str(GRPCURL),
+            "-plaintext",
+            "-d",
+            json.dumps(body),
+            f"127.0.0.1:{port}",
+            "aarm.v1.DecisionService/Decide",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
     ).stdout
     resp = json.loads(out)
     assert resp["decision"] == "DECISION_DENY"
@@ -96,7 +120,7 @@ def test_grpcurl_with_reflection(served: tuple[subprocess.Popen[str], int]) -> N
 
 
 def test_sigterm_drains_and_stops_opa(served: tuple[subprocess.Popen[str], int]) -> None:
-    proc, port = served
+    proc, _port = served
     opa_children = _children(proc.pid)
     assert opa_children, "managed OPA child not found"
     proc.send_signal(signal.SIGTERM)
@@ -113,7 +137,10 @@ def test_syntax_error_policy_exits_nonzero_with_reason() -> None:
     port, mport = _free_port(), _free_port()
     proc = subprocess.run(
         _serve_cmd(port, mport, "--policy", str(POLICIES / "syntax_error")),
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 1
     assert "not ready" in proc.stderr
@@ -122,9 +149,24 @@ def test_syntax_error_policy_exits_nonzero_with_reason() -> None:
 
 def test_bad_config_lists_every_problem(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "aarm_pdp", "serve", "--listen", "nope", "--metrics-listen", "x",
-         "--policy", str(tmp_path / "missing"), "--opa-timeout", "0"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "aarm_pdp",
+            "serve",
+            "--listen",
+            "nope",
+            "--metrics-listen",
+            "x",
+            "--policy",
+            str(tmp_path / "missing"),
+            "--opa-timeout",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
     for fragment in ("server.listen", "metrics.listen", "does not exist", "opa.timeout_seconds"):

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import pytest
-
 from aarm_pdp.api.validation import to_action_request
 from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.engine import DecisionEngine
@@ -19,6 +18,7 @@ from aarm_pdp.errors import (
 )
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.opa.fake import FakePolicyEngine
+
 from tests.helpers import decide_request, verdict_doc
 
 
@@ -47,7 +47,9 @@ async def test_allow_from_policy() -> None:
     assert rec.decision.verdict is Verdict.ALLOW
     assert rec.decision_id == "d-0"
     assert fake.calls[0]["action"]["name"] == "db.query"
-    assert _sample(metrics, "aarm_decisions_total", {"decision": "ALLOW", "code": "catalogued"}) == 1
+    assert (
+        _sample(metrics, "aarm_decisions_total", {"decision": "ALLOW", "code": "catalogued"}) == 1
+    )
 
 
 def _raise(exc: Exception) -> Any:

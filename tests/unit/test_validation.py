@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from google.protobuf import struct_pb2
-
 from aarm_pdp.api.validation import to_action_request
 from aarm_pdp.config import LimitsConfig
 from aarm_pdp.errors import ErrorCode, RequestInvalid
+from google.protobuf import struct_pb2
+
 from tests.helpers import decide_request
 
 LIM = LimitsConfig()
@@ -72,8 +72,15 @@ def test_value_without_kind_rejected() -> None:
 
 @pytest.mark.parametrize(
     ("tool", "operation"),
-    [("", "q"), ("db", ""), ("d b", "q"), ("db", "q/../x"), ("db.x", "q"), ("db", "x" * 65),
-     ('db"]; allow', "q")],
+    [
+        ("", "q"),
+        ("db", ""),
+        ("d b", "q"),
+        ("db", "q/../x"),
+        ("db.x", "q"),
+        ("db", "x" * 65),
+        ('db"]; allow', "q"),
+    ],
 )
 def test_names_are_bounded_patterns(tool: str, operation: str) -> None:
     with pytest.raises(RequestInvalid, match="must match"):
@@ -82,7 +89,7 @@ def test_names_are_bounded_patterns(tool: str, operation: str) -> None:
 
 def test_identity_fields_bounded_and_control_chars_rejected() -> None:
     ident = {"agent": "a" * 300, "session_id": "s", "human": "h"}
-    with pytest.raises(RequestInvalid, match="identity.agent longer"):
+    with pytest.raises(RequestInvalid, match=r"identity\.agent longer"):
         to_action_request(decide_request("t", "o", identity=ident), LIM)
     ident = {"agent": "a\nb", "session_id": "s", "human": "h"}
     with pytest.raises(RequestInvalid, match="control characters"):
