@@ -70,7 +70,7 @@ fmt: setup ## apply ruff format and opa fmt
 
 rego-check: setup ## opa fmt, opa check --strict (pinned capabilities), structure, opa test + coverage >= 90%
 	@test -z "$$($(OPA) fmt --list rego)" || { echo "opa fmt would change:"; $(OPA) fmt --list rego; exit 1; }
-	$(OPA) check --strict --capabilities rego/capabilities.json rego
+	$(OPA) check --strict --capabilities rego/capabilities.json --schema rego/schemas rego
 	$(PY) scripts/check_rego_structure.py
 	$(OPA) test rego --coverage --threshold 90 --format json > /dev/null || \
 	  { $(OPA) test rego -v | tail -40; echo "opa test failed or coverage < 90%"; exit 1; }

@@ -1,0 +1,130 @@
+# METADATA
+# title: Tool catalogue
+# description: |
+#   Lookup of the action in the tool catalogue (data.aarm.catalogue.tools, keyed by
+#   "tool.operation") and a lint of the catalogue data itself. Every other package reads
+#   the catalogue through the rules here.
+# related_resources:
+#   - ref: docs/policies/catalogue.md
+#     description: catalogue policy page
+# schemas:
+#   - input: schema.input
+package aarm.catalogue
+
+# METADATA
+# title: entry
+# description: The catalogue entry for input.action.name; undefined for an unknown tool.
+entry := data.aarm.catalogue.tools[input.action.name]
+
+# METADATA
+# title: known
+# description: True when the action names a catalogued tool.
+known if entry
+
+# METADATA
+# title: category
+# description: The tool's category, "unknown" for a tool not in the catalogue.
+category := entry.category if known
+
+else := "unknown"
+
+# METADATA
+# title: risk_tier
+# description: The tool's risk tier, "unknown" for a tool not in the catalogue.
+risk_tier := entry.risk_tier if known
+
+else := "unknown"
+
+# METADATA
+# title: errors
+# description: |
+#   Problems in the catalogue data (unknown category, tier or type, invalid regex,
+#   malformed egress or cap). Tests require this set to be empty.
+errors contains sprintf("%s: unknown category %v", [name, tool.category]) if {
+	some name, tool in data.aarm.catalogue.tools
+	not _known_category(tool)
+}
+
+errors contains sprintf("%s: unknown risk_tier %v", [name, tool.risk_tier]) if {
+	some name, tool in data.aarm.catalogue.tools
+	not _known_tier(tool)
+}
+
+errors contains sprintf("%s: name is not tool.operation", [name]) if {
+	some name, _ in data.aarm.catalogue.tools
+	not regex.match(`^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$`, name)
+}
+
+errors contains sprintf("%s: parameters is not an object", [name]) if {
+	some name, tool in data.aarm.catalogue.tools
+	not _has_parameters(tool)
+}
+
+errors contains sprintf("%s.%s: unknown type %v", [name, param, type_name]) if {
+	some name, param
+	spec := _specs[name][param]
+	some type_name in _declared_types(spec)
+	not type_name in data.aarm.catalogue.parameter_types
+}
+
+errors contains sprintf("%s.%s: invalid regex %v", [name, param, pattern]) if {
+	some name, param
+	spec := _specs[name][param]
+	some pattern in _patterns(spec)
+	not regex.is_valid(pattern)
+}
+
+errors contains sprintf("%s.%s: egress needs kind email|url and mode allowlist|blocklist", [name, param]) if {
+	some name, param
+	spec := _specs[name][param]
+	egress := spec.egress
+	not _valid_egress(egress)
+}
+
+errors contains sprintf("%s.%s: cap must be a number", [name, param]) if {
+	some name, param
+	spec := _specs[name][param]
+	cap := spec.cap
+	not is_number(cap)
+}
+
+errors contains sprintf("%s.%s: default_value above cap", [name, param]) if {
+	some name, param
+	spec := _specs[name][param]
+	spec.default_value > spec.cap
+}
+
+errors contains sprintf("%s: requires_facts must be a list of fact names", [name]) if {
+	some name, tool in data.aarm.catalogue.tools
+	facts := tool.requires_facts
+	not _string_list(facts)
+}
+
+_specs[name][param] := spec if {
+	some name, tool in data.aarm.catalogue.tools
+	some param, spec in tool.parameters
+}
+
+_declared_types(spec) := ({t | t := spec.type; is_string(t)} | {t | is_array(spec.type); some t in spec.type}) | {t | t := spec.items_type}
+
+_patterns(spec) := array.concat([spec.pattern], object.get(spec, "blocked_patterns", [])) if is_string(spec.pattern)
+
+else := object.get(spec, "blocked_patterns", [])
+
+_valid_egress(egress) if {
+	egress.kind in {"email", "url"}
+	egress.mode in {"allowlist", "blocklist"}
+}
+
+_string_list(value) if {
+	is_array(value)
+	every item in value {
+		is_string(item)
+	}
+}
+
+_known_category(tool) if tool.category in data.aarm.catalogue.categories
+
+_known_tier(tool) if tool.risk_tier in data.aarm.catalogue.risk_tiers
+
+_has_parameters(tool) if is_object(tool.parameters)

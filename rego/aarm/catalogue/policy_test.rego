@@ -1,0 +1,80 @@
+package aarm.catalogue_test
+
+import data.aarm.catalogue
+
+_input(name) := {
+	"version": "aarm.v1",
+	"action": {"tool": "t", "operation": "o", "name": name, "parameters": {}},
+	"identity": {}, "facts": {}, "risk_signals": {},
+}
+
+test_catalogue_data_has_no_errors if {
+	count(catalogue.errors) == 0
+}
+
+test_catalogue_has_realistic_size if {
+	count(data.aarm.catalogue.tools) >= 25
+	count(data.aarm.catalogue.tools) <= 40
+}
+
+test_catalogue_covers_every_category if {
+	used := {tool.category | some tool in data.aarm.catalogue.tools}
+	used == {category | some category in data.aarm.catalogue.categories}
+}
+
+test_allow_known_tool_entry if {
+	catalogue.known with input as _input("db.query")
+	catalogue.category == "read" with input as _input("db.query")
+	catalogue.risk_tier == "low" with input as _input("db.query")
+	catalogue.entry.parameters.limit.cap == 1000 with input as _input("db.query")
+}
+
+test_deny_unknown_tool_has_unknown_category_and_tier if {
+	not catalogue.known with input as _input("mcp.mystery")
+	catalogue.category == "unknown" with input as _input("mcp.mystery")
+	catalogue.risk_tier == "unknown" with input as _input("mcp.mystery")
+}
+
+test_errors_flag_bad_category_tier_and_name if {
+	errors := catalogue.errors with data.aarm.catalogue.tools as {"Bad-Name": {
+		"category": "teleport",
+		"risk_tier": "extreme",
+		"parameters": {},
+	}}
+	errors == {
+		"Bad-Name: name is not tool.operation",
+		"Bad-Name: unknown category teleport",
+		"Bad-Name: unknown risk_tier extreme",
+	}
+}
+
+test_errors_flag_missing_parameters_object if {
+	errors := catalogue.errors with data.aarm.catalogue.tools as {"x.y": {"category": "read", "risk_tier": "low"}}
+	errors == {"x.y: parameters is not an object"}
+}
+
+test_errors_flag_bad_parameter_schemas if {
+	errors := catalogue.errors with data.aarm.catalogue.tools as {"x.y": {
+		"category": "read",
+		"risk_tier": "low",
+		"requires_facts": "maintenance_window",
+		"parameters": {
+			"a": {"type": "text"},
+			"b": {"type": ["string", "blob"], "pattern": "(unclosed"},
+			"c": {"type": "array", "items_type": "string", "blocked_patterns": ["[bad"]},
+			"d": {"type": "string", "egress": {"kind": "pigeon", "mode": "allowlist"}},
+			"e": {"type": "integer", "cap": "ten"},
+			"f": {"type": "integer", "cap": 10, "default_value": 20},
+		},
+	}}
+	errors == {
+		"x.y.a: unknown type text",
+		"x.y.b: unknown type blob",
+		"x.y.b: invalid regex (unclosed",
+		"x.y.c: invalid regex [bad",
+		"x.y.d: egress needs kind email|url and mode allowlist|blocklist",
+		"x.y.e: cap must be a number",
+		"x.y.f: default_value above cap",
+		"x.y: requires_facts must be a list of fact names",
+	}
+}

@@ -1,0 +1,116 @@
+# METADATA
+# title: AARM decision entrypoint
+# description: |
+#   Combines the tiers of the reference pack into exactly one decision document, in
+#   the precedence order of docs/opa-contract.md: forbidden DENY, parameter DENY,
+#   missing-context DEFER, context-dependent DENY, high-impact STEP_UP, parameter
+#   MODIFY, catalogued ALLOW, and the default posture for tools not in the catalogue.
+#   The first tier with a finding decides; lower tiers never override it.
+# related_resources:
+#   - ref: docs/policies/main.md
+#     description: main policy page
+#   - ref: docs/opa-contract.md
+#     description: the input and decision document contract
+# schemas:
+#   - input: schema.input
+package aarm.main
+
+import data.aarm.catalogue
+import data.aarm.deferral
+import data.aarm.forbidden
+import data.aarm.params
+import data.aarm.risk
+import data.aarm.stepup
+
+# METADATA
+# title: decision
+# description: |
+#   The decision document: decision, reasons, matched_rules and risk always;
+#   modified_parameters only for MODIFY, approval only for STEP_UP, deferral only for DEFER.
+# entrypoint: true
+decision := object.union(
+	{
+		"decision": _winner.decision,
+		"reasons": _sorted(_winner.reasons),
+		"matched_rules": _matched_rules,
+		"risk": risk.assess(catalogue.risk_tier, {reason.code | some reason in _winner.reasons}),
+	},
+	_verdict_part(_winner.decision),
+)
+
+# The finding tiers in precedence order. The first tier with a reason decides.
+_finding_tiers := [
+	{"decision": "DENY", "reasons": forbidden.reasons},
+	{"decision": "DENY", "reasons": params.deny_reasons},
+	{"decision": "DEFER", "reasons": deferral.reasons},
+	{"decision": "DENY", "reasons": deferral.deny_reasons},
+	{"decision": "STEP_UP", "reasons": stepup.reasons},
+	{"decision": "MODIFY", "reasons": params.modify_reasons},
+]
+
+# The two fallback tiers only speak when no finding tier did.
+_tiers := array.concat(_finding_tiers, [
+	{"decision": "ALLOW", "reasons": _catalogued},
+	{"decision": _default_posture, "reasons": _default},
+])
+
+_no_findings if {
+	every tier in _finding_tiers {
+		count(tier.reasons) == 0
+	}
+}
+
+_winner := [tier | some tier in _tiers; count(tier.reasons) > 0][0]
+
+# Every rule that fired in any tier, not only in the winning one, so an audit shows
+# what a higher tier overrode (for example a STEP_UP finding under a forbidden DENY).
+_matched_rules := sort({reason.rule_id | some tier in _tiers; some reason in tier.reasons})
+
+_verdict_part("MODIFY") := {"modified_parameters": params.modified_parameters}
+
+_verdict_part("STEP_UP") := {"approval": stepup.approval}
+
+_verdict_part("DEFER") := {"deferral": deferral.deferral}
+
+_verdict_part(verdict) := {} if not verdict in {"MODIFY", "STEP_UP", "DEFER"}
+
+# Reasons ordered by rule id, then message, then code.
+_sorted(reasons) := [{"rule_id": key[0], "message": key[1], "code": key[2]} |
+	some key in sort([[reason.rule_id, reason.message, reason.code] | some reason in reasons])
+]
+
+# Only ALLOW and DENY are valid postures (the others need an approval or deferral
+# part); anything else configured falls back to DENY.
+_default_posture := data.aarm.config.default_posture if data.aarm.config.default_posture in {"ALLOW", "DENY"}
+
+else := "DENY"
+
+# METADATA
+# custom:
+#   rule_id: aarm.main.catalogued
+#   code: catalogued
+_catalogued contains _reason(rego.metadata.rule(), sprintf(
+	"%s is a catalogued %s tool (risk tier %s) and no policy finding applies",
+	[input.action.name, catalogue.category, catalogue.risk_tier],
+)) if {
+	_no_findings
+	catalogue.known
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.main.default_posture
+#   code: default_posture
+_default contains _reason(rego.metadata.rule(), sprintf(
+	"%v is not in the tool catalogue; the default posture %s applies",
+	[object.get(input, ["action", "name"], "<no action name>"), _default_posture],
+)) if {
+	_no_findings
+	not catalogue.known
+}
+
+_reason(meta, message) := {
+	"code": meta.custom.code,
+	"rule_id": meta.custom.rule_id,
+	"message": message,
+}

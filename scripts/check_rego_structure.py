@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Check the layout of the Rego policy pack under ``rego/``.
+
+Regal-style rules, enforced because Regal itself is not available here:
+
+* every policy file ``X.rego`` has a sibling ``X_test.rego``;
+* a policy file's package matches its directory (``rego/aarm/params`` is
+  ``package aarm.params``), and a test file's package is that name plus ``_test``;
+* a policy file opens with a ``# METADATA`` block whose ``related_resources`` points
+  at its doc page;
+* every concern directory under ``rego/aarm/`` (a Rego package or a data-only
+  directory such as ``config``) has a page ``docs/policies/<concern>.md``;
+* no Rego file calls a non-deterministic or network builtin (``http.send``,
+  ``time.now_ns``, ``rand.*``, ``net.lookup*``, ``opa.runtime``).
+
+Exit status 0 and ``rego structure ok (N packages)`` on success, otherwise exit
+status 1 and one line per problem. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+BUNDLE_ROOT = "aarm"
+TEST_SUFFIX = "_test.rego"
+FORBIDDEN_CALLS: dict[str, re.Pattern[str]] = {
+    "http.send": re.compile(r"\bhttp\.send\s*\("),
+    "time.now_ns": re.compile(r"\btime\.now_ns\s*\("),
+    "rand.*": re.compile(r"\brand\.[a-z_]+\s*\("),
+    "net.lookup*": re.compile(r"\bnet\.lookup[a-z_]*\s*\("),
+    "opa.runtime": re.compile(r"\bopa\.runtime\s*\("),
+}
+PACKAGE_RE = re.compile(r"^package\s+([A-Za-z_][A-Za-z0-9_.]*)\s*$", re.MULTILINE)
+STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`')
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One structure violation, tied to the file or directory it concerns."""
+
+    path: Path
+    message: str
+
+    def __str__(self) -> str:
+        """Render as ``path: message``."""
+        return f"{self.path}: {self.message}"
+
+    def relative_to(self, root: Path) -> Problem:
+        """Return the same problem with its path relative to ``root`` when possible."""
+        if self.path.is_relative_to(root):
+            return Problem(self.path.relative_to(root), self.message)
+        return self
+
+
+def strip_comments_and_strings(source: str) -> str:
+    """Return ``source`` with string literals emptied and ``#`` comments removed.
+
+    Strings are blanked first so that a ``#`` inside a string does not start a
+    comment, and so that a message mentioning a builtin is not a call.
+    """
+    blanked = STRING_RE.sub('""', source)
+    return "\n".join(line.split("#", 1)[0] for line in blanked.splitlines())
+
+
+def package_of(source: str) -> str | None:
+    """Return the package name declared in ``source``, or None."""
+    match = PACKAGE_RE.search(strip_comments_and_strings(source))
+    return match.group(1) if match else None
+
+
+def expected_package(rego_root: Path, directory: Path) -> str:
+    """Return the package name that a directory under ``rego_root`` must declare."""
+    return ".".join(directory.relative_to(rego_root).parts)
+
+
+def concern_of(rego_root: Path, directory: Path) -> str:
+    """Return the concern name of a directory (its path below ``rego/aarm``)."""
+    return "/".join(directory.relative_to(rego_root / BUNDLE_ROOT).parts)
+
+
+def check_policy_file(rego_root: Path, docs_root: Path, policy: Path) -> list[Problem]:
+    """Check one non-test policy file: its test sibling, package and METADATA."""
+    problems: list[Problem] = []
+    source = policy.read_text(encoding="utf-8")
+    test_file = policy.with_name(policy.stem + TEST_SUFFIX)
+    if not test_file.is_file():
+        problems.append(Problem(policy, f"missing test file {test_file.name}"))
+
+    want = expected_package(rego_root, policy.parent)
+    got = package_of(source)
+    if got != want:
+        problems.append(
+            Problem(policy, f"package {got!r} does not match directory (want {want!r})")
+        )
+
+    concern = concern_of(rego_root, policy.parent)
+    doc_ref = f"docs/policies/{concern}.md"
+    header = source.split("\npackage ", 1)[0]
+    if not header.lstrip().startswith("# METADATA"):
+        problems.append(Problem(policy, "package has no METADATA annotation block"))
+    elif doc_ref not in header:
+        problems.append(
+            Problem(policy, f"package METADATA related_resources does not reference {doc_ref}")
+        )
+    if not (docs_root / f"{concern}.md").is_file():
+        problems.append(Problem(policy, f"missing doc page {doc_ref}"))
+    return problems
+
+
+def check_test_file(rego_root: Path, test_file: Path) -> list[Problem]:
+    """Check that a test file declares ``<package>_test`` and has a policy sibling."""
+    problems: list[Problem] = []
+    want = expected_package(rego_root, test_file.parent) + "_test"
+    got = package_of(test_file.read_text(encoding="utf-8"))
+    if got != want:
+        problems.append(
+            Problem(test_file, f"package {got!r} does not match directory (want {want!r})")
+        )
+    policy = test_file.with_name(test_file.name.removesuffix(TEST_SUFFIX) + ".rego")
+    if not policy.is_file():
+        problems.append(Problem(test_file, f"test file without policy file {policy.name}"))
+    return problems
+
+
+def check_forbidden_calls(rego_file: Path) -> list[Problem]:
+    """Report each forbidden builtin call in a Rego file (comments and strings ignored)."""
+    code = strip_comments_and_strings(rego_file.read_text(encoding="utf-8"))
+    return [
+        Problem(rego_file, f"calls forbidden builtin {name} (decisions must be deterministic)")
+        for name, pattern in FORBIDDEN_CALLS.items()
+        if pattern.search(code)
+    ]
+
+
+def concern_dirs(rego_root: Path) -> list[Path]:
+    """Return every directory under rego/aarm that holds Rego or a data.json."""
+    bundle = rego_root / BUNDLE_ROOT
+    dirs = {path.parent for path in bundle.rglob("*.rego")} | {
+        path.parent for path in bundle.rglob("data.json")
+    }
+    return sorted(dirs)
+
+
+def check(repo: Path) -> tuple[list[Problem], int]:
+    """Run every check over ``repo``; return the problems and the number of concerns."""
+    rego_root = repo / "rego"
+    docs_root = repo / "docs" / "policies"
+    problems: list[Problem] = []
+    if not (rego_root / BUNDLE_ROOT).is_dir():
+        return [Problem(rego_root / BUNDLE_ROOT, "bundle root directory is missing")], 0
+    if not (rego_root / ".manifest").is_file():
+        problems.append(Problem(rego_root / ".manifest", "bundle manifest is missing"))
+
+    stray = sorted(
+        path for path in rego_root.rglob("*.rego") if (rego_root / BUNDLE_ROOT) not in path.parents
+    )
+    problems.extend(Problem(path, f"Rego file outside rego/{BUNDLE_ROOT}/") for path in stray)
+
+    rego_files = sorted((rego_root / BUNDLE_ROOT).rglob("*.rego"))
+    for rego_file in rego_files:
+        if rego_file.name.endswith(TEST_SUFFIX):
+            problems.extend(check_test_file(rego_root, rego_file))
+        else:
+            problems.extend(check_policy_file(rego_root, docs_root, rego_file))
+        problems.extend(check_forbidden_calls(rego_file))
+
+    concerns = concern_dirs(rego_root)
+    for directory in concerns:
+        concern = concern_of(rego_root, directory)
+        if not any(directory.glob("*.rego")) and not (docs_root / f"{concern}.md").is_file():
+            problems.append(Problem(directory, f"missing doc page docs/policies/{concern}.md"))
+    if not (docs_root / "README.md").is_file():
+        problems.append(Problem(docs_root / "README.md", "missing policy index"))
+    return problems, len(concerns)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "repo",
+        nargs="?",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent,
+        help="repository root (default: the parent of scripts/)",
+    )
+    args = parser.parse_args(argv)
+    problems, concerns = check(args.repo.resolve())
+    if problems:
+        for problem in problems:
+            print(problem.relative_to(args.repo.resolve()), file=sys.stderr)
+        print(f"rego structure: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"rego structure ok ({concerns} packages)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
