@@ -15,6 +15,7 @@ BUF_VERSION := v1.75.0
 export GOFLAGS := -mod=readonly
 export GOTOOLCHAIN := local
 
+PY_DIRS := $(wildcard service tests scripts bench)
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 GEN_DIR := gen/python
 
@@ -58,14 +59,14 @@ gen-check: setup ## regenerate into a scratch dir; fail on any drift from the co
 	  diff -r -x __pycache__ -x '__init__.py' $$tmp/aarm $(GEN_DIR)/aarm && echo "generated code up to date"
 
 lint: setup ## ruff, ruff format --check, mypy --strict, buf lint
-	$(VENV)/bin/ruff check service tests scripts bench
-	$(VENV)/bin/ruff format --check service tests scripts bench
+	$(VENV)/bin/ruff check $(PY_DIRS)
+	$(VENV)/bin/ruff format --check $(PY_DIRS)
 	$(VENV)/bin/mypy
 	$(BUF) lint
 
 fmt: setup ## apply ruff format and opa fmt
-	$(VENV)/bin/ruff format service tests scripts bench
-	$(VENV)/bin/ruff check --fix service tests scripts bench
+	$(VENV)/bin/ruff format $(PY_DIRS)
+	$(VENV)/bin/ruff check --fix $(PY_DIRS)
 	$(OPA) fmt -w rego
 
 rego-check: setup ## opa fmt, opa check --strict (pinned capabilities), structure, opa test + coverage >= 90%
