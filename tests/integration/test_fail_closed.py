@@ -188,3 +188,24 @@ async def test_external_opa_never_healthy_refuses_to_start(opa_binary: str) -> N
     cfg = service_config(opa_binary, url=f"http://127.0.0.1:{port}", startup_timeout_seconds=0.5)
     with pytest.raises(server.StartupError, match="not healthy"):
         await server.start(cfg)
+
+
+async def test_operator_bundle_file_replaces_packaged_policy(
+    opa_binary: str, tmp_path: Path
+) -> None:
+    # An operator ships their own signed/built bundle: a .tar.gz, not our directory.
+    custom = tmp_path / "custom"
+    (custom / "aarm" / "main").mkdir(parents=True)
+    (custom / ".manifest").write_text('{"revision": "ops-7", "roots": ["aarm"]}')
+    (custom / "aarm" / "main" / "main.rego").write_text(
+        (POLICIES / "undefined" / "aarm" / "main" / "main.rego").read_text()
+    )
+    bundle = tmp_path / "bundle.tar.gz"
+    build = [opa_binary, "build", "--bundle", str(custom), "--output", str(bundle)]
+    await asyncio.to_thread(subprocess.run, build, check=True)
+    async with running(service_config(opa_binary, policy=bundle)) as (_, stub):
+        ok = await _decide(stub, "only", "this", {})
+        assert ok.decision == D.DECISION_ALLOW
+        assert ok.policy.revision == "ops-7"
+        denied = await _decide(stub, *ALLOWED)
+        assert denied.decision == D.DECISION_DENY
