@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -10,7 +15,7 @@ import grpc
 import pytest
 from aarm.v1 import decision_pb2_grpc
 from aarm_pdp import server
-from aarm_pdp.config import Config, MetricsConfig, OpaConfig, ServerConfig
+from aarm_pdp.config import Config, MetricsConfig, OpaConfig, ServerConfig, SessionConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 REGO = ROOT / "rego"
@@ -33,8 +38,72 @@ def opa_binary() -> str:
     return path
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A real redis-server on a loopback port, in a private directory."""
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server missing: .ci/run installs it (apt-get install redis-server)")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="aarm-redis-")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server_ = RedisServer()
+    try:
+        yield server_
+    finally:
+        server_.stop()
+
+
 def service_config(
-    opa_binary: str, *, policy: Path = REGO, url: str | None = None, **opa: object
+    opa_binary: str,
+    *,
+    policy: Path = REGO,
+    url: str | None = None,
+    state: str = "memory",
+    **opa: object,
 ) -> Config:
     """Loopback ports chosen by the kernel; managed OPA unless ``url`` is given."""
     return Config(
@@ -47,6 +116,7 @@ def service_config(
             **opa,  # type: ignore[arg-type]
         ),
         metrics=MetricsConfig(listen="127.0.0.1:0"),
+        session=SessionConfig(state=state),
     ).validate()
 
 

@@ -10,7 +10,15 @@ from dataclasses import replace
 from pathlib import Path
 
 from aarm_pdp import __version__
-from aarm_pdp.config import Config, ConfigError, LogConfig, MetricsConfig, OpaConfig, ServerConfig
+from aarm_pdp.config import (
+    Config,
+    ConfigError,
+    LogConfig,
+    MetricsConfig,
+    OpaConfig,
+    ServerConfig,
+    SessionConfig,
+)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -41,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
         help="policy directory or bundle for the managed OPA (repeatable; ./rego)",
     )
     s.add_argument("--opa-timeout", type=float, help="seconds per OPA query (1.0)")
+    s.add_argument(
+        "--state",
+        default=_env("STATE"),
+        help="session state: 'memory' (default) or redis://host:port/db",
+    )
     s.add_argument("--no-reflection", action="store_true", help="disable gRPC reflection")
     s.add_argument("--grace", type=float, help="seconds to drain on SIGTERM (10)")
     s.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
@@ -72,6 +85,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         opa = replace(opa, policy_paths=tuple(p.resolve() for p in args.policy))
     if args.opa_timeout is not None:
         opa = replace(opa, timeout_seconds=args.opa_timeout)
+    session = SessionConfig()
+    if args.state:
+        session = replace(session, state=args.state)
     metrics = MetricsConfig()
     if args.metrics_listen is not None:
         metrics = MetricsConfig(listen=args.metrics_listen)
@@ -79,6 +95,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         server=server,
         opa=opa,
         metrics=metrics,
+        session=session,
         log=LogConfig(level=args.log_level, format=args.log_format),
     ).validate()
 

@@ -26,6 +26,9 @@ DEFAULT_HEALTH_INTERVAL_SECONDS = 1.0
 DEFAULT_ENTRYPOINT = "aarm/main/decision"
 DEFAULT_IDEMPOTENCY_ENTRIES = 100_000
 DEFAULT_IDEMPOTENCY_TTL_SECONDS = 600
+DEFAULT_SESSION_TTL_SECONDS = 3600
+DEFAULT_ARTIFACT_TTL_SECONDS = 30 * 24 * 3600
+DEFAULT_STORE_TIMEOUT_SECONDS = 0.5
 
 _LISTEN_RE = re.compile(r"(\[[0-9a-fA-F:]*\]|[A-Za-z0-9.\-]*):\d{1,5}")
 
@@ -116,6 +119,20 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class SessionConfig:
+    """Session context: where it lives and how long."""
+
+    state: str = "memory"
+    """'memory' (one process) or a redis:// URL shared by every replica."""
+    ttl_seconds: int = DEFAULT_SESSION_TTL_SECONDS
+    """Idle time after which a session is forgotten."""
+    artifact_ttl_seconds: int = DEFAULT_ARTIFACT_TTL_SECONDS
+    """How long a tenant remembers the classification written to an artifact."""
+    store_timeout_seconds: float = DEFAULT_STORE_TIMEOUT_SECONDS
+    """Deadline of one store operation; past it the decision is DENY."""
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """The Prometheus endpoint."""
 
@@ -141,6 +158,7 @@ class Config:
     opa: OpaConfig = field(default_factory=OpaConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -181,6 +199,11 @@ class Config:
             errors.append("opa.max_connections must be >= 1")
         if self.decision.idempotency_entries < 0:
             errors.append("decision.idempotency_entries must be >= 0")
+        sc = self.session
+        if sc.state != "memory" and not re.fullmatch(r"rediss?://\S+|unix://\S+", sc.state):
+            errors.append("session.state must be 'memory' or a redis:// URL")
+        if sc.ttl_seconds < 1 or sc.artifact_ttl_seconds < 1 or sc.store_timeout_seconds <= 0:
+            errors.append("session ttl and timeout settings must be > 0")
         if self.log.level not in ("debug", "info", "warning", "error"):
             errors.append("log.level must be debug, info, warning or error")
         if self.log.format not in ("json", "text"):

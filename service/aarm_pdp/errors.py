@@ -9,6 +9,10 @@ Exception hierarchy::
 
     AarmError                      base; carries an ErrorCode
     ├── RequestInvalid             the request breaks the contract or a limit
+    ├── SessionError               a session RPC cannot be honoured
+    │   ├── SessionNotFound        no such session (or decision in it)
+    │   └── SessionConflict        identity mismatch, already started, wrong state
+    ├── SessionStoreUnavailable    the session store (memory or Redis) failed
     ├── PolicyEngineError          the policy engine could not answer
     │   ├── OpaUnavailable         connection refused, reset, sidecar down
     │   ├── OpaTimeout             no answer within the deadline
@@ -33,6 +37,9 @@ class ErrorCode(enum.StrEnum):
 
     REQUEST_INVALID = "request_invalid"
     IDENTITY_MISSING = "identity_missing"
+    SESSION_NOT_FOUND = "session_not_found"
+    SESSION_CONFLICT = "session_conflict"
+    SESSION_STORE_UNAVAILABLE = "session_store_unavailable"
     OPA_UNAVAILABLE = "opa_unavailable"
     OPA_TIMEOUT = "opa_timeout"
     OPA_BAD_RESPONSE = "opa_bad_response"
@@ -57,6 +64,30 @@ class RequestInvalid(AarmError):
     """The request breaks the API contract or a size/depth limit."""
 
     code = ErrorCode.REQUEST_INVALID
+
+
+class SessionError(AarmError):
+    """A session RPC cannot be honoured."""
+
+    code = ErrorCode.SESSION_NOT_FOUND
+
+
+class SessionNotFound(SessionError):
+    """No such session, or no such decision in it."""
+
+    code = ErrorCode.SESSION_NOT_FOUND
+
+
+class SessionConflict(SessionError):
+    """The request conflicts with the session: other identity, already started, wrong state."""
+
+    code = ErrorCode.SESSION_CONFLICT
+
+
+class SessionStoreUnavailable(AarmError):
+    """The session store failed; decisions that need it are DENY."""
+
+    code = ErrorCode.SESSION_STORE_UNAVAILABLE
 
 
 class PolicyEngineError(AarmError):
@@ -104,13 +135,17 @@ class DecisionMalformed(DecisionInvalid):
 _GRPC_STATUS: dict[ErrorCode, tuple[grpc.StatusCode, str]] = {
     ErrorCode.REQUEST_INVALID: (grpc.StatusCode.INVALID_ARGUMENT, "request invalid"),
     ErrorCode.INTERNAL: (grpc.StatusCode.INTERNAL, "internal error"),
+    ErrorCode.SESSION_NOT_FOUND: (grpc.StatusCode.NOT_FOUND, "session or decision not found"),
+    ErrorCode.SESSION_CONFLICT: (grpc.StatusCode.FAILED_PRECONDITION, "session conflict"),
+    ErrorCode.SESSION_STORE_UNAVAILABLE: (grpc.StatusCode.UNAVAILABLE, "session store unavailable"),
 }
 
 
 def grpc_status(code: ErrorCode) -> tuple[grpc.StatusCode, str]:
     """The gRPC status and generic client message for an error that aborts an RPC.
 
-    Only request errors and internal errors abort an RPC; every other code is
-    answered as an OK DENY carrying the code as its reason.
+    On Decide only request errors and internal errors abort the RPC; every other
+    code is answered as an OK DENY carrying the code as its reason. The session RPCs
+    abort with the mapped status.
     """
     return _GRPC_STATUS.get(code, (grpc.StatusCode.INTERNAL, "internal error"))

@@ -15,19 +15,25 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from aarm_pdp.api import session_service
 from aarm_pdp.api.decision_service import SERVICE_NAME, DecisionServicer
 from aarm_pdp.config import Config
 from aarm_pdp.decision.engine import DecisionEngine
 from aarm_pdp.decision.idempotency import IdempotencyCache
+from aarm_pdp.errors import AarmError
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.opa.bundle import policy_hash
 from aarm_pdp.opa.client import OpaClient
 from aarm_pdp.opa.port import PolicyEngine
 from aarm_pdp.opa.sidecar import ManagedOpa, SidecarStartError
+from aarm_pdp.session.catalogue import Catalogue
+from aarm_pdp.session.context import SessionContext
+from aarm_pdp.session.redis_store import RedisSessionStore
+from aarm_pdp.session.store import MemorySessionStore, SessionStore
 
 log = logging.getLogger("aarm_pdp.server")
 
-_HEALTH_NAMES = ("", SERVICE_NAME)
+_HEALTH_NAMES = ("", SERVICE_NAME, session_service.SERVICE_NAME)
 
 
 class StartupError(RuntimeError):
@@ -45,6 +51,8 @@ class App:
     grpc_server: grpc.aio.Server
     health: Any
     port: int
+    store: SessionStore
+    catalogue_box: list[Catalogue]
     sidecar: ManagedOpa | None = None
     metrics_server: Any = None
     metrics_port: int | None = None
@@ -66,8 +74,9 @@ class App:
         next_refresh = loop.time() + o.policy_refresh_seconds
         was_up: bool | None = None
         while True:
-            up = await self.policy.healthy()
-            self.metrics.opa_up.set(1 if up else 0)
+            opa_up = await self.policy.healthy()
+            self.metrics.opa_up.set(1 if opa_up else 0)
+            up = opa_up and await self.store.healthy()
             if up != was_up:
                 await self._set_serving(up)
                 if was_up is not None:
@@ -76,6 +85,7 @@ class App:
             if up and (loop.time() >= next_refresh):
                 with contextlib.suppress(Exception):
                     await self.engine.refresh_policy_version()
+                    self.catalogue_box[0] = await _load_catalogue(self.policy)
                 next_refresh = loop.time() + o.policy_refresh_seconds
             await asyncio.sleep(o.health_interval_seconds)
 
@@ -91,6 +101,7 @@ class App:
         if self.sidecar is not None:
             await self.sidecar.stop()
         await self.policy.aclose()
+        await self.store.aclose()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
@@ -130,6 +141,27 @@ async def _policy_engine(cfg: Config, metrics: Metrics) -> tuple[PolicyEngine, M
     return client, sidecar
 
 
+async def _load_catalogue(policy: PolicyEngine) -> Catalogue:
+    """The tool catalogue; empty (every output untrusted) if the policy has none."""
+    try:
+        return Catalogue.from_policy_data(await policy.tool_catalogue())
+    except AarmError as exc:
+        log.error("tool catalogue unreadable (%s): treating every tool output as untrusted", exc)
+        return Catalogue()
+
+
+def _session_store(cfg: Config) -> SessionStore:
+    sc = cfg.session
+    if sc.state == "memory":
+        return MemorySessionStore(ttl_seconds=sc.ttl_seconds)
+    return RedisSessionStore(
+        sc.state,
+        ttl_seconds=sc.ttl_seconds,
+        artifact_ttl_seconds=sc.artifact_ttl_seconds,
+        timeout=sc.store_timeout_seconds,
+    )
+
+
 async def start(
     cfg: Config, *, metrics: Metrics | None = None, policy_engine: PolicyEngine | None = None
 ) -> App:
@@ -143,10 +175,16 @@ async def start(
         policy: PolicyEngine = policy_engine
     else:
         policy, sidecar = await _policy_engine(cfg, metrics)
+    store = _session_store(cfg)
     try:
+        if not await store.healthy():
+            raise StartupError(f"session store {cfg.session.state!r} does not answer")
+        catalogue_box = [await _load_catalogue(policy)]
+        sessions = SessionContext(store, lambda: catalogue_box[0])
         engine = DecisionEngine(
             policy,
             metrics,
+            sessions=sessions,
             opa_timeout=cfg.opa.timeout_seconds,
             cache=IdempotencyCache(
                 cfg.decision.idempotency_entries, cfg.decision.idempotency_ttl_seconds * 10**9
@@ -163,11 +201,19 @@ async def start(
             engine, metrics, cfg.limits, max_request_bytes=cfg.server.max_request_bytes
         )
         server.add_generic_rpc_handlers((servicer.handler(),))
+        session_servicer = session_service.SessionServicer(sessions, metrics, cfg.limits)
+        server.add_generic_rpc_handlers((session_servicer.handler(),))
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if cfg.server.reflection:
             reflection.enable_server_reflection(
-                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+                (
+                    SERVICE_NAME,
+                    session_service.SERVICE_NAME,
+                    health.SERVICE_NAME,
+                    reflection.SERVICE_NAME,
+                ),
+                server,
             )
         port = server.add_insecure_port(cfg.server.listen)
         if port == 0:
@@ -177,8 +223,20 @@ async def start(
         if sidecar is not None:
             await sidecar.stop()
         await policy.aclose()
+        await store.aclose()
         raise
-    app = App(cfg, metrics, engine, policy, server, health_servicer, port, sidecar)
+    app = App(
+        cfg,
+        metrics,
+        engine,
+        policy,
+        server,
+        health_servicer,
+        port,
+        store,
+        catalogue_box,
+        sidecar,
+    )
     if cfg.metrics.listen:
         host, _, mport = cfg.metrics.listen.rpartition(":")
         bind = host.strip("[]") or "0.0.0.0"  # noqa: S104 - documented default

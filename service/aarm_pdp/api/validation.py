@@ -111,11 +111,8 @@ def _timestamp(ts: timestamp_pb2.Timestamp, present: bool) -> str:
     return rfc3339(ns)
 
 
-def to_action_request(msg: Any, lim: Limits) -> ActionRequest:
-    """Validate a ``aarm.v1.DecideRequest`` and return its plain-data form."""
-    request_id = _ident(msg.request_id, "request_id")
-
-    ident = msg.identity
+def to_identity(ident: Any, lim: Limits) -> Identity:
+    """Validate an ``aarm.v1.Identity``."""
     delegations = tuple(
         Delegation(
             delegator=_ident(d.delegator, "identity.delegation_chain[].delegator", required=True),
@@ -130,7 +127,7 @@ def to_action_request(msg: Any, lim: Limits) -> ActionRequest:
         raise RequestInvalid(
             f"identity.delegation_chain has more than {lim.max_delegations} entries"
         )
-    identity = Identity(
+    return Identity(
         tenant=_ident(ident.tenant, "identity.tenant"),
         human=_ident(ident.human, "identity.human"),
         service=_ident(ident.service, "identity.service"),
@@ -139,6 +136,12 @@ def to_action_request(msg: Any, lim: Limits) -> ActionRequest:
         roles=_ids(ident.roles, "identity.roles", lim.max_roles),
         delegation_chain=delegations,
     )
+
+
+def to_action_request(msg: Any, lim: Limits) -> ActionRequest:
+    """Validate a ``aarm.v1.DecideRequest`` and return its plain-data form."""
+    request_id = _ident(msg.request_id, "request_id")
+    identity = to_identity(msg.identity, lim)
 
     act = msg.action
     if not NAME_RE.fullmatch(act.tool):

@@ -8,11 +8,13 @@ with ``internal``. Nothing here can produce ALLOW except a valid policy document
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import Callable
 
+from aarm_pdp.decision import metatools
 from aarm_pdp.decision.idempotency import IdempotencyCache
 from aarm_pdp.decision.input import build_input
 from aarm_pdp.decision.model import (
@@ -29,11 +31,14 @@ from aarm_pdp.errors import AarmError, ErrorCode
 from aarm_pdp.observability import logging as aarm_logging
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.opa.port import PolicyEngine
+from aarm_pdp.session.context import SessionContext
 
 log = logging.getLogger("aarm_pdp.decision")
 
 _FAIL_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.IDENTITY_MISSING: "action carries no verifiable identity (AARM R6)",
+    ErrorCode.SESSION_STORE_UNAVAILABLE: "session context unavailable; failing closed",
+    ErrorCode.SESSION_CONFLICT: "identity does not match the session; failing closed",
     ErrorCode.OPA_UNAVAILABLE: "policy engine unavailable; failing closed",
     ErrorCode.OPA_TIMEOUT: "policy engine did not answer in time; failing closed",
     ErrorCode.OPA_BAD_RESPONSE: "policy engine answered with an error; failing closed",
@@ -69,6 +74,8 @@ class DecisionEngine:
         clock_ns: Callable[[], int] = time.time_ns,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         cache: IdempotencyCache | None = None,
+        sessions: SessionContext | None = None,
+        meta_tools: dict[str, metatools.MetaTool] | None = None,
     ) -> None:
         self._policy = policy
         self._metrics = metrics
@@ -76,6 +83,8 @@ class DecisionEngine:
         self._clock = clock_ns
         self._new_id = new_id
         self._cache = cache if cache is not None else IdempotencyCache()
+        self._sessions = sessions
+        self._meta_tools = metatools.DEFAULT_META_TOOLS if meta_tools is None else meta_tools
         self.policy_version = PolicyVersion()
 
     async def refresh_policy_version(self) -> PolicyVersion:
@@ -121,7 +130,7 @@ class DecisionEngine:
         )
         started = time.perf_counter()
         try:
-            decision = await self._evaluate(request, now_ns, deadline)
+            decision = await self._evaluate(request, now_ns, deadline, decision_id)
         finally:
             aarm_logging.reset(token)
         record = DecisionRecord(
@@ -137,14 +146,23 @@ class DecisionEngine:
         return record
 
     async def _evaluate(
-        self, request: ActionRequest, now_ns: int, deadline: float | None
+        self, request: ActionRequest, now_ns: int, deadline: float | None, decision_id: str
     ) -> Decision:
         m = self._metrics
         try:
             missing = request.identity.missing()
             if missing:
                 return self._failed(ErrorCode.IDENTITY_MISSING, "missing " + ", ".join(missing))
-            input_doc = build_input(request, now_ns=now_ns)
+            action = metatools.resolve(request.action, self._meta_tools)
+            if action is not request.action:
+                request = dataclasses.replace(request, action=action)
+            prepared = None
+            context = None
+            if self._sessions is not None:
+                prepared = await self._sessions.prepare(request, now_ns)
+                context = prepared.input_parts
+                m.drift.observe(context["drift"]["action"])
+            input_doc = build_input(request, now_ns=now_ns, context=context)
             timeout = self._timeout if deadline is None else max(0.0, min(self._timeout, deadline))
             t0 = time.perf_counter()
             try:
@@ -154,7 +172,11 @@ class DecisionEngine:
                 raise
             finally:
                 m.opa_query_duration.observe(time.perf_counter() - t0)
-            return parse_result(body)
+            decision = parse_result(body)
+            if self._sessions is not None and prepared is not None:
+                # Recorded before it runs (AARM R2); no record, no verdict.
+                await self._sessions.commit(prepared, request, decision_id, decision, now_ns)
+            return decision
         except AarmError as exc:
             log.warning("failing closed: %s: %s", exc.code.value, exc.detail)
             return self._failed(exc.code)

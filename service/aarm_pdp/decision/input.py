@@ -31,8 +31,46 @@ def _delegation(d: Delegation) -> dict[str, Any]:
     }
 
 
-def build_input(request: ActionRequest, *, now_ns: int) -> dict[str, Any]:
-    """The versioned OPA input for ``request`` evaluated at ``now_ns``."""
+def empty_context() -> dict[str, Any]:
+    """The context parts for a request judged without any session history."""
+    return {
+        "session": {
+            "known": False,
+            "original_request": None,
+            "action_count": 0,
+            "elapsed_seconds": 0,
+            "tools_used": [],
+            "categories_used": [],
+            "highest_classification": "NONE",
+            "labels": [],
+            "untrusted_content": False,
+            "counts": {"60": {"all": 0}, "3600": {"all": 0}},
+            "recent": [],
+            "pending_deferrals": [],
+            "artifact_classification": "NONE",
+        },
+        "dependencies": {"deferred": [], "denied": [], "unknown": [], "depth": 0},
+        "provenance": {"parameters": {}, "untrusted_only": [], "unseen": []},
+        "drift": {
+            "action": 0.0,
+            "alignment": 1.0,
+            "max": 0.0,
+            "ema": 0.0,
+            "components": {"scope": 0.0, "classification": 0.0, "novelty": 0.0, "chain": 0.0},
+            "scope_expansion": False,
+            "classification_escalation": False,
+        },
+    }
+
+
+def build_input(
+    request: ActionRequest, *, now_ns: int, context: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The versioned OPA input for ``request`` evaluated at ``now_ns``.
+
+    ``context`` holds the ``session``, ``dependencies``, ``provenance`` and ``drift``
+    parts computed from the session (see :mod:`aarm_pdp.session.context`).
+    """
     ident = request.identity
     action = request.action
     return {
@@ -62,4 +100,5 @@ def build_input(request: ActionRequest, *, now_ns: int) -> dict[str, Any]:
             for name, f in sorted(request.facts.items())
         },
         "risk_signals": dict(sorted(request.risk_signals.items())),
+        **(context if context is not None else empty_context()),
     }

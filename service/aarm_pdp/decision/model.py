@@ -72,6 +72,8 @@ class Decision:
     modified_parameters: dict[str, Any] | None = None
     approval: Approval | None = None
     deferral: Deferral | None = None
+    data_classification: str | None = None
+    data_labels: tuple[str, ...] = ()
     fail_closed: bool = False
 
 

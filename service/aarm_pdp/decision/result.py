@@ -26,6 +26,7 @@ MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 _VERDICTS = {v.value: v for v in Verdict}
 _LEVELS = {v.value: v for v in RiskLevel}
+DATA_LEVELS = ("PUBLIC", "INTERNAL", "CONFIDENTIAL", "RESTRICTED")
 
 
 def _str(doc: dict[str, Any], key: str, where: str, *, allow_empty: bool = False) -> str:
@@ -139,6 +140,13 @@ def parse_result(body: Any) -> Decision:
     elif "deferral" in doc:
         raise DecisionMalformed("deferral present without DEFER")
 
+    data_classification = doc.get("data_classification")
+    if data_classification is not None and data_classification not in DATA_LEVELS:
+        raise DecisionMalformed("data_classification must be PUBLIC..RESTRICTED")
+    data_labels: tuple[str, ...] = ()
+    if "data_labels" in doc:
+        data_labels = _str_list(doc["data_labels"], "data_labels")
+
     return Decision(
         verdict=verdict,
         reasons=reasons,
@@ -148,4 +156,6 @@ def parse_result(body: Any) -> Decision:
         modified_parameters=modified,
         approval=approval,
         deferral=deferral,
+        data_classification=data_classification,
+        data_labels=data_labels,
     )

@@ -19,6 +19,7 @@ LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
 
+DRIFT_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 MAX_POLICY_CODES = 64
 _CODE_RE = re.compile(r"[a-z][a-z0-9_]{0,47}")
 
@@ -40,6 +41,12 @@ class Metrics:
             "aarm_decisions_total",
             "Decisions returned, by verdict and first reason code.",
             ["decision", "code"],
+            registry=r,
+        )
+        self.drift = Histogram(
+            "aarm_drift_score",
+            "Per-action drift score (0 aligned .. 1 drifted) computed before policy.",
+            buckets=DRIFT_BUCKETS,
             registry=r,
         )
         self.errors = Counter(

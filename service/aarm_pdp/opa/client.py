@@ -90,6 +90,10 @@ class OpaClient:
             resp = await self._http.get(path, timeout=timeout)
         return _decode(resp)
 
+    async def tool_catalogue(self) -> Any:
+        """``data.aarm.catalogue.tools`` as OPA holds it ({} when the policy has none)."""
+        return (await self._get("/v1/data/aarm/catalogue/tools")).get("result") or {}
+
     async def healthy(self) -> bool:
         try:
             with _translate_errors():

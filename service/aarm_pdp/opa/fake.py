@@ -23,10 +23,12 @@ class FakePolicyEngine:
         *,
         version: PolicyVersion | None = None,
         healthy: bool = True,
+        catalogue: dict[str, Any] | None = None,
     ) -> None:
         self._handler = handler
         self._version = version or PolicyVersion(revision="fake", hash="0" * 64)
         self._healthy = healthy
+        self._catalogue = catalogue or {}
         self.calls: list[dict[str, Any]] = []
 
     async def evaluate(self, input_doc: dict[str, Any], *, timeout: float) -> Any:
@@ -38,6 +40,9 @@ class FakePolicyEngine:
 
     async def policy_version(self) -> PolicyVersion:
         return self._version
+
+    async def tool_catalogue(self) -> Any:
+        return self._catalogue
 
     async def healthy(self) -> bool:
         return self._healthy

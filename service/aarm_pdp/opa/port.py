@@ -22,6 +22,10 @@ class PolicyEngine(Protocol):
         """The revision and hash of the policy the engine has loaded."""
         ...
 
+    async def tool_catalogue(self) -> Any:
+        """The policy's tool catalogue document (``data.aarm.catalogue.tools``)."""
+        ...
+
     async def healthy(self) -> bool:
         """True when the engine answers and its policy is active."""
         ...

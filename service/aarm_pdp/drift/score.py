@@ -1,0 +1,97 @@
+"""Deterministic drift and intent-alignment scores. PURE.
+
+Per action, four components in [0, 1]:
+
+- ``scope``: 1 when the session declared an expected scope and the action's tool,
+  ``tool.operation`` and category are all outside it;
+- ``classification``: how far the session's highest data classification (including
+  the level this action is predicted to touch) exceeds the declared maximum,
+  as a fraction of the scale (one level = 1/3);
+- ``novelty``: 1 when this tool.operation was not used earlier in the session;
+- ``chain``: action count over the chain-length limit, capped at 1.
+
+``action`` = the weighted sum (weights in :class:`DriftWeights`), capped at 1.
+Cumulative drift is reported two ways, both documented for policy authors:
+``max`` (running maximum) and ``ema`` (exponential moving average, ``alpha``).
+``alignment`` = 1 - ``action``. Thresholds live in policy data, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+LEVELS = ("PUBLIC", "INTERNAL", "CONFIDENTIAL", "RESTRICTED")
+LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
+TOP_LEVEL = len(LEVELS) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class DriftWeights:
+    """Weights of the drift components and the EMA factor."""
+
+    scope: float = 0.5
+    classification: float = 0.3
+    novelty: float = 0.1
+    chain: float = 0.1
+    alpha: float = 0.5
+    chain_limit: int = 30
+
+
+def level(name: str | None) -> int:
+    """Index of a classification name; unknown or missing names count as the top level."""
+    if name is None:
+        return TOP_LEVEL
+    return LEVEL_INDEX.get(name.upper(), TOP_LEVEL)
+
+
+def in_scope(scope: tuple[str, ...], tool: str, name: str, category: str) -> bool:
+    """True when the scope is empty or names the tool, the tool.operation or the category."""
+    return not scope or tool in scope or name in scope or (bool(category) and category in scope)
+
+
+def score(
+    *,
+    tool: str,
+    name: str,
+    category: str,
+    expected_scope: tuple[str, ...],
+    max_classification: int | None,
+    highest_seen: int,
+    predicted: int,
+    tools_used: frozenset[str] | set[str],
+    action_count: int,
+    previous_max: float,
+    previous_ema: float,
+    weights: DriftWeights,
+) -> dict[str, Any]:
+    """``input.drift`` for one action."""
+    scope = 0.0 if in_scope(expected_scope, tool, name, category) else 1.0
+    top = max(highest_seen, predicted)
+    over = 0 if max_classification is None else max(0, top - max_classification)
+    classification = over / TOP_LEVEL
+    novelty = 0.0 if (action_count == 0 or name in tools_used) else 1.0
+    chain = min(1.0, action_count / weights.chain_limit) if weights.chain_limit else 0.0
+    action = min(
+        1.0,
+        weights.scope * scope
+        + weights.classification * classification
+        + weights.novelty * novelty
+        + weights.chain * chain,
+    )
+    a = weights.alpha
+    ema = action if action_count == 0 else a * action + (1 - a) * previous_ema
+    return {
+        "action": round(action, 6),
+        "alignment": round(1.0 - action, 6),
+        "max": round(max(previous_max, action), 6),
+        "ema": round(ema, 6),
+        "components": {
+            "scope": scope,
+            "classification": round(classification, 6),
+            "novelty": novelty,
+            "chain": round(chain, 6),
+        },
+        "scope_expansion": scope > 0,
+        "classification_escalation": over > 0,
+    }

@@ -1,0 +1,102 @@
+"""Find indicator values in text and parameters, and fingerprint them. PURE.
+
+Indicators are the parts of a value an attacker would want to steer: e-mail
+addresses, URLs and domains, account numbers (IBANs), file paths and phone numbers.
+Each is normalised and hashed (BLAKE2b-128), so session state never holds the raw
+value: the index answers "was this exact value seen before, and where?" only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@([A-Za-z0-9\-]{1,63}\.)+[A-Za-z]{2,24}")
+URL_RE = re.compile(r"\bhttps?://[^\s\"'<>]{1,2048}", re.IGNORECASE)
+DOMAIN_RE = re.compile(r"\b((?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,24})\b", re.I)
+IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
+PATH_RE = re.compile(r"(?:(?<=\s)|^)(/[A-Za-z0-9._\-]+(?:/[A-Za-z0-9._\-*]+)*/?)")
+TOKEN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:/+\-]{2,127}")
+PHONE_RE = re.compile(r"(?<![\w])\+?\d[\d \-().]{7,18}\d(?![\w])")
+
+MAX_TEXT = 65_536
+MAX_INDICATORS = 256
+
+Indicator = tuple[str, str]  # (kind, normalised value)
+
+
+def _domain_of_url(url: str) -> str:
+    rest = url.split("://", 1)[1]
+    host = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    return host.rsplit("@", 1)[-1].split(":", 1)[0].lower().rstrip(".")
+
+
+def indicators_in_text(text: str) -> list[Indicator]:
+    """Indicators found in ``text`` (bounded), in order of appearance, de-duplicated."""
+    text = text[:MAX_TEXT]
+    found: dict[Indicator, None] = {}
+    for m in EMAIL_RE.finditer(text):
+        email = m.group(0).lower()
+        found[("email", email)] = None
+        found[("domain", email.rsplit("@", 1)[1])] = None
+    for m in URL_RE.finditer(text):
+        url = m.group(0).rstrip(".,);]")
+        found[("url", url)] = None
+        found[("domain", _domain_of_url(url))] = None
+    for m in IBAN_RE.finditer(text):
+        found[("account", m.group(0).replace(" ", ""))] = None
+    for m in PHONE_RE.finditer(text):
+        digits = re.sub(r"\D", "", m.group(0))
+        if 8 <= len(digits) <= 15:
+            found[("phone", digits)] = None
+    for m in PATH_RE.finditer(text):
+        found[("path", m.group(1).rstrip("/") or "/")] = None
+    if not found or len(text) < 256:
+        for m in DOMAIN_RE.finditer(text):
+            dom = m.group(1).lower()
+            if "." in dom and not dom.replace(".", "").isdigit():
+                found.setdefault(("domain", dom), None)
+    return list(found)[:MAX_INDICATORS]
+
+
+def tokens_in_text(text: str) -> list[Indicator]:
+    """Every word-like token (names, amounts, ids) as a ``value`` indicator, bounded."""
+    out: dict[Indicator, None] = {}
+    for m in TOKEN_RE.finditer(text[:MAX_TEXT]):
+        out[("value", m.group(0).rstrip(".,;:").lower())] = None
+        if len(out) >= MAX_INDICATORS:
+            break
+    return list(out)
+
+
+def fingerprint(ind: Indicator) -> str:
+    """A 32-hex-digit BLAKE2b digest of an indicator: what session state stores."""
+    kind, value = ind
+    return hashlib.blake2b(f"{kind}\0{value}".encode(), digest_size=16).hexdigest()
+
+
+def _walk(value: Any, path: str, depth: int) -> Iterator[tuple[str, str]]:
+    if depth > 8:
+        return
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield path, str(value)
+    elif isinstance(value, dict):
+        for k in sorted(value):
+            yield from _walk(value[k], f"{path}.{k}" if path else k, depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value[:64]):
+            yield from _walk(item, f"{path}[{i}]", depth + 1)
+
+
+def parameter_strings(parameters: dict[str, Any]) -> list[tuple[str, str]]:
+    """(path, string) for every string inside the parameters, bounded in depth and count."""
+    out = []
+    for item in _walk(parameters, "", 0):
+        out.append(item)
+        if len(out) >= MAX_INDICATORS:
+            break
+    return out

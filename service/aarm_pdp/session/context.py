@@ -1,0 +1,270 @@
+"""The context accumulator: what Decide needs from the session, and what it leaves.
+
+``prepare`` reads the session (one store round trip) and computes, with pure
+functions, ``input.session``, ``input.dependencies``, ``input.provenance`` and
+``input.drift``. ``commit`` records the decided action atomically. The session RPCs
+(start, outcome, end) live here too. Store failures raise
+:class:`~aarm_pdp.errors.SessionStoreUnavailable`; the engine turns them into DENY.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aarm_pdp.decision.model import Decision
+from aarm_pdp.decision.request import ActionRequest, Identity
+from aarm_pdp.drift.score import DriftWeights, level, score
+from aarm_pdp.errors import SessionConflict, SessionNotFound
+from aarm_pdp.provenance import classify as prov
+from aarm_pdp.provenance.indicators import fingerprint, indicators_in_text, parameter_strings
+from aarm_pdp.session import state as st
+from aarm_pdp.session.catalogue import Catalogue
+from aarm_pdp.session.store import SessionStore, session_key
+
+_ARTIFACT_KINDS = ("path", "url")
+_WRITE_CATEGORIES = ("write", "external_communication")
+
+
+@dataclass
+class Prepared:
+    """What ``prepare`` computed, carried to ``commit``."""
+
+    key: str
+    input_parts: dict[str, Any]
+    category: str
+    artifacts: list[str] = field(default_factory=list)
+    artifact_level: int = -1
+
+
+def _log_bytes(entry: dict[str, Any]) -> list[bytes]:
+    return [json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()]
+
+
+def _check_identity(state: st.SessionState, ident: Identity) -> None:
+    if (state.human and ident.human and state.human != ident.human) or (
+        state.agent and ident.agent and state.agent != ident.agent
+    ):
+        raise SessionConflict("identity does not match the session's bound identity")
+
+
+def _artifact_fps(parameters: dict[str, Any]) -> list[str]:
+    fps: set[str] = set()
+    for _, text in parameter_strings(parameters):
+        for ind in indicators_in_text(text):
+            if ind[0] in _ARTIFACT_KINDS:
+                fps.add(fingerprint(ind))
+    return sorted(fps)
+
+
+class SessionContext:
+    """Reads and writes session context around each decision."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        catalogue: Callable[[], Catalogue],
+        weights: DriftWeights | None = None,
+    ) -> None:
+        self.store = store
+        self._catalogue = catalogue
+        self._weights = weights or DriftWeights()
+
+    async def prepare(self, request: ActionRequest, now_ns: int) -> Prepared:
+        """Load the session and compute the context parts of the OPA input."""
+        ident = request.identity
+        action = request.action
+        key = session_key(ident.tenant, ident.session_id)
+        per_param = prov.parameter_fingerprints(action.parameters)
+        fps = sorted({fp for pairs in per_param.values() for _, fp in pairs})
+        artifacts = _artifact_fps(action.parameters)
+        raw, seen, art_level = await self.store.load(key, fps, ident.tenant, artifacts)
+        if raw is None:
+            state = st.new_session(
+                ident.session_id,
+                tenant=ident.tenant,
+                human=ident.human,
+                service=ident.service,
+                agent=ident.agent,
+                now_ns=now_ns,
+            )
+        else:
+            state = st.SessionState.from_bytes(raw)
+            _check_identity(state, ident)
+        info = self._catalogue().get(action.name)
+        orig = state.original
+        drift = score(
+            tool=action.tool,
+            name=action.name,
+            category=info.category,
+            expected_scope=tuple(orig.expected_scope) if orig else (),
+            max_classification=level(orig.max_classification)
+            if orig and orig.max_classification
+            else None,
+            highest_seen=max(state.highest, art_level),
+            predicted=-1,
+            tools_used=set(state.tools),
+            action_count=state.action_count,
+            previous_max=state.drift_max,
+            previous_ema=state.drift_ema,
+            weights=self._weights,
+        )
+        parts = {
+            "session": st.summary(state, now_ns, art_level),
+            "dependencies": st.dependencies(state, action.depends_on),
+            "provenance": prov.classify(per_param, seen),
+            "drift": drift,
+        }
+        return Prepared(key, parts, info.category, artifacts, art_level)
+
+    async def commit(
+        self,
+        prepared: Prepared,
+        request: ActionRequest,
+        decision_id: str,
+        decision: Decision,
+        now_ns: int,
+    ) -> None:
+        """Record the decided action in the session (before it runs)."""
+        ident = request.identity
+        verdict = decision.verdict.value
+        predicted = decision.data_classification
+        if prepared.artifact_level >= 0 and verdict != "DENY":
+            art = st.level_name(prepared.artifact_level)
+            predicted = art if predicted is None or level(art) > level(predicted) else predicted
+        depth = int(prepared.input_parts["dependencies"]["depth"])
+
+        def apply(raw: bytes | None) -> tuple[bytes, tuple[dict[str, Any], int]]:
+            if raw is None:
+                state = st.new_session(
+                    ident.session_id,
+                    tenant=ident.tenant,
+                    human=ident.human,
+                    service=ident.service,
+                    agent=ident.agent,
+                    now_ns=now_ns,
+                )
+            else:
+                state = st.SessionState.from_bytes(raw)
+            entry = st.record_decision(
+                state,
+                decision_id=decision_id,
+                name=request.action.name,
+                category=prepared.category,
+                verdict=verdict,
+                classification=predicted,
+                labels=decision.data_labels,
+                defer_depth=depth,
+                drift=prepared.input_parts["drift"],
+                now_ns=now_ns,
+            )
+            return state.to_bytes(), (entry, state.highest)
+
+        _, highest = await self.store.update(prepared.key, apply, lambda r: _log_bytes(r[0]))
+        if (
+            prepared.category in _WRITE_CATEGORIES
+            and verdict != "DENY"
+            and highest >= 0
+            and prepared.artifacts
+        ):
+            await self.store.artifacts_raise(
+                ident.tenant, dict.fromkeys(prepared.artifacts, highest)
+            )
+
+    async def start(self, ident: Identity, original: st.OriginalRequest, now_ns: int) -> str:
+        """Bind a session to its original request; returns the context log head."""
+        key = session_key(ident.tenant, ident.session_id)
+
+        def apply(raw: bytes | None) -> tuple[bytes, tuple[dict[str, Any], str]]:
+            if raw is None:
+                state = st.new_session(
+                    ident.session_id,
+                    tenant=ident.tenant,
+                    human=ident.human,
+                    service=ident.service,
+                    agent=ident.agent,
+                    now_ns=now_ns,
+                    original=original,
+                )
+            else:
+                state = st.SessionState.from_bytes(raw)
+                _check_identity(state, ident)
+                if state.original is not None:
+                    raise SessionConflict("session already started with an original request")
+                state.original = original
+                state.known = True
+            entry = {
+                "kind": "start",
+                "at_ns": now_ns,
+                "original_request_fingerprint": fingerprint(("text", original.text)),
+                "intent_class": original.intent_class,
+                "expected_scope": original.expected_scope,
+                "max_classification": original.max_classification,
+            }
+            head = st.chain(state, entry)
+            return state.to_bytes(), (entry, head)
+
+        _, head = await self.store.update(key, apply, lambda r: _log_bytes(r[0]))
+        user = prov.fingerprints_of([original.text])
+        await self.store.index_add(key, dict.fromkeys(user, prov.USER))
+        return head
+
+    async def record_outcome(
+        self,
+        ident: Identity,
+        *,
+        decision_id: str,
+        executed: bool,
+        classification: str | None,
+        labels: tuple[str, ...],
+        texts: list[str],
+        trust: bool | None,
+        output_digest: str,
+        now_ns: int,
+    ) -> tuple[str, int]:
+        """Fold an outcome into the session; returns (log head, highest level)."""
+        key = session_key(ident.tenant, ident.session_id)
+        trusted_box: list[bool] = []
+
+        def apply(raw: bytes | None) -> tuple[bytes, tuple[dict[str, Any], str, int]]:
+            if raw is None:
+                raise SessionNotFound("no such session")
+            state = st.SessionState.from_bytes(raw)
+            _check_identity(state, ident)
+            rec = state.decisions.get(decision_id)
+            if rec is None:
+                raise SessionNotFound("no such decision in this session")
+            if rec[2] in ("DENY", "DEFER"):
+                raise SessionConflict(f"decision was {rec[2]}: the action must not have run")
+            trusted = trust if trust is not None else self._catalogue().get(rec[0]).trusted_output
+            trusted_box[:] = [trusted]
+            entry = st.record_outcome(
+                state,
+                decision_id=decision_id,
+                executed=executed,
+                classification=classification,
+                labels=labels,
+                untrusted=executed and not trusted,
+                output_digest=output_digest,
+                now_ns=now_ns,
+            )
+            return state.to_bytes(), (entry, state.log_head, state.highest)
+
+        _, head, highest = await self.store.update(key, apply, lambda r: _log_bytes(r[0]))
+        if executed and texts:
+            mask = prov.TOOL_TRUSTED if trusted_box and trusted_box[0] else prov.TOOL_UNTRUSTED
+            await self.store.index_add(key, dict.fromkeys(prov.fingerprints_of(texts), mask))
+        return head, highest
+
+    async def end(self, ident: Identity) -> tuple[str, int]:
+        """Close a session; returns (final log head, action count)."""
+        key = session_key(ident.tenant, ident.session_id)
+        raw, _, _ = await self.store.load(key, [], ident.tenant, [])
+        if raw is None:
+            raise SessionNotFound("no such session")
+        state = st.SessionState.from_bytes(raw)
+        _check_identity(state, ident)
+        await self.store.delete(key)
+        return state.log_head, state.action_count

@@ -1,0 +1,185 @@
+"""Session state in Redis, shared by every replica.
+
+Keys (all under a configurable prefix, all with the session TTL refreshed on write):
+``s:<key>`` state bytes, ``i:<key>`` provenance index (hash fingerprint -> mask),
+``l:<key>`` context log (list), ``a:<tenant>`` artifact taint (hash, longer TTL).
+Updates use WATCH/MULTI/EXEC with retries, so two replicas updating one session never
+lose an update. Redis errors become :class:`~aarm_pdp.errors.SessionStoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+
+from aarm_pdp.errors import SessionStoreUnavailable
+from aarm_pdp.session.store import MAX_INDEX_PER_SESSION, Updater, tenant_key
+
+T = TypeVar("T")
+MAX_RETRIES = 50
+
+# OR each mask into the hash, refusing new fields past the cap; refresh the TTL.
+_INDEX_ADD = """
+local n = redis.call('HLEN', KEYS[1])
+for i = 1, #ARGV - 2, 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  if old or n < tonumber(ARGV[#ARGV - 1]) then
+    if not old then n = n + 1 end
+    redis.call('HSET', KEYS[1], ARGV[i], bit.bor(tonumber(old or 0), tonumber(ARGV[i + 1])))
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[#ARGV])
+return n
+"""
+
+# Raise (never lower) each artifact's level.
+_ARTIFACTS_RAISE = """
+for i = 1, #ARGV - 1, 2 do
+  local old = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or -1)
+  if tonumber(ARGV[i + 1]) > old then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[#ARGV])
+return 1
+"""
+
+
+def _as_bytes(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+@contextlib.contextmanager
+def _translate() -> Iterator[None]:
+    try:
+        yield
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        raise SessionStoreUnavailable(f"redis unreachable: {type(exc).__name__}") from exc
+    except redis_errors.RedisError as exc:
+        raise SessionStoreUnavailable(f"redis error: {type(exc).__name__}: {exc}") from exc
+
+
+class RedisSessionStore:
+    """A :class:`~aarm_pdp.session.store.SessionStore` over one Redis server."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ttl_seconds: int = 3600,
+        artifact_ttl_seconds: int = 30 * 24 * 3600,
+        prefix: str = "aarm:",
+        timeout: float = 0.5,
+    ) -> None:
+        self._r = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=0,
+            retry_on_timeout=False,
+        )
+        self._ttl = ttl_seconds
+        self._art_ttl = artifact_ttl_seconds
+        self._p = prefix
+        self._index_add = self._r.register_script(_INDEX_ADD)
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._artifacts_raise = self._r.register_script(_ARTIFACTS_RAISE)
+
+    async def load(
+        self, key: str, fingerprints: list[str], tenant: str, artifacts: list[str]
+    ) -> tuple[bytes | None, dict[str, int], int]:
+        with _translate():
+            pipe = self._r.pipeline(transaction=False)
+            pipe.get(f"{self._p}s:{key}")
+            if fingerprints:
+                pipe.hmget(f"{self._p}i:{key}", fingerprints)
+            if artifacts:
+                pipe.hmget(f"{self._p}a:{tenant_key(tenant)}", artifacts)
+            out: list[Any] = await pipe.execute()
+        raw = out[0]
+        masks: dict[str, int] = {}
+        pos = 1
+        if fingerprints:
+            masks = {fp: int(v) for fp, v in zip(fingerprints, out[pos], strict=True) if v}
+            pos += 1
+        art = -1
+        if artifacts:
+            art = max((int(v) for v in out[pos] if v is not None), default=-1)
+        return raw, masks, art
+
+    async def update(self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]]) -> T:
+        # One writer per session inside this process; WATCH settles races between replicas.
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            return await self._update(key, fn, log)
+
+    async def _update(self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]]) -> T:
+        skey, lkey = f"{self._p}s:{key}", f"{self._p}l:{key}"
+        with _translate():
+            async with self._r.pipeline(transaction=True) as pipe:
+                for _ in range(MAX_RETRIES):
+                    try:
+                        await pipe.watch(skey)
+                        current = await pipe.get(skey)
+                        new, result = fn(_as_bytes(current))
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        if new is None:
+                            pipe.delete(skey, lkey, f"{self._p}i:{key}")
+                        else:
+                            pipe.set(skey, new, ex=self._ttl)
+                            entries = log(result)
+                            if entries:
+                                pipe.rpush(lkey, *entries)
+                            pipe.expire(lkey, self._ttl)
+                        await pipe.execute()
+                        return result
+                    except redis_errors.WatchError:
+                        await asyncio.sleep(random.uniform(0, 0.002))  # noqa: S311 - jitter
+                        continue
+        raise SessionStoreUnavailable(f"session update lost {MAX_RETRIES} races in a row")
+
+    async def index_add(self, key: str, masks: dict[str, int]) -> None:
+        if not masks:
+            return
+        args: list[Any] = []
+        for fp, mask in masks.items():
+            args += [fp, mask]
+        args += [MAX_INDEX_PER_SESSION, self._ttl]
+        with _translate():
+            await self._index_add(keys=[f"{self._p}i:{key}"], args=args)
+
+    async def artifacts_raise(self, tenant: str, levels: dict[str, int]) -> None:
+        if not levels:
+            return
+        args: list[Any] = []
+        for fp, lvl in levels.items():
+            args += [fp, lvl]
+        args.append(self._art_ttl)
+        with _translate():
+            await self._artifacts_raise(keys=[f"{self._p}a:{tenant_key(tenant)}"], args=args)
+
+    async def read_log(self, key: str) -> list[bytes]:
+        with _translate():
+            items = await self._r.lrange(f"{self._p}l:{key}", 0, -1)
+        return [b for b in map(_as_bytes, items) if b is not None]
+
+    async def delete(self, key: str) -> None:
+        with _translate():
+            await self._r.delete(f"{self._p}s:{key}", f"{self._p}l:{key}", f"{self._p}i:{key}")
+
+    async def healthy(self) -> bool:
+        try:
+            with _translate():
+                return bool(await self._r.ping())
+        except SessionStoreUnavailable:
+            return False
+
+    async def aclose(self) -> None:
+        await self._r.aclose()

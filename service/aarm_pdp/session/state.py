@@ -1,0 +1,294 @@
+"""Per-session accumulated context (AARM R2) and its pure transitions.
+
+The state is small and bounded whatever the session's length: counters, bounded
+sets, a window of recent actions, timestamps of the last hour's actions per
+category, open deferrals, and the head of the hash-chained context log. It is
+serialised as compact JSON so the in-memory and Redis stores share one codec.
+Time comes in as an argument; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aarm_pdp.drift.score import LEVELS, TOP_LEVEL, level
+
+RECENT = 20
+MAX_TOOLS = 256
+MAX_LABELS = 32
+MAX_DECISIONS = 128
+MAX_WINDOW_EVENTS = 512
+WINDOWS = (60, 3600)
+NONE = "NONE"
+_NS = 1_000_000_000
+GENESIS = "0" * 64
+
+
+@dataclass
+class OriginalRequest:
+    """What the user asked for, bound at session start."""
+
+    text: str
+    intent_class: str = ""
+    expected_scope: list[str] = field(default_factory=list)
+    max_classification: str = ""
+
+
+@dataclass
+class SessionState:
+    """Everything the service remembers about one session."""
+
+    session_id: str
+    tenant: str = ""
+    human: str = ""
+    service: str = ""
+    agent: str = ""
+    started_ns: int = 0
+    known: bool = False
+    original: OriginalRequest | None = None
+    action_count: int = 0
+    tools: dict[str, int] = field(default_factory=dict)
+    categories: dict[str, int] = field(default_factory=dict)
+    highest: int = -1
+    labels: list[str] = field(default_factory=list)
+    untrusted: bool = False
+    recent: list[dict[str, Any]] = field(default_factory=list)
+    # decision_id -> [name, category, verdict, defer_depth]; bounded, oldest dropped.
+    decisions: dict[str, list[Any]] = field(default_factory=dict)
+    # category -> send times (ns) within the longest window.
+    events: dict[str, list[int]] = field(default_factory=dict)
+    drift_max: float = 0.0
+    drift_ema: float = 0.0
+    log_head: str = GENESIS
+    log_len: int = 0
+
+    def to_bytes(self) -> bytes:
+        """Compact JSON."""
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> SessionState:
+        """Inverse of :meth:`to_bytes`."""
+        doc = json.loads(raw)
+        orig = doc.pop("original", None)
+        state = cls(**doc)
+        state.original = OriginalRequest(**orig) if orig else None
+        return state
+
+    @property
+    def pending_deferrals(self) -> list[str]:
+        """Decision ids still deferred."""
+        return sorted(d for d, v in self.decisions.items() if v[2] == "DEFER")
+
+
+def level_name(index: int) -> str:
+    """``NONE`` for -1, else the level's name."""
+    return NONE if index < 0 else LEVELS[index]
+
+
+def _bounded_add(counter: dict[str, int], key: str, limit: int) -> None:
+    if key in counter or len(counter) < limit:
+        counter[key] = counter.get(key, 0) + 1
+
+
+def _prune(times: list[int], now_ns: int) -> list[int]:
+    horizon = now_ns - max(WINDOWS) * _NS
+    kept = [t for t in times if t > horizon]
+    return kept[-MAX_WINDOW_EVENTS:]
+
+
+def new_session(
+    session_id: str,
+    *,
+    tenant: str,
+    human: str,
+    service: str,
+    agent: str,
+    now_ns: int,
+    original: OriginalRequest | None = None,
+) -> SessionState:
+    """A fresh session; ``known`` when opened by StartSession with an original request."""
+    return SessionState(
+        session_id=session_id,
+        tenant=tenant,
+        human=human,
+        service=service,
+        agent=agent,
+        started_ns=now_ns,
+        known=original is not None,
+        original=original,
+    )
+
+
+def chain(state: SessionState, entry: dict[str, Any]) -> str:
+    """Append ``entry`` to the session's hash chain; returns the new head.
+
+    head_n = sha256(head_{n-1} || canonical_json(entry)); the entry is stored by the
+    context log, the head in the state.
+    """
+    body = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    state.log_head = hashlib.sha256((state.log_head + body).encode()).hexdigest()
+    state.log_len += 1
+    return state.log_head
+
+
+def dependencies(state: SessionState, depends_on: tuple[str, ...]) -> dict[str, Any]:
+    """``input.dependencies``: the action's inputs resolved against the session."""
+    deferred, denied, unknown = [], [], []
+    depth = 0
+    for dep in depends_on:
+        rec = state.decisions.get(dep)
+        if rec is None:
+            unknown.append(dep)
+        elif rec[2] == "DEFER":
+            deferred.append(dep)
+            depth = max(depth, int(rec[3]) + 1)
+        elif rec[2] == "DENY":
+            denied.append(dep)
+    return {
+        "deferred": sorted(deferred),
+        "denied": sorted(denied),
+        "unknown": sorted(unknown),
+        "depth": depth,
+    }
+
+
+def summary(state: SessionState, now_ns: int, artifact_level: int = -1) -> dict[str, Any]:
+    """``input.session``: what policy may read about the session, before this action."""
+    counts: dict[str, dict[str, int]] = {}
+    for window in WINDOWS:
+        horizon = now_ns - window * _NS
+        per: dict[str, int] = {}
+        total = 0
+        for category, times in state.events.items():
+            n = sum(1 for t in times if t > horizon)
+            if n:
+                per[category] = n
+                total += n
+        per["all"] = total
+        counts[str(window)] = per
+    orig = state.original
+    return {
+        "known": state.known,
+        "original_request": None
+        if orig is None
+        else {
+            "text": orig.text,
+            "intent_class": orig.intent_class,
+            "expected_scope": list(orig.expected_scope),
+            "max_classification": orig.max_classification or NONE,
+        },
+        "action_count": state.action_count,
+        "elapsed_seconds": max(0, (now_ns - state.started_ns) // _NS),
+        "tools_used": sorted(state.tools),
+        "categories_used": sorted(state.categories),
+        "highest_classification": level_name(state.highest),
+        "labels": sorted(state.labels),
+        "untrusted_content": state.untrusted,
+        "counts": counts,
+        "recent": list(state.recent),
+        "pending_deferrals": state.pending_deferrals,
+        "artifact_classification": level_name(artifact_level),
+    }
+
+
+def record_decision(
+    state: SessionState,
+    *,
+    decision_id: str,
+    name: str,
+    category: str,
+    verdict: str,
+    classification: str | None,
+    labels: tuple[str, ...],
+    defer_depth: int,
+    drift: dict[str, Any] | None,
+    now_ns: int,
+) -> dict[str, Any]:
+    """Append a decided action (before it runs, as AARM asks); returns the log entry."""
+    state.action_count += 1
+    _bounded_add(state.tools, name, MAX_TOOLS)
+    if category:
+        _bounded_add(state.categories, category, MAX_TOOLS)
+        state.events[category] = _prune([*state.events.get(category, []), now_ns], now_ns)
+    for cat in list(state.events):
+        state.events[cat] = _prune(state.events[cat], now_ns)
+        if not state.events[cat]:
+            del state.events[cat]
+    if classification is not None and verdict != "DENY":
+        state.highest = max(state.highest, level(classification))
+    if verdict != "DENY":
+        for label in labels:
+            if label not in state.labels and len(state.labels) < MAX_LABELS:
+                state.labels.append(label)
+    if drift is not None:
+        state.drift_max = float(drift["max"])
+        state.drift_ema = float(drift["ema"])
+    state.decisions[decision_id] = [name, category, verdict, defer_depth]
+    if len(state.decisions) > MAX_DECISIONS:
+        # Forget the oldest settled decision; open deferrals are kept while any other can go.
+        settled = [d for d, v in state.decisions.items() if v[2] != "DEFER"]
+        del state.decisions[settled[0] if settled else next(iter(state.decisions))]
+    entry = {
+        "decision_id": decision_id,
+        "name": name,
+        "category": category,
+        "decision": verdict,
+        "classification": classification or NONE,
+        "outcome": "pending" if verdict != "DENY" else "blocked",
+    }
+    state.recent = [*state.recent, entry][-RECENT:]
+    log_entry = {"kind": "decision", "at_ns": now_ns, **entry}
+    chain(state, log_entry)
+    return log_entry
+
+
+def record_outcome(
+    state: SessionState,
+    *,
+    decision_id: str,
+    executed: bool,
+    classification: str | None,
+    labels: tuple[str, ...],
+    untrusted: bool,
+    output_digest: str,
+    now_ns: int,
+) -> dict[str, Any]:
+    """Fold an action's result into the session; unlabelled output counts as top level."""
+    observed = level(classification) if executed else -1
+    if executed:
+        state.highest = max(state.highest, observed if classification else TOP_LEVEL)
+        for label in labels:
+            if label not in state.labels and len(state.labels) < MAX_LABELS:
+                state.labels.append(label)
+        state.untrusted = state.untrusted or untrusted
+    outcome = "executed" if executed else "failed"
+    for item in state.recent:
+        if item["decision_id"] == decision_id:
+            item["outcome"] = outcome
+            if executed:
+                item["classification"] = level_name(observed if classification else TOP_LEVEL)
+    log_entry = {
+        "kind": "outcome",
+        "at_ns": now_ns,
+        "decision_id": decision_id,
+        "outcome": outcome,
+        "classification": level_name(observed if classification else TOP_LEVEL)
+        if executed
+        else NONE,
+        "labels": sorted(labels),
+        "untrusted": untrusted,
+        "output_digest": output_digest,
+    }
+    chain(state, log_entry)
+    return log_entry
+
+
+def resolve_deferral(state: SessionState, decision_id: str, verdict: str) -> None:
+    """Mark a deferred decision resolved (issue 5 calls this on resolution)."""
+    rec = state.decisions.get(decision_id)
+    if rec is not None:
+        rec[2] = verdict
