@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from aarm_pdp.errors import SessionStoreUnavailable
 from aarm_pdp.session import state as st
 from aarm_pdp.session.redis_store import RedisSessionStore
 from aarm_pdp.session.store import MemorySessionStore, session_key
+
 from tests.conftest import RedisServer, free_port
 
 pytestmark = pytest.mark.integration

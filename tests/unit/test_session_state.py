@@ -144,8 +144,11 @@ def test_hash_chain_links_entries() -> None:
         heads.append(s.log_head)
     head = st.GENESIS
     for entry in entries:
-        body = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+        assert entry["prev"] == head
+        unlinked = {k: v for k, v in entry.items() if k not in ("prev", "hash")}
+        body = json.dumps(unlinked, sort_keys=True, separators=(",", ":"))
         head = hashlib.sha256((head + body).encode()).hexdigest()
+        assert entry["hash"] == head
     assert head == s.log_head
     assert len(set(heads)) == 4
     assert s.log_len == 3
@@ -196,3 +199,32 @@ def test_drift_components() -> None:
     )
     assert abs(ema["ema"] - (0.5 * ema["action"] + 0.5 * 0.8)) < 1e-5
     assert ema["max"] == 0.8
+
+
+def test_chain_verification_locates_tampering() -> None:
+    s = fresh()
+    entries = []
+    for i in range(6):
+        entries.append(
+            st.record_decision(
+                s,
+                decision_id=f"d-{i}",
+                name="a.b",
+                category="read",
+                verdict="ALLOW",
+                classification=None,
+                labels=(),
+                defer_depth=0,
+                drift=None,
+                now_ns=T0 + i,
+            )
+        )
+    logged = [json.loads(json.dumps(e)) for e in entries]
+    assert st.verify_chain(logged, s.log_head) is None
+    for k in range(6):
+        edited = [dict(e) for e in logged]
+        edited[k]["decision"] = "DENY"
+        assert st.verify_chain(edited, s.log_head) == k
+    dropped = logged[:2] + logged[3:]
+    assert st.verify_chain(dropped, s.log_head) == 2
+    assert st.verify_chain(logged[:-1], s.log_head) == 5  # truncation vs the head

@@ -123,16 +123,37 @@ def new_session(
     )
 
 
+def _link(prev: str, entry: dict[str, Any]) -> str:
+    body = {k: v for k, v in entry.items() if k not in ("prev", "hash")}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256((prev + text).encode()).hexdigest()
+
+
 def chain(state: SessionState, entry: dict[str, Any]) -> str:
     """Append ``entry`` to the session's hash chain; returns the new head.
 
-    head_n = sha256(head_{n-1} || canonical_json(entry)); the entry is stored by the
-    context log, the head in the state.
+    hash_n = sha256(hash_{n-1} || canonical_json(entry_n without prev/hash)), with
+    hash_0 = 64 zeros. The entry gains ``prev`` and ``hash``; the state keeps the head.
     """
-    body = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    state.log_head = hashlib.sha256((state.log_head + body).encode()).hexdigest()
+    prev = state.log_head
+    state.log_head = _link(prev, entry)
+    entry["prev"] = prev
+    entry["hash"] = state.log_head
     state.log_len += 1
     return state.log_head
+
+
+def verify_chain(entries: list[dict[str, Any]], head: str | None = None) -> int | None:
+    """Index of the first entry that does not verify (``len`` if ``head`` mismatches), or None."""
+    prev = GENESIS
+    for i, entry in enumerate(entries):
+        expected = _link(prev, entry)
+        if entry.get("prev") != prev or entry.get("hash") != expected:
+            return i
+        prev = expected
+    if head is not None and head != prev:
+        return len(entries)
+    return None
 
 
 def dependencies(state: SessionState, depends_on: tuple[str, ...]) -> dict[str, Any]:

@@ -1,0 +1,141 @@
+"""Two service replicas sharing one real redis-server; Redis down means DENY."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from aarm.v1 import decision_pb2, decision_pb2_grpc, session_pb2_grpc
+from aarm_pdp import server
+
+from tests import scenarios
+from tests.conftest import RedisServer, service_config
+from tests.helpers import decide_request
+
+pytestmark = pytest.mark.integration
+D = decision_pb2
+
+
+@contextlib.asynccontextmanager
+async def replica(opa_binary: str, redis_url: str) -> AsyncIterator[tuple[Any, Any]]:
+    app = await server.start(service_config(opa_binary, state=redis_url))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+            yield decision_pb2_grpc.DecisionServiceStub(ch), session_pb2_grpc.SessionServiceStub(ch)
+    finally:
+        await app.stop()
+
+
+class Alternating:
+    """Sends each call to the next replica in turn."""
+
+    def __init__(self, stubs: list[Any]) -> None:
+        self._stubs = stubs
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        async def call(req: Any) -> Any:
+            stub = self._stubs[self.calls % len(self._stubs)]
+            self.calls += 1
+            return await getattr(stub, name)(req)
+
+        return call
+
+
+@pytest.mark.parametrize("scenario", ["S11", "S15", "S32", "S12"])
+async def test_scenario_split_across_two_replicas(
+    opa_binary: str, redis_server: RedisServer, scenario: str
+) -> None:
+    doc = next(d for d in scenarios.load_all() if d["id"] == scenario)
+    async with (
+        replica(opa_binary, redis_server.url) as (dec_a, ses_a),
+        replica(opa_binary, redis_server.url) as (dec_b, ses_b),
+    ):
+        decisions = Alternating([dec_a, dec_b])
+        sessions = Alternating([ses_b, ses_a])
+        result = await scenarios.run(doc, decisions, sessions, session_id=f"shared-{scenario}")
+        assert result.ok, result.explain()
+        assert decisions.calls == len(doc["steps"])
+
+
+async def test_read_then_send_denied_on_other_replica_without_outcome(
+    opa_binary: str, redis_server: RedisServer
+) -> None:
+    # The enforcement point never reports the read's outcome: the predicted
+    # classification recorded at decision time is enough.
+    async with (
+        replica(opa_binary, redis_server.url) as (dec_a, _),
+        replica(opa_binary, redis_server.url) as (dec_b, _),
+    ):
+        ident = {**scenarios.BASE_IDENTITY, "session_id": "no-outcome"}
+        read = await dec_a.Decide(
+            decide_request("db", "query", {"table": "customers", "limit": 10}, identity=ident)
+        )
+        assert read.decision == D.DECISION_ALLOW
+        send = await dec_b.Decide(
+            decide_request("email", "send", {"to": ["analyst@partner.example"]}, identity=ident)
+        )
+        assert send.decision == D.DECISION_DENY
+        assert "exfiltration_risk" in {r.code for r in send.reasons}
+
+
+async def test_redis_down_is_deny_and_recovers(opa_binary: str) -> None:
+    redis = RedisServer()
+    try:
+        app = await server.start(service_config(opa_binary, state=redis.url))
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+                stub = decision_pb2_grpc.DecisionServiceStub(ch)
+                req = decide_request("db", "query", {"table": "orders", "limit": 10})
+                assert (await stub.Decide(req)).decision == D.DECISION_ALLOW
+                redis.proc.kill()
+                redis.proc.wait()
+                down = await stub.Decide(req)
+                assert down.decision == D.DECISION_DENY
+                assert down.reasons[0].code == "session_store_unavailable"
+        finally:
+            await app.stop()
+    finally:
+        redis.stop()
+
+
+async def test_redis_unreachable_at_start_refuses_to_start(opa_binary: str) -> None:
+    from tests.conftest import free_port
+
+    with pytest.raises(server.StartupError, match="session store"):
+        await server.start(service_config(opa_binary, state=f"redis://127.0.0.1:{free_port()}/0"))
+
+
+async def test_context_log_in_redis_verifies_and_detects_tampering(
+    opa_binary: str, redis_server: RedisServer
+) -> None:
+    import json
+
+    import redis.asyncio as aioredis
+    from aarm_pdp.session import state as st
+    from aarm_pdp.session.redis_store import RedisSessionStore
+    from aarm_pdp.session.store import session_key
+
+    doc = next(d for d in scenarios.load_all() if d["id"] == "S16")
+    async with replica(opa_binary, redis_server.url) as (dec, ses):
+        result = await scenarios.run(doc, dec, ses, session_id="log-check")
+        assert result.ok, result.explain()
+    key = session_key(scenarios.BASE_IDENTITY["tenant"], "log-check")
+    store = RedisSessionStore(redis_server.url)
+    raw, _, _ = await store.load(key, [], "acme", [])
+    assert raw is not None
+    state = st.SessionState.from_bytes(raw)
+    entries = [json.loads(e) for e in await store.read_log(key)]
+    assert len(entries) == state.log_len == 1 + 5 + 4  # start, 5 decisions, 4 outcomes
+    assert st.verify_chain(entries, state.log_head) is None
+    # An attacker with Redis access rewrites entry 3: detected at 3.
+    r = aioredis.Redis.from_url(redis_server.url)
+    entries[3]["at_ns"] += 1  # backdate nothing, just one nanosecond
+    await r.lset(f"aarm:l:{key}", 3, json.dumps(entries[3]))
+    tampered = [json.loads(e) for e in await store.read_log(key)]
+    assert st.verify_chain(tampered, state.log_head) == 3
+    await r.aclose()
+    await store.aclose()
