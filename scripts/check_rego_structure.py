@@ -11,7 +11,9 @@ Regal-style rules, enforced because Regal itself is not available here:
 * every concern directory under ``rego/aarm/`` (a Rego package or a data-only
   directory such as ``config``) has a page ``docs/policies/<concern>.md``;
 * no Rego file calls a non-deterministic or network builtin (``http.send``,
-  ``time.now_ns``, ``rand.*``, ``net.lookup*``, ``opa.runtime``).
+  ``time.now_ns``, ``rand.*``, ``net.lookup*``, ``opa.runtime``);
+* every rule id a policy file declares (METADATA ``custom.rule_id``) is listed in the
+  policy index ``docs/policies/README.md``, so the index of reason codes stays complete.
 
 Exit status 0 and ``rego structure ok (N packages)`` on success, otherwise exit
 status 1 and one line per problem. Standard library only.
@@ -36,6 +38,7 @@ FORBIDDEN_CALLS: dict[str, re.Pattern[str]] = {
 }
 PACKAGE_RE = re.compile(r"^package\s+([A-Za-z_][A-Za-z0-9_.]*)\s*$", re.MULTILINE)
 STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`')
+RULE_ID_RE = re.compile(r"^#\s+rule_id:\s*(\S+)\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,20 @@ def check_forbidden_calls(rego_file: Path) -> list[Problem]:
     ]
 
 
+def rule_ids(source: str) -> set[str]:
+    """Return the rule ids declared in METADATA ``custom.rule_id`` entries of ``source``."""
+    return set(RULE_ID_RE.findall(source))
+
+
+def check_rule_ids_documented(policy: Path, index: str) -> list[Problem]:
+    """Report each rule id of a policy file that the policy index does not mention."""
+    return [
+        Problem(policy, f"rule id {rule_id} is not listed in docs/policies/README.md")
+        for rule_id in sorted(rule_ids(policy.read_text(encoding="utf-8")))
+        if f"`{rule_id}`" not in index
+    ]
+
+
 def concern_dirs(rego_root: Path) -> list[Path]:
     """Return every directory under rego/aarm that holds Rego or a data.json."""
     bundle = rego_root / BUNDLE_ROOT
@@ -160,12 +177,16 @@ def check(repo: Path) -> tuple[list[Problem], int]:
     )
     problems.extend(Problem(path, f"Rego file outside rego/{BUNDLE_ROOT}/") for path in stray)
 
+    index_path = docs_root / "README.md"
+    index = index_path.read_text(encoding="utf-8") if index_path.is_file() else ""
     rego_files = sorted((rego_root / BUNDLE_ROOT).rglob("*.rego"))
     for rego_file in rego_files:
         if rego_file.name.endswith(TEST_SUFFIX):
             problems.extend(check_test_file(rego_root, rego_file))
         else:
             problems.extend(check_policy_file(rego_root, docs_root, rego_file))
+            if index:
+                problems.extend(check_rule_ids_documented(rego_file, index))
         problems.extend(check_forbidden_calls(rego_file))
 
     concerns = concern_dirs(rego_root)

@@ -36,6 +36,16 @@ risk_tier := entry.risk_tier if known
 else := "unknown"
 
 # METADATA
+# title: output_trust
+# description: |
+#   Whether the tool's output is trusted ("trusted") or may carry attacker-controlled
+#   text ("untrusted"); "untrusted" for a tool not in the catalogue. The service reads
+#   the same field to record provenance and session.untrusted_content.
+output_trust := entry.output_trust if known
+
+else := "untrusted"
+
+# METADATA
 # title: errors
 # description: |
 #   Problems in the catalogue data (unknown category, tier or type, invalid regex,
@@ -94,6 +104,17 @@ errors contains sprintf("%s.%s: default_value above cap", [name, param]) if {
 	spec.default_value > spec.cap
 }
 
+errors contains sprintf("%s: output_trust must be trusted or untrusted", [name]) if {
+	some name, tool in data.aarm.catalogue.tools
+	not _known_trust(tool)
+}
+
+errors contains sprintf("%s: reads_data must be a boolean", [name]) if {
+	some name, tool in data.aarm.catalogue.tools
+	flag := tool.reads_data
+	not is_boolean(flag)
+}
+
 errors contains sprintf("%s: requires_facts must be a list of fact names", [name]) if {
 	some name, tool in data.aarm.catalogue.tools
 	facts := tool.requires_facts
@@ -124,6 +145,8 @@ _string_list(value) if {
 }
 
 _known_category(tool) if tool.category in data.aarm.catalogue.categories
+
+_known_trust(tool) if tool.output_trust in {"trusted", "untrusted"}
 
 _known_tier(tool) if tool.risk_tier in data.aarm.catalogue.risk_tiers
 

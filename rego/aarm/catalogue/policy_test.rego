@@ -14,7 +14,7 @@ test_catalogue_data_has_no_errors if {
 
 test_catalogue_has_realistic_size if {
 	count(data.aarm.catalogue.tools) >= 25
-	count(data.aarm.catalogue.tools) <= 40
+	count(data.aarm.catalogue.tools) <= 60
 }
 
 test_catalogue_covers_every_category if {
@@ -42,6 +42,7 @@ test_errors_flag_bad_category_tier_and_name if {
 		"parameters": {},
 	}}
 	errors == {
+		"Bad-Name: output_trust must be trusted or untrusted",
 		"Bad-Name: name is not tool.operation",
 		"Bad-Name: unknown category teleport",
 		"Bad-Name: unknown risk_tier extreme",
@@ -49,7 +50,7 @@ test_errors_flag_bad_category_tier_and_name if {
 }
 
 test_errors_flag_missing_parameters_object if {
-	errors := catalogue.errors with data.aarm.catalogue.tools as {"x.y": {"category": "read", "risk_tier": "low"}}
+	errors := catalogue.errors with data.aarm.catalogue.tools as {"x.y": {"category": "read", "risk_tier": "low", "output_trust": "trusted"}}
 	errors == {"x.y: parameters is not an object"}
 }
 
@@ -57,6 +58,8 @@ test_errors_flag_bad_parameter_schemas if {
 	errors := catalogue.errors with data.aarm.catalogue.tools as {"x.y": {
 		"category": "read",
 		"risk_tier": "low",
+		"output_trust": "trusted",
+		"reads_data": "yes",
 		"requires_facts": "maintenance_window",
 		"parameters": {
 			"a": {"type": "text"},
@@ -76,5 +79,28 @@ test_errors_flag_bad_parameter_schemas if {
 		"x.y.e: cap must be a number",
 		"x.y.f: default_value above cap",
 		"x.y: requires_facts must be a list of fact names",
+		"x.y: reads_data must be a boolean",
 	}
+}
+
+test_allow_every_tool_declares_output_trust if {
+	every tool in data.aarm.catalogue.tools {
+		tool.output_trust in {"trusted", "untrusted"}
+	}
+	catalogue.output_trust == "untrusted" with input as _input("browser.get")
+	catalogue.output_trust == "untrusted" with input as _input("email.read")
+	catalogue.output_trust == "trusted" with input as _input("db.query")
+	catalogue.output_trust == "trusted" with input as _input("internal_api.get")
+	catalogue.output_trust == "untrusted" with input as _input("mcp.mystery")
+}
+
+test_allow_catalogue_has_the_scenario_tools if {
+	every name in [
+		"external_analytics.process", "internal_api.get", "documents.search", "secrets.search",
+		"auth.use", "admin.update", "profile.update", "calendar.list", "calendar.read",
+		"calendar.create", "package.update", "slack.post",
+	] {
+		data.aarm.catalogue.tools[name]
+	}
+	data.aarm.catalogue.tools["external_analytics.process"].category == "external_communication"
 }

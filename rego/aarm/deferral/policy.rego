@@ -1,13 +1,16 @@
 # METADATA
-# title: Context facts a tool needs before it can be decided
+# title: DEFER triggers and the denies that bound deferral
 # description: |
-#   A catalogue entry may list requires_facts: boolean context facts that must hold
-#   before the tool may run (credentials.rotate needs maintenance_window, a database
-#   drop needs backup_verified). Rego's "undefined" would silently fold a missing fact
-#   into "no rule matched", so this package makes the three cases explicit:
-#   fact absent (or not a boolean) -> DEFER with trigger missing_context (tier 4);
-#   fact false -> context-dependent DENY, code context_denied (tier 5);
-#   fact true -> no finding here, later tiers decide.
+#   Tier 4 (DEFER): no confident decision is possible yet. Each finding names its trigger
+#   (AARM R3, docs/opa-contract.md): missing_context (a fact the tool requires is absent
+#   or not a boolean), dependency (the action consumes the output of a still-deferred
+#   action; context_needed names resolution:<decision_id>), conflict (the facts report an
+#   environment-state conflict, or top-priority context rules disagree), low_confidence
+#   (risk_signals.intent_confidence below the threshold). The deferral part names the
+#   first trigger in the configured order and every context item needed.
+#   Tier 3 (DENY): a dependency that was denied (dependency_denied) or a deferral cascade
+#   deeper than the limit (defer_depth_exceeded): no further context could help.
+#   Tier 5 (context-dependent DENY): a required fact is present and false (context_denied).
 # related_resources:
 #   - ref: docs/policies/deferral.md
 #     description: deferral policy page
@@ -16,6 +19,7 @@
 package aarm.deferral
 
 import data.aarm.catalogue
+import data.aarm.context
 
 _cfg := data.aarm.config.deferral
 
@@ -38,11 +42,14 @@ _refused contains fact if {
 
 # METADATA
 # title: reasons
-# description: DEFER reasons, one per required fact that is absent or not a boolean.
+# description: DEFER reasons (tier 4); the reason code is the trigger.
+reasons contains finding.reason if some finding in _findings
+
+# METADATA
 # custom:
 #   rule_id: aarm.deferral.missing_context
 #   code: missing_context
-reasons contains _reason(rego.metadata.rule(), sprintf(
+_findings contains _finding(rego.metadata.rule(), [fact], sprintf(
 	"%s needs context fact %q (a boolean) before it can be decided, and the request does not carry it",
 	[_name, fact],
 )) if {
@@ -50,8 +57,81 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 }
 
 # METADATA
+# custom:
+#   rule_id: aarm.deferral.dependency
+#   code: dependency
+_findings contains _finding(rego.metadata.rule(), [concat("", ["resolution:", id])], sprintf(
+	"%s consumes the output of deferred decision %s; it waits for that resolution",
+	[_name, id],
+)) if {
+	some id in input.dependencies.deferred
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.deferral.conflict
+#   code: conflict
+_findings contains _finding(rego.metadata.rule(), [fact], sprintf(
+	"fact %q from %v reports that environment signals disagree (for example an approved ticket and a frozen monitor); %s waits until they are reconciled",
+	[fact, object.get(input.facts[fact], "source", "the request"), _name],
+)) if {
+	fact := _cfg.conflict_fact
+	input.facts[fact].value == true
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.deferral.conflict
+#   code: conflict
+_findings contains _finding(rego.metadata.rule(), sort(context.conflict_context_needed), sprintf(
+	"%s: %s",
+	[_name, context.conflict_message],
+)) if {
+	context.conflict
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.deferral.low_confidence
+#   code: low_confidence
+_findings contains _finding(rego.metadata.rule(), _cfg.low_confidence_context_needed, sprintf(
+	"the intent behind %s was inferred with confidence %v, below the threshold %v",
+	[_name, confidence, _cfg.low_confidence_threshold],
+)) if {
+	confidence := input.risk_signals.intent_confidence
+	is_number(confidence)
+	confidence < _cfg.low_confidence_threshold
+}
+
+# METADATA
+# title: dependency_deny_reasons
+# description: Tier 3 DENY reasons for dependencies that can no longer resolve usefully.
+# custom:
+#   rule_id: aarm.deferral.dependency_denied
+#   code: dependency_denied
+dependency_deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s consumes the output of decision %s, which was denied",
+	[_name, id],
+)) if {
+	some id in input.dependencies.denied
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.deferral.depth_exceeded
+#   code: defer_depth_exceeded
+dependency_deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s would be deferred at cascade depth %v, above the limit %v",
+	[_name, depth, _cfg.max_depth],
+)) if {
+	depth := input.dependencies.depth
+	is_number(depth)
+	depth > _cfg.max_depth
+}
+
+# METADATA
 # title: deny_reasons
-# description: Context-dependent DENY reasons, one per required fact that is false.
+# description: Context-dependent DENY reasons (tier 5), one per required fact that is false.
 # custom:
 #   rule_id: aarm.deferral.context_denied
 #   code: context_denied
@@ -63,12 +143,30 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 }
 
 # METADATA
+# title: trigger
+# description: |
+#   The trigger recorded in the deferral part: the first configured trigger that has a
+#   finding (dependency, conflict, missing_context, low_confidence by default).
+trigger := ordered[0] if {
+	ordered := [t | some t in _cfg.trigger_order; t in _triggers]
+	count(ordered) > 0
+} else := sort(_triggers)[0]
+
+_triggers := {finding.trigger | some finding in _findings}
+
+# METADATA
 # title: deferral
 # description: The deferral part of a DEFER decision.
 deferral := {
-	"trigger": _cfg.trigger,
-	"context_needed": sort(_missing),
+	"trigger": trigger,
+	"context_needed": sort({needed | some finding in _findings; some needed in finding.needed}),
 	"timeout_seconds": _cfg.timeout_seconds,
+}
+
+_finding(meta, needed, message) := {
+	"trigger": meta.custom.code,
+	"needed": needed,
+	"reason": _reason(meta, message),
 }
 
 _reason(meta, message) := {

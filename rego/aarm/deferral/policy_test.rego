@@ -65,3 +65,57 @@ test_defer_timeout_and_trigger_come_from_config if {
 		with data.aarm.config.deferral.timeout_seconds as 60
 	d.timeout_seconds == 60
 }
+
+# --- issue 4 triggers ---------------------------------------------------------------
+
+_with(name, extra) := object.union(_input(name, {}), extra)
+
+_fact(value) := {"value": value, "source": "monitor", "observed_at": "2026-11-26T01:59:00Z"}
+
+test_defer_dependency_on_deferred_action if {
+	i := _with("crm.query", {"dependencies": {"deferred": ["d-2", "d-1"], "denied": [], "unknown": [], "depth": 1}})
+	deferral.deferral == {"trigger": "dependency", "context_needed": ["resolution:d-1", "resolution:d-2"], "timeout_seconds": 300} with input as i
+	{r.code | some r in deferral.reasons} == {"dependency"} with input as i
+}
+
+test_deny_dependency_denied_or_too_deep if {
+	denied := deferral.dependency_deny_reasons with input as _with("crm.query", {"dependencies": {"deferred": [], "denied": ["d-9"], "depth": 0}})
+	{r.code | some r in denied} == {"dependency_denied"}
+	deep := deferral.dependency_deny_reasons with input as _with("crm.query", {"dependencies": {"deferred": ["d-3"], "denied": [], "depth": 4}})
+	{r.code | some r in deep} == {"defer_depth_exceeded"}
+	ok := deferral.dependency_deny_reasons with input as _with("crm.query", {"dependencies": {"deferred": ["d-3"], "denied": [], "depth": 3}})
+	count(ok) == 0
+}
+
+test_defer_environment_state_conflict if {
+	i := _with("credentials.rotate", {"facts": {"maintenance_window": _fact(true), "environment_state_conflict": _fact(true)}})
+	deferral.deferral == {"trigger": "conflict", "context_needed": ["environment_state_conflict"], "timeout_seconds": 300} with input as i
+	count(deferral.reasons) == 0 with input as _with("credentials.rotate", {"facts": {"maintenance_window": _fact(true), "environment_state_conflict": _fact(false)}})
+}
+
+test_defer_conflicting_context_rules if {
+	i := _with("credentials.rotate", {"facts": {"maintenance_window": _fact(true), "change_ticket": _fact("approved"), "change_freeze": _fact(true)}})
+	d := deferral.deferral with input as i
+	d.trigger == "conflict"
+	d.context_needed == ["change_freeze", "change_ticket"]
+}
+
+test_defer_low_confidence if {
+	i := _with("crm.query", {"risk_signals": {"intent_confidence": 0.59}})
+	deferral.deferral == {"trigger": "low_confidence", "context_needed": ["intent_confirmation"], "timeout_seconds": 300} with input as i
+	count(deferral.reasons) == 0 with input as _with("crm.query", {"risk_signals": {"intent_confidence": 0.6}})
+}
+
+test_defer_trigger_order_and_union_of_context_needed if {
+	i := _with("credentials.rotate", {"risk_signals": {"intent_confidence": 0.1}, "dependencies": {"deferred": ["d-1"], "depth": 1}})
+	d := deferral.deferral with input as i
+	d.trigger == "dependency"
+	d.context_needed == ["intent_confirmation", "maintenance_window", "resolution:d-1"]
+	{r.code | some r in deferral.reasons} == {"dependency", "low_confidence", "missing_context"} with input as i
+	d2 := deferral.deferral with input as i
+		with data.aarm.config.deferral.trigger_order as ["low_confidence"]
+	d2.trigger == "low_confidence"
+	d3 := deferral.deferral with input as i
+		with data.aarm.config.deferral.trigger_order as []
+	d3.trigger == "dependency"
+}

@@ -2,10 +2,11 @@
 # title: AARM decision entrypoint
 # description: |
 #   Combines the tiers of the reference pack into exactly one decision document, in
-#   the precedence order of docs/opa-contract.md: forbidden DENY, parameter DENY,
-#   missing-context DEFER, context-dependent DENY, high-impact STEP_UP, parameter
-#   MODIFY, catalogued ALLOW, and the default posture for tools not in the catalogue.
-#   The first tier with a finding decides; lower tiers never override it.
+#   the AARM precedence order of docs/opa-contract.md: forbidden DENY, parameter DENY,
+#   compositional-risk DENY, DEFER, context-dependent DENY, context STEP_UP, baseline
+#   high-impact STEP_UP, parameter MODIFY, catalogued ALLOW, and the default posture for
+#   tools not in the catalogue. The first tier with a finding decides; lower tiers never
+#   override it. Reads are annotated with their predicted data_classification and data_labels.
 # related_resources:
 #   - ref: docs/policies/main.md
 #     description: main policy page
@@ -16,19 +17,26 @@
 package aarm.main
 
 import data.aarm.catalogue
+import data.aarm.classification
+import data.aarm.composition
+import data.aarm.context
 import data.aarm.deferral
 import data.aarm.forbidden
+import data.aarm.intent
 import data.aarm.params
+import data.aarm.provenance
 import data.aarm.risk
+import data.aarm.signals
 import data.aarm.stepup
 
 # METADATA
 # title: decision
 # description: |
 #   The decision document: decision, reasons, matched_rules and risk always;
-#   modified_parameters only for MODIFY, approval only for STEP_UP, deferral only for DEFER.
+#   modified_parameters only for MODIFY, approval only for STEP_UP, deferral only for
+#   DEFER; data_classification (and data_labels when known) for actions that read data.
 # entrypoint: true
-decision := object.union(
+decision := object.union_n([
 	{
 		"decision": _winner.decision,
 		"reasons": _sorted(_winner.reasons),
@@ -36,15 +44,24 @@ decision := object.union(
 		"risk": risk.assess(catalogue.risk_tier, {reason.code | some reason in _winner.reasons}),
 	},
 	_verdict_part(_winner.decision),
-)
+	_classification_part,
+])
+
+_context_stepups := ((intent.stepup_findings | context.stepup_findings) | provenance.stepup_findings) | signals.stepup_findings
 
 # The finding tiers in precedence order. The first tier with a reason decides.
 _finding_tiers := [
 	{"decision": "DENY", "reasons": forbidden.reasons},
 	{"decision": "DENY", "reasons": params.deny_reasons},
+	{"decision": "DENY", "reasons": (((composition.deny_reasons | provenance.deny_reasons) | signals.deny_reasons) | deferral.dependency_deny_reasons)},
 	{"decision": "DEFER", "reasons": deferral.reasons},
-	{"decision": "DENY", "reasons": deferral.deny_reasons},
-	{"decision": "STEP_UP", "reasons": stepup.reasons},
+	{"decision": "DENY", "reasons": ((deferral.deny_reasons | context.deny_reasons) | intent.deny_reasons)},
+	{
+		"decision": "STEP_UP",
+		"reasons": {finding.reason | some finding in _context_stepups},
+		"groups": {finding.group | some finding in _context_stepups},
+	},
+	{"decision": "STEP_UP", "reasons": stepup.reasons, "groups": stepup.groups},
 	{"decision": "MODIFY", "reasons": params.modify_reasons},
 ]
 
@@ -68,11 +85,22 @@ _matched_rules := sort({reason.rule_id | some tier in _tiers; some reason in tie
 
 _verdict_part("MODIFY") := {"modified_parameters": params.modified_parameters}
 
-_verdict_part("STEP_UP") := {"approval": stepup.approval}
+_verdict_part("STEP_UP") := {"approval": stepup.approval_for(_winner.groups)}
 
 _verdict_part("DEFER") := {"deferral": deferral.deferral}
 
 _verdict_part(verdict) := {} if not verdict in {"MODIFY", "STEP_UP", "DEFER"}
+
+_classification_part := object.union(
+	{"data_classification": classification.data_classification},
+	_labels_part(classification.data_labels),
+) if {
+	classification.applies
+} else := {}
+
+_labels_part(labels) := {"data_labels": labels} if count(labels) > 0
+
+else := {}
 
 # Reasons ordered by rule id, then message, then code.
 _sorted(reasons) := [{"rule_id": key[0], "message": key[1], "code": key[2]} |

@@ -267,6 +267,23 @@ modify_reasons contains _reason(rego.metadata.rule(), sprintf(
 # description: The whole parameter object to run with when the verdict is MODIFY.
 modified_parameters := object.union(object.union(_given, _filled), _capped)
 
+# METADATA
+# title: strings
+# description: |
+#   The string values a parameter value holds: the value itself, or the string items of
+#   a list. Shared with aarm.composition, which finds a send's destinations.
+strings(value) := _strings(value)
+
+# METADATA
+# title: domain
+# description: The lower-cased domain of an e-mail address (kind "email") or URL (kind "url"); "" when none.
+domain(kind, text) := _domain(kind, text)
+
+# METADATA
+# title: domain_in
+# description: True when a domain equals, or is a subdomain of, an entry of the list.
+domain_in(domain, domains) if _domain_in(domain, domains)
+
 _reason(meta, message) := {
 	"code": meta.custom.code,
 	"rule_id": meta.custom.rule_id,

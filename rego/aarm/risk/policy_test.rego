@@ -36,3 +36,25 @@ test_risk_level_boundaries if {
 	risk.level(0.9) == "CRITICAL"
 	risk.level(1) == "CRITICAL"
 }
+
+test_deny_session_risk_codes_are_critical_or_high if {
+	risk.assess("medium", {"exfiltration_risk"}) == {"level": "CRITICAL", "score": 0.95}
+	risk.assess("low", {"injection_risk"}).level == "CRITICAL"
+	risk.assess("low", {"rate_limited"}) == {"level": "HIGH", "score": 0.8}
+	risk.assess("low", {"drift"}) == {"level": "HIGH", "score": 0.7}
+	risk.assess("low", {"low_confidence"}) == {"level": "MEDIUM", "score": 0.6}
+}
+
+test_every_reason_code_has_a_floor if {
+	codes := {
+		"forbidden", "parameter_invalid", "parameter_blocked", "exfiltration_risk", "rate_limited",
+		"chain_length_exceeded", "untrusted_argument", "untrusted_context", "injection_risk",
+		"delegation_scope_exceeded", "dependency_denied", "defer_depth_exceeded", "missing_context",
+		"dependency", "conflict", "low_confidence", "context_denied", "context_rule_denied",
+		"intent_violation", "classification_escalation", "drift", "context_supported", "memory_trust",
+		"privileged_scope", "high_impact", "parameter_modified", "catalogued", "default_posture",
+	}
+	every code in codes {
+		is_number(data.aarm.config.risk.code_floors[code])
+	}
+}

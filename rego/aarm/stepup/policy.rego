@@ -32,15 +32,27 @@ reasons contains finding.reason if some finding in _findings
 #   Approver groups of every finding (sorted, without duplicates) and the shortest of
 #   their timeouts. Falls back to the fallback approver group when a finding names a
 #   group the config does not define, so a STEP_UP always has an approver.
-approval := {
-	"approvers": _approvers,
-	"timeout_seconds": min({_group(finding.group).timeout_seconds | some finding in _findings}),
+approval := approval_for(groups)
+
+# METADATA
+# title: groups
+# description: The approver group names of the baseline high-impact findings.
+groups := {finding.group | some finding in _findings}
+
+# METADATA
+# title: approval_for
+# description: |
+#   The approval part for a set of approver group names (the context STEP_UP tier in
+#   aarm.main uses it too): the union of their approvers and the shortest timeout. An
+#   empty set, or a group the config does not define, means the fallback group.
+approval_for(names) := {
+	"approvers": sort({approver | some name in _named(names); some approver in _group(name).approvers}),
+	"timeout_seconds": min({_group(name).timeout_seconds | some name in _named(names)}),
 }
 
-_approvers := sort({approver |
-	some finding in _findings
-	some approver in _group(finding.group).approvers
-})
+_named(names) := names if count(names) > 0
+
+else := {_cfg.fallback_approver_group}
 
 _group(name) := _cfg.approver_groups[name]
 

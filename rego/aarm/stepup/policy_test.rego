@@ -142,3 +142,8 @@ test_allow_low_impact_tools_have_no_findings if {
 	_rules("db.query", {"table": "customers", "limit": 10}) == set()
 	_rules("mcp.mystery", {}) == set()
 }
+
+test_step_up_approval_for_no_groups_uses_the_fallback if {
+	stepup.approval_for(set()) == {"approvers": ["platform-oncall"], "timeout_seconds": 900}
+	stepup.approval_for({"security", "finance"}) == {"approvers": ["finance-approvers", "security-approvers"], "timeout_seconds": 1800}
+}

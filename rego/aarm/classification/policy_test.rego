@@ -1,0 +1,116 @@
+package aarm.classification_test
+
+import data.aarm.classification
+
+_input(name, parameters, session) := {
+	"version": "aarm.v1",
+	"action": {
+		"tool": split(name, ".")[0],
+		"operation": split(name, ".")[1],
+		"name": name,
+		"parameters": parameters,
+		"depends_on": [],
+		"original_tool": "",
+	},
+	"identity": {}, "facts": {}, "risk_signals": {},
+	"session": object.union({"artifact_classification": "NONE"}, session),
+}
+
+_predict(name, parameters) := [level, labels] if {
+	level := classification.data_classification with input as _input(name, parameters, {})
+	labels := classification.data_labels with input as _input(name, parameters, {})
+}
+
+test_allow_config_has_no_errors if {
+	count(classification.errors) == 0
+}
+
+test_errors_flag_bad_levels_regexes_and_tools if {
+	errors := classification.errors with data.aarm.config.classification.tables as {"t": {"level": "SECRET"}}
+		with data.aarm.config.classification.paths as [{"pattern": "(unclosed", "level": "PUBLIC"}]
+		with data.aarm.config.classification.tools as {"no.such_tool": {"level": "PUBLIC"}}
+	errors == {
+		"classification: unknown level SECRET in {\"level\": \"SECRET\"}",
+		"classification: invalid regex (unclosed",
+		"classification: unknown tool no.such_tool",
+	}
+}
+
+test_level_scale if {
+	classification.level("PUBLIC") == 0
+	classification.level("RESTRICTED") == 3
+	classification.level("NONE") == -1
+	classification.level("") == -1
+	classification.level(null) == -1
+	classification.level("TOP_SECRET") == 3 # unknown names count as the top level
+	classification.name(1) == "INTERNAL"
+	classification.name(-1) == "NONE"
+}
+
+test_classify_sensitive_tables if {
+	_predict("db.query", {"table": "customers"}) == ["CONFIDENTIAL", ["PII"]]
+	_predict("db.query", {"table": "public.Employees"}) == ["CONFIDENTIAL", ["PII"]]
+	_predict("db.query", {"table": "salaries"}) == ["RESTRICTED", ["FINANCIAL", "PII"]]
+	_predict("db.query", {"table": "orders"}) == ["INTERNAL", []]
+}
+
+test_classify_tables_named_in_sql if {
+	_predict("db.query", {"sql": "SELECT * FROM customers"}) == ["CONFIDENTIAL", ["PII"]]
+	_predict("db.query", {"sql": "select o.id from orders o join payroll p on p.id = o.id"}) == ["RESTRICTED", ["FINANCIAL", "PII"]]
+}
+
+test_classify_unknown_table_as_restricted if {
+	_predict("db.query", {"table": "mystery"}) == ["RESTRICTED", []]
+	_predict("db.query", {"sql": "SELECT * FROM orders JOIN mystery ON 1=1"}) == ["RESTRICTED", []]
+	_predict("db.query", {"limit": 5}) == ["RESTRICTED", []]
+}
+
+test_classify_paths if {
+	_predict("file.read", {"path": "/confidential/merger_plans.pdf"}) == ["CONFIDENTIAL", []]
+	_predict("file.read", {"path": "/strategy/competitive-response.docx"}) == ["CONFIDENTIAL", []]
+	_predict("file.read", {"path": "/hr/reviews.xlsx"}) == ["CONFIDENTIAL", ["PII"]]
+	_predict("file.read", {"path": "/public/press.txt"}) == ["PUBLIC", []]
+	_predict("internal_api.get", {"path": "/employee/salaries"}) == ["RESTRICTED", ["FINANCIAL", "PII"]]
+	_predict("code.read", {"path": "login.py"}) == ["INTERNAL", []]
+}
+
+test_classify_path_traversal_as_restricted if {
+	_predict("file.read", {"path": "/public/../strategy/plan.docx"}) == ["RESTRICTED", []]
+}
+
+test_classify_tool_floors if {
+	_predict("search.web", {"query": "x"}) == ["PUBLIC", []]
+	_predict("browser.get", {"url": "https://example.com"}) == ["PUBLIC", []]
+	_predict("crm.query", {"query": "x"}) == ["INTERNAL", []]
+	_predict("secrets.read", {"path": "prod/db"}) == ["RESTRICTED", ["SECRET"]]
+}
+
+test_classify_unclassified_read_as_restricted if {
+	_predict("file.read", {"path": "/tmp/notes.bin"}) == ["RESTRICTED", []]
+	_predict("file.read", {"path": 42}) == ["RESTRICTED", []]
+}
+
+test_classify_unclassified_level_comes_from_config if {
+	level := classification.data_classification with input as _input("file.read", {"path": "/tmp/x"}, {})
+		with data.aarm.config.classification.unclassified as "CONFIDENTIAL"
+	level == "CONFIDENTIAL"
+}
+
+test_classify_artifact_classification_raises_the_level if {
+	level := classification.data_classification with input as _input("file.read", {"path": "/tmp/report.csv"}, {"artifact_classification": "CONFIDENTIAL"})
+	level == "CONFIDENTIAL"
+	level2 := classification.data_classification with input as _input("search.web", {"query": "x"}, {"artifact_classification": "RESTRICTED"})
+	level2 == "RESTRICTED"
+}
+
+test_allow_non_read_actions_are_not_classified if {
+	not classification.applies with input as _input("email.send", {"to": "a@acme.example"}, {})
+	not classification.data_classification with input as _input("email.send", {"to": "a@acme.example"}, {})
+	not classification.data_labels with input as _input("payments.transfer", {}, {})
+	not classification.applies with input as _input("mcp.mystery", {}, {})
+}
+
+test_classify_reads_data_tools_outside_the_read_category if {
+	classification.applies with input as _input("secrets.search", {"query": "admin"}, {})
+	_predict("secrets.search", {"query": "admin"}) == ["RESTRICTED", ["SECRET"]]
+}

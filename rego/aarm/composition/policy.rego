@@ -1,0 +1,156 @@
+# METADATA
+# title: Compositional (session) risk
+# description: |
+#   Tier 3 of the AARM precedence: DENY findings that come from the sequence of actions,
+#   not from the action alone (risk(C) is not the sum of risk(a)). "Tag at read, enforce
+#   at send": an external send after the session read CONFIDENTIAL or higher data, or
+#   data labelled PII / FINANCIAL / SECRET (code exfiltration_risk); more sends in a
+#   window than the rate limit allows (code rate_limited); a session or intent chain
+#   longer than its limit (code chain_length_exceeded). Also decides whether the action
+#   is an external communication (used by aarm.signals).
+# related_resources:
+#   - ref: docs/policies/composition.md
+#     description: composition policy page
+# schemas:
+#   - input: schema.input
+package aarm.composition
+
+import data.aarm.catalogue
+import data.aarm.classification
+import data.aarm.intent
+import data.aarm.params
+
+_cfg := data.aarm.config.composition
+
+_internal_domains := data.aarm.config.params.egress.internal_domains
+
+_name := input.action.name
+
+# METADATA
+# title: destinations
+# description: |
+#   Where the action sends to: one {param, value, internal} object per e-mail address or
+#   URL in a parameter with an egress spec, and per channel in a configured channel parameter.
+destinations contains {"param": param, "value": text, "internal": _internal(spec.egress.kind, text)} if {
+	some param, spec in catalogue.entry.parameters
+	spec.egress.kind
+	some text in params.strings(input.action.parameters[param])
+}
+
+destinations contains {"param": param, "value": text, "internal": _internal_channel(text)} if {
+	param := _cfg.external.channel_params[_name]
+	some text in params.strings(input.action.parameters[param])
+}
+
+_internal(kind, text) if {
+	params.domain_in(params.domain(kind, text), _internal_domains)
+} else := false
+
+_internal_channel(text) if {
+	_channel(text) in {_channel(c) | some c in _cfg.external.internal_channels}
+} else := false
+
+_channel(text) := concat("", ["#", trim_left(lower(trim_space(text)), "#")])
+
+# METADATA
+# title: external
+# description: |
+#   True for an action of an external-communication category unless it names at least
+#   one destination and every destination is internal (an internal domain or channel).
+#   A send without a checkable destination (external_analytics.process) is external.
+external if {
+	catalogue.category in _cfg.external.categories
+	not _all_internal
+}
+
+_all_internal if {
+	count(destinations) > 0
+	every d in destinations {
+		d.internal
+	}
+}
+
+_external_targets := concat(", ", sort({d.value | some d in destinations; not d.internal}))
+
+_describe_targets := sprintf("to %s", [_external_targets]) if _external_targets != ""
+
+else := "to a destination outside the organisation"
+
+# METADATA
+# title: session_level
+# description: |
+#   Index of the highest level the session has seen: the larger of
+#   session.highest_classification and session.artifact_classification (-1 when none).
+session_level := max({
+	classification.level(object.get(input, ["session", "highest_classification"], "NONE")),
+	classification.level(object.get(input, ["session", "artifact_classification"], "NONE")),
+})
+
+_sensitive_labels := {label |
+	some label in input.session.labels
+	label in _cfg.exfiltration.labels
+}
+
+_taint contains sprintf("%s data", [classification.name(session_level)]) if {
+	session_level >= classification.level(_cfg.exfiltration.min_level)
+}
+
+_taint contains sprintf("labels %s", [concat(", ", sort(_sensitive_labels))]) if count(_sensitive_labels) > 0
+
+# METADATA
+# title: deny_reasons
+# description: Compositional DENY reasons (tier 3).
+# custom:
+#   rule_id: aarm.composition.exfiltration
+#   code: exfiltration_risk
+deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s sends %s after the session accessed %s; data may not leave at the first external hop",
+	[_name, _describe_targets, concat(" and ", sort(_taint))],
+)) if {
+	external
+	count(_taint) > 0
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.composition.rate_limit
+#   code: rate_limited
+deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s would be %s action number %d within %s s; the limit is %d",
+	[_name, rule.category, n + 1, rule.window, rule.limit],
+)) if {
+	some rule in _cfg.rate_limits
+	catalogue.category == rule.category
+	n := input.session.counts[rule.window][rule.category]
+	n >= rule.limit
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.composition.chain_length
+#   code: chain_length_exceeded
+deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+	"the session already ran %d actions; the chain length limit is %d",
+	[input.session.action_count, _cfg.chain_length_limit],
+)) if {
+	input.session.action_count >= _cfg.chain_length_limit
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.composition.intent_chain_length
+#   code: chain_length_exceeded
+deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+	"the session already ran %d actions; intent %q allows at most %d",
+	[input.session.action_count, intent.intent_class, limit],
+)) if {
+	intent.bounded
+	limit := intent.profile.max_chain_length
+	input.session.action_count >= limit
+}
+
+_reason(meta, message) := {
+	"code": meta.custom.code,
+	"rule_id": meta.custom.rule_id,
+	"message": message,
+}

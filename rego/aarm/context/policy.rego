@@ -1,0 +1,195 @@
+# METADATA
+# title: Data-driven context rules
+# description: |
+#   Evaluates data.aarm.config.context_rules: each rule has an id, a priority, a match
+#   (action names, tool namespaces or catalogue categories), conditions on input paths
+#   (session, facts, identity, parameters) and a decision (ALLOW, DENY or STEP_UP).
+#   Only the applicable rules of the highest priority count. If they agree: DENY is a
+#   context-dependent DENY (tier 5, code context_rule_denied), STEP_UP a context STEP_UP
+#   (tier 6, code context_supported), ALLOW suppresses lower-priority rules. If they
+#   disagree, conflict is true and aarm.deferral DEFERs with trigger conflict (AARM R3).
+# related_resources:
+#   - ref: docs/policies/context.md
+#     description: context policy page
+# schemas:
+#   - input: schema.input
+package aarm.context
+
+import data.aarm.catalogue
+
+_rules := data.aarm.config.context_rules
+
+# METADATA
+# title: applicable
+# description: The rules whose match and every condition hold for this input.
+applicable contains rule if {
+	some rule in _rules
+	_matches(rule.match)
+	every condition in object.get(rule, "conditions", []) {
+		_holds(condition)
+	}
+}
+
+_matches(match) if input.action.name in object.get(match, "names", [])
+
+_matches(match) if input.action.tool in object.get(match, "tools", [])
+
+_matches(match) if catalogue.category in object.get(match, "categories", [])
+
+_get(path) := value if {
+	value := object.get(input, path, null)
+	value != null
+}
+
+_holds(c) if {
+	c.op == "eq"
+	_get(c.path) == c.value
+}
+
+_holds(c) if {
+	c.op == "neq"
+	_get(c.path) != c.value
+}
+
+_holds(c) if {
+	c.op == "in"
+	_get(c.path) in c.value
+}
+
+_holds(c) if {
+	c.op == "matches"
+	value := _get(c.path)
+	is_string(value)
+	regex.match(c.value, value)
+}
+
+_holds(c) if {
+	c.op == "eq_path"
+	_get(c.path) == _get(c.value)
+}
+
+_holds(c) if {
+	c.op == "gte"
+	value := _get(c.path)
+	is_number(value)
+	value >= c.value
+}
+
+_holds(c) if {
+	c.op == "lt"
+	value := _get(c.path)
+	is_number(value)
+	value < c.value
+}
+
+_holds(c) if {
+	c.op == "exists"
+	object.get(input, c.path, null) != null
+}
+
+# METADATA
+# title: top
+# description: The applicable rules of the highest priority.
+top contains rule if {
+	some rule in applicable
+	rule.priority == max({r.priority | some r in applicable})
+}
+
+# METADATA
+# title: conflict
+# description: True when the top-priority applicable rules disagree on the decision.
+conflict if count({rule.decision | some rule in top}) > 1
+
+_ids(decision) := concat(", ", sort({rule.id | some rule in top; rule.decision == decision}))
+
+# METADATA
+# title: conflict_message
+# description: Describes the disagreeing rules, for the DEFER reason.
+conflict_message := sprintf("context rules of priority %v disagree: %s", [
+	max({r.priority | some r in applicable}),
+	concat("; ", sort({sprintf("%s says %s", [_ids(d), d]) | some rule in top; d := rule.decision})),
+])
+
+# METADATA
+# title: conflict_context_needed
+# description: What a resolver must refresh to settle a conflict (each rule's context_needed, else rule:<id>).
+conflict_context_needed contains needed if {
+	some rule in top
+	some needed in object.get(rule, "context_needed", [concat("", ["rule:", rule.id])])
+}
+
+# METADATA
+# title: deny_reasons
+# description: Tier 5 DENY reasons from agreeing top-priority DENY rules.
+# custom:
+#   rule_id: aarm.context.rule_denied
+#   code: context_rule_denied
+deny_reasons contains _reason(rego.metadata.rule(), rule) if {
+	not conflict
+	some rule in top
+	rule.decision == "DENY"
+}
+
+# METADATA
+# title: stepup_findings
+# description: Tier 6 STEP_UP findings from agreeing top-priority STEP_UP rules.
+# custom:
+#   rule_id: aarm.context.rule_step_up
+#   code: context_supported
+stepup_findings contains {"group": object.get(rule, "approver_group", ""), "reason": _reason(rego.metadata.rule(), rule)} if {
+	not conflict
+	some rule in top
+	rule.decision == "STEP_UP"
+}
+
+_reason(meta, rule) := {
+	"code": meta.custom.code,
+	"rule_id": meta.custom.rule_id,
+	"message": sprintf("%v (context rule %v): %v", [input.action.name, object.get(rule, "id", "?"), object.get(rule, "message", "no message configured")]),
+}
+
+# METADATA
+# title: errors
+# description: Problems in the context rule config. Tests require this set to be empty.
+errors contains sprintf("context rule %v: bad decision %v", [rule.id, rule.decision]) if {
+	some rule in _rules
+	not _valid_decision(rule)
+}
+
+errors contains sprintf("context rule %v: unknown op %v", [rule.id, c.op]) if {
+	some rule in _rules
+	some c in object.get(rule, "conditions", [])
+	not _valid_op(c)
+}
+
+errors contains sprintf("context rule %v: id must be a string", [rule]) if {
+	some rule in _rules
+	not _string_id(rule)
+}
+
+errors contains sprintf("context rule %v: priority must be a number", [rule.id]) if {
+	some rule in _rules
+	not _numeric_priority(rule)
+}
+
+errors contains sprintf("context rule %v: STEP_UP needs an approver_group", [rule.id]) if {
+	some rule in _rules
+	rule.decision == "STEP_UP"
+	not data.aarm.config.stepup.approver_groups[rule.approver_group]
+}
+
+errors contains sprintf("duplicate context rule id %v", [id]) if {
+	some i, a in _rules
+	some j, b in _rules
+	i < j
+	a.id == b.id
+	id := a.id
+}
+
+_valid_decision(rule) if rule.decision in {"ALLOW", "DENY", "STEP_UP"}
+
+_valid_op(c) if c.op in {"eq", "neq", "in", "matches", "eq_path", "gte", "lt", "exists"}
+
+_string_id(rule) if is_string(rule.id)
+
+_numeric_priority(rule) if is_number(rule.priority)

@@ -1,0 +1,139 @@
+package aarm.context_test
+
+import data.aarm.context
+
+_input(name, parameters, extra) := object.union(
+	{
+		"version": "aarm.v1",
+		"action": {
+			"tool": split(name, ".")[0],
+			"operation": split(name, ".")[1],
+			"name": name,
+			"parameters": parameters,
+			"depends_on": [],
+			"original_tool": "",
+		},
+		"identity": {"human": "alice@acme.example"}, "facts": {}, "risk_signals": {},
+		"session": {"original_request": null},
+	},
+	extra,
+)
+
+_fact(value) := {"value": value, "source": "ticketing", "observed_at": "2026-11-26T01:59:00Z"}
+
+_request(text) := {"session": {"original_request": {"text": text, "intent_class": "", "expected_scope": [], "max_classification": "NONE"}}}
+
+_cleanup := {"table": "test_records", "where": "x = 1", "created_by": "alice@acme.example"}
+
+_ids(rules) := {rule.id | some rule in rules}
+
+test_allow_config_has_no_errors if {
+	count(context.errors) == 0
+}
+
+test_errors_flag_bad_rules if {
+	errors := context.errors with data.aarm.config.context_rules as [
+		{"id": "a", "priority": "high", "decision": "MAYBE", "match": {}, "conditions": [{"op": "like"}]},
+		{"id": "a", "priority": 1, "decision": "STEP_UP", "approver_group": "nobody", "match": {}, "conditions": []},
+		{"priority": 1, "decision": "DENY", "match": {}},
+	]
+	errors == {
+		"context rule a: bad decision MAYBE",
+		"context rule a: unknown op like",
+		"context rule a: priority must be a number",
+		"context rule a: STEP_UP needs an approver_group",
+		"duplicate context rule id a",
+		"context rule {\"decision\": \"DENY\", \"match\": {}, \"priority\": 1}: id must be a string",
+	}
+}
+
+test_deny_row_delete_without_request if {
+	i := _input("database.delete", _cleanup, {})
+	_ids(context.top) == {"row_delete_needs_cleanup_request"} with input as i
+	reasons := context.deny_reasons with input as i
+	{r.code | some r in reasons} == {"context_rule_denied"}
+	count(context.stepup_findings) == 0 with input as i
+}
+
+test_step_up_requested_cleanup_of_own_rows if {
+	i := _input("database.delete", _cleanup, _request("please clean up the test data I created yesterday"))
+	_ids(context.top) == {"cleanup_of_own_data_requested"} with input as i
+	count(context.deny_reasons) == 0 with input as i
+	findings := context.stepup_findings with input as i
+	{f.group | some f in findings} == {"data_owners"}
+	{f.reason.code | some f in findings} == {"context_supported"}
+}
+
+test_step_up_declared_cleanup_intent if {
+	extra := {"session": {"original_request": {"text": "tidy up", "intent_class": "data_cleanup", "expected_scope": [], "max_classification": "NONE"}}}
+	_ids(context.top) == {"cleanup_intent_declared"} with input as _input("database.delete", _cleanup, extra)
+}
+
+test_deny_cleanup_of_someone_elses_rows if {
+	i := _input("database.delete", object.union(_cleanup, {"created_by": "bob@acme.example"}), _request("clean up the test data"))
+	_ids(context.top) == {"row_delete_needs_cleanup_request"} with input as i
+}
+
+test_defer_conflict_between_same_priority_rules if {
+	facts := {"facts": {"change_ticket": _fact("approved"), "change_freeze": _fact(true)}}
+	i := _input("credentials.rotate", {"target": "prod-payments"}, facts)
+	context.conflict with input as i
+	context.conflict_context_needed == {"change_freeze", "change_ticket"} with input as i
+	context.conflict_message == "context rules of priority 50 disagree: change_freeze_active says DENY; change_ticket_approved says ALLOW" with input as i
+	count(context.deny_reasons) == 0 with input as i
+}
+
+test_allow_top_priority_allow_rule_alone if {
+	i := _input("credentials.rotate", {"target": "prod-payments"}, {"facts": {"change_ticket": _fact("approved")}})
+	not context.conflict with input as i
+	count(context.deny_reasons) == 0 with input as i
+	count(context.stepup_findings) == 0 with input as i
+}
+
+test_deny_change_freeze_alone if {
+	i := _input("iam.grant_role", {"principal": "bob", "role": "viewer"}, {"facts": {"change_freeze": _fact(true)}})
+	{r.rule_id | some r in context.deny_reasons} == {"aarm.context.rule_denied"} with input as i
+}
+
+test_conflict_context_needed_defaults_to_rule_ids if {
+	rules := [
+		{"id": "a", "priority": 1, "decision": "ALLOW", "match": {"tools": ["crm"]}, "conditions": []},
+		{"id": "b", "priority": 1, "decision": "DENY", "match": {"categories": ["read"]}, "conditions": []},
+	]
+	needed := context.conflict_context_needed with input as _input("crm.query", {"query": "x"}, {})
+		with data.aarm.config.context_rules as rules
+	needed == {"rule:a", "rule:b"}
+}
+
+_op_rule(condition) := [{"id": "r", "priority": 1, "decision": "DENY", "message": "m", "match": {"names": ["crm.query"]}, "conditions": [condition]}]
+
+_holds(condition, extra) if {
+	count(context.applicable) == 1 with input as _input("crm.query", {"query": "x", "limit": 5}, extra)
+		with data.aarm.config.context_rules as _op_rule(condition)
+}
+
+test_condition_operators if {
+	_holds({"path": ["action", "parameters", "query"], "op": "eq", "value": "x"}, {})
+	not _holds({"path": ["action", "parameters", "query"], "op": "eq", "value": "y"}, {})
+	_holds({"path": ["action", "parameters", "query"], "op": "neq", "value": "y"}, {})
+	not _holds({"path": ["action", "parameters", "missing"], "op": "neq", "value": "y"}, {})
+	_holds({"path": ["action", "parameters", "query"], "op": "in", "value": ["x", "z"]}, {})
+	_holds({"path": ["action", "parameters", "query"], "op": "matches", "value": "^x$"}, {})
+	not _holds({"path": ["action", "parameters", "limit"], "op": "matches", "value": "5"}, {})
+	_holds({"path": ["action", "parameters", "created_by"], "op": "eq_path", "value": ["identity", "human"]}, {"action": {"parameters": {"created_by": "alice@acme.example"}}})
+	_holds({"path": ["action", "parameters", "limit"], "op": "gte", "value": 5}, {})
+	not _holds({"path": ["action", "parameters", "limit"], "op": "gte", "value": 6}, {})
+	_holds({"path": ["action", "parameters", "limit"], "op": "lt", "value": 6}, {})
+	_holds({"path": ["facts", "flag"], "op": "exists"}, {"facts": {"flag": false}})
+	not _holds({"path": ["facts", "flag"], "op": "exists"}, {})
+	not _holds({"path": ["action", "parameters", "query"], "op": "like", "value": "x"}, {})
+}
+
+test_rule_without_message_or_group_still_decides if {
+	rules := [{"id": "r", "priority": 1, "decision": "STEP_UP", "match": {"names": ["crm.query"]}, "conditions": []}]
+	findings := context.stepup_findings with input as _input("crm.query", {"query": "x"}, {})
+		with data.aarm.config.context_rules as rules
+	{f.group | some f in findings} == {""}
+	some f in findings
+	contains(f.reason.message, "no message configured")
+}

@@ -1,0 +1,115 @@
+package aarm.intent_test
+
+import data.aarm.intent
+
+_input(name, parameters, intent_class, max_classification, drift) := {
+	"version": "aarm.v1",
+	"action": {
+		"tool": split(name, ".")[0],
+		"operation": split(name, ".")[1],
+		"name": name,
+		"parameters": parameters,
+		"depends_on": [],
+		"original_tool": "",
+	},
+	"identity": {}, "facts": {}, "risk_signals": {},
+	"session": {
+		"known": true,
+		"original_request": {"text": "do the thing", "intent_class": intent_class, "expected_scope": [], "max_classification": max_classification},
+		"artifact_classification": "NONE",
+	},
+	"drift": {"max": drift, "ema": drift},
+}
+
+_deny(name, parameters, intent_class) := {r.code | some r in reasons} if {
+	reasons := intent.deny_reasons with input as _input(name, parameters, intent_class, "NONE", 0)
+}
+
+_stepup(name, parameters, intent_class, max_classification, drift) := {f.reason.code | some f in findings} if {
+	findings := intent.stepup_findings with input as _input(name, parameters, intent_class, max_classification, drift)
+}
+
+test_deny_secret_read_in_questionnaire_review if {
+	_deny("secrets.read", {"path": "x"}, "questionnaire_review") == {"intent_violation"}
+}
+
+test_deny_package_update_in_bug_fix if {
+	_deny("package.update", {"package": "cryptography"}, "bug_fix") == {"intent_violation"}
+	_deny("package.install", {"package": "leftpad"}, "bug_fix") == {"intent_violation"}
+}
+
+test_deny_privilege_tools_in_profile_update if {
+	_deny("secrets.search", {"query": "admin"}, "profile_update") == {"intent_violation"}
+	_deny("auth.use", {"principal": "svc"}, "profile_update") == {"intent_violation"}
+	_deny("admin.update", {"target": "t", "setting": "s"}, "profile_update") == {"intent_violation"}
+	_deny("iam.grant_role", {"principal": "p", "role": "viewer"}, "meeting_prep") == {"intent_violation"}
+}
+
+test_allow_tools_inside_the_intent if {
+	_deny("code.write", {"path": "login.py", "content": "x"}, "bug_fix") == set()
+	_deny("profile.update", {"field": "picture", "value": "x"}, "profile_update") == set()
+	_deny("crm.query", {"query": "x"}, "meeting_prep") == set()
+}
+
+test_allow_non_sensitive_tools_outside_the_intent if {
+	_deny("email.send", {"to": "bob@acme.example"}, "meeting_prep") == set()
+}
+
+test_allow_sensitive_tools_without_a_bounded_intent if {
+	_deny("secrets.read", {"path": "x"}, "") == set()
+	_deny("secrets.read", {"path": "x"}, "unconfigured_intent") == set()
+	count(intent.deny_reasons) == 0 with input as {"action": {"tool": "secrets", "operation": "read", "name": "secrets.read", "parameters": {}}, "session": {"original_request": null}}
+}
+
+test_deny_sensitive_tool_listed_by_name if {
+	reasons := intent.deny_reasons with input as _input("email.send", {"to": "x"}, "meeting_prep", "NONE", 0)
+		with data.aarm.config.intents.sensitive.tools as ["email.send"]
+	count(reasons) == 1
+}
+
+test_step_up_classification_escalation if {
+	_stepup("file.read", {"path": "/strategy/plan.docx"}, "meeting_prep", "INTERNAL", 0) == {"classification_escalation"}
+	_stepup("file.read", {"path": "/strategy/plan.docx"}, "meeting_prep", "NONE", 0) == {"classification_escalation"}
+	_stepup("file.read", {"path": "/strategy/plan.docx"}, "", "INTERNAL", 0) == {"classification_escalation"}
+}
+
+test_allow_read_within_max_classification if {
+	_stepup("crm.query", {"query": "x"}, "meeting_prep", "INTERNAL", 0) == set()
+	_stepup("file.read", {"path": "/strategy/plan.docx"}, "bug_fix", "NONE", 0) == set()
+	_stepup("file.read", {"path": "/strategy/plan.docx"}, "", "NONE", 0) == set()
+	_stepup("email.send", {"to": "x"}, "meeting_prep", "PUBLIC", 0) == set()
+}
+
+test_max_classification_prefers_the_request if {
+	intent.max_classification == "CONFIDENTIAL" with input as _input("crm.query", {}, "meeting_prep", "CONFIDENTIAL", 0)
+	intent.max_classification == "INTERNAL" with input as _input("crm.query", {}, "meeting_prep", "NONE", 0)
+	not intent.max_classification with input as _input("crm.query", {}, "", "NONE", 0)
+}
+
+test_step_up_drift_above_default_threshold if {
+	_stepup("crm.query", {"query": "x"}, "", "NONE", 0.71) == {"drift"}
+	_stepup("crm.query", {"query": "x"}, "", "NONE", 0.7) == set()
+}
+
+test_drift_thresholds_per_intent if {
+	intent.drift_threshold == 0.7 with input as _input("crm.query", {}, "", "NONE", 0)
+	intent.drift_threshold == 0.9 with input as _input("crm.query", {}, "bug_fix", "NONE", 0)
+	intent.drift_threshold == 0.8 with input as _input("crm.query", {}, "meeting_prep", "NONE", 0)
+	_stepup("code.read", {"path": "a.py"}, "bug_fix", "NONE", 0.85) == set()
+	_stepup("code.read", {"path": "a.py"}, "bug_fix", "NONE", 0.95) == {"drift"}
+	t := intent.drift_threshold with input as _input("crm.query", {}, "no_drift_profile", "NONE", 0)
+		with data.aarm.config.intents.classes.no_drift_profile as {"allowed_tools": []}
+	t == 0.7
+}
+
+test_step_up_drift_on_ema_alone if {
+	i := object.union(_input("crm.query", {"query": "x"}, "", "NONE", 0), {"drift": {"max": 0.5, "ema": 0.75}})
+	findings := intent.stepup_findings with input as i
+	count(findings) == 1
+}
+
+test_allow_sensitive_tool_whose_category_the_intent_allows if {
+	reasons := intent.deny_reasons with input as _input("secrets.read", {"path": "x"}, "vault_audit", "NONE", 0)
+		with data.aarm.config.intents.classes.vault_audit as {"allowed_tools": [], "allowed_categories": ["identity"]}
+	count(reasons) == 0
+}

@@ -1,0 +1,74 @@
+package aarm.provenance_test
+
+import data.aarm.provenance
+
+_input(name, parameters, untrusted_only, untrusted_content) := {
+	"version": "aarm.v1",
+	"action": {
+		"tool": split(name, ".")[0],
+		"operation": split(name, ".")[1],
+		"name": name,
+		"parameters": parameters,
+		"depends_on": [],
+		"original_tool": "",
+	},
+	"identity": {}, "facts": {}, "risk_signals": {},
+	"session": {"untrusted_content": untrusted_content},
+	"provenance": {"parameters": {}, "untrusted_only": untrusted_only, "unseen": []},
+}
+
+_deny(name, untrusted_only, untrusted_content) := {r.code | some r in reasons} if {
+	reasons := provenance.deny_reasons with input as _input(name, {}, untrusted_only, untrusted_content)
+}
+
+_stepup(name, untrusted_only, untrusted_content) := {[f.group, f.reason.code] | some f in findings} if {
+	findings := provenance.stepup_findings with input as _input(name, {}, untrusted_only, untrusted_content)
+}
+
+test_deny_destructive_and_code_tools_with_untrusted_targets if {
+	_deny("file.delete", ["path"], false) == {"untrusted_argument"}
+	_deny("shell.exec", ["command"], false) == {"untrusted_argument"}
+	_deny("db.delete", ["where"], false) == {"untrusted_argument"}
+}
+
+test_step_up_financial_identity_and_sends_with_untrusted_targets if {
+	_stepup("payments.transfer", ["to_account"], false) == {["finance", "untrusted_argument"]}
+	_stepup("iam.grant_role", ["principal"], false) == {["security", "untrusted_argument"]}
+	_stepup("email.send", ["to[0]"], false) == {["security", "untrusted_argument"]}
+	_stepup("http.post", ["url"], false) == {["security", "untrusted_argument"]}
+}
+
+test_untrusted_paths_match_nested_keys if {
+	provenance.untrusted_key_params == {"to[1]", "to.name"} with input as _input("email.send", {}, ["to[1]", "to.name", "tone", "body"], false)
+}
+
+test_allow_trusted_or_non_key_arguments if {
+	_deny("file.delete", ["recursive"], false) == set()
+	_stepup("payments.transfer", ["memo"], false) == set()
+	_stepup("payments.transfer", [], false) == set()
+	_deny("db.query", ["table"], false) == set()
+	_stepup("db.query", ["table"], false) == set()
+}
+
+test_step_up_destructive_after_untrusted_content if {
+	_stepup("file.delete", [], true) == {["data_owners", "untrusted_context"]}
+	_deny("file.delete", [], true) == set()
+	_stepup("file.delete", [], false) == set()
+	_stepup("email.send", [], true) == set()
+}
+
+test_deny_destructive_after_untrusted_content_when_configured if {
+	reasons := provenance.deny_reasons with input as _input("file.delete", {}, [], true)
+		with data.aarm.config.provenance.untrusted_content.decision as "DENY"
+	{r.code | some r in reasons} == {"untrusted_context"}
+	findings := provenance.stepup_findings with input as _input("file.delete", {}, [], true)
+		with data.aarm.config.provenance.untrusted_content.decision as "DENY"
+	count(findings) == 0
+}
+
+test_step_up_uses_default_group_for_unmapped_category if {
+	findings := provenance.stepup_findings with input as _input("secrets.read", {}, ["path"], false)
+		with data.aarm.config.provenance.key_params["secrets.read"] as ["path"]
+		with data.aarm.config.provenance.approver_group_by_category as {"financial": "finance"}
+	{f.group | some f in findings} == {"security"}
+}
