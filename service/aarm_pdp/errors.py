@@ -9,6 +9,7 @@ Exception hierarchy::
 
     AarmError                      base; carries an ErrorCode
     ├── RequestInvalid             the request breaks the contract or a limit
+    ├── IdentityRejected           identity expired or revoked (decided as DENY)
     ├── SessionError               a session RPC cannot be honoured
     │   ├── SessionNotFound        no such session (or decision in it)
     │   └── SessionConflict        identity mismatch, already started, wrong state
@@ -17,9 +18,11 @@ Exception hierarchy::
     │   ├── OpaUnavailable         connection refused, reset, sidecar down
     │   ├── OpaTimeout             no answer within the deadline
     │   └── OpaBadResponse         non-200 status or a body that is not JSON
-    └── DecisionInvalid            OPA answered, but not with a valid decision
-        ├── DecisionUndefined      the entrypoint is undefined for this input
-        └── DecisionMalformed      wrong shape, type or unknown verdict
+    ├── DecisionInvalid            OPA answered, but not with a valid decision
+    │   ├── DecisionUndefined      the entrypoint is undefined for this input
+    │   └── DecisionMalformed      wrong shape, type or unknown verdict
+    ├── ReceiptStoreUnavailable    the receipt store failed; the action is DENY
+    └── ReceiptInvalid             a receipt body that cannot be signed or stored
 
 Third-party exceptions (httpx, grpc, json) are translated into these at the
 module boundary that calls the library; none escapes it.
@@ -37,6 +40,8 @@ class ErrorCode(enum.StrEnum):
 
     REQUEST_INVALID = "request_invalid"
     IDENTITY_MISSING = "identity_missing"
+    IDENTITY_EXPIRED = "identity_expired"
+    IDENTITY_REVOKED = "identity_revoked"
     SESSION_NOT_FOUND = "session_not_found"
     SESSION_CONFLICT = "session_conflict"
     SESSION_STORE_UNAVAILABLE = "session_store_unavailable"
@@ -46,6 +51,8 @@ class ErrorCode(enum.StrEnum):
     DECISION_UNDEFINED = "decision_undefined"
     DECISION_MALFORMED = "decision_malformed"
     INTERNAL = "internal"
+    RECEIPT_STORE_UNAVAILABLE = "receipt_store_unavailable"
+    RECEIPT_INVALID = "receipt_invalid"
 
 
 class AarmError(Exception):
@@ -64,6 +71,12 @@ class RequestInvalid(AarmError):
     """The request breaks the API contract or a size/depth limit."""
 
     code = ErrorCode.REQUEST_INVALID
+
+
+class IdentityRejected(AarmError):
+    """The identity's credential expired or was revoked; decisions for it are DENY."""
+
+    code = ErrorCode.IDENTITY_REVOKED
 
 
 class SessionError(AarmError):
@@ -130,6 +143,18 @@ class DecisionMalformed(DecisionInvalid):
     """The decision document has the wrong shape, a wrong type or an unknown verdict."""
 
     code = ErrorCode.DECISION_MALFORMED
+
+
+class ReceiptStoreUnavailable(AarmError):
+    """The receipt store failed or is overloaded; no receipt, so the action is DENY."""
+
+    code = ErrorCode.RECEIPT_STORE_UNAVAILABLE
+
+
+class ReceiptInvalid(AarmError):
+    """A receipt body lacks a required field, reuses a receipt id or cannot be canonicalised."""
+
+    code = ErrorCode.RECEIPT_INVALID
 
 
 _GRPC_STATUS: dict[ErrorCode, tuple[grpc.StatusCode, str]] = {

@@ -57,7 +57,7 @@ async def test_concurrent_updates_from_two_clients_lose_nothing(
             for i in range(n)
         )
     )
-    raw, _, _ = await a.load(key, [], "t", [])
+    raw = (await a.load(key, [], "t", [])).state
     assert raw is not None
     state = st.SessionState.from_bytes(raw)
     assert state.action_count == n
@@ -74,11 +74,14 @@ async def test_index_and_artifacts(redis_server: RedisServer) -> None:
     await store.index_add(key, {"aa": 4})
     await store.artifacts_raise("t", {"p1": 2})
     await store.artifacts_raise("t", {"p1": 1})  # never lowers
-    _, masks, art = await store.load(key, ["aa", "bb", "cc"], "t", ["p1", "p2"])
-    assert masks == {"aa": 5, "bb": 4}
-    assert art == 2
-    _, _, none = await store.load(key, [], "other-tenant", ["p1"])
-    assert none == -1
+    loaded = await store.load(key, ["aa", "bb", "cc"], "t", ["p1", "p2"], ["bob"])
+    assert loaded.masks == {"aa": 5, "bb": 4}
+    assert loaded.artifact_level == 2
+    assert loaded.revoked is False
+    await store.revoke("t", "bob")
+    assert (await store.load(key, [], "t", [], ["alice", "bob"])).revoked is True
+    assert (await store.load(key, [], "other-tenant", ["p1"], ["bob"])).artifact_level == -1
+    assert (await store.load(key, [], "other-tenant", [], ["bob"])).revoked is False
     await store.aclose()
 
 

@@ -125,7 +125,7 @@ async def test_context_log_in_redis_verifies_and_detects_tampering(
         assert result.ok, result.explain()
     key = session_key(scenarios.BASE_IDENTITY["tenant"], "log-check")
     store = RedisSessionStore(redis_server.url)
-    raw, _, _ = await store.load(key, [], "acme", [])
+    raw = (await store.load(key, [], "acme", [])).state
     assert raw is not None
     state = st.SessionState.from_bytes(raw)
     entries = [json.loads(e) for e in await store.read_log(key)]

@@ -135,6 +135,10 @@ def to_identity(ident: Any, lim: Limits) -> Identity:
         session_id=_ident(ident.session_id, "identity.session_id"),
         roles=_ids(ident.roles, "identity.roles", lim.max_roles),
         delegation_chain=delegations,
+        expires_at_ns=ident.expires_at.seconds * 1_000_000_000 + ident.expires_at.nanos
+        if ident.HasField("expires_at")
+        else 0,
+        credential_id=_ident(ident.credential_id, "identity.credential_id"),
     )
 
 

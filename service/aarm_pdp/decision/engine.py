@@ -37,6 +37,8 @@ log = logging.getLogger("aarm_pdp.decision")
 
 _FAIL_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.IDENTITY_MISSING: "action carries no verifiable identity (AARM R6)",
+    ErrorCode.IDENTITY_EXPIRED: "the identity's credential has expired (AARM R6)",
+    ErrorCode.IDENTITY_REVOKED: "the identity has been revoked (AARM R6)",
     ErrorCode.SESSION_STORE_UNAVAILABLE: "session context unavailable; failing closed",
     ErrorCode.SESSION_CONFLICT: "identity does not match the session; failing closed",
     ErrorCode.OPA_UNAVAILABLE: "policy engine unavailable; failing closed",
@@ -153,6 +155,9 @@ class DecisionEngine:
             missing = request.identity.missing()
             if missing:
                 return self._failed(ErrorCode.IDENTITY_MISSING, "missing " + ", ".join(missing))
+            expires = request.identity.expires_at_ns
+            if expires and expires <= now_ns:
+                return self._failed(ErrorCode.IDENTITY_EXPIRED)
             action = metatools.resolve(request.action, self._meta_tools)
             if action is not request.action:
                 request = dataclasses.replace(request, action=action)

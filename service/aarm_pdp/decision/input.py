@@ -86,6 +86,7 @@ def build_input(
             "session_id": ident.session_id,
             "roles": list(ident.roles),
             "delegation_chain": [_delegation(d) for d in ident.delegation_chain],
+            "expires_at": rfc3339(ident.expires_at_ns) if ident.expires_at_ns else "",
         },
         "action": {
             "tool": action.tool,

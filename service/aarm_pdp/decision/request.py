@@ -28,6 +28,8 @@ class Identity:
     session_id: str = ""
     roles: tuple[str, ...] = ()
     delegation_chain: tuple[Delegation, ...] = ()
+    expires_at_ns: int = 0
+    credential_id: str = ""
 
     def missing(self) -> tuple[str, ...]:
         """Names of the identity parts AARM R6 requires that are absent."""

@@ -17,7 +17,7 @@ from typing import Any
 from aarm_pdp.decision.model import Decision
 from aarm_pdp.decision.request import ActionRequest, Identity
 from aarm_pdp.drift.score import DriftWeights, level, score
-from aarm_pdp.errors import SessionConflict, SessionNotFound
+from aarm_pdp.errors import ErrorCode, IdentityRejected, SessionConflict, SessionNotFound
 from aarm_pdp.provenance import classify as prov
 from aarm_pdp.provenance.indicators import fingerprint, indicators_in_text, parameter_strings
 from aarm_pdp.session import state as st
@@ -80,7 +80,11 @@ class SessionContext:
         per_param = prov.parameter_fingerprints(action.parameters)
         fps = sorted({fp for pairs in per_param.values() for _, fp in pairs})
         artifacts = _artifact_fps(action.parameters)
-        raw, seen, art_level = await self.store.load(key, fps, ident.tenant, artifacts)
+        subjects = [ident.human, ident.service, ident.agent, ident.credential_id]
+        loaded = await self.store.load(key, fps, ident.tenant, artifacts, subjects)
+        if loaded.revoked:
+            raise IdentityRejected("identity revoked", code=ErrorCode.IDENTITY_REVOKED)
+        raw, seen, art_level = loaded.state, loaded.masks, loaded.artifact_level
         if raw is None:
             state = st.new_session(
                 ident.session_id,
@@ -261,7 +265,7 @@ class SessionContext:
     async def end(self, ident: Identity) -> tuple[str, int]:
         """Close a session; returns (final log head, action count)."""
         key = session_key(ident.tenant, ident.session_id)
-        raw, _, _ = await self.store.load(key, [], ident.tenant, [])
+        raw = (await self.store.load(key, [], ident.tenant, [])).state
         if raw is None:
             raise SessionNotFound("no such session")
         state = st.SessionState.from_bytes(raw)

@@ -13,17 +13,24 @@ import asyncio
 import contextlib
 import random
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from aarm_pdp.errors import SessionStoreUnavailable
-from aarm_pdp.session.store import MAX_INDEX_PER_SESSION, Updater, tenant_key
+from aarm_pdp.session.store import (
+    MAX_INDEX_PER_SESSION,
+    REVOCATION_TTL_SECONDS,
+    Loaded,
+    Updater,
+    tenant_key,
+)
 
 T = TypeVar("T")
 MAX_RETRIES = 50
+TICKET_TTL_SECONDS = 7 * 24 * 3600
 
 # OR each mask into the hash, refusing new fields past the cap; refresh the TTL.
 _INDEX_ADD = """
@@ -91,26 +98,36 @@ class RedisSessionStore:
         self._artifacts_raise = self._r.register_script(_ARTIFACTS_RAISE)
 
     async def load(
-        self, key: str, fingerprints: list[str], tenant: str, artifacts: list[str]
-    ) -> tuple[bytes | None, dict[str, int], int]:
+        self,
+        key: str,
+        fingerprints: Sequence[str],
+        tenant: str,
+        artifacts: Sequence[str],
+        subjects: Sequence[str] = (),
+    ) -> Loaded:
+        fps, arts, subs = list(fingerprints), list(artifacts), [x for x in subjects if x]
         with _translate():
             pipe = self._r.pipeline(transaction=False)
             pipe.get(f"{self._p}s:{key}")
-            if fingerprints:
-                pipe.hmget(f"{self._p}i:{key}", fingerprints)
-            if artifacts:
-                pipe.hmget(f"{self._p}a:{tenant_key(tenant)}", artifacts)
+            if fps:
+                pipe.hmget(f"{self._p}i:{key}", fps)
+            if arts:
+                pipe.hmget(f"{self._p}a:{tenant_key(tenant)}", arts)
+            if subs:
+                pipe.smismember(f"{self._p}r:{tenant_key(tenant)}", subs)
             out: list[Any] = await pipe.execute()
-        raw = out[0]
-        masks: dict[str, int] = {}
+        raw = _as_bytes(out[0])
         pos = 1
-        if fingerprints:
-            masks = {fp: int(v) for fp, v in zip(fingerprints, out[pos], strict=True) if v}
+        masks: dict[str, int] = {}
+        if fps:
+            masks = {fp: int(v) for fp, v in zip(fps, out[pos], strict=True) if v}
             pos += 1
         art = -1
-        if artifacts:
+        if arts:
             art = max((int(v) for v in out[pos] if v is not None), default=-1)
-        return raw, masks, art
+            pos += 1
+        revoked = bool(subs) and any(out[pos])
+        return Loaded(raw, masks, art, revoked)
 
     async def update(self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]]) -> T:
         # One writer per session inside this process; WATCH settles races between replicas.
@@ -173,6 +190,61 @@ class RedisSessionStore:
     async def delete(self, key: str) -> None:
         with _translate():
             await self._r.delete(f"{self._p}s:{key}", f"{self._p}l:{key}", f"{self._p}i:{key}")
+
+    async def revoke(self, tenant: str, subject: str) -> None:
+        rkey = f"{self._p}r:{tenant_key(tenant)}"
+        with _translate():
+            pipe = self._r.pipeline(transaction=True)
+            pipe.sadd(rkey, subject)
+            pipe.expire(rkey, REVOCATION_TTL_SECONDS)
+            await pipe.execute()
+
+    async def ticket_create(self, tid: str, data: bytes, index: str, deadline_ns: int) -> None:
+        with _translate():
+            pipe = self._r.pipeline(transaction=True)
+            pipe.set(f"{self._p}t:{tid}", data, ex=TICKET_TTL_SECONDS)
+            pipe.sadd(f"{self._p}p:{index}", tid)
+            pipe.zadd(f"{self._p}due", {tid: deadline_ns / 1e9})
+            await pipe.execute()
+
+    async def ticket_get(self, tid: str) -> bytes | None:
+        with _translate():
+            return _as_bytes(await self._r.get(f"{self._p}t:{tid}"))
+
+    async def ticket_update(self, tid: str, fn: Updater[T], close_index: str | None) -> T:
+        tkey = f"{self._p}t:{tid}"
+        with _translate():
+            async with self._r.pipeline(transaction=True) as pipe:
+                for _ in range(MAX_RETRIES):
+                    try:
+                        await pipe.watch(tkey)
+                        new, result = fn(_as_bytes(await pipe.get(tkey)))
+                        pipe.multi()  # type: ignore[no-untyped-call]
+                        if new is not None:
+                            pipe.set(tkey, new, ex=TICKET_TTL_SECONDS)
+                        if close_index is not None:
+                            pipe.srem(f"{self._p}p:{close_index}", tid)
+                            pipe.zrem(f"{self._p}due", tid)
+                        await pipe.execute()
+                        return result
+                    except redis_errors.WatchError:
+                        await asyncio.sleep(random.uniform(0, 0.002))  # noqa: S311 - jitter
+        raise SessionStoreUnavailable(f"ticket update lost {MAX_RETRIES} races in a row")
+
+    async def tickets_pending(self, index: str) -> list[bytes]:
+        with _translate():
+            ids = sorted(_as_bytes(i) or b"" for i in await self._r.smembers(f"{self._p}p:{index}"))
+            if not ids:
+                return []
+            values = await self._r.mget([f"{self._p}t:{i.decode()}" for i in ids])
+        return [b for b in map(_as_bytes, values) if b is not None]
+
+    async def tickets_due(self, now_ns: int, limit: int = 100) -> list[str]:
+        with _translate():
+            ids = await self._r.zrangebyscore(
+                f"{self._p}due", "-inf", now_ns / 1e9, start=0, num=limit
+            )
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     async def healthy(self) -> bool:
         try:

@@ -3,8 +3,9 @@
 Every update is an atomic read-modify-write of one session: the caller passes a
 pure function from the stored bytes to the new bytes, and the store guarantees no
 concurrent update is lost (a single event loop in memory; WATCH/MULTI in Redis).
-A store that cannot answer raises :class:`~aarm_pdp.errors.SessionStoreUnavailable`,
-which the engine turns into a DENY.
+The same store keeps approval and deferral tickets and identity revocations, so
+every replica sees them. A store that cannot answer raises
+:class:`~aarm_pdp.errors.SessionStoreUnavailable`, which the engine turns into DENY.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 T = TypeVar("T")
@@ -21,6 +23,17 @@ Updater = Callable[[bytes | None], tuple[bytes | None, T]]
 MAX_INDEX_PER_SESSION = 4096
 MAX_LOG_PER_SESSION = 20_000
 MAX_ARTIFACTS_PER_TENANT = 100_000
+REVOCATION_TTL_SECONDS = 30 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """One read of everything a decision needs from the store."""
+
+    state: bytes | None
+    masks: dict[str, int]
+    artifact_level: int
+    revoked: bool
 
 
 def session_key(tenant: str, session_id: str) -> str:
@@ -34,12 +47,17 @@ def tenant_key(tenant: str) -> str:
 
 
 class SessionStore(Protocol):
-    """Session state, provenance index, context log and artifact taint."""
+    """Session state, provenance index, context log, artifact taint, tickets, revocations."""
 
     async def load(
-        self, key: str, fingerprints: list[str], tenant: str, artifacts: list[str]
-    ) -> tuple[bytes | None, dict[str, int], int]:
-        """State bytes, index masks of ``fingerprints``, max artifact level (-1 if none)."""
+        self,
+        key: str,
+        fingerprints: Sequence[str],
+        tenant: str,
+        artifacts: Sequence[str],
+        subjects: Sequence[str] = (),
+    ) -> Loaded:
+        """State, index masks of ``fingerprints``, max artifact level, any subject revoked."""
         ...
 
     async def update(self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]]) -> T:
@@ -60,6 +78,30 @@ class SessionStore(Protocol):
 
     async def delete(self, key: str) -> None:
         """Forget a session (state, index, log)."""
+        ...
+
+    async def revoke(self, tenant: str, subject: str) -> None:
+        """Revoke a principal or credential id for the tenant."""
+        ...
+
+    async def ticket_create(self, tid: str, data: bytes, index: str, deadline_ns: int) -> None:
+        """Store a new pending approval or deferral, listed under ``index`` until closed."""
+        ...
+
+    async def ticket_get(self, tid: str) -> bytes | None:
+        """A ticket's bytes."""
+        ...
+
+    async def ticket_update(self, tid: str, fn: Updater[T], close_index: str | None) -> T:
+        """Atomically rewrite a ticket; ``close_index`` also takes it off pending lists."""
+        ...
+
+    async def tickets_pending(self, index: str) -> list[bytes]:
+        """Pending tickets under ``index``."""
+        ...
+
+    async def tickets_due(self, now_ns: int, limit: int = 100) -> list[str]:
+        """Ids of pending tickets whose deadline has passed."""
         ...
 
     async def healthy(self) -> bool:
@@ -83,6 +125,10 @@ class MemorySessionStore:
         self._index: dict[str, dict[str, int]] = {}
         self._log: dict[str, list[bytes]] = {}
         self._artifacts: dict[str, OrderedDict[str, int]] = {}
+        self._revoked: dict[str, dict[str, float]] = {}
+        self._tickets: dict[str, bytes] = {}
+        self._pending: dict[str, dict[str, None]] = {}
+        self._due: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._state)
@@ -101,15 +147,25 @@ class MemorySessionStore:
         self._log.pop(key, None)
 
     async def load(
-        self, key: str, fingerprints: list[str], tenant: str, artifacts: list[str]
-    ) -> tuple[bytes | None, dict[str, int], int]:
+        self,
+        key: str,
+        fingerprints: Sequence[str],
+        tenant: str,
+        artifacts: Sequence[str],
+        subjects: Sequence[str] = (),
+    ) -> Loaded:
         self._expire()
         entry = self._state.get(key)
         index = self._index.get(key, {})
         masks = {fp: index[fp] for fp in fingerprints if fp in index}
         known: dict[str, int] = self._artifacts.get(tenant, {})
         art = max((known[a] for a in artifacts if a in known), default=-1)
-        return (entry[1] if entry else None), masks, art
+        revoked_at = self._revoked.get(tenant, {})
+        now = self._clock()
+        revoked = any(
+            now - revoked_at[s] < REVOCATION_TTL_SECONDS for s in subjects if s in revoked_at
+        )
+        return Loaded(entry[1] if entry else None, masks, art, revoked)
 
     async def update(self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]]) -> T:
         self._expire()
@@ -144,6 +200,32 @@ class MemorySessionStore:
 
     async def delete(self, key: str) -> None:
         self._drop(key)
+
+    async def revoke(self, tenant: str, subject: str) -> None:
+        self._revoked.setdefault(tenant, {})[subject] = self._clock()
+
+    async def ticket_create(self, tid: str, data: bytes, index: str, deadline_ns: int) -> None:
+        self._tickets[tid] = data
+        self._pending.setdefault(index, {})[tid] = None
+        self._due[tid] = deadline_ns
+
+    async def ticket_get(self, tid: str) -> bytes | None:
+        return self._tickets.get(tid)
+
+    async def ticket_update(self, tid: str, fn: Updater[T], close_index: str | None) -> T:
+        new, result = fn(self._tickets.get(tid))
+        if new is not None:
+            self._tickets[tid] = new
+        if close_index is not None:
+            self._pending.get(close_index, {}).pop(tid, None)
+            self._due.pop(tid, None)
+        return result
+
+    async def tickets_pending(self, index: str) -> list[bytes]:
+        return [self._tickets[t] for t in self._pending.get(index, {}) if t in self._tickets]
+
+    async def tickets_due(self, now_ns: int, limit: int = 100) -> list[str]:
+        return sorted(t for t, d in self._due.items() if d <= now_ns)[:limit]
 
     async def healthy(self) -> bool:
         return True

@@ -54,7 +54,7 @@ class Delegation(_message.Message):
     def __init__(self, delegator: _Optional[str] = ..., delegatee: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Identity(_message.Message):
-    __slots__ = ("tenant", "human", "service", "agent", "session_id", "roles", "delegation_chain")
+    __slots__ = ("tenant", "human", "service", "agent", "session_id", "roles", "delegation_chain", "expires_at", "credential_id")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     HUMAN_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,8 @@ class Identity(_message.Message):
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ROLES_FIELD_NUMBER: _ClassVar[int]
     DELEGATION_CHAIN_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     human: str
     service: str
@@ -69,7 +71,9 @@ class Identity(_message.Message):
     session_id: str
     roles: _containers.RepeatedScalarFieldContainer[str]
     delegation_chain: _containers.RepeatedCompositeFieldContainer[Delegation]
-    def __init__(self, tenant: _Optional[str] = ..., human: _Optional[str] = ..., service: _Optional[str] = ..., agent: _Optional[str] = ..., session_id: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., delegation_chain: _Optional[_Iterable[_Union[Delegation, _Mapping]]] = ...) -> None: ...
+    expires_at: _timestamp_pb2.Timestamp
+    credential_id: str
+    def __init__(self, tenant: _Optional[str] = ..., human: _Optional[str] = ..., service: _Optional[str] = ..., agent: _Optional[str] = ..., session_id: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., delegation_chain: _Optional[_Iterable[_Union[Delegation, _Mapping]]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., credential_id: _Optional[str] = ...) -> None: ...
 
 class Action(_message.Message):
     __slots__ = ("tool", "operation", "parameters", "depends_on", "original_tool")
@@ -98,7 +102,7 @@ class Fact(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., source: _Optional[str] = ..., observed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
-    __slots__ = ("request_id", "identity", "action", "facts", "risk_signals")
+    __slots__ = ("request_id", "identity", "action", "facts", "risk_signals", "approval_token")
     class RiskSignalsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -111,12 +115,14 @@ class DecideRequest(_message.Message):
     ACTION_FIELD_NUMBER: _ClassVar[int]
     FACTS_FIELD_NUMBER: _ClassVar[int]
     RISK_SIGNALS_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_TOKEN_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     identity: Identity
     action: Action
     facts: _containers.RepeatedCompositeFieldContainer[Fact]
     risk_signals: _containers.ScalarMap[str, float]
-    def __init__(self, request_id: _Optional[str] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ..., action: _Optional[_Union[Action, _Mapping]] = ..., facts: _Optional[_Iterable[_Union[Fact, _Mapping]]] = ..., risk_signals: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    approval_token: str
+    def __init__(self, request_id: _Optional[str] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ..., action: _Optional[_Union[Action, _Mapping]] = ..., facts: _Optional[_Iterable[_Union[Fact, _Mapping]]] = ..., risk_signals: _Optional[_Mapping[str, float]] = ..., approval_token: _Optional[str] = ...) -> None: ...
 
 class Reason(_message.Message):
     __slots__ = ("code", "rule_id", "message")
@@ -145,25 +151,29 @@ class Risk(_message.Message):
     def __init__(self, level: _Optional[_Union[RiskLevel, str]] = ..., score: _Optional[float] = ...) -> None: ...
 
 class Approval(_message.Message):
-    __slots__ = ("approvers", "timeout_seconds")
+    __slots__ = ("approvers", "timeout_seconds", "approval_id")
     APPROVERS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     approvers: _containers.RepeatedScalarFieldContainer[str]
     timeout_seconds: int
-    def __init__(self, approvers: _Optional[_Iterable[str]] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
+    approval_id: str
+    def __init__(self, approvers: _Optional[_Iterable[str]] = ..., timeout_seconds: _Optional[int] = ..., approval_id: _Optional[str] = ...) -> None: ...
 
 class Deferral(_message.Message):
-    __slots__ = ("trigger", "context_needed", "timeout_seconds")
+    __slots__ = ("trigger", "context_needed", "timeout_seconds", "deferral_id")
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_NEEDED_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DEFERRAL_ID_FIELD_NUMBER: _ClassVar[int]
     trigger: str
     context_needed: _containers.RepeatedScalarFieldContainer[str]
     timeout_seconds: int
-    def __init__(self, trigger: _Optional[str] = ..., context_needed: _Optional[_Iterable[str]] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
+    deferral_id: str
+    def __init__(self, trigger: _Optional[str] = ..., context_needed: _Optional[_Iterable[str]] = ..., timeout_seconds: _Optional[int] = ..., deferral_id: _Optional[str] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
-    __slots__ = ("decision_id", "decision", "reasons", "modified_parameters", "policy", "risk", "approval", "deferral", "matched_rules", "request_id")
+    __slots__ = ("decision_id", "decision", "reasons", "modified_parameters", "policy", "risk", "approval", "deferral", "matched_rules", "request_id", "receipt")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     REASONS_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +184,7 @@ class DecideResponse(_message.Message):
     DEFERRAL_FIELD_NUMBER: _ClassVar[int]
     MATCHED_RULES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     decision: Decision
     reasons: _containers.RepeatedCompositeFieldContainer[Reason]
@@ -184,4 +195,15 @@ class DecideResponse(_message.Message):
     deferral: Deferral
     matched_rules: _containers.RepeatedScalarFieldContainer[str]
     request_id: str
-    def __init__(self, decision_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., modified_parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., policy: _Optional[_Union[PolicyVersion, _Mapping]] = ..., risk: _Optional[_Union[Risk, _Mapping]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., deferral: _Optional[_Union[Deferral, _Mapping]] = ..., matched_rules: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    receipt: Receipt
+    def __init__(self, decision_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., modified_parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., policy: _Optional[_Union[PolicyVersion, _Mapping]] = ..., risk: _Optional[_Union[Risk, _Mapping]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., deferral: _Optional[_Union[Deferral, _Mapping]] = ..., matched_rules: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ..., receipt: _Optional[_Union[Receipt, _Mapping]] = ...) -> None: ...
+
+class Receipt(_message.Message):
+    __slots__ = ("receipt_id", "sequence", "payload")
+    RECEIPT_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    receipt_id: str
+    sequence: int
+    payload: str
+    def __init__(self, receipt_id: _Optional[str] = ..., sequence: _Optional[int] = ..., payload: _Optional[str] = ...) -> None: ...
