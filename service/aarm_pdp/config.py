@@ -29,6 +29,9 @@ DEFAULT_IDEMPOTENCY_TTL_SECONDS = 600
 DEFAULT_SESSION_TTL_SECONDS = 3600
 DEFAULT_ARTIFACT_TTL_SECONDS = 30 * 24 * 3600
 DEFAULT_STORE_TIMEOUT_SECONDS = 0.5
+DEFAULT_APPROVAL_TOKEN_TTL_SECONDS = 300
+DEFAULT_MAX_DEFER_ATTEMPTS = 5
+DEFAULT_SWEEP_INTERVAL_SECONDS = 0.5
 
 _LISTEN_RE = re.compile(r"(\[[0-9a-fA-F:]*\]|[A-Za-z0-9.\-]*):\d{1,5}")
 
@@ -133,6 +136,22 @@ class SessionConfig:
 
 
 @dataclass(frozen=True)
+class ApprovalConfig:
+    """STEP_UP approvals and DEFER resolutions."""
+
+    approvers_file: Path | None = None
+    """JSON file of approvers: id, groups, token_sha256. None: nobody can approve (all time out)."""
+    webhook_url: str = ""
+    """POST each new approval request here (empty: no webhook)."""
+    token_ttl_seconds: int = DEFAULT_APPROVAL_TOKEN_TTL_SECONDS
+    """How long a granted approval's single-use token stays valid."""
+    max_defer_attempts: int = DEFAULT_MAX_DEFER_ATTEMPTS
+    """Resolution attempts before a deferral is denied."""
+    sweep_interval_seconds: float = DEFAULT_SWEEP_INTERVAL_SECONDS
+    """How often expired approvals and deferrals are turned into DENY."""
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """The Prometheus endpoint."""
 
@@ -159,6 +178,7 @@ class Config:
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
+    approvals: ApprovalConfig = field(default_factory=ApprovalConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -204,6 +224,13 @@ class Config:
             errors.append("session.state must be 'memory' or a redis:// URL")
         if sc.ttl_seconds < 1 or sc.artifact_ttl_seconds < 1 or sc.store_timeout_seconds <= 0:
             errors.append("session ttl and timeout settings must be > 0")
+        ap = self.approvals
+        if ap.approvers_file is not None and not ap.approvers_file.is_file():
+            errors.append(f"approvals.approvers_file: {ap.approvers_file} does not exist")
+        if ap.webhook_url and not re.fullmatch(r"https?://\S+", ap.webhook_url):
+            errors.append("approvals.webhook_url must be an http(s) URL")
+        if ap.token_ttl_seconds < 1 or ap.max_defer_attempts < 1 or ap.sweep_interval_seconds <= 0:
+            errors.append("approvals ttl, attempts and sweep interval must be > 0")
         if self.log.level not in ("debug", "info", "warning", "error"):
             errors.append("log.level must be debug, info, warning or error")
         if self.log.format not in ("json", "text"):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,8 +16,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from aarm_pdp.api import session_service
+from aarm_pdp.api import approval_service, session_service
 from aarm_pdp.api.decision_service import SERVICE_NAME, DecisionServicer
+from aarm_pdp.approvals.auth import ApproverRegistry
+from aarm_pdp.approvals.notifier import WebhookNotifier
+from aarm_pdp.approvals.tickets import Ticket
+from aarm_pdp.approvals.workflow import Workflow
 from aarm_pdp.config import Config
 from aarm_pdp.decision.engine import DecisionEngine
 from aarm_pdp.decision.idempotency import IdempotencyCache
@@ -33,7 +38,13 @@ from aarm_pdp.session.store import MemorySessionStore, SessionStore
 
 log = logging.getLogger("aarm_pdp.server")
 
-_HEALTH_NAMES = ("", SERVICE_NAME, session_service.SERVICE_NAME)
+_HEALTH_NAMES = (
+    "",
+    SERVICE_NAME,
+    session_service.SERVICE_NAME,
+    approval_service.APPROVAL_SERVICE,
+    approval_service.DEFERRAL_SERVICE,
+)
 
 
 class StartupError(RuntimeError):
@@ -55,6 +66,7 @@ class App:
     catalogue_box: list[Catalogue]
     sidecar: ManagedOpa | None = None
     metrics_server: Any = None
+    notifier: WebhookNotifier | None = None
     metrics_port: int | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -101,6 +113,8 @@ class App:
         if self.sidecar is not None:
             await self.sidecar.stop()
         await self.policy.aclose()
+        if self.notifier is not None:
+            await self.notifier.aclose()
         await self.store.aclose()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
@@ -181,10 +195,39 @@ async def start(
             raise StartupError(f"session store {cfg.session.state!r} does not answer")
         catalogue_box = [await _load_catalogue(policy)]
         sessions = SessionContext(store, lambda: catalogue_box[0])
+        ap = cfg.approvals
+        registry = (
+            ApproverRegistry.load(ap.approvers_file)
+            if ap.approvers_file is not None
+            else ApproverRegistry()
+        )
+        notifier = WebhookNotifier(ap.webhook_url) if ap.webhook_url else None
+
+        async def settle(ticket: Ticket, verdict: str, kind: str, detail: dict[str, Any]) -> None:
+            if kind == "timeout":
+                metrics.tickets_expired.labels(ticket.kind).inc()
+            await sessions.settle(
+                ticket.tenant,
+                ticket.session_id,
+                ticket.decision_id,
+                verdict,
+                kind,
+                detail,
+                time.time_ns(),
+            )
+
+        workflow = Workflow(
+            store,
+            settle=settle,
+            notifier=notifier,
+            token_ttl_seconds=ap.token_ttl_seconds,
+            max_defer_attempts=ap.max_defer_attempts,
+        )
         engine = DecisionEngine(
             policy,
             metrics,
             sessions=sessions,
+            workflow=workflow,
             opa_timeout=cfg.opa.timeout_seconds,
             cache=IdempotencyCache(
                 cfg.decision.idempotency_entries, cfg.decision.idempotency_ttl_seconds * 10**9
@@ -203,6 +246,9 @@ async def start(
         server.add_generic_rpc_handlers((servicer.handler(),))
         session_servicer = session_service.SessionServicer(sessions, metrics, cfg.limits)
         server.add_generic_rpc_handlers((session_servicer.handler(),))
+        approvals = approval_service.ApprovalServicer(workflow, registry, metrics, store.revoke)
+        deferrals = approval_service.DeferralServicer(engine, workflow, metrics, cfg.limits)
+        server.add_generic_rpc_handlers((approvals.handler(), deferrals.handler()))
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if cfg.server.reflection:
@@ -210,6 +256,8 @@ async def start(
                 (
                     SERVICE_NAME,
                     session_service.SERVICE_NAME,
+                    approval_service.APPROVAL_SERVICE,
+                    approval_service.DEFERRAL_SERVICE,
                     health.SERVICE_NAME,
                     reflection.SERVICE_NAME,
                 ),
@@ -225,6 +273,11 @@ async def start(
         await policy.aclose()
         await store.aclose()
         raise
+    app_tasks = [
+        asyncio.get_running_loop().create_task(
+            workflow.run_sweeper(time.time_ns, cfg.approvals.sweep_interval_seconds)
+        )
+    ]
     app = App(
         cfg,
         metrics,
@@ -245,6 +298,8 @@ async def start(
         app.metrics_port = httpd.server_port
     await app._set_serving(True)
     metrics.opa_up.set(1)
+    app.notifier = notifier
+    app._tasks.extend(app_tasks)
     app._tasks.append(asyncio.get_running_loop().create_task(app._watch()))
     log.info(
         "serving aarm.v1 on port %d (policy revision %s, hash %s)",

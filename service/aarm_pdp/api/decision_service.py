@@ -77,10 +77,12 @@ def to_response(record: DecisionRecord) -> Any:
     if d.approval is not None:
         resp.approval.approvers.extend(d.approval.approvers)
         resp.approval.timeout_seconds = d.approval.timeout_seconds
+        resp.approval.approval_id = d.approval.approval_id
     if d.deferral is not None:
         resp.deferral.trigger = d.deferral.trigger
         resp.deferral.context_needed.extend(d.deferral.context_needed)
         resp.deferral.timeout_seconds = d.deferral.timeout_seconds
+        resp.deferral.deferral_id = d.deferral.deferral_id
     return resp
 
 

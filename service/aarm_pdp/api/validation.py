@@ -189,7 +189,11 @@ def to_action_request(msg: Any, lim: Limits) -> ActionRequest:
             raise RequestInvalid("risk_signals values must be finite numbers")
         signals[name] = score
 
-    fingerprint = hashlib.sha256(msg.SerializeToString(deterministic=True)).hexdigest()
+    token = msg.approval_token
+    if len(token) > 512 or not re.fullmatch(r"[A-Za-z0-9_.\-]*", token):
+        raise RequestInvalid("approval_token is malformed")
+    raw = msg.SerializeToString(deterministic=True)
+    fingerprint = hashlib.sha256(raw).hexdigest()
     return ActionRequest(
         request_id=request_id,
         identity=identity,
@@ -197,4 +201,6 @@ def to_action_request(msg: Any, lim: Limits) -> ActionRequest:
         facts=facts,
         risk_signals=signals,
         fingerprint=fingerprint,
+        approval_token=token,
+        raw=raw,
     )

@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from aarm_pdp.decision import metatools
 from aarm_pdp.decision.idempotency import IdempotencyCache
@@ -33,10 +34,17 @@ from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.opa.port import PolicyEngine
 from aarm_pdp.session.context import SessionContext
 
+if TYPE_CHECKING:
+    from aarm_pdp.approvals.tickets import Ticket
+    from aarm_pdp.approvals.workflow import Workflow
+
 log = logging.getLogger("aarm_pdp.decision")
 
 _FAIL_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.IDENTITY_MISSING: "action carries no verifiable identity (AARM R6)",
+    ErrorCode.STALE_POLICY: "the policy changed while the action was suspended; failing closed",
+    ErrorCode.DEFER_EXHAUSTED: "deferral still unresolved after the allowed attempts",
+    ErrorCode.APPROVAL_REJECTED: "approval token not valid for this action; failing closed",
     ErrorCode.IDENTITY_EXPIRED: "the identity's credential has expired (AARM R6)",
     ErrorCode.IDENTITY_REVOKED: "the identity has been revoked (AARM R6)",
     ErrorCode.SESSION_STORE_UNAVAILABLE: "session context unavailable; failing closed",
@@ -78,6 +86,7 @@ class DecisionEngine:
         cache: IdempotencyCache | None = None,
         sessions: SessionContext | None = None,
         meta_tools: dict[str, metatools.MetaTool] | None = None,
+        workflow: Workflow | None = None,
     ) -> None:
         self._policy = policy
         self._metrics = metrics
@@ -86,6 +95,7 @@ class DecisionEngine:
         self._new_id = new_id
         self._cache = cache if cache is not None else IdempotencyCache()
         self._sessions = sessions
+        self.workflow = workflow
         self._meta_tools = metatools.DEFAULT_META_TOOLS if meta_tools is None else meta_tools
         self.policy_version = PolicyVersion()
 
@@ -178,9 +188,17 @@ class DecisionEngine:
             finally:
                 m.opa_query_duration.observe(time.perf_counter() - t0)
             decision = parse_result(body)
+            wf = self.workflow
+            if decision.verdict is Verdict.STEP_UP and request.approval_token and wf:
+                # A granted, single-use token for exactly this action, same policy.
+                decision = await wf.redeem(
+                    request.approval_token, request, self.policy_version, now_ns
+                )
             if self._sessions is not None and prepared is not None:
                 # Recorded before it runs (AARM R2); no record, no verdict.
                 await self._sessions.commit(prepared, request, decision_id, decision, now_ns)
+            if wf is not None and decision.verdict in (Verdict.STEP_UP, Verdict.DEFER):
+                decision = await self._suspend(wf, request, decision_id, decision, context, now_ns)
             return decision
         except AarmError as exc:
             log.warning("failing closed: %s: %s", exc.code.value, exc.detail)
@@ -188,6 +206,123 @@ class DecisionEngine:
         except Exception:
             log.exception("failing closed: unexpected error")
             return self._failed(ErrorCode.INTERNAL)
+
+    async def _suspend(
+        self,
+        wf: Workflow,
+        request: ActionRequest,
+        decision_id: str,
+        decision: Decision,
+        context: dict[str, Any] | None,
+        now_ns: int,
+        source: str = "step_up",
+    ) -> Decision:
+        """Open the approval or deferral ticket; its id goes back in the verdict."""
+        ident = request.identity
+        snapshot = {
+            "source": source,
+            "original_request": (context or {}).get("session", {}).get("original_request"),
+            "action": {
+                "tool": request.action.tool,
+                "operation": request.action.operation,
+                "original_tool": request.action.original_tool,
+                "parameters": request.action.parameters,
+            },
+            "prior_actions": (context or {}).get("session", {}).get("recent", []),
+            "highest_classification": (context or {})
+            .get("session", {})
+            .get("highest_classification", "NONE"),
+            "labels": (context or {}).get("session", {}).get("labels", []),
+            "drift": (context or {}).get("drift", {}),
+            "identity": {
+                "tenant": ident.tenant,
+                "human": ident.human,
+                "service": ident.service,
+                "agent": ident.agent,
+                "session_id": ident.session_id,
+                "roles": list(ident.roles),
+                "delegation_chain": [dataclasses.asdict(d) for d in ident.delegation_chain],
+            },
+            "matched_rules": list(decision.matched_rules),
+            "reasons": [dataclasses.asdict(r) for r in decision.reasons],
+            "risk": {"level": decision.risk_level.value, "score": decision.risk_score},
+            "policy": dataclasses.asdict(self.policy_version),
+        }
+        kind = "approval" if decision.verdict is Verdict.STEP_UP else "deferral"
+        ticket_id = await wf.open(
+            kind=kind,
+            request=request,
+            raw_request=request.raw,
+            decision_id=decision_id,
+            decision=decision,
+            policy=self.policy_version,
+            context=snapshot,
+            now_ns=now_ns,
+        )
+        if decision.approval is not None:
+            return dataclasses.replace(
+                decision, approval=dataclasses.replace(decision.approval, approval_id=ticket_id)
+            )
+        assert decision.deferral is not None
+        return dataclasses.replace(
+            decision, deferral=dataclasses.replace(decision.deferral, deferral_id=ticket_id)
+        )
+
+    async def reevaluate(
+        self, request: ActionRequest, ticket: Ticket, *, deadline: float | None = None
+    ) -> DecisionRecord:
+        """Judge a deferred action again with the facts supplied since (same identity)."""
+        wf = self.workflow
+        assert wf is not None
+        now_ns = self._clock()
+        decision_id = self._new_id()
+        started = time.perf_counter()
+        try:
+            if ticket.policy_hash != self.policy_version.hash:
+                decision = self._failed(ErrorCode.STALE_POLICY, "policy changed while deferred")
+            else:
+                decision = await self._reevaluate(request, now_ns, deadline)
+            ticket = await wf.record_attempt(
+                ticket.ticket_id,
+                facts=sorted(request.facts),
+                verdict=decision.verdict.value,
+                decision_id=decision_id,
+                now_ns=now_ns,
+            )
+            exhausted = ticket.resolution.get("method") == "attempts_exhausted"
+            if exhausted and decision.verdict is not Verdict.DENY:
+                decision = self._failed(ErrorCode.DEFER_EXHAUSTED)
+            if decision.verdict is Verdict.DEFER and decision.deferral is not None:
+                decision = dataclasses.replace(
+                    decision,
+                    deferral=dataclasses.replace(decision.deferral, deferral_id=ticket.ticket_id),
+                )
+            elif decision.verdict is Verdict.STEP_UP:
+                decision = await self._suspend(
+                    wf, request, decision_id, decision, None, now_ns, source="defer_escalation"
+                )
+        except AarmError as exc:
+            log.warning("deferral resolution failing closed: %s: %s", exc.code.value, exc.detail)
+            decision = self._failed(exc.code)
+        except Exception:
+            log.exception("deferral resolution failing closed: unexpected error")
+            decision = self._failed(ErrorCode.INTERNAL)
+        m = self._metrics
+        m.decide_duration.labels(decision.verdict.value).observe(time.perf_counter() - started)
+        m.decisions.labels(decision.verdict.value, m.code_label(decision.reasons[0].code)).inc()
+        return DecisionRecord(
+            decision_id, request.request_id or decision_id, decision, self.policy_version
+        )
+
+    async def _reevaluate(
+        self, request: ActionRequest, now_ns: int, deadline: float | None
+    ) -> Decision:
+        context = None
+        if self._sessions is not None:
+            context = (await self._sessions.prepare(request, now_ns)).input_parts
+        input_doc = build_input(request, now_ns=now_ns, context=context)
+        timeout = self._timeout if deadline is None else max(0.0, min(self._timeout, deadline))
+        return parse_result(await self._policy.evaluate(input_doc, timeout=timeout))
 
     def _failed(self, code: ErrorCode, detail: str = "") -> Decision:
         self._metrics.errors.labels(code.value).inc()

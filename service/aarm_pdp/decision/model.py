@@ -41,6 +41,7 @@ class Approval:
 
     approvers: tuple[str, ...]
     timeout_seconds: int
+    approval_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class Deferral:
     trigger: str
     context_needed: tuple[str, ...]
     timeout_seconds: int
+    deferral_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,3 +78,5 @@ class ActionRequest:
     facts: dict[str, Fact] = field(default_factory=dict)
     risk_signals: dict[str, float] = field(default_factory=dict)
     fingerprint: str = ""
+    approval_token: str = ""
+    raw: bytes = b""

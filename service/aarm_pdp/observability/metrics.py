@@ -30,6 +30,24 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        self.approvals_rejected = Counter(
+            "aarm_approval_attempts_rejected_total",
+            "Approval RPCs refused: unauthenticated, or approver not allowed (four-eyes).",
+            ["reason"],
+            registry=r,
+        )
+        self.approvals_resolved = Counter(
+            "aarm_approvals_resolved_total",
+            "Approval requests granted or rejected by an approver.",
+            ["result"],
+            registry=r,
+        )
+        self.tickets_expired = Counter(
+            "aarm_tickets_expired_total",
+            "Approvals and deferrals that timed out (each one a DENY).",
+            ["kind"],
+            registry=r,
+        )
         self.decide_duration = Histogram(
             "aarm_decide_duration_seconds",
             "Time to answer Decide, from request validated to response built.",

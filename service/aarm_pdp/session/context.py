@@ -262,6 +262,38 @@ class SessionContext:
             await self.store.index_add(key, dict.fromkeys(prov.fingerprints_of(texts), mask))
         return head, highest
 
+    async def settle(
+        self,
+        tenant: str,
+        session_id: str,
+        decision_id: str,
+        verdict: str,
+        kind: str,
+        detail: dict[str, Any],
+        now_ns: int,
+    ) -> str:
+        """Record how a suspended action ended (approval, resolution, timeout)."""
+        key = session_key(tenant, session_id)
+
+        def apply(raw: bytes | None) -> tuple[bytes | None, tuple[dict[str, Any], str]]:
+            if raw is None:  # the session expired meanwhile: nothing left to update
+                return None, ({}, "")
+            state = st.SessionState.from_bytes(raw)
+            if verdict in ("ALLOW", "DENY", "STEP_UP", "MODIFY"):
+                st.resolve_deferral(state, decision_id, verdict)
+            entry = {
+                "kind": kind,
+                "at_ns": now_ns,
+                "decision_id": decision_id,
+                "verdict": verdict,
+                **{k: v for k, v in detail.items() if k != "reason"},
+            }
+            head = st.chain(state, entry)
+            return state.to_bytes(), (entry, head)
+
+        _, head = await self.store.update(key, apply, lambda r: _log_bytes(r[0]) if r[0] else [])
+        return head
+
     async def end(self, ident: Identity) -> tuple[str, int]:
         """Close a session; returns (final log head, action count)."""
         key = session_key(ident.tenant, ident.session_id)
