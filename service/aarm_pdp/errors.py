@@ -10,6 +10,7 @@ Exception hierarchy::
     AarmError                      base; carries an ErrorCode
     ├── RequestInvalid             the request breaks the contract or a limit
     ├── IdentityRejected           identity expired or revoked (decided as DENY)
+    ├── ApprovalRejected           approver not allowed, token unknown/used/expired/other action
     ├── SessionError               a session RPC cannot be honoured
     │   ├── SessionNotFound        no such session (or decision in it)
     │   └── SessionConflict        identity mismatch, already started, wrong state
@@ -42,6 +43,9 @@ class ErrorCode(enum.StrEnum):
     IDENTITY_MISSING = "identity_missing"
     IDENTITY_EXPIRED = "identity_expired"
     IDENTITY_REVOKED = "identity_revoked"
+    APPROVAL_REJECTED = "approval_rejected"
+    STALE_POLICY = "stale_policy"
+    DEFER_EXHAUSTED = "defer_exhausted"
     SESSION_NOT_FOUND = "session_not_found"
     SESSION_CONFLICT = "session_conflict"
     SESSION_STORE_UNAVAILABLE = "session_store_unavailable"
@@ -77,6 +81,12 @@ class IdentityRejected(AarmError):
     """The identity's credential expired or was revoked; decisions for it are DENY."""
 
     code = ErrorCode.IDENTITY_REVOKED
+
+
+class ApprovalRejected(AarmError):
+    """An approval or its token is not valid for this caller, action or time."""
+
+    code = ErrorCode.APPROVAL_REJECTED
 
 
 class SessionError(AarmError):
@@ -161,6 +171,7 @@ _GRPC_STATUS: dict[ErrorCode, tuple[grpc.StatusCode, str]] = {
     ErrorCode.REQUEST_INVALID: (grpc.StatusCode.INVALID_ARGUMENT, "request invalid"),
     ErrorCode.INTERNAL: (grpc.StatusCode.INTERNAL, "internal error"),
     ErrorCode.SESSION_NOT_FOUND: (grpc.StatusCode.NOT_FOUND, "session or decision not found"),
+    ErrorCode.APPROVAL_REJECTED: (grpc.StatusCode.PERMISSION_DENIED, "not allowed"),
     ErrorCode.SESSION_CONFLICT: (grpc.StatusCode.FAILED_PRECONDITION, "session conflict"),
     ErrorCode.SESSION_STORE_UNAVAILABLE: (grpc.StatusCode.UNAVAILABLE, "session store unavailable"),
 }
