@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         default=_env("STATE"),
         help="session state: 'memory' (default) or redis://host:port/db",
     )
+    s.add_argument(
+        "--semantic-drift",
+        action="store_true",
+        help="score actions against the original request (needs the semantic extra)",
+    )
     s.add_argument("--no-reflection", action="store_true", help="disable gRPC reflection")
     s.add_argument("--grace", type=float, help="seconds to drain on SIGTERM (10)")
     s.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
@@ -88,6 +93,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     session = SessionConfig()
     if args.state:
         session = replace(session, state=args.state)
+    if args.semantic_drift:
+        session = replace(session, semantic_drift=True)
     metrics = MetricsConfig()
     if args.metrics_listen is not None:
         metrics = MetricsConfig(listen=args.metrics_listen)

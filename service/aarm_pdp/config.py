@@ -133,6 +133,8 @@ class SessionConfig:
     """How long a tenant remembers the classification written to an artifact."""
     store_timeout_seconds: float = DEFAULT_STORE_TIMEOUT_SECONDS
     """Deadline of one store operation; past it the decision is DENY."""
+    semantic_drift: bool = False
+    """Score actions against the original request with all-MiniLM-L6-v2 (needs the extra)."""
 
 
 @dataclass(frozen=True)

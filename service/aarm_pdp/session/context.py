@@ -17,6 +17,8 @@ from typing import Any
 from aarm_pdp.decision.model import Decision
 from aarm_pdp.decision.request import ActionRequest, Identity
 from aarm_pdp.drift.score import DriftWeights, level, score
+from aarm_pdp.drift.semantic import action_text
+from aarm_pdp.drift.semantic_worker import SemanticWorker
 from aarm_pdp.errors import ErrorCode, IdentityRejected, SessionConflict, SessionNotFound
 from aarm_pdp.provenance import classify as prov
 from aarm_pdp.provenance.indicators import fingerprint, indicators_in_text, parameter_strings
@@ -37,6 +39,7 @@ class Prepared:
     category: str
     artifacts: list[str] = field(default_factory=list)
     artifact_level: int = -1
+    original_text: str = ""
 
 
 def _log_bytes(entry: dict[str, Any]) -> list[bytes]:
@@ -71,6 +74,7 @@ class SessionContext:
         self.store = store
         self._catalogue = catalogue
         self._weights = weights or DriftWeights()
+        self.semantic: SemanticWorker | None = None
 
     async def prepare(self, request: ActionRequest, now_ns: int) -> Prepared:
         """Load the session and compute the context parts of the OPA input."""
@@ -115,13 +119,18 @@ class SessionContext:
             previous_ema=state.drift_ema,
             weights=self._weights,
         )
+        drift["semantic"] = (
+            None
+            if state.sem_last < 0
+            else {"last": state.sem_last, "max": state.sem_max, "ema": state.sem_ema}
+        )
         parts = {
             "session": st.summary(state, now_ns, art_level),
             "dependencies": st.dependencies(state, action.depends_on),
             "provenance": prov.classify(per_param, seen),
             "drift": drift,
         }
-        return Prepared(key, parts, info.category, artifacts, art_level)
+        return Prepared(key, parts, info.category, artifacts, art_level, orig.text if orig else "")
 
     async def commit(
         self,
@@ -167,6 +176,13 @@ class SessionContext:
             return state.to_bytes(), (entry, state.highest)
 
         _, highest = await self.store.update(prepared.key, apply, lambda r: _log_bytes(r[0]))
+        if self.semantic is not None and prepared.original_text:
+            action = request.action
+            self.semantic.submit(
+                prepared.key,
+                prepared.original_text,
+                action_text(action.tool, action.operation, action.parameters),
+            )
         if (
             prepared.category in _WRITE_CATEGORIES
             and verdict != "DENY"

@@ -62,6 +62,9 @@ class SessionState:
     events: dict[str, list[int]] = field(default_factory=dict)
     drift_max: float = 0.0
     drift_ema: float = 0.0
+    sem_last: float = -1.0
+    sem_max: float = -1.0
+    sem_ema: float = -1.0
     log_head: str = GENESIS
     log_len: int = 0
 
