@@ -1,0 +1,1 @@
+"""Benchmark harness for aarm-pdp (``make bench``, ``make bench-quick``)."""

@@ -1,0 +1,10 @@
+# Benchmark targets, included by the Makefile (`-include bench/bench.mk`).
+# See docs/performance.md for what the lanes mean and the latest numbers.
+
+.PHONY: bench bench-quick
+
+bench: $(VENV)/.installed $(OPA) ## full benchmark (~8 min): 3 lanes, c=1/8/32, open-loop sweep, catalogue sweep, profile
+	$(PY) -m bench.run --mode full
+
+bench-quick: $(VENV)/.installed $(OPA) ## quick benchmark (< 2 min): same lanes, shorter, no sweeps
+	$(PY) -m bench.run --mode quick

@@ -1,0 +1,890 @@
+"""``make bench`` / ``make bench-quick``: the orchestrator.
+
+Starts one real OPA (``opa run --server`` with the reference pack), the real service
+against it (``python -m aarm_pdp serve --opa-url ...``), the stub-engine service
+(``bench/stub_server.py``) and the load generator (``bench/load.py``), each as its own
+process. Then:
+
+1. floor: ``opa bench`` eval-only time of the same query for the corpus inputs;
+2. checks that ``decide`` and ``opa-direct`` agree on every verdict (and on the corpus'
+   expected verdict), refusing to time anything if they do not;
+3. closed loop at concurrency 1, 8, 32 and an open-loop constant-rate sweep, the three
+   lanes interleaved (every load point runs all lanes back to back, the lane order
+   rotating from round to round);
+4. (full) scaling sweeps: the tool catalogue at 10/shipped/100/1000 tools; sweeps that
+   need session context report "not yet available";
+5. a py-spy profile of the hot path under the decide-stub-opa lane (and, in full mode,
+   the decide lane);
+6. prints one table and writes ``bench/results/bench-<mode>-<stamp>.json``
+   (+ ``latest-<mode>.json``); every ratio sits under a key containing ``ratio``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+OPA = str(ROOT / "bin" / "opa")
+REGO = ROOT / "rego"
+RESULTS = ROOT / "bench" / "results"
+ENTRYPOINT_PATH = "/v1/data/aarm/main/decision"
+QUERY = "data.aarm.main.decision"
+
+LANES = ("opa-direct", "decide", "decide-stub-opa")
+CONCURRENCY = (1, 8, 32)
+# Which watched process is "the service" for a lane's CPU per decision.
+SERVICE_ROLE = {"decide": "service", "decide-stub-opa": "stub"}
+OPA_ROLE = {"decide": "opa", "opa-direct": "opa"}
+
+NOISY_CORES = 0.1
+SWEEP_ROUNDS = 2
+SWEEP_SECONDS = 4.0
+TARGET_P50_C8 = 1.5
+TARGET_P99_C8 = 2.0
+TARGET_THROUGHPUT_C32 = 0.5
+TARGET_STUB_CPU_US = 350.0
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How long and how much: quick (< 2 min) or full (< 15 min)."""
+
+    name: str
+    rounds: int  # interleaved rounds of the closed-loop points
+    closed_seconds: float
+    open_rounds: int
+    open_seconds: float
+    open_fractions: tuple[float, ...]  # of the decide lane's c=32 throughput
+    warmup_seconds: float
+    floor_all_cases: bool
+    sweeps: bool
+    profile_seconds: float
+    profile_decide_lane: bool
+
+
+MODES = {
+    "quick": Mode("quick", 1, 2.5, 1, 2.5, (0.5, 0.9), 1.0, False, False, 4.0, False),
+    "full": Mode("full", 3, 6.0, 2, 5.0, (0.25, 0.5, 0.75, 0.9), 3.0, True, True, 12.0, True),
+}
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait(
+    what: str, ready: Callable[[], bool], proc: subprocess.Popen[Any], timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before becoming ready")
+        with contextlib.suppress(Exception):
+            if ready():
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not ready after {timeout:.0f}s")
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as r:
+        return bool(r.status == 200)
+
+
+def _grpc_serving(target: str) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(target) as ch:
+        resp = health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service="aarm.v1.DecisionService"), timeout=1
+        )
+        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+@dataclass
+class Stack:
+    """The processes of one configuration; stopped in reverse order."""
+
+    procs: list[subprocess.Popen[Any]] = field(default_factory=list)
+    logs: list[IO[bytes]] = field(default_factory=list)
+
+    def _log(self, name: str) -> IO[bytes]:
+        f = tempfile.TemporaryFile(prefix=f"bench-{name}-")  # noqa: SIM115 - closed in stop()
+        self.logs.append(f)
+        return f
+
+    def opa(self, bundle: Path) -> tuple[subprocess.Popen[Any], str]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [
+                *(OPA, "run", "--server", "--addr", f"127.0.0.1:{port}", "--bundle", str(bundle)),
+                *("--skip-version-check", "--log-level", "error"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=self._log("opa"),
+        )
+        self.procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        _wait("opa", lambda: _http_ok(f"{url}/health?bundles=true"), proc, 30)
+        return proc, url
+
+    def service(self, opa_url: str) -> tuple[subprocess.Popen[Any], str]:
+        port = free_port()
+        proc = subprocess.Popen(
+            [
+                *(PY, "-m", "aarm_pdp", "serve", "--opa-url", opa_url),
+                *("--listen", f"127.0.0.1:{port}", "--metrics-listen", ""),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log("service"),
+        )
+        self.procs.append(proc)
+        target = f"127.0.0.1:{port}"
+        _wait("service", lambda: _grpc_serving(target), proc, 30)
+        return proc, target
+
+    def stub(self) -> tuple[subprocess.Popen[Any], str]:
+        proc = subprocess.Popen(
+            [PY, "-m", "bench.stub_server", "--listen", "127.0.0.1:0"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=self._log("stub"),
+            text=True,
+        )
+        self.procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+        if len(line) != 2 or line[0] != "READY":
+            raise RuntimeError(f"stub server did not start: {line}")
+        return proc, f"127.0.0.1:{line[1]}"
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.procs.clear()
+        for f in self.logs:
+            f.close()
+        self.logs.clear()
+
+
+@contextlib.contextmanager
+def stack() -> Iterator[Stack]:
+    s = Stack()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+class LoadGen:
+    """The load generator process, steered over its stdin/stdout."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [PY, "-m", "bench.load"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def ask(self, **cmd: Any) -> Any:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("load generator died")
+        answer = json.loads(line)
+        if isinstance(answer, dict) and "error" in answer:
+            raise RuntimeError(f"load generator: {answer['error']}")
+        return answer
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ask(op="quit")
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=10)
+        if self.proc.poll() is None:
+            self.proc.kill()
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def pct(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, math.ceil(q / 100 * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+def summarize(runs: list[dict[str, Any]], lane: str) -> dict[str, Any]:
+    """Merge the rounds of one lane at one load point."""
+    lat = sorted(x for r in runs for x in r["lat_us"])
+    count = sum(r["count"] for r in runs)
+    elapsed = sum(r["elapsed"] for r in runs)
+    clk = runs[0]["clk_tck"]
+    ticks: Counter[str] = Counter()
+    for r in runs:
+        ticks.update(r["ticks"])
+    out: dict[str, Any] = {
+        "count": count,
+        "errors": sum(r["errors"] for r in runs),
+        "failed_closed": sum(r["failed_closed"] for r in runs),
+        "seconds": round(elapsed, 3),
+        "throughput_rps": round(count / elapsed, 1) if elapsed else 0.0,
+        "p50_ms": pct(lat, 50) / 1e3,
+        "p90_ms": pct(lat, 90) / 1e3,
+        "p99_ms": pct(lat, 99) / 1e3,
+        "p999_ms": pct(lat, 99.9) / 1e3,
+        "max_ms": (lat[-1] / 1e3) if lat else float("nan"),
+        "cpu_s": {k: v / clk for k, v in sorted(ticks.items())},
+        "generator_cpu_share": round(sum(r["generator_cpu_s"] for r in runs) / elapsed, 3),
+        # Cores busy with processes outside the benchmark (a noisy neighbour warning).
+        "other_cores": round(ticks["other"] / clk / elapsed, 2) if elapsed else 0.0,
+    }
+    for key, role in (("service", SERVICE_ROLE.get(lane)), ("opa", OPA_ROLE.get(lane))):
+        out[f"{key}_cpu_us_per_decision"] = (
+            round(ticks[role] / clk / count * 1e6, 1) if role and count else None
+        )
+        out[f"{key}_sys_share"] = (
+            round(ticks[f"{role}.sys"] / ticks[role], 2) if role and ticks[role] else None
+        )
+    if "offered_rate" in runs[0]:
+        out["offered_rate"] = runs[0]["offered_rate"]
+        out["send_lag_p99_us"] = max(r["send_lag_p99_us"] for r in runs)
+    return out
+
+
+def ratios(points: dict[str, dict[str, dict[str, Any]]], prefix: str) -> dict[str, float]:
+    """decide / opa-direct (and stub / opa-direct) for latency and throughput."""
+    out: dict[str, float] = {}
+    for point, lanes in points.items():
+        base = lanes.get("opa-direct")
+        if not base:
+            continue
+        for lane, tag in (("decide", "decide"), ("decide-stub-opa", "decide_stub_opa")):
+            if lane not in lanes:
+                continue
+            cur = lanes[lane]
+            for stat in ("p50", "p90", "p99", "p999"):
+                if base[f"{stat}_ms"] > 0:
+                    out[f"ratio_{stat}_{tag}_vs_opa_direct_{prefix}{point}"] = round(
+                        cur[f"{stat}_ms"] / base[f"{stat}_ms"], 3
+                    )
+            if base["throughput_rps"] > 0:
+                out[f"ratio_throughput_{tag}_vs_opa_direct_{prefix}{point}"] = round(
+                    cur["throughput_rps"] / base["throughput_rps"], 3
+                )
+    return out
+
+
+# ---------------------------------------------------------------- phases
+
+
+def opa_floor(cases: list[Any], bundle: Path) -> dict[str, Any]:
+    """``opa bench`` (eval only, prepared query, no HTTP) for each case's input."""
+    per_case = {}
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
+        for case in cases:
+            path = Path(tmp) / f"{case.name}.json"
+            path.write_text(json.dumps(case.opa_input()))
+            out = subprocess.run(
+                [OPA, "bench", "-b", str(bundle), "-i", str(path), "-f", "json", QUERY],
+                capture_output=True,
+                text=True,
+            )
+            if out.returncode != 0:
+                raise SystemExit(f"opa bench failed for {case.name}: {out.stderr[-500:]}")
+            doc = json.loads(out.stdout)
+            extra = doc.get("Extra", {})
+            per_case[case.name] = {
+                "ns_per_op": doc["T"] / doc["N"],
+                "eval_p50_ns": extra.get("histogram_timer_rego_query_eval_ns_median"),
+                "eval_p99_ns": extra.get("histogram_timer_rego_query_eval_ns_99%"),
+                "allocs_per_op": doc["MemAllocs"] / doc["N"],
+            }
+    n = len(per_case)
+    return {
+        "cases": n,
+        "mean_us_per_op": round(sum(c["ns_per_op"] for c in per_case.values()) / n / 1e3, 1),
+        "mean_eval_p50_us": round(
+            sum(c["eval_p50_ns"] or 0 for c in per_case.values()) / n / 1e3, 1
+        ),
+        "mean_eval_p99_us": round(
+            sum(c["eval_p99_ns"] or 0 for c in per_case.values()) / n / 1e3, 1
+        ),
+        "max_us_per_op": round(max(c["ns_per_op"] for c in per_case.values()) / 1e3, 1),
+        "per_case": per_case,
+    }
+
+
+def verify(gen: LoadGen, cases: list[Any], lanes: tuple[str, ...]) -> dict[str, Any]:
+    """decide and opa-direct must agree on every verdict (and reason codes)."""
+    got = gen.ask(op="verify")
+    direct, decide = got["opa-direct"], got["decide"]
+    mismatches = []
+    for case, d, g in zip(cases, direct, decide, strict=True):
+        if d != g or d.split(":")[0] != case.verdict:
+            mismatches.append({"case": case.name, "expected": case.verdict, "opa": d, "decide": g})
+    if mismatches:
+        raise SystemExit(f"verdict check FAILED, not timing anything: {mismatches}")
+    if "decide-stub-opa" in lanes:
+        bad = [v for v in got["decide-stub-opa"] if not v.startswith("ALLOW:")]
+        if bad:
+            raise SystemExit(f"stub lane answered {bad[:3]}")
+    return {"cases": len(cases), "agree": True, "verdicts": dict(Counter(c.verdict for c in cases))}
+
+
+def interleaved(
+    gen: LoadGen,
+    points: list[Any],
+    lanes: tuple[str, ...],
+    rounds: int,
+    run_one: Callable[[str, Any], dict[str, Any]],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every point runs every lane back to back; the lane order rotates per round."""
+    raw: dict[Any, dict[str, list[dict[str, Any]]]] = {p: {ln: [] for ln in lanes} for p in points}
+    for r in range(rounds):
+        for i, point in enumerate(points):
+            k = (r + i) % len(lanes)
+            for lane in lanes[k:] + lanes[:k]:
+                raw[point][lane].append(run_one(lane, point))
+    return {
+        str(p): {ln: summarize(runs, ln) for ln, runs in by_lane.items()}
+        for p, by_lane in raw.items()
+    }
+
+
+def catalogue_variant(size: int, keep: set[str], rego: Path, dest: Path) -> Path:
+    """A copy of the pack whose catalogue has ``size`` tools (keeping ``keep``)."""
+    bundle = dest / f"rego-{size}"
+    shutil.copytree(rego, bundle, ignore=shutil.ignore_patterns("*_test.rego"))
+    data_path = bundle / "aarm" / "catalogue" / "data.json"
+    data = json.loads(data_path.read_text())
+    shipped: dict[str, Any] = data["tools"]
+    names = sorted(keep) + sorted(n for n in shipped if n not in keep)
+    tools = {n: shipped[n] for n in names[:size]}
+    templates = list(shipped.values())
+    i = 0
+    while len(tools) < size:
+        tools[f"synthetic_{i:05d}.op_{i % 7}"] = templates[i % len(templates)]
+        i += 1
+    data["tools"] = tools
+    data_path.write_text(json.dumps(data))
+    return bundle
+
+
+# ---------------------------------------------------------------- profile
+
+
+def profile(gen: LoadGen, lane: str, pid: int, seconds: float, stamp: str) -> dict[str, Any]:
+    """py-spy (sampling, all threads, native frames) while ``lane`` runs at c=8."""
+    pyspy = str(Path(PY).parent / "py-spy")
+    out_path = RESULTS / f"profile-{lane}-{stamp}.txt"
+    base = [pyspy, "record", "--pid", str(pid), "--duration", str(int(seconds))]
+    base += ["--rate", "200", "--format", "raw", "--output", str(out_path)]
+    # Python frames only: with --native, py-spy charges threads parked in the kernel
+    # (eventfd_write, sendmsg) to the sample; the user/system split per decision comes
+    # from /proc instead (``service_sys_share``).
+    for extra in ([], ["--nonblocking"]):
+        spy = subprocess.Popen(base + extra, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(0.5)
+        if spy.poll() is None:
+            break
+    else:
+        err = spy.stderr.read().decode() if spy.stderr else ""
+        return {"available": False, "reason": f"py-spy failed: {err[-300:]}"}
+    load = gen.ask(op="closed", lane=lane, concurrency=8, duration=seconds + 1)
+    _, err_b = spy.communicate(timeout=60)
+    if not out_path.exists():
+        return {"available": False, "reason": f"py-spy wrote nothing: {err_b.decode()[-300:]}"}
+    return {
+        "available": True,
+        "lane": lane,
+        "file": str(out_path.relative_to(ROOT)),
+        "pyspy_args": spy.args[1:],
+        "throughput_rps_while_profiling": round(load["count"] / load["elapsed"], 1),
+        **analyze_profile(out_path),
+    }
+
+
+def _frame_name(frame: str) -> str:
+    # "func (path/to/file.py:123)" -> "func (file.py)"
+    name, _, loc = frame.partition(" (")
+    loc = loc.rstrip(")").rsplit(":", 1)[0]
+    short = "/".join(loc.split("/")[-2:]) if loc else ""
+    return f"{name} ({short})" if short else name
+
+
+_BUCKETS = (
+    ("aarm_pdp/opa/client.py", "OPA client (httpx/httpcore/anyio)"),
+    ("httpx/", "OPA client (httpx/httpcore/anyio)"),
+    ("httpcore/", "OPA client (httpx/httpcore/anyio)"),
+    ("anyio/", "OPA client (httpx/httpcore/anyio)"),
+    ("h11/", "OPA client (httpx/httpcore/anyio)"),
+    ("json/", "json encode/decode"),
+    ("aarm_pdp/api/validation.py", "validation (to_action_request)"),
+    ("aarm_pdp/decision/input.py", "build_input"),
+    ("aarm_pdp/decision/result.py", "parse_result"),
+    ("aarm_pdp/session/", "session context (prepare/commit)"),
+    ("aarm_pdp/provenance/", "provenance"),
+    ("aarm_pdp/drift/", "drift"),
+    ("aarm_pdp/decision/metatools.py", "meta-tool resolution"),
+    ("aarm_pdp/decision/engine.py", "engine (other)"),
+    ("aarm_pdp/api/decision_service.py", "servicer (to_response, Decide)"),
+    ("prometheus_client", "prometheus metrics"),
+    ("uuid.py", "uuid4"),
+    ("observability/logging.py", "logging/contextvars"),
+    ("logging/__init__.py", "logging/contextvars"),
+    ("google/protobuf", "protobuf"),
+    ("grpc", "grpc (python/cython)"),
+    ("asyncio", "asyncio event loop"),
+)
+
+
+_BLOCKING = frozenset(
+    {
+        *("epoll_wait", "epoll_pwait", "poll", "ppoll", "select", "pselect6", "nanosleep"),
+        *("clock_nanosleep", "pthread_cond_wait", "pthread_cond_timedwait", "futex", "syscall"),
+    }
+)
+
+
+def analyze_profile(path: Path) -> dict[str, Any]:
+    """Self and inclusive shares by function; leaf-file buckets by component."""
+    self_c: Counter[str] = Counter()
+    incl_c: Counter[str] = Counter()
+    bucket_c: Counter[str] = Counter()
+    total = 0
+    waiting = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        count = int(n)
+        frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        if frames[-1].split(" ")[0] in _BLOCKING:
+            waiting += count  # a thread parked in a blocking syscall: not CPU
+            continue
+        total += count
+        self_c[_frame_name(frames[-1])] += count
+        for name in {_frame_name(f) for f in frames}:
+            incl_c[name] += count
+        # Charge the sample to the innermost frame that belongs to a known component.
+        bucket = "other (native / interpreter)"
+        for f in reversed(frames):
+            hit = next((b for key, b in _BUCKETS if key in f), None)
+            if hit:
+                bucket = hit
+                break
+        bucket_c[bucket] += count
+
+    def top(c: Counter[str], k: int) -> list[dict[str, Any]]:
+        return [{"frame": f, "share": round(v / total, 3)} for f, v in c.most_common(k)]
+
+    return {
+        "samples": total,
+        "samples_blocked_in_syscall_excluded": waiting,
+        "by_component": top(bucket_c, 20),
+        "top_self": top(self_c, 15),
+        "top_inclusive_aarm_pdp": top(
+            Counter(
+                {k: v for k, v in incl_c.items() if "aarm_pdp" in k or "decision_service" in k}
+            ),
+            15,
+        ),
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    opa_version = subprocess.run([OPA, "version"], capture_output=True, text=True).stdout
+    import grpc
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "opa": opa_version.splitlines()[0].split(":", 1)[1].strip() if opa_version else "?",
+    }
+
+
+def _f(x: Any, nd: int = 2) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def table(res: dict[str, Any]) -> str:
+    head = "| load | lane | n | thr/s | p50 ms | p90 ms | p99 ms | p99.9 ms | svc CPU µs/dec "
+    head += "| OPA CPU µs/dec | gen CPU | other cores | err/fc |"
+    lines = [head, "|" + "---|" * 13]
+    sections = [("closed c=", res["closed"]), ("open ", res["open"])]
+    for label, points in sections:
+        for point, lanes in points.items():
+            for lane in LANES:
+                s = lanes.get(lane)
+                if not s:
+                    continue
+                load = f"{label}{point}" + ("/s" if label == "open " else "")
+                lines.append(
+                    f"| {load} | {lane} | {s['count']} | {s['throughput_rps']:.0f} "
+                    f"| {_f(s['p50_ms'])} | {_f(s['p90_ms'])} | {_f(s['p99_ms'])} "
+                    f"| {_f(s['p999_ms'])} | {_f(s['service_cpu_us_per_decision'], 0)} "
+                    f"| {_f(s['opa_cpu_us_per_decision'], 0)} "
+                    f"| {s['generator_cpu_share'] * 100:.0f}% | {s['other_cores']:.2f} "
+                    f"| {s['errors']}/{s['failed_closed']} |"
+                )
+    return "\n".join(lines)
+
+
+def report(res: dict[str, Any]) -> str:
+    out = [table(res), ""]
+    noisy = [
+        s["other_cores"]
+        for section in ("closed", "open")
+        for lanes in res[section].values()
+        for s in lanes.values()
+    ]
+    if max(noisy) > NOISY_CORES:
+        out.append(
+            f"WARNING: other processes used up to {max(noisy):.2f} cores during a lane "
+            "(column 'other cores'): this machine was not quiet, numbers are pessimistic."
+        )
+    fl = res["floor"]
+    out.append(
+        f"opa bench floor (eval only, {fl['cases']} inputs): mean {fl['mean_us_per_op']} µs/op, "
+        f"mean eval p50 {fl['mean_eval_p50_us']} µs, p99 {fl['mean_eval_p99_us']} µs"
+    )
+    r = res["ratios"]
+    out.append(
+        "ratios decide/opa-direct: "
+        + ", ".join(
+            f"{k.removeprefix('ratio_')}={v}"
+            for k, v in r.items()
+            if "_decide_vs_" in k and ("closed_c" in k) and ("p90" not in k)
+        )
+    )
+    out.append("targets:")
+    for name, t in res["targets"].items():
+        mark = "MET " if t["met"] else "MISS"
+        out.append(f"  [{mark}] {name}: {t['value']} (limit {t['op']} {t['limit']})")
+    for name, sweep in res["sweeps"].items():
+        if not sweep.get("available"):
+            out.append(f"sweep {name}: not yet available ({sweep['reason']})")
+            continue
+        out.append(f"sweep {name} (closed c=8, {sweep['corpus']}):")
+        for size, lanes in sweep["points"].items():
+            d, o = lanes["decide"], lanes["opa-direct"]
+            out.append(
+                f"  {size:>5} tools: decide p50 {d['p50_ms']:.2f} p99 {d['p99_ms']:.2f} ms "
+                f"{d['throughput_rps']:.0f}/s | opa-direct p50 {o['p50_ms']:.2f} "
+                f"p99 {o['p99_ms']:.2f} ms {o['throughput_rps']:.0f}/s"
+            )
+    for lane, prof in res["profile"].items():
+        if not prof.get("available"):
+            out.append(f"profile {lane}: not available ({prof.get('reason')})")
+            continue
+        comps = ", ".join(f"{c['frame']} {c['share'] * 100:.0f}%" for c in prof["by_component"][:8])
+        out.append(f"profile {lane} ({prof['samples']} samples, {prof['file']}): {comps}")
+    return "\n".join(out)
+
+
+def targets(res: dict[str, Any]) -> dict[str, Any]:
+    r = res["ratios"]
+    stub_cpu = [
+        res["closed"][str(c)]["decide-stub-opa"]["service_cpu_us_per_decision"] for c in CONCURRENCY
+    ]
+
+    def t(value: float, op: str, limit: float) -> dict[str, Any]:
+        met = value <= limit if op == "<=" else value >= limit
+        return {"value": value, "op": op, "limit": limit, "met": met}
+
+    return {
+        "p50 decide/opa-direct at c=8": t(
+            r["ratio_p50_decide_vs_opa_direct_closed_c8"], "<=", TARGET_P50_C8
+        ),
+        "p99 decide/opa-direct at c=8": t(
+            r["ratio_p99_decide_vs_opa_direct_closed_c8"], "<=", TARGET_P99_C8
+        ),
+        "throughput decide/opa-direct at c=32": t(
+            r["ratio_throughput_decide_vs_opa_direct_closed_c32"], ">=", TARGET_THROUGHPUT_C32
+        ),
+        "stub-lane service CPU µs/decision (worst of c=1,8,32)": t(
+            max(x for x in stub_cpu if x is not None), "<=", TARGET_STUB_CPU_US
+        ),
+    }
+
+
+# ---------------------------------------------------------------- main
+
+
+def not_yet(reason: str) -> Callable[..., dict[str, Any]]:
+    def run(*_args: Any) -> dict[str, Any]:
+        return {"available": False, "reason": reason}
+
+    return run
+
+
+def catalogue_sweep(gen: LoadGen, mode: Mode, cases: list[Any], rego: Path) -> dict[str, Any]:
+    """Decide and opa-direct at c=8 with 10, shipped, 100 and 1000 catalogued tools."""
+    from bench.corpus import tools_used
+
+    shipped = len(json.loads((rego / "aarm" / "catalogue" / "data.json").read_text())["tools"])
+    points: dict[str, Any] = {}
+    keep = tools_used(tuple(cases))
+    with tempfile.TemporaryDirectory(prefix="bench-catalogue-") as tmp:
+        for size in sorted({10, shipped, 100, 1000}):
+            bundle = catalogue_variant(size, keep, rego, Path(tmp))
+            with stack() as st:
+                opa_p, opa_url = st.opa(bundle)
+                svc_p, svc = st.service(opa_url)
+                gen.ask(
+                    op="setup",
+                    targets={"opa-direct": opa_url + ENTRYPOINT_PATH, "decide": f"grpc://{svc}"},
+                    cases=[c.name for c in cases],
+                    pids={"opa": opa_p.pid, "service": svc_p.pid, "generator": gen.pid},
+                )
+                verify(gen, cases, ("opa-direct", "decide"))
+                for lane in ("opa-direct", "decide"):
+                    gen.ask(op="closed", lane=lane, concurrency=8, duration=1.0)
+                res = interleaved(
+                    gen,
+                    [8],
+                    ("opa-direct", "decide"),
+                    SWEEP_ROUNDS,
+                    lambda lane, c: gen.ask(
+                        op="closed", lane=lane, concurrency=c, duration=SWEEP_SECONDS
+                    ),
+                )
+                points[str(size)] = res["8"]
+    return {
+        "available": True,
+        "corpus": f"{len(cases)} cases, one per verdict",
+        "shipped_tools": shipped,
+        "points": points,
+        "ratios": ratios(points, "tools_"),
+    }
+
+
+# Sweeps: name -> runner. A sweep that needs something the service does not have yet
+# says so instead of inventing numbers; wire its runner in when the feature lands.
+SWEEPS: dict[str, Callable[..., dict[str, Any]]] = {
+    "catalogue_size": catalogue_sweep,
+    # Session context exists now (SessionService); the runners are still to be written:
+    # start a session, record N outcomes, then time Decide in it / read RSS per session.
+    "session_history": not_yet("runner not written yet: 0..10000 prior actions per session"),
+    "memory_per_100k_sessions": not_yet("runner not written yet: RSS per 100000 sessions"),
+}
+
+
+def main() -> int:
+    from bench.corpus import CORPUS
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--mode", choices=sorted(MODES), default="quick")
+    args = p.parse_args()
+    mode = MODES[args.mode]
+    began = time.monotonic()
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if not os.access(OPA, os.X_OK):
+        raise SystemExit(f"{OPA} missing: run `make setup`")
+
+    def log(msg: str) -> None:
+        print(f"[{time.monotonic() - began:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    cases = list(CORPUS)
+    # Snapshot the pack: every phase of the run sees the same policy even if rego/ is
+    # being edited meanwhile.
+    snapshot = Path(tempfile.mkdtemp(prefix="bench-rego-"))
+    rego = snapshot / "rego"
+    shutil.copytree(REGO, rego)
+    try:
+        return _run(mode, began, stamp, cases, rego, log)
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
+
+
+def _run(
+    mode: Mode,
+    began: float,
+    stamp: str,
+    cases: list[Any],
+    rego: Path,
+    log: Callable[[str], None],
+) -> int:
+    from bench.corpus import VERDICT_CASES
+
+    res: dict[str, Any] = {
+        "mode": mode.name,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        "config": {
+            "corpus_cases": len(cases),
+            "concurrency": list(CONCURRENCY),
+            "rounds": mode.rounds,
+            "closed_seconds_per_run": mode.closed_seconds,
+            "open_seconds_per_run": mode.open_seconds,
+            "open_rounds": mode.open_rounds,
+            "open_fractions_of_decide_c32": list(mode.open_fractions),
+        },
+    }
+    res["policy_revision"] = json.loads((rego / ".manifest").read_text()).get("revision")
+    gen = LoadGen()
+    try:
+        with stack() as st:
+            opa_p, opa_url = st.opa(rego)
+            svc_p, svc = st.service(opa_url)
+            stub_p, stub = st.stub()
+            pids = {"opa": opa_p.pid, "service": svc_p.pid, "stub": stub_p.pid}
+            res["pids"] = pids
+            gen.ask(
+                op="setup",
+                targets={
+                    "opa-direct": opa_url + ENTRYPOINT_PATH,
+                    "decide": f"grpc://{svc}",
+                    "decide-stub-opa": f"grpc://{stub}",
+                },
+                cases=[c.name for c in cases],
+                pids={**pids, "generator": gen.pid},
+            )
+            log("verdict agreement check")
+            res["verify"] = verify(gen, cases, LANES)
+            log("opa bench floor")
+            res["floor"] = opa_floor(cases if mode.floor_all_cases else list(VERDICT_CASES), rego)
+            for lane in LANES:
+                gen.ask(op="closed", lane=lane, concurrency=8, duration=mode.warmup_seconds)
+            log("closed loop")
+            res["closed"] = interleaved(
+                gen,
+                list(CONCURRENCY),
+                LANES,
+                mode.rounds,
+                lambda lane, c: gen.ask(
+                    op="closed", lane=lane, concurrency=c, duration=mode.closed_seconds
+                ),
+            )
+            cap = res["closed"]["32"]["decide"]["throughput_rps"]
+            rates = [max(10, int(round(cap * f, -1))) for f in mode.open_fractions]
+            log(f"open loop at {rates}/s")
+            res["open"] = interleaved(
+                gen,
+                rates,
+                LANES,
+                mode.open_rounds,
+                lambda lane, r: gen.ask(op="open", lane=lane, rate=r, duration=mode.open_seconds),
+            )
+            log("profile")
+            res["profile"] = {
+                "decide-stub-opa": profile(
+                    gen, "decide-stub-opa", stub_p.pid, mode.profile_seconds, stamp
+                )
+            }
+            if mode.profile_decide_lane:
+                res["profile"]["decide"] = profile(
+                    gen, "decide", svc_p.pid, mode.profile_seconds, stamp
+                )
+        res["sweeps"] = {}
+        for name, sweep in SWEEPS.items():
+            if not mode.sweeps:
+                res["sweeps"][name] = {"available": False, "reason": "full mode only"}
+                continue
+            log(f"sweep {name}")
+            res["sweeps"][name] = sweep(gen, mode, list(VERDICT_CASES), rego)
+    finally:
+        gen.close()
+    res["ratios"] = {
+        **ratios(res["closed"], "closed_c"),
+        **ratios(res["open"], "open_rate"),
+    }
+    r = res["ratios"]
+    r["ratio_p50_decide_vs_opa_direct"] = r["ratio_p50_decide_vs_opa_direct_closed_c8"]
+    r["ratio_p99_decide_vs_opa_direct"] = r["ratio_p99_decide_vs_opa_direct_closed_c8"]
+    r["ratio_throughput_decide_vs_opa_direct"] = r[
+        "ratio_throughput_decide_vs_opa_direct_closed_c32"
+    ]
+    floor_us = res["floor"]["mean_eval_p50_us"]
+    if floor_us:
+        r["ratio_p50_opa_direct_c1_vs_opa_bench_floor"] = round(
+            res["closed"]["1"]["opa-direct"]["p50_ms"] * 1e3 / floor_us, 2
+        )
+        r["ratio_p50_decide_c1_vs_opa_bench_floor"] = round(
+            res["closed"]["1"]["decide"]["p50_ms"] * 1e3 / floor_us, 2
+        )
+    res["targets"] = targets(res)
+    res["elapsed_seconds"] = round(time.monotonic() - began, 1)
+    text = report(res)
+    res["table"] = table(res)
+    out = RESULTS / f"bench-{mode.name}-{stamp}.json"
+    out.write_text(json.dumps(res, indent=2, default=str) + "\n")
+    shutil.copyfile(out, RESULTS / f"latest-{mode.name}.json")
+    m = res["machine"]
+    print(
+        f"\naarm-pdp bench ({mode.name}) on {m['nproc']}x {m['cpu_model']}, "
+        f"python {m['python']}, grpcio {m['grpcio']}, opa {m['opa']}; "
+        f"{len(cases)} requests, all 5 verdicts, decide == opa-direct on every one\n"
+    )
+    print(text)
+    print(f"\nwrote {out.relative_to(ROOT)} in {res['elapsed_seconds']}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
