@@ -25,7 +25,7 @@ Exception hierarchy::
     ├── ReceiptStoreUnavailable    the receipt store failed; the action is DENY
     └── ReceiptInvalid             a receipt body that cannot be signed or stored
 
-Third-party exceptions (httpx, grpc, json) are translated into these at the
+Third-party exceptions (aiohttp, redis, grpc, json) are translated into these at the
 module boundary that calls the library; none escapes it.
 """
 

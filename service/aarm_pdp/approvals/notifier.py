@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-import httpx
+import aiohttp
 
 from aarm_pdp.approvals.tickets import Ticket
 
@@ -37,7 +37,8 @@ class WebhookNotifier:
     def __init__(self, url: str, *, attempts: int = 3, timeout: float = 2.0) -> None:
         self._url = url
         self._attempts = attempts
-        self._client = httpx.AsyncClient(timeout=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._client: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.delivered = 0
         self.failed = 0
@@ -49,16 +50,18 @@ class WebhookNotifier:
 
     async def _send(self, body: dict[str, Any]) -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
+        if self._client is None:
+            self._client = aiohttp.ClientSession(timeout=self._timeout)
         for attempt in range(self._attempts):
             try:
-                resp = await self._client.post(
-                    self._url, content=data, headers={"content-type": "application/json"}
-                )
-                if resp.status_code < 300:
-                    self.delivered += 1
-                    return
-                log.warning("approval webhook answered %s", resp.status_code)
-            except httpx.HTTPError as exc:
+                async with self._client.post(
+                    self._url, data=data, headers={"content-type": "application/json"}
+                ) as resp:
+                    if resp.status < 300:
+                        self.delivered += 1
+                        return
+                    log.warning("approval webhook answered %s", resp.status)
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 log.warning("approval webhook failed: %s", type(exc).__name__)
             await asyncio.sleep(0.2 * 2**attempt)
         self.failed += 1
@@ -67,4 +70,5 @@ class WebhookNotifier:
         """Let in-flight deliveries finish briefly, then close."""
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=2.0)
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.close()

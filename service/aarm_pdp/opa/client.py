@@ -1,10 +1,13 @@
-"""The OPA sidecar client: one pooled, keep-alive async HTTP connection set.
+"""The OPA sidecar client: one pooled, keep-alive aiohttp session.
 
-httpx errors are translated here into :mod:`aarm_pdp.errors` types; none escapes.
+aiohttp replaced httpx here after measurement: the same decision query costs 60 %
+less service CPU (docs/performance.md). aiohttp errors are translated here into
+:mod:`aarm_pdp.errors` types; none escapes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -12,47 +15,39 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import aiohttp
 
 from aarm_pdp.decision.model import PolicyVersion
 from aarm_pdp.errors import OpaBadResponse, OpaTimeout, OpaUnavailable, PolicyEngineError
 
 ENTRYPOINT_RE = re.compile(r"[a-z_][a-z0-9_]*(/[a-z_][a-z0-9_]*)*")
 _MAX_BODY = 4 * 1024 * 1024
+_JSON = {"content-type": "application/json"}
 
 
 @contextlib.contextmanager
 def _translate_errors() -> Iterator[None]:
     try:
         yield
-    except httpx.TimeoutException as exc:
-        raise OpaTimeout(f"opa timed out: {type(exc).__name__}") from exc
-    except httpx.TransportError as exc:
+    except TimeoutError as exc:
+        raise OpaTimeout("opa timed out") from exc
+    except aiohttp.ClientConnectionError as exc:
         raise OpaUnavailable(f"opa unreachable: {type(exc).__name__}: {exc}") from exc
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         raise OpaBadResponse(f"opa http error: {type(exc).__name__}") from exc
 
 
-def _decode(resp: httpx.Response) -> Any:
-    if resp.status_code != 200:
-        raise OpaBadResponse(f"opa answered HTTP {resp.status_code}: {resp.text[:300]}")
-    if len(resp.content) > _MAX_BODY:
-        raise OpaBadResponse("opa answer larger than 4 MiB")
+def _decode(status: int, content: bytes) -> Any:
+    if status != 200:
+        raise OpaBadResponse(f"opa answered HTTP {status}: {content[:300]!r}")
     try:
-        return json.loads(resp.content)
+        return json.loads(content)
     except ValueError as exc:
         raise OpaBadResponse("opa answer is not JSON") from exc
 
 
-def transport_for(url: str) -> tuple[str, httpx.AsyncHTTPTransport]:
-    """The base URL and transport for ``http://host:port`` or ``unix:///path.sock``."""
-    if url.startswith("unix://"):
-        return "http://opa", httpx.AsyncHTTPTransport(uds=url[len("unix://") :], retries=0)
-    return url.rstrip("/"), httpx.AsyncHTTPTransport(retries=0)
-
-
 class OpaClient:
-    """Queries one OPA sidecar over its REST Data API."""
+    """Queries one OPA sidecar over its REST Data API (``http://host:port`` or ``unix://``)."""
 
     def __init__(
         self,
@@ -64,31 +59,60 @@ class OpaClient:
     ) -> None:
         if not ENTRYPOINT_RE.fullmatch(entrypoint):
             raise ValueError(f"invalid entrypoint path {entrypoint!r}")
-        base, transport = transport_for(url)
-        self._path = f"/v1/data/{entrypoint}"
+        self._uds: str | None = None
+        if url.startswith("unix://"):
+            self._uds = url[len("unix://") :]
+            self._base = "http://opa"
+        else:
+            self._base = url.rstrip("/")
+        self._path = f"{self._base}/v1/data/{entrypoint}"
         self._file_hash = file_hash
-        self._http = httpx.AsyncClient(
-            base_url=base,
-            transport=transport,
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=60.0,
-            ),
-            headers={"content-type": "application/json"},
-            timeout=httpx.Timeout(5.0),
-        )
+        self._max = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        # Created lazily: aiohttp sessions belong to the running event loop.
+        if self._session is None or self._session.closed:
+            connector: aiohttp.BaseConnector
+            if self._uds is not None:
+                connector = aiohttp.UnixConnector(
+                    path=self._uds, limit=self._max, keepalive_timeout=60
+                )
+            else:
+                connector = aiohttp.TCPConnector(
+                    limit=self._max, keepalive_timeout=60, use_dns_cache=True
+                )
+            self._session = aiohttp.ClientSession(
+                connector=connector, json_serialize=json.dumps, raise_for_status=False
+            )
+        return self._session
+
+    async def _request(
+        self, method: str, url: str, timeout: float, body: bytes | None = None
+    ) -> Any:
+        with _translate_errors():
+            async with self._http().request(
+                method,
+                url,
+                data=body,
+                headers=_JSON if body is not None else None,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
+                if resp.content_length is not None and resp.content_length > _MAX_BODY:
+                    raise OpaBadResponse("opa answer larger than 4 MiB")
+                content = await resp.read()
+                if len(content) > _MAX_BODY:
+                    raise OpaBadResponse("opa answer larger than 4 MiB")
+                return _decode(resp.status, content)
 
     async def evaluate(self, input_doc: dict[str, Any], *, timeout: float) -> Any:
         body = json.dumps({"input": input_doc}, separators=(",", ":"), ensure_ascii=False)
-        with _translate_errors():
-            resp = await self._http.post(self._path, content=body.encode(), timeout=timeout)
-        return _decode(resp)
+        if timeout <= 0:
+            raise OpaTimeout("no time left before the caller's deadline")
+        return await self._request("POST", self._path, timeout, body.encode())
 
     async def _get(self, path: str, timeout: float = 2.0) -> Any:
-        with _translate_errors():
-            resp = await self._http.get(path, timeout=timeout)
-        return _decode(resp)
+        return await self._request("GET", f"{self._base}{path}", timeout)
 
     async def tool_catalogue(self) -> Any:
         """``data.aarm.catalogue.tools`` as OPA holds it ({} when the policy has none)."""
@@ -97,10 +121,14 @@ class OpaClient:
     async def healthy(self) -> bool:
         try:
             with _translate_errors():
-                resp = await self._http.get("/health", params={"bundles": "true"}, timeout=1.0)
+                async with self._http().get(
+                    f"{self._base}/health",
+                    params={"bundles": "true"},
+                    timeout=aiohttp.ClientTimeout(total=1.0),
+                ) as resp:
+                    return resp.status == 200
         except PolicyEngineError:
             return False
-        return resp.status_code == 200
 
     async def policy_version(self) -> PolicyVersion:
         """Revisions from the loaded bundle manifests; hash of the files or the policies.
@@ -129,4 +157,7 @@ class OpaClient:
         return PolicyVersion(revision=revision, hash=digest)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+            # Let the connector's transports finish closing (aiohttp's advice).
+            await asyncio.sleep(0)

@@ -1,7 +1,7 @@
 """An in-process policy engine for unit tests and the bench's stub lane.
 
-Like httpx's MockTransport: a handler decides what the "sidecar" answers, so tests
-can return any body or raise any engine error without a process.
+Like httpx's MockTransport (the pattern): a handler decides what the "sidecar" answers,
+so tests can return any body or raise any engine error without a process.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from aarm_pdp.drift.score import LEVELS, TOP_LEVEL, level
@@ -69,8 +69,11 @@ class SessionState:
     log_len: int = 0
 
     def to_bytes(self) -> bytes:
-        """Compact JSON."""
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        """Compact JSON (a shallow field copy: ``asdict`` deep-copies and is 5x slower)."""
+        doc = {name: getattr(self, name) for name in _FIELDS}
+        orig = self.original
+        doc["original"] = None if orig is None else asdict(orig)
+        return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> SessionState:
@@ -85,6 +88,9 @@ class SessionState:
     def pending_deferrals(self) -> list[str]:
         """Decision ids still deferred."""
         return sorted(d for d, v in self.decisions.items() if v[2] == "DEFER")
+
+
+_FIELDS = tuple(f.name for f in fields(SessionState))
 
 
 def level_name(index: int) -> str:
