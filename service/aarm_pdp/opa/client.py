@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import orjson
 
 from aarm_pdp.decision.model import PolicyVersion
 from aarm_pdp.errors import OpaBadResponse, OpaTimeout, OpaUnavailable, PolicyEngineError
@@ -41,8 +42,8 @@ def _decode(status: int, content: bytes) -> Any:
     if status != 200:
         raise OpaBadResponse(f"opa answered HTTP {status}: {content[:300]!r}")
     try:
-        return json.loads(content)
-    except ValueError as exc:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
         raise OpaBadResponse("opa answer is not JSON") from exc
 
 
@@ -106,10 +107,9 @@ class OpaClient:
                 return _decode(resp.status, content)
 
     async def evaluate(self, input_doc: dict[str, Any], *, timeout: float) -> Any:
-        body = json.dumps({"input": input_doc}, separators=(",", ":"), ensure_ascii=False)
         if timeout <= 0:
             raise OpaTimeout("no time left before the caller's deadline")
-        return await self._request("POST", self._path, timeout, body.encode())
+        return await self._request("POST", self._path, timeout, orjson.dumps({"input": input_doc}))
 
     async def _get(self, path: str, timeout: float = 2.0) -> Any:
         return await self._request("GET", f"{self._base}{path}", timeout)

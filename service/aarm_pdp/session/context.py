@@ -21,7 +21,7 @@ from aarm_pdp.drift.semantic import action_text
 from aarm_pdp.drift.semantic_worker import SemanticWorker
 from aarm_pdp.errors import ErrorCode, IdentityRejected, SessionConflict, SessionNotFound
 from aarm_pdp.provenance import classify as prov
-from aarm_pdp.provenance.indicators import fingerprint, indicators_in_text, parameter_strings
+from aarm_pdp.provenance.indicators import fingerprint
 from aarm_pdp.session import state as st
 from aarm_pdp.session.catalogue import Catalogue
 from aarm_pdp.session.store import SessionStore, session_key
@@ -53,15 +53,6 @@ def _check_identity(state: st.SessionState, ident: Identity) -> None:
         raise SessionConflict("identity does not match the session's bound identity")
 
 
-def _artifact_fps(parameters: dict[str, Any]) -> list[str]:
-    fps: set[str] = set()
-    for _, text in parameter_strings(parameters):
-        for ind in indicators_in_text(text):
-            if ind[0] in _ARTIFACT_KINDS:
-                fps.add(fingerprint(ind))
-    return sorted(fps)
-
-
 class SessionContext:
     """Reads and writes session context around each decision."""
 
@@ -83,7 +74,9 @@ class SessionContext:
         key = session_key(ident.tenant, ident.session_id)
         per_param = prov.parameter_fingerprints(action.parameters)
         fps = sorted({fp for pairs in per_param.values() for _, fp in pairs})
-        artifacts = _artifact_fps(action.parameters)
+        artifacts = sorted(
+            {fp for pairs in per_param.values() for kind, fp in pairs if kind in _ARTIFACT_KINDS}
+        )
         subjects = [ident.human, ident.service, ident.agent, ident.credential_id]
         loaded = await self.store.load(key, fps, ident.tenant, artifacts, subjects)
         if loaded.revoked:

@@ -14,13 +14,15 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import orjson
+
 from aarm_pdp.drift.score import LEVELS, TOP_LEVEL, level
 
 RECENT = 20
 MAX_TOOLS = 256
 MAX_LABELS = 32
-MAX_DECISIONS = 128
-MAX_WINDOW_EVENTS = 512
+MAX_DECISIONS = 64
+MAX_WINDOW_EVENTS = 128
 WINDOWS = (60, 3600)
 NONE = "NONE"
 _NS = 1_000_000_000
@@ -73,12 +75,12 @@ class SessionState:
         doc = {name: getattr(self, name) for name in _FIELDS}
         orig = self.original
         doc["original"] = None if orig is None else asdict(orig)
-        return json.dumps(doc, separators=(",", ":")).encode()
+        return orjson.dumps(doc)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> SessionState:
         """Inverse of :meth:`to_bytes`."""
-        doc = json.loads(raw)
+        doc = orjson.loads(raw)
         orig = doc.pop("original", None)
         state = cls(**doc)
         state.original = OriginalRequest(**orig) if orig else None
