@@ -15,7 +15,14 @@ import grpc
 import pytest
 from aarm.v1 import decision_pb2_grpc
 from aarm_pdp import server
-from aarm_pdp.config import Config, MetricsConfig, OpaConfig, ServerConfig, SessionConfig
+from aarm_pdp.config import (
+    Config,
+    MetricsConfig,
+    OpaConfig,
+    ReceiptConfig,
+    ServerConfig,
+    SessionConfig,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 REGO = ROOT / "rego"
@@ -36,6 +43,15 @@ def opa_binary() -> str:
     if not os.access(path, os.X_OK):
         pytest.fail(f"{path} missing: run `make setup` first")
     return path
+
+
+_SCRATCH = Path(tempfile.mkdtemp(prefix="aarm-tests-"))
+_KEYS = _SCRATCH / "keys"
+
+
+def _scratch(name: str) -> Path:
+    """A fresh directory under this test run's scratch area."""
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_SCRATCH))
 
 
 def free_port() -> int:
@@ -103,6 +119,7 @@ def service_config(
     policy: Path = REGO,
     url: str | None = None,
     state: str = "memory",
+    receipts: str | None = None,
     **opa: object,
 ) -> Config:
     """Loopback ports chosen by the kernel; managed OPA unless ``url`` is given."""
@@ -117,6 +134,7 @@ def service_config(
         ),
         metrics=MetricsConfig(listen="127.0.0.1:0"),
         session=SessionConfig(state=state),
+        receipts=ReceiptConfig(store=receipts or str(_scratch("receipts") / "r.db"), key_dir=_KEYS),
     ).validate()
 
 

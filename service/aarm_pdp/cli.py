@@ -11,11 +11,13 @@ from pathlib import Path
 
 from aarm_pdp import __version__
 from aarm_pdp.config import (
+    ApprovalConfig,
     Config,
     ConfigError,
     LogConfig,
     MetricsConfig,
     OpaConfig,
+    ReceiptConfig,
     ServerConfig,
     SessionConfig,
 )
@@ -59,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score actions against the original request (needs the semantic extra)",
     )
+    s.add_argument(
+        "--approvers-file",
+        type=Path,
+        default=_env("APPROVERS_FILE"),
+        help="JSON file of approvers (id, groups, token_sha256); none: every STEP_UP times out",
+    )
+    s.add_argument(
+        "--receipts",
+        default=_env("RECEIPTS"),
+        help="receipt store: SQLite path (var/receipts.db) or postgresql:// URL",
+    )
+    s.add_argument(
+        "--key-dir", type=Path, default=_env("KEY_DIR"), help="receipt signing keys (var/keys)"
+    )
     s.add_argument("--no-reflection", action="store_true", help="disable gRPC reflection")
     s.add_argument("--grace", type=float, help="seconds to drain on SIGTERM (10)")
     s.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
@@ -67,6 +83,26 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decide", help="send one DecideRequest (JSON) and print the response")
     d.add_argument("--target", default="localhost:50051")
     d.add_argument("request", help="DecideRequest as JSON, or - for stdin")
+
+    r = sub.add_parser("receipts", help="verify, export and manage signed receipts (offline)")
+    rsub = r.add_subparsers(dest="receipts_command", required=True)
+    v = rsub.add_parser("verify", help="verify receipt chains against public keys, offline")
+    v.add_argument("--store", default="var/receipts.db", help="SQLite path or postgresql:// URL")
+    v.add_argument("--export", dest="export_file", help="verify an export file instead")
+    v.add_argument("--jwks", required=True, help="public keys (JWKS JSON file)")
+    v.add_argument("--tenant")
+    v.add_argument("--session")
+    v.add_argument("--complete", action="store_true", help="require a session_end receipt")
+    e = rsub.add_parser("export", help="export one session's chain as JSONL")
+    e.add_argument("--store", default="var/receipts.db")
+    e.add_argument("--tenant", required=True)
+    e.add_argument("--session", required=True)
+    e.add_argument("--out", help="file (default stdout)")
+    e.add_argument("--key-dir", help="sign the export header with the active key")
+    k = rsub.add_parser("keys", help="print the public keys (JWKS)")
+    k.add_argument("--key-dir", default="var/keys")
+    rot = rsub.add_parser("rotate", help="create a new active signing key (old keys kept)")
+    rot.add_argument("--key-dir", default="var/keys")
 
     sub.add_parser("version", help="print the version")
     return p
@@ -95,6 +131,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
         session = replace(session, state=args.state)
     if args.semantic_drift:
         session = replace(session, semantic_drift=True)
+    approvals = ApprovalConfig()
+    if args.approvers_file:
+        approvals = replace(approvals, approvers_file=Path(args.approvers_file).resolve())
+    receipts = ReceiptConfig()
+    if args.receipts:
+        receipts = replace(receipts, store=args.receipts)
+    if args.key_dir:
+        receipts = replace(receipts, key_dir=Path(args.key_dir).resolve())
     metrics = MetricsConfig()
     if args.metrics_listen is not None:
         metrics = MetricsConfig(listen=args.metrics_listen)
@@ -103,6 +147,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         opa=opa,
         metrics=metrics,
         session=session,
+        approvals=approvals,
+        receipts=receipts,
         log=LogConfig(level=args.log_level, format=args.log_format),
     ).validate()
 
@@ -133,6 +179,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "decide":
         return _decide(args.target, args.request)
+    if args.command == "receipts":
+        from aarm_pdp.receipts import cli as rcli
+
+        rc = args.receipts_command
+        if rc == "verify":
+            return rcli.verify(
+                args.export_file or args.store,
+                args.jwks,
+                session=args.session,
+                export_file=args.export_file,
+                require_complete=args.complete,
+                tenant=args.tenant,
+            )
+        if rc == "export":
+            return rcli.export(
+                args.store, args.tenant, args.session, args.out, key_dir=args.key_dir
+            )
+        if rc == "keys":
+            return rcli.keys(args.key_dir)
+        return rcli.rotate(args.key_dir)
 
     from aarm_pdp import server
     from aarm_pdp.observability import logging as aarm_logging

@@ -30,6 +30,8 @@ DEFAULT_SESSION_TTL_SECONDS = 3600
 DEFAULT_ARTIFACT_TTL_SECONDS = 30 * 24 * 3600
 DEFAULT_STORE_TIMEOUT_SECONDS = 0.5
 DEFAULT_APPROVAL_TOKEN_TTL_SECONDS = 300
+DEFAULT_RECEIPT_STORE = "var/receipts.db"
+DEFAULT_KEY_DIR = Path("var/keys")
 DEFAULT_MAX_DEFER_ATTEMPTS = 5
 DEFAULT_SWEEP_INTERVAL_SECONDS = 0.5
 
@@ -154,6 +156,16 @@ class ApprovalConfig:
 
 
 @dataclass(frozen=True)
+class ReceiptConfig:
+    """Signed receipts: where they are stored and which keys sign them."""
+
+    store: str = DEFAULT_RECEIPT_STORE
+    """SQLite file path (default) or a postgresql:// URL shared by replicas."""
+    key_dir: Path = DEFAULT_KEY_DIR
+    """Ed25519 signing keys (created on first start; rotate with `aarm-pdp receipts rotate`)."""
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """The Prometheus endpoint."""
 
@@ -181,6 +193,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     approvals: ApprovalConfig = field(default_factory=ApprovalConfig)
+    receipts: ReceiptConfig = field(default_factory=ReceiptConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -233,6 +246,9 @@ class Config:
             errors.append("approvals.webhook_url must be an http(s) URL")
         if ap.token_ttl_seconds < 1 or ap.max_defer_attempts < 1 or ap.sweep_interval_seconds <= 0:
             errors.append("approvals ttl, attempts and sweep interval must be > 0")
+        rc = self.receipts
+        if not rc.store:
+            errors.append("receipts.store must be a file path or a postgresql:// URL")
         if self.log.level not in ("debug", "info", "warning", "error"):
             errors.append("log.level must be debug, info, warning or error")
         if self.log.format not in ("json", "text"):

@@ -7,7 +7,9 @@ import contextlib
 import logging
 import signal
 import time
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from aarm_pdp.api import approval_service, session_service
+from aarm_pdp.api import approval_service, receipt_service, session_service
 from aarm_pdp.api.decision_service import SERVICE_NAME, DecisionServicer
 from aarm_pdp.approvals.auth import ApproverRegistry
 from aarm_pdp.approvals.notifier import WebhookNotifier
@@ -31,6 +33,10 @@ from aarm_pdp.opa.bundle import policy_hash
 from aarm_pdp.opa.client import OpaClient
 from aarm_pdp.opa.port import PolicyEngine
 from aarm_pdp.opa.sidecar import ManagedOpa, SidecarStartError
+from aarm_pdp.receipts import body as receipt_body
+from aarm_pdp.receipts.keys import KeyRing
+from aarm_pdp.receipts.log import ReceiptLog
+from aarm_pdp.receipts.store import open_store
 from aarm_pdp.session.catalogue import Catalogue
 from aarm_pdp.session.context import SessionContext
 from aarm_pdp.session.redis_store import RedisSessionStore
@@ -44,6 +50,7 @@ _HEALTH_NAMES = (
     session_service.SERVICE_NAME,
     approval_service.APPROVAL_SERVICE,
     approval_service.DEFERRAL_SERVICE,
+    receipt_service.SERVICE_NAME,
 )
 
 
@@ -67,6 +74,7 @@ class App:
     sidecar: ManagedOpa | None = None
     metrics_server: Any = None
     notifier: WebhookNotifier | None = None
+    receipts: ReceiptLog | None = None
     metrics_port: int | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -89,6 +97,8 @@ class App:
             opa_up = await self.policy.healthy()
             self.metrics.opa_up.set(1 if opa_up else 0)
             up = opa_up and await self.store.healthy()
+            if up and self.receipts is not None:
+                up = await self.receipts.healthy()
             if up != was_up:
                 await self._set_serving(up)
                 if was_up is not None:
@@ -113,6 +123,8 @@ class App:
         if self.sidecar is not None:
             await self.sidecar.stop()
         await self.policy.aclose()
+        if self.receipts is not None:
+            await self.receipts.aclose()
         if self.notifier is not None:
             await self.notifier.aclose()
         await self.store.aclose()
@@ -190,7 +202,17 @@ async def start(
     else:
         policy, sidecar = await _policy_engine(cfg, metrics)
     store = _session_store(cfg)
+    rlog: ReceiptLog | None = None
     try:
+        rc = cfg.receipts
+        keyring = KeyRing.open(rc.key_dir)
+        if "://" not in rc.store:
+            Path(rc.store).parent.mkdir(parents=True, exist_ok=True)
+        rlog = ReceiptLog(open_store(rc.store), keyring)
+        try:
+            await rlog.start()
+        except AarmError as exc:
+            raise StartupError(f"receipt store {rc.store!r} unavailable: {exc.detail}") from exc
         if not await store.healthy():
             raise StartupError(f"session store {cfg.session.state!r} does not answer")
         catalogue_box = [await _load_catalogue(policy)]
@@ -213,17 +235,35 @@ async def start(
         notifier = WebhookNotifier(ap.webhook_url) if ap.webhook_url else None
 
         async def settle(ticket: Ticket, verdict: str, kind: str, detail: dict[str, Any]) -> None:
+            now = time.time_ns()
             if kind == "timeout":
                 metrics.tickets_expired.labels(ticket.kind).inc()
             await sessions.settle(
-                ticket.tenant,
-                ticket.session_id,
-                ticket.decision_id,
-                verdict,
-                kind,
-                detail,
-                time.time_ns(),
+                ticket.tenant, ticket.session_id, ticket.decision_id, verdict, kind, detail, now
             )
+            assert rlog is not None
+            body = receipt_body.follow_up_receipt(
+                receipt_id=str(uuid.uuid4()),
+                kind=kind,
+                tenant=ticket.tenant,
+                session_id=ticket.session_id,
+                decision_id=ticket.decision_id,
+                identity=ticket.context.get("identity", {}),
+                detail={
+                    **detail,
+                    "result": verdict,
+                    "ticket": ticket.kind,
+                    "ticket_id": ticket.ticket_id,
+                },
+                now_ns=now,
+                links={f"{ticket.kind}_id": ticket.ticket_id},
+            )
+            try:
+                await rlog.append(body)
+            except AarmError as exc:
+                log.error("follow-up receipt for %s not stored: %s", ticket.ticket_id, exc)
+                metrics.errors.labels(exc.code.value).inc()
+                raise
 
         workflow = Workflow(
             store,
@@ -237,6 +277,7 @@ async def start(
             metrics,
             sessions=sessions,
             workflow=workflow,
+            receipts=rlog,
             opa_timeout=cfg.opa.timeout_seconds,
             cache=IdempotencyCache(
                 cfg.decision.idempotency_entries, cfg.decision.idempotency_ttl_seconds * 10**9
@@ -253,11 +294,15 @@ async def start(
             engine, metrics, cfg.limits, max_request_bytes=cfg.server.max_request_bytes
         )
         server.add_generic_rpc_handlers((servicer.handler(),))
-        session_servicer = session_service.SessionServicer(sessions, metrics, cfg.limits)
+        session_servicer = session_service.SessionServicer(
+            sessions, metrics, cfg.limits, receipts=rlog
+        )
         server.add_generic_rpc_handlers((session_servicer.handler(),))
         approvals = approval_service.ApprovalServicer(workflow, registry, metrics, store.revoke)
         deferrals = approval_service.DeferralServicer(engine, workflow, metrics, cfg.limits)
         server.add_generic_rpc_handlers((approvals.handler(), deferrals.handler()))
+        receipts_servicer = receipt_service.ReceiptServicer(rlog.store, lambda: rlog.keyring)
+        server.add_generic_rpc_handlers((receipts_servicer.handler(),))
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if cfg.server.reflection:
@@ -267,6 +312,7 @@ async def start(
                     session_service.SERVICE_NAME,
                     approval_service.APPROVAL_SERVICE,
                     approval_service.DEFERRAL_SERVICE,
+                    receipt_service.SERVICE_NAME,
                     health.SERVICE_NAME,
                     reflection.SERVICE_NAME,
                 ),
@@ -281,6 +327,8 @@ async def start(
             await sidecar.stop()
         await policy.aclose()
         await store.aclose()
+        if rlog is not None:
+            await rlog.aclose()
         raise
     app_tasks = [
         *([asyncio.get_running_loop().create_task(semantic.run())] if semantic else []),
@@ -309,6 +357,7 @@ async def start(
     await app._set_serving(True)
     metrics.opa_up.set(1)
     app.notifier = notifier
+    app.receipts = rlog
     app._tasks.extend(app_tasks)
     app._tasks.append(asyncio.get_running_loop().create_task(app._watch()))
     log.info(

@@ -72,6 +72,11 @@ def to_response(record: DecisionRecord) -> Any:
         policy=decision_pb2.PolicyVersion(revision=record.policy.revision, hash=record.policy.hash),
         risk=decision_pb2.Risk(level=_RISK_PB[d.risk_level], score=d.risk_score),
     )
+    r = record.receipt
+    if r is not None:
+        resp.receipt.receipt_id = r["receipt_id"]
+        resp.receipt.sequence = r["chain"]["seq"]
+        resp.receipt.payload = getattr(r, "canonical", "")
     if d.modified_parameters is not None:
         resp.modified_parameters.update(d.modified_parameters)
     if d.approval is not None:

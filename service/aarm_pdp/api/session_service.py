@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,10 +14,13 @@ from aarm.v1 import session_pb2
 
 from aarm_pdp.api.validation import to_identity
 from aarm_pdp.config import LimitsConfig
+from aarm_pdp.decision.input import rfc3339
 from aarm_pdp.decision.request import Identity
 from aarm_pdp.drift.score import LEVELS
 from aarm_pdp.errors import AarmError, ErrorCode, RequestInvalid, grpc_status
 from aarm_pdp.observability.metrics import Metrics
+from aarm_pdp.receipts import body as receipt_body
+from aarm_pdp.receipts.log import ReceiptLog
 from aarm_pdp.session.context import SessionContext
 from aarm_pdp.session.state import OriginalRequest
 
@@ -34,6 +38,13 @@ _LEVEL_OF = {i + 1: name for i, name in enumerate(LEVELS)}
 _LEVEL_PB = {name: i + 1 for i, name in enumerate(LEVELS)}
 
 
+def _stamp(request: Any, name: str) -> str:
+    if not request.HasField(name):
+        return ""
+    ts = getattr(request, name)
+    return rfc3339(ts.seconds * 1_000_000_000 + ts.nanos)
+
+
 def _session_identity(msg: Any, lim: LimitsConfig) -> Identity:
     ident = to_identity(msg, lim)
     missing = ident.missing()
@@ -45,13 +56,33 @@ def _session_identity(msg: Any, lim: LimitsConfig) -> Identity:
 class SessionServicer:
     """Serves StartSession, RecordOutcome and EndSession."""
 
+    async def _receipt(
+        self, ident: Identity, kind: str, decision_id: str, detail: dict[str, Any], now_ns: int
+    ) -> None:
+        if self._receipts is None:
+            return
+        await self._receipts.append(
+            receipt_body.follow_up_receipt(
+                receipt_id=str(uuid.uuid4()),
+                kind=kind,
+                tenant=ident.tenant,
+                session_id=ident.session_id,
+                decision_id=decision_id,
+                identity=receipt_body.identity_doc(ident),
+                detail=detail,
+                now_ns=now_ns,
+            )
+        )
+
     def __init__(
         self,
         sessions: SessionContext,
         metrics: Metrics,
         limits: LimitsConfig,
         clock_ns: Callable[[], int] = time.time_ns,
+        receipts: ReceiptLog | None = None,
     ) -> None:
+        self._receipts = receipts
         self._sessions = sessions
         self._metrics = metrics
         self._limits = limits
@@ -145,6 +176,7 @@ class SessionServicer:
             trust = {session_pb2.TRUST_TRUSTED: True, session_pb2.TRUST_UNTRUSTED: False}.get(
                 request.source_trust
             )
+            now = self._clock()
             head, highest = await self._sessions.record_outcome(
                 ident,
                 decision_id=request.decision_id,
@@ -154,7 +186,24 @@ class SessionServicer:
                 texts=[request.output_text, *request.output_values],
                 trust=trust,
                 output_digest=request.output_digest,
-                now_ns=self._clock(),
+                now_ns=now,
+            )
+            executed = request.status == session_pb2.OUTCOME_STATUS_EXECUTED
+            await self._receipt(
+                ident,
+                "outcome",
+                request.decision_id,
+                {
+                    "success": executed,
+                    "started_at": _stamp(request, "started_at"),
+                    "completed_at": _stamp(request, "completed_at"),
+                    "output_hash": request.output_digest,
+                    "classification": _LEVEL_OF.get(request.classification, "UNLABELLED"),
+                    "labels": sorted(set(request.labels)),
+                    "error": request.error[:512],
+                    "context_hash": head,
+                },
+                now,
             )
             resp = session_pb2.RecordOutcomeResponse(context_hash=head)
             level_pb = _LEVEL_PB[LEVELS[highest]] if highest >= 0 else 0
@@ -169,6 +218,13 @@ class SessionServicer:
         async def body() -> Any:
             ident = _session_identity(request.identity, self._limits)
             head, count = await self._sessions.end(ident)
+            await self._receipt(
+                ident,
+                "session_end",
+                "",
+                {"context_hash": head, "action_count": count},
+                self._clock(),
+            )
             return session_pb2.EndSessionResponse(context_hash=head, action_count=count)
 
         return await self._call(context, body)

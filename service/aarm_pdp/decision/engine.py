@@ -32,16 +32,19 @@ from aarm_pdp.errors import AarmError, ErrorCode
 from aarm_pdp.observability import logging as aarm_logging
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.opa.port import PolicyEngine
+from aarm_pdp.receipts import body as receipt_body
 from aarm_pdp.session.context import SessionContext
 
 if TYPE_CHECKING:
     from aarm_pdp.approvals.tickets import Ticket
     from aarm_pdp.approvals.workflow import Workflow
+    from aarm_pdp.receipts.log import ReceiptLog
 
 log = logging.getLogger("aarm_pdp.decision")
 
 _FAIL_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.IDENTITY_MISSING: "action carries no verifiable identity (AARM R6)",
+    ErrorCode.RECEIPT_STORE_UNAVAILABLE: "receipt could not be stored durably; failing closed",
     ErrorCode.STALE_POLICY: "the policy changed while the action was suspended; failing closed",
     ErrorCode.DEFER_EXHAUSTED: "deferral still unresolved after the allowed attempts",
     ErrorCode.APPROVAL_REJECTED: "approval token not valid for this action; failing closed",
@@ -87,6 +90,7 @@ class DecisionEngine:
         sessions: SessionContext | None = None,
         meta_tools: dict[str, metatools.MetaTool] | None = None,
         workflow: Workflow | None = None,
+        receipts: ReceiptLog | None = None,
     ) -> None:
         self._policy = policy
         self._metrics = metrics
@@ -96,6 +100,7 @@ class DecisionEngine:
         self._cache = cache if cache is not None else IdempotencyCache()
         self._sessions = sessions
         self.workflow = workflow
+        self.receipts = receipts
         self._meta_tools = metatools.DEFAULT_META_TOOLS if meta_tools is None else meta_tools
         self.policy_version = PolicyVersion()
 
@@ -141,8 +146,17 @@ class DecisionEngine:
             agent_id=request.identity.agent,
         )
         started = time.perf_counter()
+        scratch: dict[str, Any] = {}
         try:
-            decision = await self._evaluate(request, now_ns, deadline, decision_id)
+            decision = await self._evaluate(request, now_ns, deadline, decision_id, scratch)
+            receipt = None
+            if self.receipts is not None:
+                links = {}
+                if request.approval_token and decision.reasons[0].code == "approved":
+                    links["approval_id"] = request.approval_token.partition(".")[0]
+                decision, receipt = await self._receipt(
+                    request, decision_id, decision, scratch, now_ns, links
+                )
         finally:
             aarm_logging.reset(token)
         record = DecisionRecord(
@@ -150,6 +164,7 @@ class DecisionEngine:
             request_id=request.request_id or decision_id,
             decision=decision,
             policy=self.policy_version,
+            receipt=receipt,
         )
         m = self._metrics
         verdict = decision.verdict.value
@@ -157,8 +172,44 @@ class DecisionEngine:
         m.decisions.labels(verdict, m.code_label(decision.reasons[0].code)).inc()
         return record
 
+    async def _receipt(
+        self,
+        request: ActionRequest,
+        decision_id: str,
+        decision: Decision,
+        scratch: dict[str, Any],
+        now_ns: int,
+        links: dict[str, str],
+    ) -> tuple[Decision, dict[str, Any] | None]:
+        """Durably record the decision; no receipt, no verdict (DENY instead)."""
+        assert self.receipts is not None
+        body = receipt_body.decision_receipt(
+            receipt_id=self._new_id(),
+            decision_id=decision_id,
+            request=request,
+            decision=decision,
+            policy=self.policy_version,
+            context=scratch.get("context"),
+            context_hash=scratch.get("context_hash", ""),
+            now_ns=now_ns,
+            links=links,
+        )
+        try:
+            return decision, await self.receipts.append(body)
+        except AarmError as exc:
+            log.error("receipt not stored, failing closed: %s: %s", exc.code.value, exc.detail)
+            return self._failed(ErrorCode.RECEIPT_STORE_UNAVAILABLE), None
+        except Exception:
+            log.exception("receipt not stored, failing closed")
+            return self._failed(ErrorCode.RECEIPT_STORE_UNAVAILABLE), None
+
     async def _evaluate(
-        self, request: ActionRequest, now_ns: int, deadline: float | None, decision_id: str
+        self,
+        request: ActionRequest,
+        now_ns: int,
+        deadline: float | None,
+        decision_id: str,
+        scratch: dict[str, Any],
     ) -> Decision:
         m = self._metrics
         try:
@@ -176,6 +227,8 @@ class DecisionEngine:
             if self._sessions is not None:
                 prepared = await self._sessions.prepare(request, now_ns)
                 context = prepared.input_parts
+                scratch["context"] = context
+                scratch["context_hash"] = prepared.context_hash
                 m.drift.observe(context["drift"]["action"])
             input_doc = build_input(request, now_ns=now_ns, context=context)
             timeout = self._timeout if deadline is None else max(0.0, min(self._timeout, deadline))
@@ -307,11 +360,17 @@ class DecisionEngine:
         except Exception:
             log.exception("deferral resolution failing closed: unexpected error")
             decision = self._failed(ErrorCode.INTERNAL)
+        receipt = None
+        if self.receipts is not None:
+            links = {"deferral_id": ticket.ticket_id, "deferred_decision_id": ticket.decision_id}
+            decision, receipt = await self._receipt(
+                request, decision_id, decision, {}, now_ns, links
+            )
         m = self._metrics
         m.decide_duration.labels(decision.verdict.value).observe(time.perf_counter() - started)
         m.decisions.labels(decision.verdict.value, m.code_label(decision.reasons[0].code)).inc()
         return DecisionRecord(
-            decision_id, request.request_id or decision_id, decision, self.policy_version
+            decision_id, request.request_id or decision_id, decision, self.policy_version, receipt
         )
 
     async def _reevaluate(

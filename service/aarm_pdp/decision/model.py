@@ -87,3 +87,5 @@ class DecisionRecord:
     request_id: str
     decision: Decision
     policy: PolicyVersion = field(default_factory=PolicyVersion)
+    receipt: dict[str, Any] | None = None
+    """The signed receipt (a ``SignedReceipt`` carrying its canonical text)."""

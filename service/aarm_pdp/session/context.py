@@ -40,6 +40,7 @@ class Prepared:
     artifacts: list[str] = field(default_factory=list)
     artifact_level: int = -1
     original_text: str = ""
+    context_hash: str = ""
 
 
 def _log_bytes(entry: dict[str, Any]) -> list[bytes]:
@@ -123,7 +124,15 @@ class SessionContext:
             "provenance": prov.classify(per_param, seen),
             "drift": drift,
         }
-        return Prepared(key, parts, info.category, artifacts, art_level, orig.text if orig else "")
+        return Prepared(
+            key,
+            parts,
+            info.category,
+            artifacts,
+            art_level,
+            orig.text if orig else "",
+            state.log_head,
+        )
 
     async def commit(
         self,

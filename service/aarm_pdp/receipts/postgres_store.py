@@ -1,0 +1,251 @@
+"""An append-only receipt store in PostgreSQL, shared by every replica.
+
+psycopg 3 (async) with a psycopg_pool connection pool. One table, ``aarm_receipts``:
+the receipt as JSONB (for ad-hoc queries), the exact canonical signed text (for
+byte-exact verification), its sha256, and indexed columns tenant, session_id, seq,
+kind, decision_id, issued_at, principal and decision. UNIQUE (tenant, session_id, seq)
+is what keeps two replicas from forking a chain. Triggers raise on UPDATE, DELETE
+and TRUNCATE. The schema is created idempotently at start, under an advisory lock so
+replicas starting together do not race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Final
+
+import psycopg
+import psycopg_pool
+from psycopg import errors as pg_errors
+
+from aarm_pdp.errors import ReceiptStoreUnavailable
+from aarm_pdp.receipts.envelope import Receipt
+from aarm_pdp.receipts.store import (
+    ChainHead,
+    ReceiptStore,
+    SessionKey,
+    StoreConflict,
+    StoredReceipt,
+    load_receipt,
+)
+
+__all__ = ["SCHEMA", "PostgresReceiptStore"]
+
+_SCHEMA_LOCK: Final = 0x6161726D  # "aarm"
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS aarm_receipts (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    receipt_id  TEXT        NOT NULL UNIQUE,
+    tenant      TEXT        NOT NULL,
+    session_id  TEXT        NOT NULL,
+    seq         BIGINT      NOT NULL CHECK (seq >= 1),
+    kind        TEXT        NOT NULL,
+    decision_id TEXT,
+    issued_at   TIMESTAMPTZ NOT NULL,
+    principal   TEXT,
+    decision    TEXT,
+    hash        CHAR(64)    NOT NULL,
+    canonical   TEXT        NOT NULL,
+    body        JSONB       NOT NULL,
+    stored_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    CONSTRAINT aarm_receipts_chain_seq UNIQUE (tenant, session_id, seq)
+);
+CREATE INDEX IF NOT EXISTS aarm_receipts_decision_id ON aarm_receipts (decision_id);
+CREATE INDEX IF NOT EXISTS aarm_receipts_issued_at ON aarm_receipts (issued_at);
+CREATE INDEX IF NOT EXISTS aarm_receipts_principal ON aarm_receipts (principal, issued_at);
+CREATE INDEX IF NOT EXISTS aarm_receipts_kind ON aarm_receipts (kind);
+CREATE INDEX IF NOT EXISTS aarm_receipts_decision ON aarm_receipts (decision);
+CREATE OR REPLACE FUNCTION aarm_receipts_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'aarm_receipts is append-only: % refused', TG_OP;
+END
+$$;
+CREATE OR REPLACE TRIGGER aarm_receipts_no_update_delete
+    BEFORE UPDATE OR DELETE ON aarm_receipts
+    FOR EACH ROW EXECUTE FUNCTION aarm_receipts_append_only();
+CREATE OR REPLACE TRIGGER aarm_receipts_no_truncate
+    BEFORE TRUNCATE ON aarm_receipts
+    FOR EACH STATEMENT EXECUTE FUNCTION aarm_receipts_append_only();
+"""
+
+_INSERT: Final = """
+INSERT INTO aarm_receipts (receipt_id, tenant, session_id, seq, kind, decision_id, issued_at,
+                           principal, decision, hash, canonical, body)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)
+"""
+
+_HEADS: Final = """
+SELECT k.tenant, k.session_id, r.seq, r.hash, r.kind
+FROM unnest(%s::text[], %s::text[]) AS k(tenant, session_id)
+CROSS JOIN LATERAL (
+    SELECT seq, hash, kind FROM aarm_receipts
+    WHERE tenant = k.tenant AND session_id = k.session_id
+    ORDER BY seq DESC LIMIT 1
+) AS r
+"""
+
+DEFAULT_POOL_SIZE: Final = 4
+DEFAULT_TIMEOUT_SECONDS: Final = 5.0
+
+
+class PostgresReceiptStore(ReceiptStore):
+    """Receipts in PostgreSQL at ``dsn`` (a libpq URI or key=value string).
+
+    ``timeout`` bounds waiting for a pooled connection; past it the store is
+    unavailable (and the engine answers DENY).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = DEFAULT_POOL_SIZE,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self._timeout = timeout
+        self._pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[Any]] = (
+            psycopg_pool.AsyncConnectionPool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                open=False,
+                timeout=timeout,
+                kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
+                check=psycopg_pool.AsyncConnectionPool.check_connection,
+                name="aarm-receipts",
+            )
+        )
+        self._pool_open = False
+        self._started = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return "PostgresReceiptStore(<dsn>)"  # the DSN may hold a password
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection, every failure translated to ReceiptStoreUnavailable."""
+        if self._closed:
+            raise ReceiptStoreUnavailable("receipt store is closed")
+        try:
+            if not self._pool_open:
+                await self._pool.open(wait=False)
+                self._pool_open = True
+            async with self._pool.connection(timeout=self._timeout) as conn:
+                yield conn
+        except pg_errors.UniqueViolation as exc:
+            raise StoreConflict(str(exc)) from exc
+        except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
+            raise ReceiptStoreUnavailable(
+                f"postgres receipt store: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        async with self._conn() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            await conn.execute(SCHEMA)
+        self._started = True
+
+    async def insert_batch(self, rows: Sequence[StoredReceipt]) -> None:
+        await self.start()
+        params = [
+            (
+                r.fields.receipt_id,
+                r.fields.tenant,
+                r.fields.session_id,
+                r.fields.seq,
+                r.fields.kind,
+                r.fields.decision_id,
+                datetime.fromisoformat(r.fields.issued_at),
+                r.fields.principal,
+                r.fields.decision,
+                r.hash,
+                r.canonical,
+                r.canonical,
+            )
+            for r in rows
+        ]
+        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(_INSERT, params)
+
+    async def heads(self, keys: Sequence[SessionKey]) -> dict[SessionKey, ChainHead]:
+        await self.start()
+        async with self._conn() as conn:
+            cur = await conn.execute(_HEADS, ([k[0] for k in keys], [k[1] for k in keys]))
+            rows = await cur.fetchall()
+        return {(t, s): ChainHead(int(seq), str(h), str(kind)) for t, s, seq, h, kind in rows}
+
+    async def existing_ids(self, receipt_ids: Sequence[str]) -> set[str]:
+        await self.start()
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT receipt_id FROM aarm_receipts WHERE receipt_id = ANY(%s)",
+                (list(receipt_ids),),
+            )
+            return {str(r[0]) for r in await cur.fetchall()}
+
+    async def _texts(self, sql: str, args: tuple[Any, ...]) -> list[str]:
+        await self.start()
+        async with self._conn() as conn:
+            cur = await conn.execute(sql, args)
+            return [str(r[0]) for r in await cur.fetchall()]
+
+    async def get(self, receipt_id: str) -> Receipt | None:
+        rows = await self._texts(
+            "SELECT canonical FROM aarm_receipts WHERE receipt_id = %s", (receipt_id,)
+        )
+        return load_receipt(rows[0]) if rows else None
+
+    async def list_session(self, tenant: str, session_id: str) -> list[Receipt]:
+        return [load_receipt(t) for t in await self.export(tenant, session_id)]
+
+    async def list_by_decision(self, decision_id: str) -> list[Receipt]:
+        rows = await self._texts(
+            "SELECT canonical FROM aarm_receipts WHERE decision_id = %s ORDER BY id",
+            (decision_id,),
+        )
+        return [load_receipt(t) for t in rows]
+
+    async def export(self, tenant: str, session_id: str) -> list[str]:
+        return await self._texts(
+            "SELECT canonical FROM aarm_receipts WHERE tenant = %s AND session_id = %s ORDER BY id",
+            (tenant, session_id),
+        )
+
+    async def sessions(self) -> list[SessionKey]:
+        await self.start()
+        async with self._conn() as conn:
+            cur = await conn.execute(
+                "SELECT tenant, session_id FROM aarm_receipts"
+                " GROUP BY tenant, session_id ORDER BY min(id)"
+            )
+            return [(str(t), str(s)) for t, s in await cur.fetchall()]
+
+    async def count(self) -> int:
+        await self.start()
+        async with self._conn() as conn:
+            cur = await conn.execute("SELECT count(*) FROM aarm_receipts")
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def healthy(self) -> bool:
+        try:
+            async with self._conn() as conn:
+                await conn.execute("SELECT 1")
+        except ReceiptStoreUnavailable:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._pool_open:
+            await self._pool.close()

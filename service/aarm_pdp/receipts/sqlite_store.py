@@ -1,0 +1,291 @@
+"""An append-only receipt store in one SQLite file.
+
+WAL journal with ``synchronous=FULL``: a commit returns only after the WAL is
+fsynced. One dedicated writer thread owns the only writing connection, so writes
+never contend for the lock inside the process; reads go through a second thread and
+connection (WAL lets them run beside the writer). Triggers RAISE on UPDATE and
+DELETE, and a BEFORE INSERT trigger refuses duplicates so ``INSERT OR REPLACE``
+cannot delete a row behind the DELETE trigger's back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Final, TypeVar
+
+from aarm_pdp.errors import ReceiptStoreUnavailable
+from aarm_pdp.receipts.envelope import Receipt
+from aarm_pdp.receipts.store import (
+    ChainHead,
+    ReceiptStore,
+    SessionKey,
+    StoreConflict,
+    StoredReceipt,
+    load_receipt,
+)
+
+__all__ = ["SqliteReceiptStore"]
+
+T = TypeVar("T")
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS receipts (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    receipt_id  TEXT    NOT NULL UNIQUE,
+    tenant      TEXT    NOT NULL,
+    session_id  TEXT    NOT NULL,
+    seq         INTEGER NOT NULL CHECK (seq >= 1),
+    kind        TEXT    NOT NULL,
+    decision_id TEXT,
+    issued_at   TEXT    NOT NULL,
+    principal   TEXT,
+    decision    TEXT,
+    hash        TEXT    NOT NULL,
+    canonical   TEXT    NOT NULL,
+    UNIQUE (tenant, session_id, seq)
+);
+CREATE INDEX IF NOT EXISTS receipts_decision_id ON receipts (decision_id);
+CREATE INDEX IF NOT EXISTS receipts_issued_at ON receipts (issued_at);
+CREATE INDEX IF NOT EXISTS receipts_principal ON receipts (principal, issued_at);
+CREATE INDEX IF NOT EXISTS receipts_kind ON receipts (kind);
+CREATE INDEX IF NOT EXISTS receipts_decision ON receipts (decision);
+CREATE TRIGGER IF NOT EXISTS receipts_no_update BEFORE UPDATE ON receipts
+BEGIN SELECT RAISE(ABORT, 'receipts are append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS receipts_no_delete BEFORE DELETE ON receipts
+BEGIN SELECT RAISE(ABORT, 'receipts are append-only: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS receipts_no_replace BEFORE INSERT ON receipts
+WHEN EXISTS (
+    SELECT 1 FROM receipts
+    WHERE receipt_id = NEW.receipt_id
+       OR (tenant = NEW.tenant AND session_id = NEW.session_id AND seq = NEW.seq)
+)
+BEGIN SELECT RAISE(ABORT, 'receipt conflict: receipt_id or seq already stored'); END;
+"""
+
+_INSERT: Final = """
+INSERT INTO receipts (receipt_id, tenant, session_id, seq, kind, decision_id, issued_at,
+                      principal, decision, hash, canonical)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL. The switch needs an exclusive lock and does not wait on
+    busy_timeout, so two processes opening a new file together retry here."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            if mode != "wal":
+                mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+            continue
+        if mode != "wal":
+            raise sqlite3.OperationalError(f"journal_mode is {mode}, not wal")
+        return
+
+
+class _Worker:
+    """One thread with one connection; calls run on that thread, in order."""
+
+    def __init__(self, path: str, name: str) -> None:
+        self._path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._conn: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = _connect(self._path)
+        return self._conn
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(self._connection()))
+
+    def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        self._pool.submit(_close).result()
+        self._pool.shutdown(wait=True)
+
+
+class SqliteReceiptStore(ReceiptStore):
+    """Receipts in the SQLite file at ``path`` (created with its directory if missing)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = str(path)
+        self._writer = _Worker(self.path, "aarm-receipts-sqlite-writer")
+        self._reader = _Worker(self.path, "aarm-receipts-sqlite-reader")
+        self._started = False
+        self._start_lock = asyncio.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SqliteReceiptStore({self.path!r})"
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if self._started:
+                return
+            if self._closed:
+                raise ReceiptStoreUnavailable("receipt store is closed")
+
+            def _init(conn: sqlite3.Connection) -> None:
+                _enable_wal(conn)
+                conn.executescript(SCHEMA)  # each statement waits on busy_timeout
+
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            await self._call(self._writer, _init)
+            self._started = True
+
+    async def _call(self, worker: _Worker, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await worker.run(fn)
+        except (StoreConflict, ReceiptStoreUnavailable):
+            raise
+        except (sqlite3.Error, OSError, RuntimeError) as exc:
+            # RuntimeError: the executor was shut down under us.
+            raise ReceiptStoreUnavailable(f"sqlite receipt store: {exc}") from exc
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        await self.start()
+        return await self._call(self._reader, fn)
+
+    async def insert_batch(self, rows: Sequence[StoredReceipt]) -> None:
+        await self.start()
+        params = [
+            (
+                r.fields.receipt_id,
+                r.fields.tenant,
+                r.fields.session_id,
+                r.fields.seq,
+                r.fields.kind,
+                r.fields.decision_id,
+                r.fields.issued_at,
+                r.fields.principal,
+                r.fields.decision,
+                r.hash,
+                r.canonical,
+            )
+            for r in rows
+        ]
+
+        def _insert(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT, params)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise StoreConflict(str(exc)) from exc
+                raise
+
+        await self._call(self._writer, _insert)
+
+    async def heads(self, keys: Sequence[SessionKey]) -> dict[SessionKey, ChainHead]:
+        def _heads(conn: sqlite3.Connection) -> dict[SessionKey, ChainHead]:
+            out: dict[SessionKey, ChainHead] = {}
+            for tenant, session_id in keys:
+                row = conn.execute(
+                    "SELECT seq, hash, kind FROM receipts WHERE tenant = ? AND session_id = ?"
+                    " ORDER BY seq DESC LIMIT 1",
+                    (tenant, session_id),
+                ).fetchone()
+                if row is not None:
+                    out[(tenant, session_id)] = ChainHead(int(row[0]), str(row[1]), str(row[2]))
+            return out
+
+        # The writer's connection: it sees its own commits without a WAL snapshot lag.
+        await self.start()
+        return await self._call(self._writer, _heads)
+
+    async def existing_ids(self, receipt_ids: Sequence[str]) -> set[str]:
+        def _existing(conn: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for rid in receipt_ids:
+                if conn.execute("SELECT 1 FROM receipts WHERE receipt_id = ?", (rid,)).fetchone():
+                    found.add(rid)
+            return found
+
+        await self.start()
+        return await self._call(self._writer, _existing)
+
+    async def _texts(self, sql: str, args: tuple[str, ...]) -> list[str]:
+        def _q(conn: sqlite3.Connection) -> list[str]:
+            return [str(r[0]) for r in conn.execute(sql, args).fetchall()]
+
+        return await self._read(_q)
+
+    async def get(self, receipt_id: str) -> Receipt | None:
+        rows = await self._texts(
+            "SELECT canonical FROM receipts WHERE receipt_id = ?", (receipt_id,)
+        )
+        return load_receipt(rows[0]) if rows else None
+
+    async def list_session(self, tenant: str, session_id: str) -> list[Receipt]:
+        return [load_receipt(t) for t in await self.export(tenant, session_id)]
+
+    async def list_by_decision(self, decision_id: str) -> list[Receipt]:
+        rows = await self._texts(
+            "SELECT canonical FROM receipts WHERE decision_id = ? ORDER BY id", (decision_id,)
+        )
+        return [load_receipt(t) for t in rows]
+
+    async def export(self, tenant: str, session_id: str) -> list[str]:
+        return await self._texts(
+            "SELECT canonical FROM receipts WHERE tenant = ? AND session_id = ? ORDER BY id",
+            (tenant, session_id),
+        )
+
+    async def sessions(self) -> list[SessionKey]:
+        def _q(conn: sqlite3.Connection) -> list[SessionKey]:
+            rows = conn.execute(
+                "SELECT tenant, session_id FROM receipts GROUP BY tenant, session_id"
+                " ORDER BY MIN(id)"
+            ).fetchall()
+            return [(str(t), str(s)) for t, s in rows]
+
+        return await self._read(_q)
+
+    async def count(self) -> int:
+        return await self._read(
+            lambda c: int(c.execute("SELECT count(*) FROM receipts").fetchone()[0])
+        )
+
+    async def healthy(self) -> bool:
+        try:
+            await self._read(lambda c: c.execute("SELECT 1").fetchone())
+        except ReceiptStoreUnavailable:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._writer.close)
+        await loop.run_in_executor(None, self._reader.close)

@@ -1,0 +1,126 @@
+"""The append-only receipt store port, and what travels through it.
+
+Two implementations: :class:`~aarm_pdp.receipts.sqlite_store.SqliteReceiptStore`
+(one file, WAL, a dedicated writer thread) and
+:class:`~aarm_pdp.receipts.postgres_store.PostgresReceiptStore` (psycopg 3 pool,
+shared by replicas). Both keep the exact canonical signed bytes of each receipt,
+refuse UPDATE and DELETE with triggers, and enforce UNIQUE (tenant, session_id, seq)
+and a unique receipt_id.
+
+Errors: every failure of the backing database is :class:`ReceiptStoreUnavailable`,
+except a uniqueness conflict on insert, which is :class:`StoreConflict` so that the
+log can refresh its chain heads and retry. StoreConflict never leaves this package.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from aarm_pdp.receipts.canonical import parse
+from aarm_pdp.receipts.envelope import IndexFields, Receipt
+
+__all__ = ["ChainHead", "ReceiptStore", "SessionKey", "StoreConflict", "StoredReceipt"]
+
+SessionKey = tuple[str, str]
+"""(tenant, session_id): one chain."""
+
+
+class StoreConflict(Exception):
+    """An insert hit a unique constraint: a seq or receipt_id that is already stored.
+
+    Internal to the receipts package: the log refreshes and retries, or fails the
+    offending waiters with ReceiptInvalid.
+    """
+
+
+class ChainHead(NamedTuple):
+    """The last stored receipt of a chain."""
+
+    seq: int
+    hash: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReceipt:
+    """One row: the indexed columns, the hash and the exact canonical signed text."""
+
+    fields: IndexFields
+    hash: str
+    canonical: str
+
+
+def load_receipt(canonical: str) -> Receipt:
+    receipt: dict[str, Any] = parse(canonical)
+    return receipt
+
+
+class ReceiptStore(abc.ABC):
+    """An append-only store of signed receipts. All methods are coroutine-safe."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Open connections and create the schema if needed (idempotent)."""
+
+    @abc.abstractmethod
+    async def insert_batch(self, rows: Sequence[StoredReceipt]) -> None:
+        """Insert ``rows`` in ONE transaction and commit durably, or insert nothing.
+
+        Raises:
+            StoreConflict: a (tenant, session_id, seq) or receipt_id already exists.
+            ReceiptStoreUnavailable: anything else went wrong.
+        """
+
+    @abc.abstractmethod
+    async def heads(self, keys: Sequence[SessionKey]) -> dict[SessionKey, ChainHead]:
+        """The stored head of each chain in ``keys``; chains with no receipt are absent."""
+
+    @abc.abstractmethod
+    async def existing_ids(self, receipt_ids: Sequence[str]) -> set[str]:
+        """Which of ``receipt_ids`` are already stored."""
+
+    @abc.abstractmethod
+    async def get(self, receipt_id: str) -> Receipt | None:
+        """One receipt by id, or None."""
+
+    @abc.abstractmethod
+    async def list_session(self, tenant: str, session_id: str) -> list[Receipt]:
+        """The receipts of one chain, in stored order."""
+
+    @abc.abstractmethod
+    async def list_by_decision(self, decision_id: str) -> list[Receipt]:
+        """Every receipt about one decision (e.g. a DEFER and its follow-up), stored order."""
+
+    @abc.abstractmethod
+    async def export(self, tenant: str, session_id: str) -> list[str]:
+        """The exact canonical signed text of each receipt of one chain, stored order."""
+
+    @abc.abstractmethod
+    async def sessions(self) -> list[SessionKey]:
+        """Every (tenant, session_id) with at least one receipt."""
+
+    @abc.abstractmethod
+    async def count(self) -> int:
+        """How many receipts are stored."""
+
+    @abc.abstractmethod
+    async def healthy(self) -> bool:
+        """True when the store answers a trivial query now; never raises."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release connections and threads (idempotent)."""
+
+
+def open_store(path_or_dsn: str) -> ReceiptStore:
+    """A PostgresReceiptStore for a ``postgres://``/``postgresql://`` DSN, else SQLite."""
+    if path_or_dsn.startswith(("postgres://", "postgresql://")):
+        from aarm_pdp.receipts.postgres_store import PostgresReceiptStore
+
+        return PostgresReceiptStore(path_or_dsn)
+    from aarm_pdp.receipts.sqlite_store import SqliteReceiptStore
+
+    return SqliteReceiptStore(path_or_dsn)

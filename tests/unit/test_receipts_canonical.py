@@ -1,0 +1,118 @@
+"""RFC 8785 canonical JSON: the RFC's own examples, number formatting, key order."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from aarm_pdp.errors import ReceiptInvalid
+from aarm_pdp.receipts.canonical import canonicalize, parse
+
+
+def test_rfc8785_section_3_2_2_example() -> None:
+    # RFC 8785 §3.2.2: the input as JSON text, parsed, then canonicalised.
+    text = (
+        '{"numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],'
+        ' "string": "\\u20ac$\\u000F\\u000aA\'\\u0042\\u0022\\u005c\\\\\\"\\/",'
+        ' "literals": [null, true, false]}'
+    )
+    want = (
+        '{"literals":[null,true,false],'
+        '"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],'
+        '"string":"€$\\u000f\\nA\'B\\"\\\\\\\\\\"/"}'
+    )
+    assert canonicalize(json.loads(text)) == want.encode("utf-8")
+
+
+def test_rfc8785_section_3_2_3_sorting_by_utf16_code_units() -> None:
+    obj = {
+        "\u20ac": "Euro Sign",
+        "\r": "Carriage Return",
+        "\ufb33": "Hebrew Letter Dalet With Dagesh",
+        "1": "One",
+        "\U0001f600": "Emoji: Grinning Face",
+        "\u0080": "Control",
+        "\u00f6": "Latin Small Letter O With Diaeresis",
+    }
+    got = parse(canonicalize(obj))
+    # U+1F600 is the surrogate pair D83D DE00, which sorts BEFORE U+FB33 in UTF-16
+    # although it comes after it in code points (and in Python's default order).
+    assert list(got) == ["\r", "1", "\u0080", "\u00f6", "\u20ac", "\U0001f600", "\ufb33"]
+    assert sorted(obj) != list(got)
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        # RFC 8785 Appendix B (IEEE 754 -> ES6 Number.toString)
+        (0.0, "0"),
+        (-0.0, "0"),
+        (5e-324, "5e-324"),
+        (-5e-324, "-5e-324"),
+        (1.7976931348623157e308, "1.7976931348623157e+308"),
+        (-1.7976931348623157e308, "-1.7976931348623157e+308"),
+        (9007199254740991.0, "9007199254740991"),
+        (-9007199254740991.0, "-9007199254740991"),
+        (295147905179352830000.0, "295147905179352830000"),
+        (9.999999999999997e22, "9.999999999999997e+22"),
+        (1e23, "1e+23"),
+        (999999999999999700000.0, "999999999999999700000"),
+        (999999999999999900000.0, "999999999999999900000"),
+        (1e21, "1e+21"),
+        (0.000001, "0.000001"),
+        (1e-7, "1e-7"),
+        (4.5, "4.5"),
+        (4.0, "4"),
+        (0.002, "0.002"),
+        (1, "1"),
+        (-42, "-42"),
+        (9007199254740991, "9007199254740991"),
+    ],
+)
+def test_number_formatting(value: float, want: str) -> None:
+    assert canonicalize(value) == want.encode()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [math.nan, math.inf, -math.inf, 2**53, -(2**53), {1: "non-string key"}, "\ud800", object()],
+)
+def test_values_without_a_canonical_form_are_refused(bad: object) -> None:
+    with pytest.raises(ReceiptInvalid):
+        canonicalize(bad)
+
+
+def test_strings_escape_only_what_json_requires() -> None:
+    assert canonicalize("é\u2028\x7f\x1f</") == '"é\u2028\x7f\\u001f</"'.encode()
+
+
+def test_canonical_form_is_a_fixed_point() -> None:
+    obj = {"b": [1.5, {"y": None, "x": True}], "a": "ü", "c": 1e-9}
+    once = canonicalize(obj)
+    assert canonicalize(parse(once)) == once
+    assert once == b'{"a":"\xc3\xbc","b":[1.5,{"x":true,"y":null}],"c":1e-9}'
+
+
+@pytest.mark.parametrize("text", ['{"a":1,"a":2}', '{"a":NaN}', '{"a":Infinity}', "{"])
+def test_parse_refuses_ambiguous_or_non_standard_json(text: str) -> None:
+    with pytest.raises(ReceiptInvalid):
+        parse(text)
+
+
+def test_assembling_members_equals_canonicalising_the_whole() -> None:
+    from aarm_pdp.receipts.envelope import assemble
+
+    obj: dict[str, object] = {
+        "\u20ac": 1,
+        "\r": [1.5, None],
+        "\ufb33": {"b": 1, "a": 2},
+        "1": "One",
+        "\U0001f600": True,
+        "\u0080": 1e30,
+        "\u00f6": "x",
+        "signature": {"value": "AA=="},
+        "chain": {"seq": 1},
+    }
+    members = {k: canonicalize(v) for k, v in obj.items()}
+    assert assemble(members) == canonicalize(obj)
