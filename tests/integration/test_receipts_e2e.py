@@ -187,7 +187,8 @@ async def test_rotated_key_still_verifies_old_receipts(opa_binary: str, tmp_path
     # The offline CLI agrees, from the store file and the published JWKS.
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text(jwks)
-    out = subprocess.run(
+    out = await asyncio.to_thread(
+        subprocess.run,
         [
             sys.executable,
             "-m",
