@@ -21,6 +21,8 @@ from aarm.v1 import (
     decision_pb2_grpc,
     deferral_pb2,
     deferral_pb2_grpc,
+    receipt_pb2,
+    receipt_pb2_grpc,
     session_pb2,
     session_pb2_grpc,
 )
@@ -53,6 +55,7 @@ class Clients:
         self.sessions = session_pb2_grpc.SessionServiceStub(ch)
         self.approvals = approval_pb2_grpc.ApprovalServiceStub(ch)
         self.deferrals = deferral_pb2_grpc.DeferralServiceStub(ch)
+        self.receipts = receipt_pb2_grpc.ReceiptServiceStub(ch)
 
 
 def _approvers_file(tmp: Path) -> Path:
@@ -155,6 +158,21 @@ async def test_s27_step_up_approve_then_resubmit_allows_once(
         replay = await c.decide.Decide(replace_request_id(resubmitted, "again"))
         assert replay.decision == D.DECISION_DENY
         assert replay.reasons[0].code == "approval_rejected"
+        # Receipts: the STEP_UP, the approval (approver, decision, time, reason), the ALLOW.
+        listed = await c.receipts.ListReceipts(
+            receipt_pb2.ListReceiptsRequest(tenant="acme", session_id="s-27")
+        )
+        docs = [json.loads(r.payload) for r in listed.receipts]
+        approval = next(d for d in docs if d["kind"] == "approval")
+        assert approval["approval"]["approver"] == "bob@acme.example"
+        assert approval["approval"]["granted"] is True
+        assert approval["approval"]["reason"] == "owner confirmed"
+        assert approval["approval"]["identity_verified"] is True
+        assert approval["issued_at"]
+        assert approval["identity"]["human"] == "alice@acme.example"
+        allowed = next(d for d in docs if d.get("decision_id") == ok.decision_id)
+        assert allowed["links"]["approval_id"] == approval_id
+        assert allowed["decision"]["result"] == "ALLOW"
 
 
 def replace_request_id(req: Any, rid: str) -> Any:
@@ -380,6 +398,26 @@ async def test_defer_resolve_with_context_and_dependants(opa_binary: str, tmp_pa
             )
         )
         assert got.status == deferral_pb2.DEFERRAL_STATUS_RESOLVED
+        # The DEFER receipt, the re-evaluation's receipt and the resolution follow-up, linked.
+        listed = await c.receipts.ListReceipts(
+            receipt_pb2.ListReceiptsRequest(tenant="acme", session_id=IDENT["sessionId"])
+        )
+        docs = [json.loads(r.payload) for r in listed.receipts]
+        first = next(
+            d
+            for d in docs
+            if d.get("decision_id") == deferred.decision_id and d["kind"] == "decision"
+        )
+        assert first["decision"]["result"] == "DEFER"
+        rerun = next(
+            d for d in docs if d["kind"] == "decision" and d["links"].get("deferral_id") == did
+        )
+        assert rerun["decision"]["result"] == "ALLOW"
+        assert rerun["identity"]["human"] == first["identity"]["human"]
+        follow = next(d for d in docs if d["kind"] == "deferral_resolution")
+        assert follow["decision_id"] == deferred.decision_id
+        assert follow["links"]["deferral_id"] == did
+        assert follow["deferral"]["result"] == "ALLOW"
 
 
 async def test_defer_timeout_is_deny(opa_binary: str, tmp_path: Path) -> None:
