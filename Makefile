@@ -15,7 +15,7 @@ BUF_VERSION := v1.75.0
 export GOFLAGS := -mod=readonly
 export GOTOOLCHAIN := local
 
-PY_DIRS := $(wildcard service tests scripts bench)
+PY_DIRS := $(wildcard service tests scripts bench conformance)
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 GEN_DIR := gen/python
 
@@ -95,6 +95,7 @@ containers-test: setup ## opt-in: integration tests against the official OPA ima
 check: test ## alias: gen-check + lint + rego-check + tests
 
 -include bench/bench.mk
+-include conformance/conformance.mk
 
 clean: ## remove the venv, built tools and caches
 	rm -rf $(VENV) $(BIN) .pytest_cache .mypy_cache .ruff_cache

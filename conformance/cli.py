@@ -1,0 +1,156 @@
+"""Command line: start (or reach) the deployment, run the probes, write the report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from conformance import catalog, checks, report
+from conformance.harness import (
+    Clients,
+    Redis,
+    Service,
+    Tokens,
+    new_tokens,
+    short_timeout_policy,
+    wait_serving,
+    write_approvers,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m conformance", description=__doc__)
+    p.add_argument("--target", help="host:port of a running deployment (default: start one)")
+    p.add_argument("--metrics", help="its Prometheus URL, e.g. http://host:9464/metrics")
+    p.add_argument(
+        "--approver-token",
+        default=os.environ.get("AARM_CONFORMANCE_APPROVER_TOKEN", ""),
+        help="bearer token of an approver in every group the policy names (external target)",
+    )
+    p.add_argument(
+        "--outsider-token",
+        default=os.environ.get("AARM_CONFORMANCE_OUTSIDER_TOKEN", ""),
+        help="bearer token of an approver outside those groups (external target)",
+    )
+    p.add_argument(
+        "--agent-token",
+        default=os.environ.get("AARM_CONFORMANCE_AGENT_TOKEN", ""),
+        help="a credential registered to the agent's own identity (external target)",
+    )
+    p.add_argument(
+        "--report-dir", type=Path, default=Path("conformance"), help="where report.md/json go"
+    )
+    p.add_argument("--keep", action="store_true", help="keep the work directory (service logs)")
+    return p
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    started = time.monotonic()
+    run = uuid.uuid4().hex[:8]
+    items = catalog.items()
+    workdir = Path(tempfile.mkdtemp(prefix="aarm-conformance-"))
+    services: list[Service] = []
+    redis: Redis | None = None
+    clients: list[Clients] = []
+    try:
+        if args.target:
+            tokens = Tokens(args.approver_token, args.outsider_token, args.agent_token)
+            wait_serving(args.target, timeout=10)
+            ctx = checks.Ctx(Clients(args.target), items, tokens, run, metrics_url=args.metrics)
+            target = args.target
+        else:
+            tokens = new_tokens()
+            approvers = workdir / "approvers.json"
+            write_approvers(approvers, tokens)
+            main_svc = Service("main", workdir, ["--approvers-file", str(approvers)])
+            redis = Redis(workdir)
+            short = Service(
+                "short-timeouts",
+                workdir,
+                [
+                    "--approvers-file",
+                    str(approvers),
+                    "--state",
+                    redis.url,
+                    "--policy",
+                    str(short_timeout_policy(workdir, checks.SHORT_TIMEOUT)),
+                ],
+            )
+            broken = Service(
+                "broken-policy",
+                workdir,
+                ["--policy", str(Path(__file__).resolve().parent / "policies" / "broken")],
+            )
+            services = [main_svc, short, broken]
+            log(
+                "starting aarm-pdp serve x3: embedded defaults; short timeouts + redis; "
+                "broken policy"
+            )
+            for svc in services:
+                svc.start()
+            for svc in services:
+                svc.wait()
+            ctx = checks.Ctx(
+                Clients(main_svc.address),
+                items,
+                tokens,
+                run,
+                managed=main_svc,
+                metrics_url=main_svc.metrics_url,
+                short=Clients(short.address),
+                short_service=short,
+                redis=redis,
+                broken=Clients(broken.address),
+            )
+            target = f"managed ({main_svc.address}, embedded defaults)"
+        clients = [x for x in (ctx.c, ctx.short, ctx.broken) if x is not None]
+        log(f"running probes against {target}")
+        checks.run_probes(ctx, log)
+        checks.threat_coverage(ctx)
+        policy = ""
+        try:
+            r = checks.decide(
+                ctx.c, "db", "query", {"table": "orders", "limit": 1}, ctx.session("meta")
+            )
+            policy = f"{r.policy.revision} {r.policy.hash[:12]}"
+        except Exception as exc:
+            policy = f"unknown ({type(exc).__name__})"
+        meta = {
+            "target": target,
+            "run": run,
+            "policy": policy,
+            "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "seconds": time.monotonic() - started,
+        }
+        md, js = report.write(items, args.report_dir, meta)
+        print(report.summary(items))
+        for item in items.values():
+            print(f"  {item.id:7} {item.level:6} {item.result.value:15} {item.title}")
+        failed = report.failed_must(items)
+        log(f"wrote {md} and {js} in {meta['seconds']:.0f}s")
+        if failed:
+            log(f"MUST failures: {', '.join(failed)}")
+        return 1 if failed else 0
+    finally:
+        for cl in clients:
+            cl.close()
+        for svc in services:
+            svc.stop()
+        if redis is not None:
+            redis.kill()
+        if args.keep:
+            log(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
