@@ -22,6 +22,7 @@ from aarm_pdp.config import (
     ReceiptConfig,
     ServerConfig,
     SessionConfig,
+    TelemetryConfig,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +135,7 @@ def service_config(
         ),
         metrics=MetricsConfig(listen="127.0.0.1:0"),
         session=SessionConfig(state=state),
+        telemetry=TelemetryConfig(file=_scratch("telemetry") / "t.jsonl", flush_seconds=0.2),
         receipts=ReceiptConfig(store=receipts or str(_scratch("receipts") / "r.db"), key_dir=_KEYS),
     ).validate()
 

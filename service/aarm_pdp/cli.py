@@ -20,6 +20,7 @@ from aarm_pdp.config import (
     ReceiptConfig,
     ServerConfig,
     SessionConfig,
+    TelemetryConfig,
 )
 
 
@@ -74,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--key-dir", type=Path, default=_env("KEY_DIR"), help="receipt signing keys (var/keys)"
+    )
+    s.add_argument(
+        "--telemetry-file",
+        default=_env("TELEMETRY_FILE"),
+        help="append telemetry events (JSONL) here (var/telemetry.jsonl); '' disables",
+    )
+    s.add_argument(
+        "--telemetry-webhook", default=_env("TELEMETRY_WEBHOOK"), help="POST telemetry batches here"
     )
     s.add_argument("--no-reflection", action="store_true", help="disable gRPC reflection")
     s.add_argument("--grace", type=float, help="seconds to drain on SIGTERM (10)")
@@ -139,6 +148,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         receipts = replace(receipts, store=args.receipts)
     if args.key_dir:
         receipts = replace(receipts, key_dir=Path(args.key_dir).resolve())
+    telemetry = TelemetryConfig()
+    if args.telemetry_file is not None:
+        telemetry = replace(
+            telemetry, file=Path(args.telemetry_file).resolve() if args.telemetry_file else None
+        )
+    if args.telemetry_webhook:
+        telemetry = replace(telemetry, webhook_url=args.telemetry_webhook)
     metrics = MetricsConfig()
     if args.metrics_listen is not None:
         metrics = MetricsConfig(listen=args.metrics_listen)
@@ -149,6 +165,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         session=session,
         approvals=approvals,
         receipts=receipts,
+        telemetry=telemetry,
         log=LogConfig(level=args.log_level, format=args.log_format),
     ).validate()
 

@@ -31,6 +31,7 @@ DEFAULT_ARTIFACT_TTL_SECONDS = 30 * 24 * 3600
 DEFAULT_STORE_TIMEOUT_SECONDS = 0.5
 DEFAULT_APPROVAL_TOKEN_TTL_SECONDS = 300
 DEFAULT_RECEIPT_STORE = "var/receipts.db"
+DEFAULT_TELEMETRY_FILE: Path | None = Path("var/telemetry.jsonl")
 DEFAULT_KEY_DIR = Path("var/keys")
 DEFAULT_MAX_DEFER_ATTEMPTS = 5
 DEFAULT_SWEEP_INTERVAL_SECONDS = 0.5
@@ -166,6 +167,20 @@ class ReceiptConfig:
 
 
 @dataclass(frozen=True)
+class TelemetryConfig:
+    """Security telemetry export (AARM R8, schema aarm.telemetry.v1, docs/telemetry.md)."""
+
+    file: Path | None = DEFAULT_TELEMETRY_FILE
+    """JSONL file the events are appended to; None disables the file sink."""
+    webhook_url: str = ""
+    """POST batches of events here as a JSON array (empty: no webhook)."""
+    flush_seconds: float = 1.0
+    """Export at least this often; HIGH and CRITICAL events go out at once."""
+    decisions: tuple[str, ...] = ()
+    """Export only these verdicts (empty: all)."""
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """The Prometheus endpoint."""
 
@@ -194,6 +209,7 @@ class Config:
     session: SessionConfig = field(default_factory=SessionConfig)
     approvals: ApprovalConfig = field(default_factory=ApprovalConfig)
     receipts: ReceiptConfig = field(default_factory=ReceiptConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -249,6 +265,14 @@ class Config:
         rc = self.receipts
         if not rc.store:
             errors.append("receipts.store must be a file path or a postgresql:// URL")
+        tc = self.telemetry
+        if tc.webhook_url and not re.fullmatch(r"https?://\S+", tc.webhook_url):
+            errors.append("telemetry.webhook_url must be an http(s) URL")
+        if tc.flush_seconds <= 0:
+            errors.append("telemetry.flush_seconds must be > 0")
+        bad = set(tc.decisions) - {"ALLOW", "DENY", "MODIFY", "STEP_UP", "DEFER"}
+        if bad:
+            errors.append(f"telemetry.decisions: unknown verdicts {sorted(bad)}")
         if self.log.level not in ("debug", "info", "warning", "error"):
             errors.append("log.level must be debug, info, warning or error")
         if self.log.format not in ("json", "text"):

@@ -29,6 +29,7 @@ from aarm_pdp.decision.engine import DecisionEngine
 from aarm_pdp.decision.idempotency import IdempotencyCache
 from aarm_pdp.errors import AarmError
 from aarm_pdp.observability.metrics import Metrics
+from aarm_pdp.observability.telemetry import TelemetryExporter, event
 from aarm_pdp.opa.bundle import policy_hash
 from aarm_pdp.opa.client import OpaClient
 from aarm_pdp.opa.port import PolicyEngine
@@ -75,6 +76,7 @@ class App:
     metrics_server: Any = None
     notifier: WebhookNotifier | None = None
     receipts: ReceiptLog | None = None
+    telemetry: TelemetryExporter | None = None
     metrics_port: int | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -125,6 +127,8 @@ class App:
         await self.policy.aclose()
         if self.receipts is not None:
             await self.receipts.aclose()
+        if self.telemetry is not None:
+            await self.telemetry.aclose()
         if self.notifier is not None:
             await self.notifier.aclose()
         await self.store.aclose()
@@ -226,6 +230,18 @@ async def start(
             except Exception as exc:
                 raise StartupError(f"semantic drift enabled but unavailable: {exc}") from exc
             sessions.semantic = semantic
+        tc = cfg.telemetry
+        telemetry = (
+            TelemetryExporter(
+                metrics,
+                file=tc.file,
+                webhook_url=tc.webhook_url,
+                flush_seconds=tc.flush_seconds,
+                decisions=frozenset(tc.decisions) or None,
+            )
+            if tc.file is not None or tc.webhook_url
+            else None
+        )
         ap = cfg.approvals
         registry = (
             ApproverRegistry.load(ap.approvers_file)
@@ -241,6 +257,22 @@ async def start(
             await sessions.settle(
                 ticket.tenant, ticket.session_id, ticket.decision_id, verdict, kind, detail, now
             )
+            if telemetry is not None and ticket.kind == "approval":
+                telemetry.emit(
+                    event(
+                        "aarm.approval",
+                        time_ns=now,
+                        severity=ticket.risk_level,
+                        fields={
+                            "decision_id": ticket.decision_id,
+                            "approval_id": ticket.ticket_id,
+                            "status": "expired" if kind == "timeout" else verdict.lower(),
+                            "approver": detail.get("approver", ""),
+                            "response_time_ms": (now - ticket.created_ns) // 1_000_000,
+                            "actor": ticket.context.get("identity", {}),
+                        },
+                    )
+                )
             assert rlog is not None
             body = receipt_body.follow_up_receipt(
                 receipt_id=str(uuid.uuid4()),
@@ -278,6 +310,7 @@ async def start(
             sessions=sessions,
             workflow=workflow,
             receipts=rlog,
+            telemetry=telemetry,
             opa_timeout=cfg.opa.timeout_seconds,
             cache=IdempotencyCache(
                 cfg.decision.idempotency_entries, cfg.decision.idempotency_ttl_seconds * 10**9
@@ -331,6 +364,7 @@ async def start(
             await rlog.aclose()
         raise
     app_tasks = [
+        *([asyncio.get_running_loop().create_task(telemetry.run())] if telemetry else []),
         *([asyncio.get_running_loop().create_task(semantic.run())] if semantic else []),
         asyncio.get_running_loop().create_task(
             workflow.run_sweeper(time.time_ns, cfg.approvals.sweep_interval_seconds)
@@ -358,6 +392,7 @@ async def start(
     metrics.opa_up.set(1)
     app.notifier = notifier
     app.receipts = rlog
+    app.telemetry = telemetry
     app._tasks.extend(app_tasks)
     app._tasks.append(asyncio.get_running_loop().create_task(app._watch()))
     log.info(

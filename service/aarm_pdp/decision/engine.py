@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from aarm_pdp.decision import metatools
 from aarm_pdp.decision.idempotency import IdempotencyCache
@@ -38,6 +41,7 @@ from aarm_pdp.session.context import SessionContext
 if TYPE_CHECKING:
     from aarm_pdp.approvals.tickets import Ticket
     from aarm_pdp.approvals.workflow import Workflow
+    from aarm_pdp.observability.telemetry import TelemetryExporter
     from aarm_pdp.receipts.log import ReceiptLog
 
 log = logging.getLogger("aarm_pdp.decision")
@@ -59,6 +63,70 @@ _FAIL_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.DECISION_MALFORMED: "policy produced a malformed decision; failing closed",
     ErrorCode.INTERNAL: "internal error while deciding; failing closed",
 }
+
+
+def telemetry_events(
+    request: ActionRequest,
+    record: DecisionRecord,
+    context: dict[str, Any] | None,
+    now_ns: int,
+) -> list[dict[str, Any]]:
+    """The aarm.action event, plus aarm.decision for anything but ALLOW. PURE.
+
+    Parameters leave only as a sha256 (T9): never a value.
+    """
+    from aarm_pdp.observability.telemetry import event
+
+    d = record.decision
+    ident = request.identity
+    receipt = record.receipt or {}
+    params_hash = (receipt.get("action") or {}).get("parameters_sha256") or hashlib.sha256(
+        orjson.dumps(request.action.parameters, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+    common = {
+        "decision_id": record.decision_id,
+        "decision": d.verdict.value,
+        "actor": {
+            "tenant": ident.tenant,
+            "human": ident.human,
+            "service": ident.service,
+            "agent": ident.agent,
+            "session_id": ident.session_id,
+        },
+        "api": {
+            "tool": request.action.tool,
+            "operation": request.action.operation,
+            "original_tool": request.action.original_tool,
+        },
+        "parameters_hash": params_hash,
+        "policy": {"revision": record.policy.revision, "hash": record.policy.hash},
+        "receipt_id": receipt.get("receipt_id", ""),
+    }
+    events = [event("aarm.action", time_ns=now_ns, severity=d.risk_level.value, fields=common)]
+    if d.verdict is not Verdict.ALLOW:
+        session = (context or {}).get("session", {})
+        drift = (context or {}).get("drift", {})
+        events.append(
+            event(
+                "aarm.decision",
+                time_ns=now_ns,
+                severity=d.risk_level.value,
+                fields={
+                    **common,
+                    "policy_id": list(d.matched_rules),
+                    "reason_codes": [r.code for r in d.reasons],
+                    "fail_closed": d.fail_closed,
+                    "defer_trigger": d.deferral.trigger if d.deferral else "",
+                    "classification": session.get("highest_classification", "NONE"),
+                    "signals": {
+                        "drift": drift.get("max", 0.0),
+                        "scope_expansion": drift.get("scope_expansion", False),
+                        "action_count": session.get("action_count", 0),
+                    },
+                },
+            )
+        )
+    return events
 
 
 def fail_closed(code: ErrorCode, detail: str = "") -> Decision:
@@ -91,6 +159,7 @@ class DecisionEngine:
         meta_tools: dict[str, metatools.MetaTool] | None = None,
         workflow: Workflow | None = None,
         receipts: ReceiptLog | None = None,
+        telemetry: TelemetryExporter | None = None,
     ) -> None:
         self._policy = policy
         self._metrics = metrics
@@ -101,6 +170,7 @@ class DecisionEngine:
         self._sessions = sessions
         self.workflow = workflow
         self.receipts = receipts
+        self.telemetry = telemetry
         self._meta_tools = metatools.DEFAULT_META_TOOLS if meta_tools is None else meta_tools
         self.policy_version = PolicyVersion()
 
@@ -166,6 +236,9 @@ class DecisionEngine:
             policy=self.policy_version,
             receipt=receipt,
         )
+        if self.telemetry is not None:
+            for ev in telemetry_events(request, record, scratch.get("context"), now_ns):
+                self.telemetry.emit(ev)
         m = self._metrics
         verdict = decision.verdict.value
         m.decide_duration.labels(verdict).observe(time.perf_counter() - started)

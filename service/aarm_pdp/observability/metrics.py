@@ -42,6 +42,26 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.telemetry_emitted = Counter(
+            "aarm_telemetry_events_emitted_total",
+            "Telemetry events exported.",
+            registry=r,
+        )
+        self.telemetry_failures = Counter(
+            "aarm_telemetry_export_failures_total",
+            "Failed telemetry export attempts.",
+            registry=r,
+        )
+        self.telemetry_dropped = Counter(
+            "aarm_telemetry_dropped_events_total",
+            "Telemetry events dropped because the buffer was full.",
+            registry=r,
+        )
+        self.telemetry_buffer = Gauge(
+            "aarm_telemetry_buffer_size",
+            "Telemetry events waiting for export.",
+            registry=r,
+        )
         self.tickets_expired = Counter(
             "aarm_tickets_expired_total",
             "Approvals and deferrals that timed out (each one a DENY).",
