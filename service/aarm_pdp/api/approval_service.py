@@ -12,6 +12,7 @@ from aarm.v1 import approval_pb2, decision_pb2, deferral_pb2
 from google.protobuf import timestamp_pb2
 
 from aarm_pdp.api.decision_service import to_response
+from aarm_pdp.api.handlers import unary
 from aarm_pdp.api.validation import FACT_RE, to_action_request, to_identity
 from aarm_pdp.approvals import tickets as tk
 from aarm_pdp.approvals.auth import Approver, ApproverRegistry
@@ -71,12 +72,6 @@ def to_approval_pb(t: tk.Ticket) -> Any:
     return msg
 
 
-def _rpc(fn: Callable[..., Awaitable[Any]], req: Any, resp: Any) -> Any:
-    return grpc.unary_unary_rpc_method_handler(
-        fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString
-    )
-
-
 class _Base:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
@@ -119,18 +114,18 @@ class ApprovalServicer(_Base):
         return grpc.method_handlers_generic_handler(
             APPROVAL_SERVICE,
             {
-                "GetApproval": _rpc(
+                "GetApproval": unary(
                     self.GetApproval, pb.GetApprovalRequest, pb.GetApprovalResponse
                 ),
-                "ListPendingApprovals": _rpc(
+                "ListPendingApprovals": unary(
                     self.ListPendingApprovals,
                     pb.ListPendingApprovalsRequest,
                     pb.ListPendingApprovalsResponse,
                 ),
-                "ResolveApproval": _rpc(
+                "ResolveApproval": unary(
                     self.ResolveApproval, pb.ResolveApprovalRequest, pb.ResolveApprovalResponse
                 ),
-                "RevokeIdentity": _rpc(
+                "RevokeIdentity": unary(
                     self.RevokeIdentity, pb.RevokeIdentityRequest, pb.RevokeIdentityResponse
                 ),
             },
@@ -235,10 +230,10 @@ class DeferralServicer(_Base):
         return grpc.method_handlers_generic_handler(
             DEFERRAL_SERVICE,
             {
-                "GetDeferral": _rpc(
+                "GetDeferral": unary(
                     self.GetDeferral, pb.GetDeferralRequest, pb.GetDeferralResponse
                 ),
-                "ProvideContext": _rpc(
+                "ProvideContext": unary(
                     self.ProvideContext, pb.ProvideContextRequest, pb.ProvideContextResponse
                 ),
             },

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from aarm.v1 import decision_pb2, receipt_pb2
 
+from aarm_pdp.api.handlers import unary
 from aarm_pdp.errors import AarmError
 from aarm_pdp.receipts.canonical import canonicalize
 from aarm_pdp.receipts.keys import KeyRing
@@ -22,12 +23,6 @@ log = logging.getLogger("aarm_pdp.api.receipts")
 
 SERVICE_NAME = "aarm.v1.ReceiptService"
 MAX_ID = 256
-
-
-def _rpc(fn: Callable[..., Awaitable[Any]], req: Any, resp: Any) -> Any:
-    return grpc.unary_unary_rpc_method_handler(
-        fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString
-    )
 
 
 def _pb(receipt: dict[str, Any], canonical: str | None = None) -> Any:
@@ -50,11 +45,11 @@ class ReceiptServicer:
         return grpc.method_handlers_generic_handler(
             SERVICE_NAME,
             {
-                "GetReceipt": _rpc(self.GetReceipt, pb.GetReceiptRequest, pb.GetReceiptResponse),
-                "ListReceipts": _rpc(
+                "GetReceipt": unary(self.GetReceipt, pb.GetReceiptRequest, pb.GetReceiptResponse),
+                "ListReceipts": unary(
                     self.ListReceipts, pb.ListReceiptsRequest, pb.ListReceiptsResponse
                 ),
-                "GetPublicKeys": _rpc(
+                "GetPublicKeys": unary(
                     self.GetPublicKeys, pb.GetPublicKeysRequest, pb.GetPublicKeysResponse
                 ),
             },

@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 from aarm.v1 import session_pb2
 
+from aarm_pdp.api.handlers import unary
 from aarm_pdp.api.validation import to_identity
 from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.input import rfc3339
@@ -91,22 +92,17 @@ class SessionServicer:
     def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
         """The generic handler for the three RPCs."""
 
-        def rpc(fn: Callable[..., Awaitable[Any]], req: Any, resp: Any) -> Any:
-            return grpc.unary_unary_rpc_method_handler(
-                fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString
-            )
-
         pb = session_pb2
         return grpc.method_handlers_generic_handler(
             SERVICE_NAME,
             {
-                "StartSession": rpc(
+                "StartSession": unary(
                     self.StartSession, pb.StartSessionRequest, pb.StartSessionResponse
                 ),
-                "RecordOutcome": rpc(
+                "RecordOutcome": unary(
                     self.RecordOutcome, pb.RecordOutcomeRequest, pb.RecordOutcomeResponse
                 ),
-                "EndSession": rpc(self.EndSession, pb.EndSessionRequest, pb.EndSessionResponse),
+                "EndSession": unary(self.EndSession, pb.EndSessionRequest, pb.EndSessionResponse),
             },
         )
 

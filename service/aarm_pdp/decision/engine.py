@@ -345,30 +345,22 @@ class DecisionEngine:
     ) -> Decision:
         """Open the approval or deferral ticket; its id goes back in the verdict."""
         ident = request.identity
+        ctx = context or {}
+        session = ctx.get("session", {})
         snapshot = {
             "source": source,
-            "original_request": (context or {}).get("session", {}).get("original_request"),
+            "original_request": session.get("original_request"),
             "action": {
                 "tool": request.action.tool,
                 "operation": request.action.operation,
                 "original_tool": request.action.original_tool,
                 "parameters": request.action.parameters,
             },
-            "prior_actions": (context or {}).get("session", {}).get("recent", []),
-            "highest_classification": (context or {})
-            .get("session", {})
-            .get("highest_classification", "NONE"),
-            "labels": (context or {}).get("session", {}).get("labels", []),
-            "drift": (context or {}).get("drift", {}),
-            "identity": {
-                "tenant": ident.tenant,
-                "human": ident.human,
-                "service": ident.service,
-                "agent": ident.agent,
-                "session_id": ident.session_id,
-                "roles": list(ident.roles),
-                "delegation_chain": [dataclasses.asdict(d) for d in ident.delegation_chain],
-            },
+            "prior_actions": session.get("recent", []),
+            "highest_classification": session.get("highest_classification", "NONE"),
+            "labels": session.get("labels", []),
+            "drift": ctx.get("drift", {}),
+            "identity": receipt_body.identity_doc(ident),
             "matched_rules": list(decision.matched_rules),
             "reasons": [dataclasses.asdict(r) for r in decision.reasons],
             "risk": {"level": decision.risk_level.value, "score": decision.risk_score},

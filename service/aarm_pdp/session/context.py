@@ -47,6 +47,25 @@ def _log_bytes(entry: dict[str, Any]) -> list[bytes]:
     return [json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()]
 
 
+def _open(
+    raw: bytes | None, ident: Identity, now_ns: int, *, check: bool = True
+) -> st.SessionState:
+    """The stored session, or a fresh one bound to ``ident``; checks the binding."""
+    if raw is None:
+        return st.new_session(
+            ident.session_id,
+            tenant=ident.tenant,
+            human=ident.human,
+            service=ident.service,
+            agent=ident.agent,
+            now_ns=now_ns,
+        )
+    state = st.SessionState.from_bytes(raw)
+    if check:
+        _check_identity(state, ident)
+    return state
+
+
 def _check_identity(state: st.SessionState, ident: Identity) -> None:
     if (state.human and ident.human and state.human != ident.human) or (
         state.agent and ident.agent and state.agent != ident.agent
@@ -83,18 +102,7 @@ class SessionContext:
         if loaded.revoked:
             raise IdentityRejected("identity revoked", code=ErrorCode.IDENTITY_REVOKED)
         raw, seen, art_level = loaded.state, loaded.masks, loaded.artifact_level
-        if raw is None:
-            state = st.new_session(
-                ident.session_id,
-                tenant=ident.tenant,
-                human=ident.human,
-                service=ident.service,
-                agent=ident.agent,
-                now_ns=now_ns,
-            )
-        else:
-            state = st.SessionState.from_bytes(raw)
-            _check_identity(state, ident)
+        state = _open(raw, ident, now_ns)
         info = self._catalogue().get(action.name)
         orig = state.original
         drift = score(
@@ -152,17 +160,7 @@ class SessionContext:
         depth = int(prepared.input_parts["dependencies"]["depth"])
 
         def apply(raw: bytes | None) -> tuple[bytes, tuple[dict[str, Any], int]]:
-            if raw is None:
-                state = st.new_session(
-                    ident.session_id,
-                    tenant=ident.tenant,
-                    human=ident.human,
-                    service=ident.service,
-                    agent=ident.agent,
-                    now_ns=now_ns,
-                )
-            else:
-                state = st.SessionState.from_bytes(raw)
+            state = _open(raw, ident, now_ns, check=False)
             entry = st.record_decision(
                 state,
                 decision_id=decision_id,
