@@ -17,6 +17,7 @@ from conformance.harness import (
     Clients,
     Redis,
     Service,
+    SiemMock,
     Tokens,
     new_tokens,
     short_timeout_policy,
@@ -45,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a credential registered to the agent's own identity (external target)",
     )
     p.add_argument(
+        "--telemetry-file",
+        type=Path,
+        help="the external target's telemetry JSONL sink, readable here (R8 row 52, S24); "
+        "without it those checks are not-checkable against --target",
+    )
+    p.add_argument(
         "--report-dir", type=Path, default=Path("conformance"), help="where report.md/json go"
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory (service logs)")
@@ -56,25 +63,39 @@ def log(msg: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.telemetry_file and not args.target:
+        parser.error("--telemetry-file is for an external --target (managed runs use their own)")
     started = time.monotonic()
     run = uuid.uuid4().hex[:8]
     items = catalog.items()
     workdir = Path(tempfile.mkdtemp(prefix="aarm-conformance-"))
     services: list[Service] = []
     redis: Redis | None = None
+    siem: SiemMock | None = None
     clients: list[Clients] = []
     try:
         if args.target:
             tokens = Tokens(args.approver_token, args.outsider_token, args.agent_token)
             wait_serving(args.target, timeout=10)
-            ctx = checks.Ctx(Clients(args.target), items, tokens, run, metrics_url=args.metrics)
+            ctx = checks.Ctx(
+                Clients(args.target),
+                items,
+                tokens,
+                run,
+                metrics_url=args.metrics,
+                telemetry_file=args.telemetry_file,
+            )
             target = args.target
         else:
             tokens = new_tokens()
             approvers = workdir / "approvers.json"
             write_approvers(approvers, tokens)
-            main_svc = Service("main", workdir, ["--approvers-file", str(approvers)])
+            siem = SiemMock()
+            main_svc = Service(
+                "main", workdir, ["--approvers-file", str(approvers)], siem.url("main")
+            )
             redis = Redis(workdir)
             short = Service(
                 "short-timeouts",
@@ -87,16 +108,18 @@ def main(argv: list[str] | None = None) -> int:
                     "--policy",
                     str(short_timeout_policy(workdir, checks.SHORT_TIMEOUT)),
                 ],
+                siem.url("short-timeouts"),
             )
             broken = Service(
                 "broken-policy",
                 workdir,
                 ["--policy", str(Path(__file__).resolve().parent / "policies" / "broken")],
+                siem.url("broken-policy"),
             )
             services = [main_svc, short, broken]
             log(
                 "starting aarm-pdp serve x3: embedded defaults; short timeouts + redis; "
-                "broken policy"
+                f"broken policy (telemetry: JSONL in {workdir}, webhook to {siem.url('<name>')})"
             )
             for svc in services:
                 svc.start()
@@ -113,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
                 short_service=short,
                 redis=redis,
                 broken=Clients(broken.address),
+                siem=siem,
+                siem_path="main",
+                telemetry_file=main_svc.telemetry_path,
             )
             target = f"managed ({main_svc.address}, embedded defaults)"
         clients = [x for x in (ctx.c, ctx.short, ctx.broken) if x is not None]
@@ -150,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             svc.stop()
         if redis is not None:
             redis.kill()
+        if siem is not None:
+            siem.close()
         if args.keep:
             log(f"work directory kept: {workdir}")
         else:

@@ -12,9 +12,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +146,8 @@ class Service:
     name: str
     workdir: Path
     extra: list[str] = field(default_factory=list)
+    telemetry_webhook: str = ""
+    """POST telemetry batches here (the suite's SIEM mock); empty: file sink only."""
     port: int = 0
     metrics_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
@@ -159,6 +163,11 @@ class Service:
     @property
     def log_path(self) -> Path:
         return self.workdir / f"{self.name}.log"
+
+    @property
+    def telemetry_path(self) -> Path:
+        """The JSONL telemetry sink, in the scratch dir (not the repo's var/)."""
+        return self.workdir / f"{self.name}-telemetry.jsonl"
 
     def start(self) -> None:
         self.port, self.metrics_port = free_port(), free_port()
@@ -180,6 +189,10 @@ class Service:
             str(self.workdir / f"{self.name}-receipts.db"),
             "--key-dir",
             str(self.workdir / f"{self.name}-keys"),
+            # R8 telemetry: a private JSONL file and, when given, the SIEM mock's webhook.
+            "--telemetry-file",
+            str(self.telemetry_path),
+            *(["--telemetry-webhook", self.telemetry_webhook] if self.telemetry_webhook else []),
             *self.extra,
         ]
         log = self.log_path.open("wb")
@@ -212,6 +225,64 @@ class Service:
                 os.kill(pid, signal.SIGKILL)
             self.proc.kill()
             self.proc.wait()
+
+
+@dataclass
+class Batch:
+    """One POST the SIEM mock received."""
+
+    path: str
+    received: float
+    """time.time() when it arrived."""
+    body: bytes
+    events: list[Any] | None
+    """The parsed JSON array; None if the body was not one."""
+
+
+class SiemMock:
+    """A SIEM's HTTP intake on a loopback port: keeps every POSTed telemetry batch.
+
+    Each managed service posts to its own path (``/main``, ``/short-timeouts``, ...).
+    """
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+        self._lock = threading.Lock()
+        mock = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                try:
+                    parsed = json.loads(body)
+                except ValueError:
+                    parsed = None
+                events = parsed if isinstance(parsed, list) else None
+                with mock._lock:
+                    mock.batches.append(Batch(self.path, time.time(), body, events))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def received(self, path: str) -> list[Batch]:
+        """The batches POSTed to ``/path`` so far."""
+        with self._lock:
+            return [b for b in self.batches if b.path == f"/{path}"]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 class Redis:

@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--telemetry-webhook", default=_env("TELEMETRY_WEBHOOK"), help="POST telemetry batches here"
     )
+    s.add_argument(
+        "--telemetry-decisions",
+        default=_env("TELEMETRY_DECISIONS"),
+        help="export only these verdicts, comma-separated (default: all)",
+    )
     s.add_argument("--no-reflection", action="store_true", help="disable gRPC reflection")
     s.add_argument("--grace", type=float, help="seconds to drain on SIGTERM (10)")
     s.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
@@ -155,6 +160,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         )
     if args.telemetry_webhook:
         telemetry = replace(telemetry, webhook_url=args.telemetry_webhook)
+    if args.telemetry_decisions:
+        chosen = tuple(v.strip().upper() for v in args.telemetry_decisions.split(",") if v.strip())
+        telemetry = replace(telemetry, decisions=chosen)
     metrics = MetricsConfig()
     if args.metrics_listen is not None:
         metrics = MetricsConfig(listen=args.metrics_listen)

@@ -171,6 +171,41 @@ async def _policy_engine(cfg: Config, metrics: Metrics) -> tuple[PolicyEngine, M
     return client, sidecar
 
 
+def approval_event(
+    ticket: Ticket,
+    kind: str,
+    verdict: str,
+    detail: dict[str, Any],
+    receipt: dict[str, Any],
+    now_ns: int,
+) -> dict[str, Any]:
+    """The aarm.approval telemetry event for a settled approval (docs/telemetry.md)."""
+    ident = ticket.context.get("identity", {})
+    action = ticket.context.get("action", {})
+    policy = ticket.context.get("policy", {})
+    status = "expired" if kind == "timeout" else "granted" if verdict == "GRANTED" else "rejected"
+    return event(
+        "aarm.approval",
+        time_ns=now_ns,
+        severity=ticket.risk_level,
+        fields={
+            "decision_id": ticket.decision_id,
+            "decision": "STEP_UP",
+            "actor": {
+                k: ident.get(k, "") for k in ("tenant", "human", "service", "agent", "session_id")
+            },
+            "api": {k: action.get(k, "") for k in ("tool", "operation", "original_tool")},
+            "parameters_hash": receipt_body.parameters_hash(action.get("parameters", {})),
+            "policy": {"revision": policy.get("revision", ""), "hash": policy.get("hash", "")},
+            "receipt_id": receipt["receipt_id"],
+            "approval_id": ticket.ticket_id,
+            "status": status,
+            "approver": detail.get("approver", ""),
+            "response_time_ms": (now_ns - ticket.created_ns) // 1_000_000,
+        },
+    )
+
+
 async def _load_catalogue(policy: PolicyEngine) -> Catalogue:
     """The tool catalogue; empty (every output untrusted) if the policy has none."""
     try:
@@ -257,22 +292,6 @@ async def start(
             await sessions.settle(
                 ticket.tenant, ticket.session_id, ticket.decision_id, verdict, kind, detail, now
             )
-            if telemetry is not None and ticket.kind == "approval":
-                telemetry.emit(
-                    event(
-                        "aarm.approval",
-                        time_ns=now,
-                        severity=ticket.risk_level,
-                        fields={
-                            "decision_id": ticket.decision_id,
-                            "approval_id": ticket.ticket_id,
-                            "status": "expired" if kind == "timeout" else verdict.lower(),
-                            "approver": detail.get("approver", ""),
-                            "response_time_ms": (now - ticket.created_ns) // 1_000_000,
-                            "actor": ticket.context.get("identity", {}),
-                        },
-                    )
-                )
             assert rlog is not None
             body = receipt_body.follow_up_receipt(
                 receipt_id=str(uuid.uuid4()),
@@ -296,6 +315,9 @@ async def start(
                 log.error("follow-up receipt for %s not stored: %s", ticket.ticket_id, exc)
                 metrics.errors.labels(exc.code.value).inc()
                 raise
+            finally:
+                if telemetry is not None and ticket.kind == "approval":
+                    telemetry.emit(approval_event(ticket, kind, verdict, detail, body, now))
 
         workflow = Workflow(
             store,

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from aarm_pdp.decision import metatools
 from aarm_pdp.decision.idempotency import IdempotencyCache
@@ -80,9 +77,9 @@ def telemetry_events(
     d = record.decision
     ident = request.identity
     receipt = record.receipt or {}
-    params_hash = (receipt.get("action") or {}).get("parameters_sha256") or hashlib.sha256(
-        orjson.dumps(request.action.parameters, option=orjson.OPT_SORT_KEYS)
-    ).hexdigest()
+    params_hash = (receipt.get("action") or {}).get(
+        "parameters_sha256"
+    ) or receipt_body.parameters_hash(request.action.parameters)
     common = {
         "decision_id": record.decision_id,
         "decision": d.verdict.value,

@@ -44,8 +44,12 @@ def chain_of(tenant: str, session_id: str) -> dict[str, str]:
     return {"tenant": tenant or UNBOUND, "session_id": session_id or UNBOUND}
 
 
-def _sha256(value: Any) -> str:
+def parameters_hash(value: Any) -> str:
+    """sha256 of the canonical (sorted-key) JSON of some parameters."""
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+_sha256 = parameters_hash
 
 
 def identity_doc(ident: Identity) -> dict[str, Any]:
