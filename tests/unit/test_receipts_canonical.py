@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
 import pytest
+import rfc8785
 from aarm_pdp.errors import ReceiptInvalid
 from aarm_pdp.receipts.canonical import canonicalize, parse
 
@@ -116,3 +118,60 @@ def test_assembling_members_equals_canonicalising_the_whole() -> None:
     }
     members = {k: canonicalize(v) for k, v in obj.items()}
     assert assemble(members) == canonicalize(obj)
+
+
+def _random_value(rng: random.Random, depth: int = 0) -> object:
+    kinds = ["int", "float", "str", "bool", "none"] + (["dict", "list"] if depth < 4 else [])
+    kind = rng.choice(kinds)
+    if kind == "int":
+        return rng.choice([0, 1, -1, 7, 2**53 - 1, -(2**53) + 1, rng.randint(-(10**6), 10**6)])
+    if kind == "float":
+        return rng.choice(
+            [
+                0.5,
+                -0.25,
+                0.1,
+                1e-6,
+                9.9e20,
+                1e21,
+                1e-7,
+                123.456,
+                1.0,
+                -3.0,
+                rng.uniform(-1e6, 1e6),
+                rng.random() * 1e-3,
+                5e-324,
+                1.7976931348623157e308,
+            ]
+        )
+    if kind == "str":
+        return rng.choice(
+            [
+                "",
+                "a",
+                "é",
+                "\u2028",
+                "\x00\x1f\x7f",
+                'q"\\',
+                "\n\t\b\f\r",
+                "\U0001f600",
+                "ab\ud7ff",
+                "\ue000",
+                "<script>",
+            ]
+        )
+    if kind == "bool":
+        return rng.choice([True, False])
+    if kind == "none":
+        return None
+    if kind == "list":
+        return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    keys = ["a", "b", "A", "_", "z9", "é", "\U0001f600", "\ue000", "", "aa", "ab"]
+    return {rng.choice(keys): _random_value(rng, depth + 1) for _ in range(rng.randint(0, 5))}
+
+
+def test_fast_path_is_byte_identical_to_rfc8785() -> None:
+    rng = random.Random(8785)
+    for _ in range(3000):
+        value = _random_value(rng)
+        assert canonicalize(value) == rfc8785.dumps(value), value

@@ -22,6 +22,7 @@ Everything here is pure: no I/O, no clock.
 from __future__ import annotations
 
 import base64
+import functools
 import binascii
 import hashlib
 import json
@@ -129,6 +130,13 @@ class PreparedBody:
     """Every top-level member except ``chain``, as RFC 8785 bytes."""
 
 
+@functools.lru_cache(maxsize=1024)
+def _name(name: str) -> bytes:
+    """A member name's canonical bytes (receipts reuse a few dozen names)."""
+    return canonicalize(name)
+
+
+@functools.lru_cache(maxsize=1024)
 def _utf16_key(name: str) -> bytes:
     return name.encode("utf-16-be", "surrogatepass")
 
@@ -140,7 +148,7 @@ def assemble(members: Mapping[str, bytes]) -> bytes:
     orders members by the UTF-16 code units of their names, which is the byte order
     of their UTF-16-BE encoding.
     """
-    parts = [canonicalize(name) + b":" + members[name] for name in sorted(members, key=_utf16_key)]
+    parts = [_name(name) + b":" + members[name] for name in sorted(members, key=_utf16_key)]
     return b"{" + b",".join(parts) + b"}"
 
 
@@ -178,7 +186,7 @@ def validate_body(body: Mapping[str, Any]) -> PreparedBody:
     for name, value in body.items():
         if not isinstance(name, str):
             raise ReceiptInvalid("receipt member names must be strings")
-        canonicalize(name)  # names too must be valid Unicode
+        _name(name)  # names too must be valid Unicode
         if name != "chain":
             members[name] = canonicalize(value)
     return PreparedBody(receipt_id, tenant, session_id, kind, members)
