@@ -22,8 +22,8 @@ Everything here is pure: no I/O, no clock.
 from __future__ import annotations
 
 import base64
-import functools
 import binascii
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping
