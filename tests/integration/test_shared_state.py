@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -139,3 +140,91 @@ async def test_context_log_in_redis_verifies_and_detects_tampering(
     assert st.verify_chain(tampered, state.log_head) == 3
     await r.aclose()
     await store.aclose()
+
+
+def test_two_service_processes_share_redis_read_then_send(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """S11 across two real `aarm-pdp serve` processes sharing one redis-server."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import free_port
+
+    procs = []
+    ports = []
+    for i in range(2):
+        port = free_port()
+        ports.append(port)
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "aarm_pdp",
+                    "serve",
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                    "--metrics-listen",
+                    "",
+                    "--state",
+                    redis_server.url,
+                    "--receipts",
+                    str(tmp_path / f"r{i}.db"),
+                    "--key-dir",
+                    str(tmp_path / "keys"),
+                    "--telemetry-file",
+                    "",
+                    "--log-format",
+                    "text",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+    try:
+        stubs = []
+        for port in ports:
+            ch = grpc.insecure_channel(f"127.0.0.1:{port}")
+            grpc.channel_ready_future(ch).result(timeout=30)
+            stubs.append(decision_pb2_grpc.DecisionServiceStub(ch))
+        ident = {**scenarios.BASE_IDENTITY, "session_id": f"two-procs-{time.time_ns()}"}
+        read = stubs[0].Decide(
+            decide_request("db", "query", {"table": "customers", "limit": 10}, identity=ident),
+            timeout=10,
+        )
+        assert read.decision == D.DECISION_ALLOW
+        send = stubs[1].Decide(
+            decide_request("email", "send", {"to": ["analyst@partner.example"]}, identity=ident),
+            timeout=10,
+        )
+        assert send.decision == D.DECISION_DENY
+        assert "exfiltration_risk" in {r.code for r in send.reasons}
+        # and the other way round in a fresh session
+        ident2 = {**ident, "session_id": ident["session_id"] + "-b"}
+        assert (
+            stubs[1]
+            .Decide(
+                decide_request("db", "query", {"table": "customers", "limit": 10}, identity=ident2),
+                timeout=10,
+            )
+            .decision
+            == D.DECISION_ALLOW
+        )
+        assert (
+            stubs[0]
+            .Decide(
+                decide_request(
+                    "email", "send", {"to": ["analyst@partner.example"]}, identity=ident2
+                ),
+                timeout=10,
+            )
+            .decision
+            == D.DECISION_DENY
+        )
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
