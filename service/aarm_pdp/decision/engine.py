@@ -46,6 +46,7 @@ log = logging.getLogger("aarm_pdp.decision")
 _FAIL_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.IDENTITY_MISSING: "action carries no verifiable identity (AARM R6)",
     ErrorCode.RECEIPT_STORE_UNAVAILABLE: "receipt could not be stored durably; failing closed",
+    ErrorCode.RECEIPT_INVALID: "receipt refused (e.g. the session's chain has ended); failing closed",
     ErrorCode.STALE_POLICY: "the policy changed while the action was suspended; failing closed",
     ErrorCode.DEFER_EXHAUSTED: "deferral still unresolved after the allowed attempts",
     ErrorCode.APPROVAL_REJECTED: "approval token not valid for this action; failing closed",
@@ -268,7 +269,7 @@ class DecisionEngine:
             return decision, await self.receipts.append(body)
         except AarmError as exc:
             log.error("receipt not stored, failing closed: %s: %s", exc.code.value, exc.detail)
-            return self._failed(ErrorCode.RECEIPT_STORE_UNAVAILABLE), None
+            return self._failed(exc.code), None
         except Exception:
             log.exception("receipt not stored, failing closed")
             return self._failed(ErrorCode.RECEIPT_STORE_UNAVAILABLE), None
