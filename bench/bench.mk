@@ -3,7 +3,7 @@
 
 .PHONY: bench bench-quick
 
-bench: $(VENV)/.installed $(OPA) ## full benchmark (~8 min): 3 lanes, c=1/8/32, open-loop sweep, catalogue sweep, profile
+bench: $(VENV)/.installed $(OPA) ## full benchmark (~17 min): 3 lanes, c=1/8/32, open loop, catalogue, session-history and memory sweeps, profile
 	$(PY) -m bench.run --mode full
 
 bench-quick: $(VENV)/.installed $(OPA) ## quick benchmark (< 2 min): same lanes, shorter, no sweeps

@@ -10,6 +10,10 @@ Commands::
   {"op": "verify"}                      -> {lane: [verdict per case]}
   {"op": "closed", "lane": L, "concurrency": C, "duration": S}
   {"op": "open", "lane": L, "rate": R, "duration": S}
+  {"op": "populate", "lane": L, "sessions": [n, ...], "actions": N, "cases": [name, ...],
+   "concurrency": C}                   -> {"count", "errors", "verdicts": {verdict: n}, ...}
+  {"op": "in_sessions", "lane": L, "plan": [[[n or null, k], ...] per worker]}
+  {"op": "verdicts_in", "lane": L, "session": n or null, "repeat": R} -> [verdict, ...]
   {"op": "quit"}
 
 A lane URL is ``grpc://host:port`` (aarm.v1.DecisionService/Decide with the serialized
@@ -18,6 +22,15 @@ Decide would send). Request bodies are encoded once up front, so neither lane pa
 client-side encoding in the timed loop. ``closed`` and ``open`` answer with the
 latencies in microseconds plus the CPU ticks (/proc/<pid>/stat utime+stime) every
 watched process used inside the timed window, read right at its edges.
+
+Session history (gRPC lanes only): ``populate`` gives each listed session (``n`` is the
+index passed to :func:`bench.corpus.session_id`) ``N`` decided actions, cycling through
+the named corpus cases, each session sequential like an agent, ``C`` sessions at a
+time; it answers how many of each verdict it got. ``in_sessions`` is a timed closed
+loop with one worker per plan entry: worker w sends, in order, ``k`` requests into
+session ``n`` for each ``[n, k]`` of its plan (``null``: a fresh session per request),
+cycling through the setup cases; same answer shape as ``closed``. ``verdicts_in`` sends
+the setup cases ``R`` times in a row into one session (not timed).
 
 Open loop: send i is scheduled at ``start + i/rate`` whatever happened before, and its
 latency is measured from that intended time, so a backlog shows up as latency
@@ -33,6 +46,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +76,13 @@ def proc_ticks(pid: int) -> tuple[int, int]:
     return int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
 
 
+def verdict_of(resp_bytes: bytes) -> str:
+    """``VERDICT:code,code`` of a serialized DecideResponse."""
+    resp = decision_pb2.DecideResponse.FromString(resp_bytes)
+    verdict = decision_pb2.Decision.Name(resp.decision).removeprefix("DECISION_")
+    return f"{verdict}:{','.join(r.code for r in resp.reasons)}"
+
+
 def system_busy_ticks() -> int:
     """Busy ticks of the whole machine (all CPUs) from /proc/stat."""
     with open("/proc/stat", "rb") as f:
@@ -78,6 +99,8 @@ class Lane:
     url: str
     send: Send
     close: Callable[[], Awaitable[None]]
+    # gRPC lanes: one Decide with a ready body (bytes in, bytes out).
+    raw: Callable[[bytes], Awaitable[bytes]] | None = None
 
 
 @dataclass
@@ -132,7 +155,11 @@ class Generator:
         async def close() -> None:
             await channel.close()
 
-        return Lane(name, url, send, close)
+        async def raw(body: bytes) -> bytes:
+            resp: bytes = await call(body, timeout=CALL_TIMEOUT)
+            return resp
+
+        return Lane(name, url, send, close, raw)
 
     def _http_lane(self, name: str, url: str) -> Lane:
         session = aiohttp.ClientSession(
@@ -165,12 +192,7 @@ class Generator:
                         fresh = body.replace(
                             SESSION_PLACEHOLDER_BYTES, session_id(next(self.sessions))
                         )
-                        resp = decision_pb2.DecideResponse.FromString(await call(fresh, timeout=5))
-                        verdict = decision_pb2.Decision.Name(resp.decision).removeprefix(
-                            "DECISION_"
-                        )
-                        codes = ",".join(r.code for r in resp.reasons)
-                        verdicts.append(f"{verdict}:{codes}")
+                        verdicts.append(verdict_of(await call(fresh, timeout=5)))
             else:
                 async with aiohttp.ClientSession() as s:
                     for body in self.http_bodies:
@@ -181,6 +203,94 @@ class Generator:
                         verdicts.append(f"{result.get('decision', 'UNDEFINED')}:{codes}")
             out[name] = verdicts
         return out
+
+    @staticmethod
+    def _raw(lane: Lane) -> Callable[[bytes], Awaitable[bytes]]:
+        if lane.raw is None:
+            raise ValueError(f"lane {lane.name} is not a gRPC lane")
+        return lane.raw
+
+    async def populate(
+        self, lane: Lane, sessions: list[int], actions: int, cases: list[str], concurrency: int
+    ) -> dict[str, Any]:
+        """``actions`` Decides into each session (sequential per session); verdict counts."""
+        raw = self._raw(lane)
+        by_name = {c.name: c for c in CORPUS}
+        bodies = [by_name[n].request_bytes() for n in cases]
+        todo = list(reversed(sessions))
+        verdicts: Counter[str] = Counter()
+        errors = 0
+
+        async def worker() -> None:
+            nonlocal errors
+            while todo:
+                sid = session_id(todo.pop())
+                for k in range(actions):
+                    body = bodies[k % len(bodies)].replace(SESSION_PLACEHOLDER_BYTES, sid)
+                    try:
+                        verdicts[verdict_of(await raw(body))] += 1
+                    except Exception:
+                        errors += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(todo))))))
+        elapsed = time.perf_counter() - start
+        count = sum(verdicts.values())
+        return {
+            "sessions": len(sessions),
+            "count": count,
+            "errors": errors,
+            "elapsed": elapsed,
+            "rps": round(count / elapsed, 1) if elapsed else 0.0,
+            "verdicts": dict(verdicts),
+        }
+
+    async def verdicts_in(self, lane: Lane, session: int | None, repeat: int) -> list[str]:
+        """The setup cases, ``repeat`` times in a row, in one session (None: fresh ones)."""
+        raw = self._raw(lane)
+        out = []
+        for _ in range(repeat):
+            for body in self.grpc_bodies:
+                sid = session_id(next(self.sessions) if session is None else session)
+                out.append(verdict_of(await raw(body.replace(SESSION_PLACEHOLDER_BYTES, sid))))
+        return out
+
+    async def in_sessions(self, lane: Lane, plan: list[list[list[int | None]]]) -> dict[str, Any]:
+        """Closed loop, one worker per plan entry, each sending into its own sessions."""
+        raw = self._raw(lane)
+        bodies = self.grpc_bodies
+        sessions = self.sessions
+        lat: list[float] = []
+        errors = 0
+        failed_closed = 0
+        counter = itertools.count()
+        perf = time.perf_counter
+
+        async def worker(steps: list[list[int | None]]) -> None:
+            nonlocal errors, failed_closed
+            for sid, k in steps:
+                assert k is not None
+                fixed = None if sid is None else session_id(sid)
+                for _ in range(k):
+                    i = next(counter)
+                    t0 = perf()
+                    body = bodies[i % len(bodies)].replace(
+                        SESSION_PLACEHOLDER_BYTES, fixed or session_id(next(sessions))
+                    )
+                    try:
+                        resp = await raw(body)
+                    except Exception:
+                        errors += 1
+                        continue
+                    lat.append(perf() - t0)
+                    if _FAIL_CLOSED_MARK in resp:
+                        failed_closed += 1
+
+        ticks0, cpu0 = self._ticks(), time.process_time()
+        start = perf()
+        await asyncio.gather(*(worker(steps) for steps in plan))
+        elapsed = perf() - start
+        return self._result(lat, errors, failed_closed, elapsed, ticks0, cpu0, {})
 
     async def closed(self, lane: Lane, concurrency: int, duration: float) -> dict[str, Any]:
         """``concurrency`` workers, each sending its next request when the last returns."""
@@ -299,6 +409,22 @@ class Generator:
             return await self.open(
                 self.lanes[cmd["lane"]], float(cmd["rate"]), float(cmd["duration"])
             )
+        if op == "populate":
+            return await self.populate(
+                self.lanes[cmd["lane"]],
+                [int(n) for n in cmd["sessions"]],
+                int(cmd["actions"]),
+                list(cmd["cases"]),
+                int(cmd.get("concurrency", 8)),
+            )
+        if op == "in_sessions":
+            return await self.in_sessions(self.lanes[cmd["lane"]], cmd["plan"])
+        if op == "verdicts_in":
+            return {
+                "verdicts": await self.verdicts_in(
+                    self.lanes[cmd["lane"]], cmd.get("session"), int(cmd.get("repeat", 1))
+                )
+            }
         raise ValueError(f"unknown op {op!r}")
 
 

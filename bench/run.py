@@ -11,8 +11,9 @@ process. Then:
 3. closed loop at concurrency 1, 8, 32 and an open-loop constant-rate sweep, the three
    lanes interleaved (every load point runs all lanes back to back, the lane order
    rotating from round to round);
-4. (full) scaling sweeps: the tool catalogue at 10/shipped/100/1000 tools; sweeps that
-   need session context report "not yet available";
+4. (full) scaling sweeps: the tool catalogue at 10/shipped/100/1000 tools; Decide in
+   sessions already holding 0/100/1000/10000 actions (``session_history``); resident
+   memory per 100000 sessions (``memory_per_100k_sessions``, ``bench/session_memory.py``);
 5. a py-spy profile of the hot path under the decide-stub-opa lane (and, in full mode,
    the decide lane);
 6. prints one table and writes ``bench/results/bench-<mode>-<stamp>.json``
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -62,11 +64,31 @@ TARGET_P50_C8 = 1.5
 TARGET_P99_C8 = 2.0
 TARGET_THROUGHPUT_C32 = 0.5
 TARGET_STUB_CPU_US = 350.0
+TARGET_HISTORY_RATIO = 1.10
+TARGET_MIB_PER_100K_SESSIONS = 64.0
+
+# Session-history sweep: prior actions per session, the workers (one session each at a
+# time), timed requests per worker per round, rounds, and the benign reads that fill the
+# sessions first (ALLOW at any history once the pack's session limits are raised).
+HISTORY_SIZES = (0, 100, 1000, 10_000)
+HISTORY_LANES = ("decide", "decide-stub-opa")
+HISTORY_WORKERS = 8
+HISTORY_PER_WORKER_ROUND = 125
+HISTORY_ROUNDS = 2
+HISTORY_FILL = (
+    "allow-web-search",
+    "allow-email-read",
+    "allow-docs-search",
+    "allow-code-read",
+    "allow-crm-query",
+)
+HISTORY_LIMIT = 1_000_000_000
+MEMORY_SESSIONS = 100_000
 
 
 @dataclass(frozen=True)
 class Mode:
-    """How long and how much: quick (< 2 min) or full (< 15 min)."""
+    """How long and how much: quick (< 2 min) or full (~17 min, 7 of them filling sessions)."""
 
     name: str
     rounds: int  # interleaved rounds of the closed-loop points
@@ -88,6 +110,15 @@ MODES = {
 
 
 # ---------------------------------------------------------------- processes
+
+
+def _durable_args(name: str) -> list[str]:
+    """A private receipt store, key dir and telemetry file for one service process."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"bench-{name}-var-"))
+    return [
+        *("--receipts", str(scratch / "receipts.db"), "--key-dir", str(scratch / "keys")),
+        *("--telemetry-file", str(scratch / "telemetry.jsonl")),
+    ]
 
 
 def free_port() -> int:
@@ -160,6 +191,9 @@ class Stack:
             [
                 *(PY, "-m", "aarm_pdp", "serve", "--opa-url", opa_url),
                 *("--listen", f"127.0.0.1:{port}", "--metrics-listen", ""),
+                # Receipts (SQLite, synchronous=FULL) and telemetry stay on the measured
+                # path, as in production, but in a private scratch directory per process.
+                *_durable_args("service"),
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -172,7 +206,7 @@ class Stack:
 
     def stub(self) -> tuple[subprocess.Popen[Any], str]:
         proc = subprocess.Popen(
-            [PY, "-m", "bench.stub_server", "--listen", "127.0.0.1:0"],
+            [PY, "-m", "bench.stub_server", "--listen", "127.0.0.1:0", *_durable_args("stub")],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=self._log("stub"),
@@ -459,11 +493,15 @@ def _frame_name(frame: str) -> str:
 
 
 _BUCKETS = (
-    ("aarm_pdp/opa/client.py", "OPA client (httpx/httpcore/anyio)"),
-    ("httpx/", "OPA client (httpx/httpcore/anyio)"),
-    ("httpcore/", "OPA client (httpx/httpcore/anyio)"),
-    ("anyio/", "OPA client (httpx/httpcore/anyio)"),
-    ("h11/", "OPA client (httpx/httpcore/anyio)"),
+    ("aarm_pdp/opa/client.py", "OPA client (aiohttp)"),
+    ("aiohttp/", "OPA client (aiohttp)"),
+    ("yarl/", "OPA client (aiohttp)"),
+    ("multidict/", "OPA client (aiohttp)"),
+    ("aarm_pdp/receipts/", "receipts (canonicalize, sign, SQLite)"),
+    ("rfc8785/", "receipts (canonicalize, sign, SQLite)"),
+    ("sqlite3/", "receipts (canonicalize, sign, SQLite)"),
+    ("aarm_pdp/observability/telemetry", "telemetry export"),
+    ("concurrent/futures/thread.py", "executor thread parked in queue.get (not CPU)"),
     ("json/", "json encode/decode"),
     ("aarm_pdp/api/validation.py", "validation (to_action_request)"),
     ("aarm_pdp/decision/input.py", "build_input"),
@@ -627,16 +665,9 @@ def report(res: dict[str, Any]) -> str:
         out.append(f"  [{mark}] {name}: {t['value']} (limit {t['op']} {t['limit']})")
     for name, sweep in res["sweeps"].items():
         if not sweep.get("available"):
-            out.append(f"sweep {name}: not yet available ({sweep['reason']})")
+            out.append(f"sweep {name}: not available ({sweep['reason']})")
             continue
-        out.append(f"sweep {name} (closed c=8, {sweep['corpus']}):")
-        for size, lanes in sweep["points"].items():
-            d, o = lanes["decide"], lanes["opa-direct"]
-            out.append(
-                f"  {size:>5} tools: decide p50 {d['p50_ms']:.2f} p99 {d['p99_ms']:.2f} ms "
-                f"{d['throughput_rps']:.0f}/s | opa-direct p50 {o['p50_ms']:.2f} "
-                f"p99 {o['p99_ms']:.2f} ms {o['throughput_rps']:.0f}/s"
-            )
+        out.extend(SWEEP_REPORTS[name](sweep))
     for lane, prof in res["profile"].items():
         if not prof.get("available"):
             out.append(f"profile {lane}: not available ({prof.get('reason')})")
@@ -644,6 +675,67 @@ def report(res: dict[str, Any]) -> str:
         comps = ", ".join(f"{c['frame']} {c['share'] * 100:.0f}%" for c in prof["by_component"][:8])
         out.append(f"profile {lane} ({prof['samples']} samples, {prof['file']}): {comps}")
     return "\n".join(out)
+
+
+def _report_catalogue(sweep: dict[str, Any]) -> list[str]:
+    out = [f"sweep catalogue_size (closed c=8, {sweep['corpus']}):"]
+    for size, lanes in sweep["points"].items():
+        d, o = lanes["decide"], lanes["opa-direct"]
+        out.append(
+            f"  {size:>5} tools: decide p50 {d['p50_ms']:.2f} p99 {d['p99_ms']:.2f} ms "
+            f"{d['throughput_rps']:.0f}/s | opa-direct p50 {o['p50_ms']:.2f} "
+            f"p99 {o['p99_ms']:.2f} ms {o['throughput_rps']:.0f}/s"
+        )
+    return out
+
+
+def _report_history(sweep: dict[str, Any]) -> list[str]:
+    out = [
+        f"sweep session_history (closed, {sweep['workers']} workers each in its own session, "
+        f"{sweep['corpus']}; verdicts same as in a fresh session at every size; "
+        f"pack copy with {len(sweep['raised_limits'])} session limits raised):"
+    ]
+    for size, lanes in sweep["points"].items():
+        row = [f"  {int(size):>5} prior:"]
+        for lane in HISTORY_LANES:
+            s = lanes[lane]
+            row.append(
+                f"{lane} p50 {s['p50_ms']:.2f} p99 {s['p99_ms']:.2f} ms "
+                f"{s['throughput_rps']:.0f}/s svc {_f(s['service_cpu_us_per_decision'], 0)} µs"
+            )
+        out.append(" ".join(row[:1]) + " " + " | ".join(row[1:]))
+    top = max(HISTORY_SIZES)
+    r = sweep["ratios"]
+    for lane, tag in (("decide", ""), ("decide-stub-opa", "decide_stub_opa_")):
+        out.append(
+            f"  {lane} {top}/0: p50 {r[f'ratio_p50_session_history_{tag}{top}_vs_0']} "
+            f"p99 {r[f'ratio_p99_session_history_{tag}{top}_vs_0']} "
+            f"throughput {r[f'ratio_throughput_session_history_{tag}{top}_vs_0']} "
+            f"svc CPU {r.get(f'ratio_service_cpu_session_history_{tag}{top}_vs_0')}"
+        )
+    return out
+
+
+def _report_memory(sweep: dict[str, Any]) -> list[str]:
+    out = [
+        f"sweep memory_per_100k_sessions: {sweep['mib_per_100k_sessions']} MiB per 100k "
+        f"sessions ({sweep['bytes_per_session']} B/session; start + "
+        f"{sweep['actions_per_session']} decided actions each; RSS {sweep['rss_before_mib']}"
+        f" -> {sweep['rss_after_mib']} MiB)"
+    ]
+    sites = sweep["traced"]["top_sites"][:4]
+    out.append(
+        f"  heap per session (tracemalloc, {sweep['traced']['bytes_per_session']:.0f} B): "
+        + ", ".join(f"{x['site']} {x['bytes_per_session']:.0f} B" for x in sites)
+    )
+    return out
+
+
+SWEEP_REPORTS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "catalogue_size": _report_catalogue,
+    "session_history": _report_history,
+    "memory_per_100k_sessions": _report_memory,
+}
 
 
 def targets(res: dict[str, Any]) -> dict[str, Any]:
@@ -669,7 +761,33 @@ def targets(res: dict[str, Any]) -> dict[str, Any]:
         "stub-lane service CPU µs/decision (worst of c=1,8,32)": t(
             max(x for x in stub_cpu if x is not None), "<=", TARGET_STUB_CPU_US
         ),
+        **sweep_targets(res.get("sweeps", {}), t),
     }
+
+
+def sweep_targets(
+    sweeps: dict[str, Any], t: Callable[[float, str, float], dict[str, Any]]
+) -> dict[str, Any]:
+    """Targets of the sweeps that ran (full mode)."""
+    out: dict[str, Any] = {}
+    top = max(HISTORY_SIZES)
+    hist = sweeps.get("session_history", {})
+    if hist.get("available"):
+        r = hist["ratios"]
+        for stat, lane, tag in (
+            ("p50", "decide", ""),
+            ("p99", "decide", ""),
+            ("p50", "decide-stub-opa", "decide_stub_opa_"),
+        ):
+            out[f"session history {stat} {top}/0 prior actions ({lane}, c=8)"] = t(
+                r[f"ratio_{stat}_session_history_{tag}{top}_vs_0"], "<=", TARGET_HISTORY_RATIO
+            )
+    mem = sweeps.get("memory_per_100k_sessions", {})
+    if mem.get("available"):
+        out["session memory MiB per 100k sessions"] = t(
+            mem["mib_per_100k_sessions"], "<=", TARGET_MIB_PER_100K_SESSIONS
+        )
+    return out
 
 
 # ---------------------------------------------------------------- main
@@ -723,14 +841,232 @@ def catalogue_sweep(gen: LoadGen, mode: Mode, cases: list[Any], rego: Path) -> d
     }
 
 
+def history_variant(rego: Path, dest: Path) -> tuple[Path, list[str]]:
+    """A copy of the pack whose session limits cannot turn a long session into DENY.
+
+    Raises, in ``aarm/config/data.json``, every chain-length limit (the global one and
+    each intent class's ``max_chain_length``) and every rate limit to ``HISTORY_LIMIT``.
+    Returns the bundle and the JSON paths it changed.
+    """
+    bundle = dest / "rego-history"
+    shutil.copytree(rego, bundle, ignore=shutil.ignore_patterns("*_test.rego"))
+    data_path = bundle / "aarm" / "config" / "data.json"
+    data = json.loads(data_path.read_text())
+    raised: list[str] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                here = f"{path}.{key}"
+                if "chain_length" in key and isinstance(value, int):
+                    node[key] = HISTORY_LIMIT
+                    raised.append(f"{here}: {value}")
+                elif key == "rate_limits" and isinstance(value, list):
+                    for i, rule in enumerate(value):
+                        raised.append(f"{here}[{i}].limit: {rule['limit']}")
+                        rule["limit"] = HISTORY_LIMIT
+                else:
+                    walk(value, here)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{path}[{i}]")
+
+    walk(data, "config")
+    if not any(".chain_length_limit" in r for r in raised) or not any(
+        "max_chain_length" in r for r in raised
+    ):
+        raise SystemExit(f"session-history variant: limits not found (raised {raised})")
+    data_path.write_text(json.dumps(data))
+    return bundle, raised
+
+
+def history_plan(
+    size: int, ids: Iterator[int]
+) -> tuple[list[list[int]], list[list[list[list[int | None]]]], int]:
+    """Sessions per worker and, per round, each worker's ``[session, requests]`` steps.
+
+    With ``size`` prior actions a session takes at most ``size // 4`` timed requests
+    before the worker moves to its next session, so every timed Decide sees between
+    ``size`` and ``1.25 * size`` prior actions; at 0 every timed Decide is a fresh
+    session (as in the main lanes).
+    """
+    per_worker = HISTORY_PER_WORKER_ROUND * HISTORY_ROUNDS
+    if size == 0:
+        rounds = [[[[None, HISTORY_PER_WORKER_ROUND]] for _ in range(HISTORY_WORKERS)]]
+        return [], rounds * HISTORY_ROUNDS, 1
+    cap = max(1, size // 4)
+    pools = [
+        [next(ids) for _ in range(math.ceil(per_worker / cap))] for _ in range(HISTORY_WORKERS)
+    ]
+    plans: list[list[list[list[int | None]]]] = []
+    for r in range(HISTORY_ROUNDS):
+        round_plan = []
+        for pool in pools:
+            steps: list[list[int | None]] = []
+            for j in range(r * HISTORY_PER_WORKER_ROUND, (r + 1) * HISTORY_PER_WORKER_ROUND):
+                sid = pool[j // cap]
+                if steps and steps[-1][0] == sid:
+                    steps[-1][1] = int(steps[-1][1] or 0) + 1
+                else:
+                    steps.append([sid, 1])
+            round_plan.append(steps)
+        plans.append(round_plan)
+    return pools, plans, cap
+
+
+def session_history_sweep(gen: LoadGen, mode: Mode, cases: list[Any], rego: Path) -> dict[str, Any]:
+    """Decide at c=8 in sessions already holding 0, 100, 1000 and 10000 decided actions.
+
+    One fresh OPA (a pack copy with the session limits raised), service and stub
+    service. For each size, the sessions are filled with ``size`` benign reads through
+    Decide (lane by lane; every fill answer must be ALLOW), then the 5-case corpus is
+    timed in them, 8 workers, each in its own session, lanes interleaved. The measured
+    cases must get the same verdict and reason codes as in a fresh session, before and
+    after the timed runs.
+    """
+    ids = itertools.count(900_000_000_000)
+    points: dict[str, Any] = {}
+    checks: dict[str, Any] = {}
+    fills: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-history-") as tmp:
+        bundle, raised = history_variant(rego, Path(tmp))
+        with stack() as st:
+            opa_p, opa_url = st.opa(bundle)
+            svc_p, svc = st.service(opa_url)
+            stub_p, stub = st.stub()
+            gen.ask(
+                op="setup",
+                targets={"decide": f"grpc://{svc}", "decide-stub-opa": f"grpc://{stub}"},
+                cases=[c.name for c in cases],
+                pids={
+                    "opa": opa_p.pid,
+                    "service": svc_p.pid,
+                    "stub": stub_p.pid,
+                    "generator": gen.pid,
+                },
+            )
+            reference = gen.ask(op="verdicts_in", lane="decide", session=None)["verdicts"]
+            wrong = [
+                (c.name, v)
+                for c, v in zip(cases, reference, strict=True)
+                if v.split(":")[0] != c.verdict
+            ]
+            if wrong:
+                return {"available": False, "reason": f"fresh-session verdicts differ: {wrong}"}
+            for lane in HISTORY_LANES:
+                gen.ask(op="closed", lane=lane, concurrency=HISTORY_WORKERS, duration=1.0)
+            for size in HISTORY_SIZES:
+                pools, plans, cap = history_plan(size, ids)
+                flat = [sid for pool in pools for sid in pool]
+                if flat:
+                    fills[str(size)] = {}
+                    for lane in HISTORY_LANES:
+                        fill = gen.ask(
+                            op="populate",
+                            lane=lane,
+                            sessions=flat,
+                            actions=size,
+                            cases=list(HISTORY_FILL),
+                            concurrency=HISTORY_WORKERS,
+                        )
+                        fills[str(size)][lane] = fill
+                        bad = {
+                            v: n for v, n in fill["verdicts"].items() if not v.startswith("ALLOW:")
+                        }
+                        if fill["errors"] or bad or fill["count"] != size * len(flat):
+                            return {
+                                "available": False,
+                                "reason": f"filling {lane} sessions to {size} actions: "
+                                f"{fill['errors']} errors, non-ALLOW {bad}",
+                                "fills": fills,
+                            }
+                first = pools[0][0] if pools else None
+                before = gen.ask(op="verdicts_in", lane="decide", session=first, repeat=2)
+                raw: dict[str, list[dict[str, Any]]] = {ln: [] for ln in HISTORY_LANES}
+                for r, plan in enumerate(plans):
+                    k = (r + HISTORY_SIZES.index(size)) % len(HISTORY_LANES)
+                    for lane in HISTORY_LANES[k:] + HISTORY_LANES[:k]:
+                        raw[lane].append(gen.ask(op="in_sessions", lane=lane, plan=plan))
+                last = pools[-1][-1] if pools else None
+                after = gen.ask(op="verdicts_in", lane="decide", session=last, repeat=1)
+                same = before["verdicts"] == reference * 2 and after["verdicts"] == reference
+                checks[str(size)] = {
+                    "same_as_fresh_session": same,
+                    "before": before["verdicts"],
+                    "after": after["verdicts"],
+                }
+                if not same:
+                    return {
+                        "available": False,
+                        "reason": f"measured verdicts changed at {size} prior actions",
+                        "reference": reference,
+                        "checks": checks,
+                    }
+                points[str(size)] = {ln: summarize(runs, ln) for ln, runs in raw.items()}
+                points[str(size)]["history"] = {
+                    "prior_actions": size,
+                    "sessions": len(flat) or "fresh per request",
+                    "max_timed_per_session": cap if size else 1,
+                    "prior_range": [size, size + cap if size else 0],
+                }
+    out: dict[str, float] = {}
+    base = points["0"]
+    for size in HISTORY_SIZES[1:]:
+        cur = points[str(size)]
+        for lane, tag in (("decide", ""), ("decide-stub-opa", "decide_stub_opa_")):
+            b, c = base[lane], cur[lane]
+            for stat in ("p50", "p99"):
+                if b[f"{stat}_ms"] > 0:
+                    out[f"ratio_{stat}_session_history_{tag}{size}_vs_0"] = round(
+                        c[f"{stat}_ms"] / b[f"{stat}_ms"], 3
+                    )
+            if b["throughput_rps"] > 0:
+                out[f"ratio_throughput_session_history_{tag}{size}_vs_0"] = round(
+                    c["throughput_rps"] / b["throughput_rps"], 3
+                )
+            if b["service_cpu_us_per_decision"] and c["service_cpu_us_per_decision"]:
+                out[f"ratio_service_cpu_session_history_{tag}{size}_vs_0"] = round(
+                    c["service_cpu_us_per_decision"] / b["service_cpu_us_per_decision"], 3
+                )
+    return {
+        "available": True,
+        "corpus": f"{len(cases)} cases, one per verdict",
+        "fill_cases": list(HISTORY_FILL),
+        "raised_limits": raised,
+        "workers": HISTORY_WORKERS,
+        "timed_per_worker_per_round": HISTORY_PER_WORKER_ROUND,
+        "rounds": HISTORY_ROUNDS,
+        "reference_verdicts": reference,
+        "fills": fills,
+        "checks": checks,
+        "points": points,
+        "ratios": out,
+    }
+
+
+def memory_sweep(_gen: LoadGen, _mode: Mode, _cases: list[Any], rego: Path) -> dict[str, Any]:
+    """RSS growth of 100000 sessions (start + 5 decided actions) in a fresh process."""
+    run = subprocess.run(
+        [
+            *(PY, "-m", "bench.session_memory"),
+            *("--sessions", str(MEMORY_SESSIONS), "--bundle", str(rego)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if run.returncode != 0:
+        return {"available": False, "reason": f"session_memory failed: {run.stderr[-500:]}"}
+    return {"available": True, **json.loads(run.stdout)}
+
+
 # Sweeps: name -> runner. A sweep that needs something the service does not have yet
 # says so instead of inventing numbers; wire its runner in when the feature lands.
 SWEEPS: dict[str, Callable[..., dict[str, Any]]] = {
     "catalogue_size": catalogue_sweep,
-    # Session context exists now (SessionService); the runners are still to be written:
-    # start a session, record N outcomes, then time Decide in it / read RSS per session.
-    "session_history": not_yet("runner not written yet: 0..10000 prior actions per session"),
-    "memory_per_100k_sessions": not_yet("runner not written yet: RSS per 100000 sessions"),
+    "session_history": session_history_sweep,
+    "memory_per_100k_sessions": memory_sweep,
 }
 
 
@@ -868,6 +1204,9 @@ def _run(
         r["ratio_p50_decide_c1_vs_opa_bench_floor"] = round(
             res["closed"]["1"]["decide"]["p50_ms"] * 1e3 / floor_us, 2
         )
+    for sweep in res["sweeps"].values():
+        if sweep.get("available"):
+            r.update(sweep.get("ratios", {}))
     res["targets"] = targets(res)
     res["elapsed_seconds"] = round(time.monotonic() - began, 1)
     text = report(res)

@@ -15,10 +15,17 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from aarm_pdp import server
-from aarm_pdp.config import Config, MetricsConfig, ServerConfig
+from aarm_pdp.config import (
+    Config,
+    MetricsConfig,
+    ReceiptConfig,
+    ServerConfig,
+    TelemetryConfig,
+)
 from aarm_pdp.observability import logging as aarm_logging
 from aarm_pdp.opa.fake import FakePolicyEngine
 
@@ -56,8 +63,13 @@ def make_engine() -> FakePolicyEngine:
     return engine
 
 
-async def _run(listen: str) -> None:
-    cfg = Config(server=ServerConfig(listen=listen), metrics=MetricsConfig(listen=""))
+async def _run(listen: str, receipts: str, key_dir: str, telemetry: str) -> None:
+    cfg = Config(
+        server=ServerConfig(listen=listen),
+        metrics=MetricsConfig(listen=""),
+        receipts=ReceiptConfig(store=receipts, key_dir=Path(key_dir)),
+        telemetry=TelemetryConfig(file=Path(telemetry) if telemetry else None),
+    )
     app = await server.start(cfg, policy_engine=make_engine())
     print(f"READY {app.port}", flush=True)
     stop = asyncio.Event()
@@ -72,9 +84,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--listen", default="127.0.0.1:0")
     p.add_argument("--log-level", default="info")
+    p.add_argument("--receipts", required=True, help="SQLite receipt store for this process")
+    p.add_argument("--key-dir", required=True)
+    p.add_argument("--telemetry-file", default="")
     args = p.parse_args()
     aarm_logging.setup(args.log_level, "json")  # as `aarm-pdp serve` does by default
-    asyncio.run(_run(args.listen))
+    asyncio.run(_run(args.listen, args.receipts, args.key_dir, args.telemetry_file))
     return 0
 
 

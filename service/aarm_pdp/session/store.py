@@ -174,7 +174,8 @@ class MemorySessionStore:
         if new is None:
             self._drop(key)
             return result
-        self._state[key] = (self._clock(), new)
+        # orjson's bytes keep their growth buffer (~8 KiB): store an exact-size copy.
+        self._state[key] = (self._clock(), bytes(memoryview(new)))
         self._state.move_to_end(key)
         entries = self._log.setdefault(key, [])
         entries.extend(log(result))
