@@ -46,7 +46,6 @@ log = logging.getLogger("aarm_pdp.decision")
 _FAIL_MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.IDENTITY_MISSING: "action carries no verifiable identity (AARM R6)",
     ErrorCode.RECEIPT_STORE_UNAVAILABLE: "receipt could not be stored durably; failing closed",
-
     ErrorCode.STALE_POLICY: "the policy changed while the action was suspended; failing closed",
     ErrorCode.DEFER_EXHAUSTED: "deferral still unresolved after the allowed attempts",
     ErrorCode.APPROVAL_REJECTED: "approval token not valid for this action; failing closed",
