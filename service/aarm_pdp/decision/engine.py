@@ -300,17 +300,7 @@ class DecisionEngine:
                 scratch["context"] = context
                 scratch["context_hash"] = prepared.context_hash
                 m.drift.observe(context["drift"]["action"])
-            input_doc = build_input(request, now_ns=now_ns, context=context)
-            timeout = self._timeout if deadline is None else max(0.0, min(self._timeout, deadline))
-            t0 = time.perf_counter()
-            try:
-                body = await self._policy.evaluate(input_doc, timeout=timeout)
-            except AarmError as exc:
-                m.opa_errors.labels(exc.code.value).inc()
-                raise
-            finally:
-                m.opa_query_duration.observe(time.perf_counter() - t0)
-            decision = parse_result(body)
+            decision = await self._query(request, context, now_ns, deadline)
             wf = self.workflow
             if decision.verdict is Verdict.STEP_UP and request.approval_token and wf:
                 # A granted, single-use token for exactly this action, same policy.
@@ -441,9 +431,28 @@ class DecisionEngine:
         context = None
         if self._sessions is not None:
             context = (await self._sessions.prepare(request, now_ns)).input_parts
+        return await self._query(request, context, now_ns, deadline)
+
+    async def _query(
+        self,
+        request: ActionRequest,
+        context: dict[str, Any] | None,
+        now_ns: int,
+        deadline: float | None,
+    ) -> Decision:
+        """Build the input, ask the policy engine (timed, errors counted), parse."""
+        m = self._metrics
         input_doc = build_input(request, now_ns=now_ns, context=context)
         timeout = self._timeout if deadline is None else max(0.0, min(self._timeout, deadline))
-        return parse_result(await self._policy.evaluate(input_doc, timeout=timeout))
+        t0 = time.perf_counter()
+        try:
+            body = await self._policy.evaluate(input_doc, timeout=timeout)
+        except AarmError as exc:
+            m.opa_errors.labels(exc.code.value).inc()
+            raise
+        finally:
+            m.opa_query_duration.observe(time.perf_counter() - t0)
+        return parse_result(body)
 
     def _failed(self, code: ErrorCode, detail: str = "") -> Decision:
         self._metrics.errors.labels(code.value).inc()

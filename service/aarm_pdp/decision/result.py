@@ -18,6 +18,7 @@ from aarm_pdp.decision.model import (
     RiskLevel,
     Verdict,
 )
+from aarm_pdp.drift.score import LEVELS
 from aarm_pdp.errors import DecisionMalformed, DecisionUndefined
 
 MAX_REASONS = 64
@@ -26,7 +27,7 @@ MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 _VERDICTS = {v.value: v for v in Verdict}
 _LEVELS = {v.value: v for v in RiskLevel}
-DATA_LEVELS = ("PUBLIC", "INTERNAL", "CONFIDENTIAL", "RESTRICTED")
+DATA_LEVELS = LEVELS
 
 
 def _str(doc: dict[str, Any], key: str, where: str, *, allow_empty: bool = False) -> str:

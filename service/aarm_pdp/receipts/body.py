@@ -49,9 +49,6 @@ def parameters_hash(value: Any) -> str:
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-_sha256 = parameters_hash
-
-
 def identity_doc(ident: Identity) -> dict[str, Any]:
     """The identity bound into a receipt."""
     return {
@@ -115,12 +112,12 @@ def decision_receipt(
         "operation": act.operation,
         "original_tool": act.original_tool,
         "parameters": _redact(act.parameters),
-        "parameters_sha256": _sha256(act.parameters),
+        "parameters_sha256": parameters_hash(act.parameters),
         "depends_on": list(act.depends_on),
     }
     if decision.modified_parameters is not None:
         action["modified_parameters"] = _redact(decision.modified_parameters)
-        action["modified_parameters_sha256"] = _sha256(decision.modified_parameters)
+        action["modified_parameters_sha256"] = parameters_hash(decision.modified_parameters)
     return {
         "receipt_id": receipt_id,
         "kind": "decision",

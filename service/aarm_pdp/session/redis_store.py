@@ -137,30 +137,38 @@ class RedisSessionStore:
         async with lock:
             return await self._update(key, fn, log)
 
-    async def _update(self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]]) -> T:
-        skey, lkey = f"{self._p}s:{key}", f"{self._p}l:{key}"
+    async def _transact(
+        self, watched: str, fn: Updater[T], write: Callable[[Any, bytes | None, T], None], what: str
+    ) -> T:
+        """Optimistic read-modify-write of one key: WATCH, ``fn``, MULTI, ``write``, EXEC."""
         with _translate():
             async with self._r.pipeline(transaction=True) as pipe:
                 for _ in range(MAX_RETRIES):
                     try:
-                        await pipe.watch(skey)
-                        current = await pipe.get(skey)
-                        new, result = fn(_as_bytes(current))
+                        await pipe.watch(watched)
+                        new, result = fn(_as_bytes(await pipe.get(watched)))
                         pipe.multi()  # type: ignore[no-untyped-call]
-                        if new is None:
-                            pipe.delete(skey, lkey, f"{self._p}i:{key}")
-                        else:
-                            pipe.set(skey, new, ex=self._ttl)
-                            entries = log(result)
-                            if entries:
-                                pipe.rpush(lkey, *entries)
-                            pipe.expire(lkey, self._ttl)
+                        write(pipe, new, result)
                         await pipe.execute()
                         return result
                     except redis_errors.WatchError:
                         await asyncio.sleep(random.uniform(0, 0.002))  # noqa: S311 - jitter
-                        continue
-        raise SessionStoreUnavailable(f"session update lost {MAX_RETRIES} races in a row")
+        raise SessionStoreUnavailable(f"{what} update lost {MAX_RETRIES} races in a row")
+
+    async def _update(self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]]) -> T:
+        skey, lkey = f"{self._p}s:{key}", f"{self._p}l:{key}"
+
+        def write(pipe: Any, new: bytes | None, result: T) -> None:
+            if new is None:
+                pipe.delete(skey, lkey, f"{self._p}i:{key}")
+                return
+            pipe.set(skey, new, ex=self._ttl)
+            entries = log(result)
+            if entries:
+                pipe.rpush(lkey, *entries)
+            pipe.expire(lkey, self._ttl)
+
+        return await self._transact(skey, fn, write, "session")
 
     async def index_add(self, key: str, masks: dict[str, int]) -> None:
         if not masks:
@@ -213,23 +221,15 @@ class RedisSessionStore:
 
     async def ticket_update(self, tid: str, fn: Updater[T], close_index: str | None) -> T:
         tkey = f"{self._p}t:{tid}"
-        with _translate():
-            async with self._r.pipeline(transaction=True) as pipe:
-                for _ in range(MAX_RETRIES):
-                    try:
-                        await pipe.watch(tkey)
-                        new, result = fn(_as_bytes(await pipe.get(tkey)))
-                        pipe.multi()  # type: ignore[no-untyped-call]
-                        if new is not None:
-                            pipe.set(tkey, new, ex=TICKET_TTL_SECONDS)
-                        if close_index is not None:
-                            pipe.srem(f"{self._p}p:{close_index}", tid)
-                            pipe.zrem(f"{self._p}due", tid)
-                        await pipe.execute()
-                        return result
-                    except redis_errors.WatchError:
-                        await asyncio.sleep(random.uniform(0, 0.002))  # noqa: S311 - jitter
-        raise SessionStoreUnavailable(f"ticket update lost {MAX_RETRIES} races in a row")
+
+        def write(pipe: Any, new: bytes | None, result: T) -> None:
+            if new is not None:
+                pipe.set(tkey, new, ex=TICKET_TTL_SECONDS)
+            if close_index is not None:
+                pipe.srem(f"{self._p}p:{close_index}", tid)
+                pipe.zrem(f"{self._p}due", tid)
+
+        return await self._transact(tkey, fn, write, "ticket")
 
     async def tickets_pending(self, index: str) -> list[bytes]:
         with _translate():
