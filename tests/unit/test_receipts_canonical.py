@@ -175,3 +175,38 @@ def test_fast_path_is_byte_identical_to_rfc8785() -> None:
     for _ in range(3000):
         value = _random_value(rng)
         assert canonicalize(value) == rfc8785.dumps(value), value
+
+
+def _float_edges() -> list[float]:
+    out: list[float] = [0.0, -0.0, 2.0**53, -(2.0**53) + 1, 0.1, 1 / 3, -2.5]
+    for exp in range(-30, 31):
+        for mantissa in (1.0, 1.5, 9.999999999999998, 4.35, 7.0):
+            out.extend((mantissa * 10.0**exp, -mantissa * 10.0**exp))
+    return out
+
+
+@pytest.mark.parametrize("container", ["bare", "list", "object", "after_tricky_string"])
+def test_fast_path_float_boundaries_match_rfc8785(container: str) -> None:
+    # orjson and ECMAScript switch to exponents at different magnitudes (1e-5/1e16 vs
+    # 1e-6/1e21) and write integral floats differently; every edge must still agree.
+    for x in _float_edges():
+        value: object = {
+            "bare": x,
+            "list": [x, 1, "1.0", x],
+            "object": {"a": x, "b": {"c": [x]}, "s": "-0.0 1e5 2.0"},
+            "after_tricky_string": ['q"\\" 3.0', x, "\\", x, '\\\\"', -0.0],
+        }[container]
+        assert canonicalize(value) == rfc8785.dumps(value), x
+
+
+def test_fast_path_refuses_what_orjson_would_bend() -> None:
+    # orjson writes NaN as null and serialises dataclasses; neither has a JCS form.
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Point:
+        x: int
+
+    for bad in ({"a": [1.5, math.nan]}, [None, math.inf], {"p": Point(1)}, [2**63]):
+        with pytest.raises(ReceiptInvalid):
+            canonicalize(bad)

@@ -178,6 +178,34 @@ async def test_restart_continues_the_chain(ring: KeyRing) -> None:
     await second.aclose()
 
 
+async def test_a_new_chain_costs_no_head_read_and_a_known_one_one_conflict(
+    ring: KeyRing,
+) -> None:
+    store = MemoryReceiptStore()
+    reads: list[list[Any]] = []
+    real_heads = store.heads
+
+    async def counting_heads(keys: Any) -> Any:
+        reads.append(list(keys))
+        return await real_heads(keys)
+
+    store.heads = counting_heads  # type: ignore[method-assign]
+    first = ReceiptLog(store, ring)
+    await first.append(body(0))
+    await first.append(body(1))
+    assert reads == [] and first.stats.conflicts == 0
+    await first.aclose()
+    # A restart does not know the head: seq 1 conflicts once, then it reads the store.
+    second = ReceiptLog(store, ring)
+    receipt = await second.append(body(2))
+    assert receipt["chain"]["seq"] == 3
+    assert second.stats.conflicts == 1 and reads == [[("acme", "s-1")]]
+    await second.append(body(3))
+    assert len(reads) == 1  # cached from then on
+    assert verify_chain(await store.list_session("acme", "s-1"), ring.jwks()).ok
+    await second.aclose()
+
+
 async def test_closed_log_refuses_and_drains(ring: KeyRing) -> None:
     store = MemoryReceiptStore(delay=0.01)
     log = ReceiptLog(store, ring)

@@ -34,12 +34,15 @@ class _Budget:
         self.left = nodes
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _ident(value: str, field: str, *, required: bool = False) -> str:
     if required and not value:
         raise RequestInvalid(f"{field} is required")
     if len(value) > MAX_ID:
         raise RequestInvalid(f"{field} longer than {MAX_ID} characters")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if _CONTROL.search(value):
         raise RequestInvalid(f"{field} contains control characters")
     return value
 

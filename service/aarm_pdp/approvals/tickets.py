@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from aarm_pdp.decision.request import ActionRequest
 
@@ -81,11 +83,11 @@ class Ticket:
     resolution: dict[str, Any] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        return orjson.dumps(self)  # a dataclass: orjson writes its fields, no deep copy
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Ticket:
-        return cls(**json.loads(raw))
+        return cls(**orjson.loads(raw))
 
     def request_bytes(self) -> bytes:
         return base64.b64decode(self.request_b64)

@@ -11,7 +11,6 @@ an unanswered ticket into DENY. Store failures raise and become DENY upstream.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -111,7 +110,7 @@ class Workflow:
             context_needed=list(decision.deferral.context_needed) if decision.deferral else [],
             trigger=decision.deferral.trigger if decision.deferral else "",
             risk_level=decision.risk_level.value,
-            reasons=[dataclasses.asdict(r) for r in decision.reasons],
+            reasons=[r.to_doc() for r in decision.reasons],
             context=context,
         )
         await self._store.ticket_create(

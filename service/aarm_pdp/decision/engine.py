@@ -349,7 +349,7 @@ class DecisionEngine:
             "drift": ctx.get("drift", {}),
             "identity": receipt_body.identity_doc(ident),
             "matched_rules": list(decision.matched_rules),
-            "reasons": [dataclasses.asdict(r) for r in decision.reasons],
+            "reasons": [r.to_doc() for r in decision.reasons],
             "risk": {"level": decision.risk_level.value, "score": decision.risk_score},
             "policy": dataclasses.asdict(self.policy_version),
         }

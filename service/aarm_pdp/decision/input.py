@@ -6,6 +6,7 @@ Every optional part is present (empty) so policies need no existence guards.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,14 +15,18 @@ from aarm_pdp.decision.request import ActionRequest, Delegation
 INPUT_VERSION = "aarm.v1"
 
 
+@functools.lru_cache(maxsize=64)
+def _second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def rfc3339(ns: int) -> str:
     """Format nanoseconds since the epoch as RFC 3339 UTC with microseconds (exact)."""
     seconds, rest = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{rest // 1000:06d}Z"
+    return f"{_second(seconds)}.{rest // 1000:06d}Z"
 
 
-def _delegation(d: Delegation) -> dict[str, Any]:
+def delegation_doc(d: Delegation) -> dict[str, Any]:
     return {
         "delegator": d.delegator,
         "delegatee": d.delegatee,
@@ -86,7 +91,7 @@ def build_input(
             "agent": ident.agent,
             "session_id": ident.session_id,
             "roles": list(ident.roles),
-            "delegation_chain": [_delegation(d) for d in ident.delegation_chain],
+            "delegation_chain": [delegation_doc(d) for d in ident.delegation_chain],
             "expires_at": rfc3339(ident.expires_at_ns) if ident.expires_at_ns else "",
         },
         "action": {

@@ -34,6 +34,10 @@ class Reason:
     rule_id: str
     message: str
 
+    def to_doc(self) -> dict[str, str]:
+        """As JSON (``dataclasses.asdict`` without its deep copy)."""
+        return {"code": self.code, "rule_id": self.rule_id, "message": self.message}
+
 
 @dataclass(frozen=True, slots=True)
 class Approval:

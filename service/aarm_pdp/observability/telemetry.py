@@ -8,9 +8,11 @@ Parameters are exported only as a sha256 (AARM T9, side-channel leakage): no val
 of any argument, no SQL, no output ever leaves in an event.
 
 Events are queued without blocking (bounded; overflow is counted and dropped) and
-flushed by a background task every ``flush_seconds``, at once for HIGH or CRITICAL
-severity, to a JSONL file and/or a webhook. After three consecutive failed exports
-the exporter logs an error each time and keeps the batch for the next try.
+flushed by a background task every ``flush_seconds``, and within
+``URGENT_SECONDS`` of a HIGH or CRITICAL event (which collects the urgent events of a
+burst into one export instead of one per event), to a JSONL file and/or a webhook.
+After three consecutive failed exports the exporter logs an error each time and keeps
+the batch for the next try.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ log = logging.getLogger("aarm_pdp.telemetry")
 SCHEMA = "aarm.telemetry.v1"
 MAX_BUFFER = 10_000
 MAX_BATCH = 500
+URGENT_SECONDS = 0.05
 _SEVERITY = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
 _CLASS = {"aarm.action": 6003, "aarm.decision": 2001, "aarm.approval": 3003}
 
@@ -91,6 +94,7 @@ class TelemetryExporter:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._urgent.wait(), self._flush_seconds)
+                await asyncio.sleep(URGENT_SECONDS)  # let the rest of a burst join
             self._urgent.clear()
             await self.flush()
 

@@ -1,41 +1,26 @@
-"""The OPA sidecar client: one pooled, keep-alive aiohttp session.
+"""The OPA sidecar client: keep-alive HTTP/1.1 connections to OPA's REST Data API.
 
-aiohttp replaced httpx here after measurement: the same decision query costs 60 %
-less service CPU (docs/performance.md). aiohttp errors are translated here into
-:mod:`aarm_pdp.errors` types; none escapes.
+Transport is :mod:`aarm_pdp.opa.http`, a minimal client for exactly this peer,
+chosen by measurement over aiohttp, which had replaced httpx (docs/performance.md).
+Its errors are translated here into :mod:`aarm_pdp.errors` types; none escapes.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from aarm_pdp.decision.model import PolicyVersion
-from aarm_pdp.errors import OpaBadResponse, OpaTimeout, OpaUnavailable, PolicyEngineError
+from aarm_pdp.errors import OpaBadResponse, OpaTimeout, OpaUnavailable
+from aarm_pdp.opa.http import HttpPool, HttpProtocolError, HttpTimeout, HttpUnavailable
 
 ENTRYPOINT_RE = re.compile(r"[a-z_][a-z0-9_]*(/[a-z_][a-z0-9_]*)*")
 _MAX_BODY = 4 * 1024 * 1024
-_JSON = {"content-type": "application/json"}
-
-
-@contextlib.contextmanager
-def _translate_errors() -> Iterator[None]:
-    try:
-        yield
-    except TimeoutError as exc:
-        raise OpaTimeout("opa timed out") from exc
-    except aiohttp.ClientConnectionError as exc:
-        raise OpaUnavailable(f"opa unreachable: {type(exc).__name__}: {exc}") from exc
-    except aiohttp.ClientError as exc:
-        raise OpaBadResponse(f"opa http error: {type(exc).__name__}") from exc
 
 
 def _decode(status: int, content: bytes) -> Any:
@@ -60,75 +45,57 @@ class OpaClient:
     ) -> None:
         if not ENTRYPOINT_RE.fullmatch(entrypoint):
             raise ValueError(f"invalid entrypoint path {entrypoint!r}")
-        self._uds: str | None = None
         if url.startswith("unix://"):
-            self._uds = url[len("unix://") :]
-            self._base = "http://opa"
-        else:
-            self._base = url.rstrip("/")
-        self._path = f"{self._base}/v1/data/{entrypoint}"
-        self._file_hash = file_hash
-        self._max = max_connections
-        self._session: aiohttp.ClientSession | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        # Created lazily: aiohttp sessions belong to the running event loop.
-        if self._session is None or self._session.closed:
-            connector: aiohttp.BaseConnector
-            if self._uds is not None:
-                connector = aiohttp.UnixConnector(
-                    path=self._uds, limit=self._max, keepalive_timeout=60
-                )
-            else:
-                connector = aiohttp.TCPConnector(
-                    limit=self._max, keepalive_timeout=60, use_dns_cache=True
-                )
-            self._session = aiohttp.ClientSession(
-                connector=connector, json_serialize=json.dumps, raise_for_status=False
+            self._pool = HttpPool(
+                unix_path=url[len("unix://") :], max_connections=max_connections, max_body=_MAX_BODY
             )
-        return self._session
+            self._prefix = ""
+        else:
+            parts = urlsplit(url)
+            if parts.scheme != "http" or not parts.hostname:
+                raise ValueError(f"OPA url must be http://host:port or unix:///path, not {url!r}")
+            self._pool = HttpPool(
+                host=parts.hostname,
+                port=parts.port or 80,
+                max_connections=max_connections,
+                max_body=_MAX_BODY,
+            )
+            self._prefix = parts.path.rstrip("/")
+        self._file_hash = file_hash
+        self._decide_path = f"{self._prefix}/v1/data/{entrypoint}"
 
-    async def _request(
-        self, method: str, url: str, timeout: float, body: bytes | None = None
-    ) -> Any:
-        with _translate_errors():
-            async with self._http().request(
-                method,
-                url,
-                data=body,
-                headers=_JSON if body is not None else None,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                if resp.content_length is not None and resp.content_length > _MAX_BODY:
-                    raise OpaBadResponse("opa answer larger than 4 MiB")
-                content = await resp.read()
-                if len(content) > _MAX_BODY:
-                    raise OpaBadResponse("opa answer larger than 4 MiB")
-                return _decode(resp.status, content)
+    async def _request(self, method: str, path: str, timeout: float, body: bytes = b"") -> Any:
+        head = self._pool.head(method, path, len(body) if method == "POST" else None)
+        try:
+            status, content = await self._pool.request(head, body, timeout)
+        except HttpTimeout as exc:
+            raise OpaTimeout("opa timed out") from exc
+        except HttpUnavailable as exc:
+            raise OpaUnavailable(f"opa unreachable: {exc}") from exc
+        except HttpProtocolError as exc:
+            raise OpaBadResponse(f"opa answer unreadable: {exc}") from exc
+        return _decode(status, content)
 
     async def evaluate(self, input_doc: dict[str, Any], *, timeout: float) -> Any:
         if timeout <= 0:
             raise OpaTimeout("no time left before the caller's deadline")
-        return await self._request("POST", self._path, timeout, orjson.dumps({"input": input_doc}))
+        body = orjson.dumps({"input": input_doc})
+        return await self._request("POST", self._decide_path, timeout, body)
 
     async def _get(self, path: str, timeout: float = 2.0) -> Any:
-        return await self._request("GET", f"{self._base}{path}", timeout)
+        return await self._request("GET", f"{self._prefix}{path}", timeout)
 
     async def tool_catalogue(self) -> Any:
         """``data.aarm.catalogue.tools`` as OPA holds it ({} when the policy has none)."""
         return (await self._get("/v1/data/aarm/catalogue/tools")).get("result") or {}
 
     async def healthy(self) -> bool:
+        head = self._pool.head("GET", f"{self._prefix}/health?bundles=true", None)
         try:
-            with _translate_errors():
-                async with self._http().get(
-                    f"{self._base}/health",
-                    params={"bundles": "true"},
-                    timeout=aiohttp.ClientTimeout(total=1.0),
-                ) as resp:
-                    return resp.status == 200
-        except PolicyEngineError:
+            status, _ = await self._pool.request(head, b"", 1.0)
+        except (HttpTimeout, HttpUnavailable, HttpProtocolError):
             return False
+        return status == 200
 
     async def policy_version(self) -> PolicyVersion:
         """Revisions from the loaded bundle manifests; hash of the files or the policies.
@@ -157,7 +124,4 @@ class OpaClient:
         return PolicyVersion(revision=revision, hash=digest)
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-            # Let the connector's transports finish closing (aiohttp's advice).
-            await asyncio.sleep(0)
+        await self._pool.aclose()

@@ -9,13 +9,12 @@ the chain position and the signature (:mod:`aarm_pdp.receipts.envelope`).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from typing import Any
 
 import orjson
 
-from aarm_pdp.decision.input import rfc3339
+from aarm_pdp.decision.input import delegation_doc, rfc3339
 from aarm_pdp.decision.model import Decision, PolicyVersion
 from aarm_pdp.decision.request import ActionRequest, Identity
 from aarm_pdp.drift.semantic import REDACTED, is_secret_name
@@ -58,7 +57,7 @@ def identity_doc(ident: Identity) -> dict[str, Any]:
         "agent": ident.agent,
         "session_id": ident.session_id,
         "roles": list(ident.roles),
-        "delegation_chain": [dataclasses.asdict(d) for d in ident.delegation_chain],
+        "delegation_chain": [delegation_doc(d) for d in ident.delegation_chain],
         "credential_id": ident.credential_id,
         "expires_at": rfc3339(ident.expires_at_ns) if ident.expires_at_ns else "",
     }
@@ -69,7 +68,7 @@ def decision_doc(decision_id: str, d: Decision, policy: PolicyVersion) -> dict[s
     doc: dict[str, Any] = {
         "decision_id": decision_id,
         "result": d.verdict.value,
-        "reasons": [dataclasses.asdict(r) for r in d.reasons],
+        "reasons": [r.to_doc() for r in d.reasons],
         "matched_rules": list(d.matched_rules),
         "risk": {"level": d.risk_level.value, "score": d.risk_score},
         "policy": {"revision": policy.revision, "hash": policy.hash},

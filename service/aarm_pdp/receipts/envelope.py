@@ -25,11 +25,12 @@ import base64
 import binascii
 import functools
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
+
+import orjson
 
 from aarm_pdp.errors import ReceiptInvalid
 from aarm_pdp.receipts.canonical import canonicalize
@@ -211,7 +212,7 @@ def complete(
         {"algorithm": ALGORITHM, "key_id": key_id, "value": b64encode(signature)}
     )
     canonical = assemble(members)
-    receipt = SignedReceipt(json.loads(canonical))
+    receipt = SignedReceipt(orjson.loads(canonical))
     receipt.canonical = canonical.decode("utf-8")
     return canonical, receipt
 

@@ -14,6 +14,13 @@ whole batch rolls back, the log re-reads the heads of that batch's chains from t
 store, re-chains and re-signs the batch, and retries. Rows are immutable, so a
 fresh head is exact and the chain cannot fork.
 
+The same mechanism lets the log skip a store read for a chain it has no cached head
+for: it assumes the chain is new (seq 1), which is what a new session needs, and
+costs nothing. A chain that does exist in the store (this process restarted, the
+head fell out of the cache, another replica started it) makes that insert conflict
+on seq 1, and the retry reads its head from the store. So a new session's first
+receipt costs one writer round trip, not two.
+
 Failure: when the store fails, every waiter of the batch gets
 :class:`ReceiptStoreUnavailable` (the engine answers DENY). When the queue is full
 ``append`` waits (back-pressure) for at most ``enqueue_timeout`` and then fails the
@@ -113,6 +120,8 @@ class ReceiptLog:
         self._max_retries = max_conflict_retries
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue(maxsize=max_pending)
         self._heads: OrderedDict[SessionKey, ChainHead] = OrderedDict()
+        self._read_through: set[SessionKey] = set()
+        """Chains whose head must come from the store (an insert conflicted on them)."""
         self._head_cache_size = head_cache_size
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -250,12 +259,15 @@ class ReceiptLog:
             if key in self._heads:
                 self._heads.move_to_end(key)
                 heads[key] = self._heads[key]
-            else:
+            elif key in self._read_through:
                 missing.append(key)
+            else:
+                heads[key] = None  # assumed new; a conflict on seq 1 says otherwise
         if missing:
             stored = await self.store.heads(missing)
             for key in missing:
                 heads[key] = stored.get(key)
+                self._read_through.discard(key)
         return heads
 
     def _chain_and_sign(
@@ -297,6 +309,7 @@ class ReceiptLog:
         """Forget the batch's cached heads and fail appends whose receipt_id is stored."""
         for key in {p.key for p in batch}:
             self._heads.pop(key, None)
+            self._read_through.add(key)
         stored = await self.store.existing_ids([p.body.receipt_id for p in batch])
         for p in batch:
             if p.body.receipt_id in stored:
