@@ -228,3 +228,36 @@ def test_chain_verification_locates_tampering() -> None:
     dropped = logged[:2] + logged[3:]
     assert st.verify_chain(dropped, s.log_head) == 2
     assert st.verify_chain(logged[:-1], s.log_head) == 5  # truncation vs the head
+
+
+def test_log_link_text_is_unchanged_from_the_json_module() -> None:
+    # Chains written by earlier versions (json.dumps) must keep verifying: for the
+    # str/int/bool/None/list/dict values log entries hold, orjson's sorted compact
+    # output is the same text.
+    import hashlib
+    import json
+    import random
+
+    from aarm_pdp.session.state import _link
+
+    rng = random.Random(7)
+    strings = ["", "a", "é", "\u2028", "\x00\x1f\x7f", 'q"\\', "\n\t\b\f\r", "\U0001f600", "<&>"]
+
+    def value(depth: int = 0) -> object:
+        kind = rng.choice(["s", "i", "b", "n"] + (["l", "d"] if depth < 3 else []))
+        if kind == "s":
+            return rng.choice(strings)
+        if kind == "i":
+            return rng.choice([0, -1, 2**62, rng.randint(-(10**9), 10**9)])
+        if kind == "b":
+            return rng.choice([True, False])
+        if kind == "n":
+            return None
+        if kind == "l":
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return {rng.choice([*strings, "k", "z"]): value(depth + 1) for _ in range(3)}
+
+    for _ in range(2000):
+        entry = {"kind": "decision", "at_ns": rng.randint(0, 2**62), "x": value(), "y": value()}
+        text = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert _link("ab" * 32, entry) == hashlib.sha256(("ab" * 32 + text).encode()).hexdigest()

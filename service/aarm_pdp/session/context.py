@@ -9,10 +9,12 @@ functions, ``input.session``, ``input.dependencies``, ``input.provenance`` and
 
 from __future__ import annotations
 
-import json
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from aarm_pdp.decision.model import Decision
 from aarm_pdp.decision.request import ActionRequest, Identity
@@ -26,6 +28,7 @@ from aarm_pdp.session import state as st
 from aarm_pdp.session.catalogue import Catalogue
 from aarm_pdp.session.store import SessionStore, session_key
 
+DECODED_CACHE_SIZE = 256
 _ARTIFACT_KINDS = ("path", "url")
 _WRITE_CATEGORIES = ("write", "external_communication")
 
@@ -44,7 +47,41 @@ class Prepared:
 
 
 def _log_bytes(entry: dict[str, Any]) -> list[bytes]:
-    return [json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()]
+    return [orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)]
+
+
+class DecodedStates:
+    """The last decoded state of recently used sessions, each tied to its exact blob.
+
+    A Decide reads the session in ``prepare`` and updates it in ``commit``; both would
+    decode the same JSON blob, and the next Decide in the session decodes the blob the
+    last one wrote. Holding the decoded state next to the blob it equals saves those
+    decodes; a blob written by anyone else (another RPC, another replica through
+    Redis, an expiry) no longer equals the cached one, so it is decoded as before.
+    ``peek`` is for reading; ``take`` removes the entry, so a state about to be changed
+    is never also served to a reader. Bounded (LRU): the memory cost is constant.
+    """
+
+    def __init__(self, size: int = DECODED_CACHE_SIZE) -> None:
+        self._size = size
+        self._items: OrderedDict[str, tuple[bytes, st.SessionState]] = OrderedDict()
+
+    def peek(self, key: str, raw: bytes) -> st.SessionState | None:
+        entry = self._items.get(key)
+        if entry is None or entry[0] != raw:
+            return None
+        self._items.move_to_end(key)
+        return entry[1]
+
+    def take(self, key: str, raw: bytes) -> st.SessionState | None:
+        entry = self._items.pop(key, None)
+        return entry[1] if entry is not None and entry[0] == raw else None
+
+    def put(self, key: str, raw: bytes, state: st.SessionState) -> None:
+        self._items[key] = (raw, state)
+        self._items.move_to_end(key)
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
 
 
 def _open(
@@ -86,6 +123,7 @@ class SessionContext:
         self._catalogue = catalogue
         self._weights = weights or DriftWeights()
         self.semantic: SemanticWorker | None = None
+        self._decoded = DecodedStates()
 
     async def prepare(self, request: ActionRequest, now_ns: int) -> Prepared:
         """Load the session and compute the context parts of the OPA input."""
@@ -102,7 +140,13 @@ class SessionContext:
         if loaded.revoked:
             raise IdentityRejected("identity revoked", code=ErrorCode.IDENTITY_REVOKED)
         raw, seen, art_level = loaded.state, loaded.masks, loaded.artifact_level
-        state = _open(raw, ident, now_ns)
+        state = None if raw is None else self._decoded.peek(key, raw)
+        if state is None:
+            state = _open(raw, ident, now_ns)
+            if raw is not None:
+                self._decoded.put(key, raw, state)
+        else:
+            _check_identity(state, ident)
         info = self._catalogue().get(action.name)
         orig = state.original
         drift = score(
@@ -159,8 +203,12 @@ class SessionContext:
             predicted = art if predicted is None or level(art) > level(predicted) else predicted
         depth = int(prepared.input_parts["dependencies"]["depth"])
 
+        decoded = self._decoded
+
         def apply(raw: bytes | None) -> tuple[bytes, tuple[dict[str, Any], int]]:
-            state = _open(raw, ident, now_ns, check=False)
+            state = None if raw is None else decoded.take(prepared.key, raw)
+            if state is None:
+                state = _open(raw, ident, now_ns, check=False)
             entry = st.record_decision(
                 state,
                 decision_id=decision_id,
@@ -173,7 +221,9 @@ class SessionContext:
                 drift=prepared.input_parts["drift"],
                 now_ns=now_ns,
             )
-            return state.to_bytes(), (entry, state.highest)
+            blob = state.to_bytes()
+            decoded.put(prepared.key, blob, state)
+            return blob, (entry, state.highest)
 
         _, highest = await self.store.update(prepared.key, apply, lambda r: _log_bytes(r[0]))
         if self.semantic is not None and prepared.original_text:
