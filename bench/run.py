@@ -52,10 +52,13 @@ ENTRYPOINT_PATH = "/v1/data/aarm/main/decision"
 QUERY = "data.aarm.main.decision"
 
 LANES = ("opa-direct", "decide", "decide-stub-opa")
+# The closed loop also runs `grpc-forward` (bench/forward_floor.py): a bare Python gRPC
+# front end that forwards each request's OPA body, the floor of any Decide ratio here.
+CLOSED_LANES = (*LANES, "grpc-forward")
 CONCURRENCY = (1, 8, 32)
 # Which watched process is "the service" for a lane's CPU per decision.
-SERVICE_ROLE = {"decide": "service", "decide-stub-opa": "stub"}
-OPA_ROLE = {"decide": "opa", "opa-direct": "opa"}
+SERVICE_ROLE = {"decide": "service", "decide-stub-opa": "stub", "grpc-forward": "forward"}
+OPA_ROLE = {"decide": "opa", "opa-direct": "opa", "grpc-forward": "opa"}
 
 NOISY_CORES = 0.1
 SWEEP_ROUNDS = 2
@@ -219,6 +222,21 @@ class Stack:
             raise RuntimeError(f"stub server did not start: {line}")
         return proc, f"127.0.0.1:{line[1]}"
 
+    def forward(self, opa_url: str) -> tuple[subprocess.Popen[Any], str]:
+        proc = subprocess.Popen(
+            [PY, "-m", "bench.forward_floor", "--listen", "127.0.0.1:0", "--opa-url", opa_url],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=self._log("forward"),
+            text=True,
+        )
+        self.procs.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+        if len(line) != 2 or line[0] != "READY":
+            raise RuntimeError(f"forward floor server did not start: {line}")
+        return proc, f"127.0.0.1:{line[1]}"
+
     def stop(self) -> None:
         for proc in reversed(self.procs):
             if proc.poll() is None:
@@ -338,7 +356,11 @@ def ratios(points: dict[str, dict[str, dict[str, Any]]], prefix: str) -> dict[st
         base = lanes.get("opa-direct")
         if not base:
             continue
-        for lane, tag in (("decide", "decide"), ("decide-stub-opa", "decide_stub_opa")):
+        for lane, tag in (
+            ("decide", "decide"),
+            ("decide-stub-opa", "decide_stub_opa"),
+            ("grpc-forward", "grpc_forward"),
+        ):
             if lane not in lanes:
                 continue
             cur = lanes[lane]
@@ -408,6 +430,10 @@ def verify(gen: LoadGen, cases: list[Any], lanes: tuple[str, ...]) -> dict[str, 
         bad = [v for v in got["decide-stub-opa"] if not v.startswith("ALLOW:")]
         if bad:
             raise SystemExit(f"stub lane answered {bad[:3]}")
+    if "grpc-forward" in got:  # verdicts only: the floor answers no reason codes
+        fwd = [v.split(":")[0] for v in got["grpc-forward"]]
+        if fwd != [d.split(":")[0] for d in direct]:
+            raise SystemExit(f"grpc-forward verdicts differ from opa-direct: {fwd}")
     return {"cases": len(cases), "agree": True, "verdicts": dict(Counter(c.verdict for c in cases))}
 
 
@@ -616,7 +642,7 @@ def table(res: dict[str, Any]) -> str:
     sections = [("closed c=", res["closed"]), ("open ", res["open"])]
     for label, points in sections:
         for point, lanes in points.items():
-            for lane in LANES:
+            for lane in CLOSED_LANES:
                 s = lanes.get(lane)
                 if not s:
                     continue
@@ -657,6 +683,14 @@ def report(res: dict[str, Any]) -> str:
             f"{k.removeprefix('ratio_')}={v}"
             for k, v in r.items()
             if "_decide_vs_" in k and ("closed_c" in k) and ("p90" not in k)
+        )
+    )
+    out.append(
+        "floor grpc-forward/opa-direct (bare Python gRPC front end, same OPA client): "
+        + ", ".join(
+            f"{k.removeprefix('ratio_')}={v}"
+            for k, v in r.items()
+            if "_grpc_forward_vs_" in k and ("p90" not in k) and ("p999" not in k)
         )
     )
     out.append("targets:")
@@ -1129,7 +1163,13 @@ def _run(
             opa_p, opa_url = st.opa(rego)
             svc_p, svc = st.service(opa_url)
             stub_p, stub = st.stub()
-            pids = {"opa": opa_p.pid, "service": svc_p.pid, "stub": stub_p.pid}
+            fwd_p, fwd = st.forward(opa_url)
+            pids = {
+                "opa": opa_p.pid,
+                "service": svc_p.pid,
+                "stub": stub_p.pid,
+                "forward": fwd_p.pid,
+            }
             res["pids"] = pids
             gen.ask(
                 op="setup",
@@ -1137,6 +1177,7 @@ def _run(
                     "opa-direct": opa_url + ENTRYPOINT_PATH,
                     "decide": f"grpc://{svc}",
                     "decide-stub-opa": f"grpc://{stub}",
+                    "grpc-forward": f"grpc://{fwd}",
                 },
                 cases=[c.name for c in cases],
                 pids={**pids, "generator": gen.pid},
@@ -1145,13 +1186,13 @@ def _run(
             res["verify"] = verify(gen, cases, LANES)
             log("opa bench floor")
             res["floor"] = opa_floor(cases if mode.floor_all_cases else list(VERDICT_CASES), rego)
-            for lane in LANES:
+            for lane in CLOSED_LANES:
                 gen.ask(op="closed", lane=lane, concurrency=8, duration=mode.warmup_seconds)
             log("closed loop")
             res["closed"] = interleaved(
                 gen,
                 list(CONCURRENCY),
-                LANES,
+                CLOSED_LANES,
                 mode.rounds,
                 lambda lane, c: gen.ask(
                     op="closed", lane=lane, concurrency=c, duration=mode.closed_seconds

@@ -26,6 +26,7 @@ from aarm_pdp.config import (
     ServerConfig,
     TelemetryConfig,
 )
+from aarm_pdp.loop import run_loop
 from aarm_pdp.observability import logging as aarm_logging
 from aarm_pdp.opa.fake import FakePolicyEngine
 
@@ -87,9 +88,11 @@ def main() -> int:
     p.add_argument("--receipts", required=True, help="SQLite receipt store for this process")
     p.add_argument("--key-dir", required=True)
     p.add_argument("--telemetry-file", default="")
+    p.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = p.parse_args()
     aarm_logging.setup(args.log_level, "json")  # as `aarm-pdp serve` does by default
-    asyncio.run(_run(args.listen, args.receipts, args.key_dir, args.telemetry_file))
+    # The same loop `aarm-pdp serve` runs on by default.
+    run_loop(_run(args.listen, args.receipts, args.key_dir, args.telemetry_file), args.event_loop)
     return 0
 
 

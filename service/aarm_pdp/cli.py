@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from dataclasses import replace
@@ -22,6 +21,7 @@ from aarm_pdp.config import (
     SessionConfig,
     TelemetryConfig,
 )
+from aarm_pdp.loop import run_loop
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve aarm.v1 over gRPC (managed OPA by default)")
     s.add_argument("--listen", default=_env("LISTEN"), help="gRPC host:port [::]:50051")
+    s.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default=_env("EVENT_LOOP", "uvloop"),
+        help="event loop implementation [uvloop]",
+    )
     s.add_argument(
         "--metrics-listen",
         default=_env("METRICS_LISTEN"),
@@ -124,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """A validated Config from ``serve`` arguments (flags win over AARM_PDP_* env)."""
-    server = ServerConfig()
+    server = ServerConfig(event_loop=args.event_loop)
     if args.listen:
         server = replace(server, listen=args.listen)
     if args.no_reflection:
@@ -235,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     aarm_logging.setup(cfg.log.level, cfg.log.format)
     try:
-        asyncio.run(server.serve(cfg))
+        run_loop(server.serve(cfg), cfg.server.event_loop)
     except server.StartupError as exc:
         print(f"aarm-pdp: not ready: {exc}", file=sys.stderr)
         return 1

@@ -24,7 +24,7 @@ query, so repeating it is safe.
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+from typing import Final, cast
 
 __all__ = [
     "HttpError",
@@ -77,8 +77,8 @@ class _Connection(asyncio.Protocol):
     # --- asyncio.Protocol -----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # Any event loop's stream transport (uvloop's do not subclass asyncio.Transport).
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         waiter = self._waiter
