@@ -76,8 +76,8 @@ TARGET_MIB_PER_100K_SESSIONS = 64.0
 HISTORY_SIZES = (0, 100, 1000, 10_000)
 HISTORY_LANES = ("decide", "decide-stub-opa")
 HISTORY_WORKERS = 8
-HISTORY_PER_WORKER_ROUND = 125
-HISTORY_ROUNDS = 2
+HISTORY_PER_WORKER_ROUND = 80
+HISTORY_ROUNDS = 3
 HISTORY_FILL = (
     "allow-web-search",
     "allow-email-read",
@@ -730,14 +730,20 @@ def _report_history(sweep: dict[str, Any]) -> list[str]:
         f"pack copy with {len(sweep['raised_limits'])} session limits raised):"
     ]
     for size, lanes in sweep["points"].items():
-        row = [f"  {int(size):>5} prior:"]
-        for lane in HISTORY_LANES:
-            s = lanes[lane]
-            row.append(
-                f"{lane} p50 {s['p50_ms']:.2f} p99 {s['p99_ms']:.2f} ms "
-                f"{s['throughput_rps']:.0f}/s svc {_f(s['service_cpu_us_per_decision'], 0)} µs"
-            )
-        out.append(" ".join(row[:1]) + " " + " | ".join(row[1:]))
+        for label, group in ((f"{int(size):>5} prior", lanes), ("  (fresh)", lanes.get("fresh"))):
+            if not group:
+                continue
+            row = [f"  {label}:"]
+            for lane in HISTORY_LANES:
+                s = group[lane]
+                row.append(
+                    f"{lane} p50 {s['p50_ms']:.2f} p99 {s['p99_ms']:.2f} ms "
+                    f"{s['throughput_rps']:.0f}/s svc {_f(s['service_cpu_us_per_decision'], 0)} µs"
+                )
+            out.append(" ".join(row[:1]) + " " + " | ".join(row[1:]))
+    out.append(
+        "  ratios: each size against the fresh-session runs interleaved with it (rows '(fresh)')"
+    )
     top = max(HISTORY_SIZES)
     r = sweep["ratios"]
     for lane, tag in (("decide", ""), ("decide-stub-opa", "decide_stub_opa_")):
@@ -1017,10 +1023,17 @@ def session_history_sweep(gen: LoadGen, mode: Mode, cases: list[Any], rego: Path
                 first = pools[0][0] if pools else None
                 before = gen.ask(op="verdicts_in", lane="decide", session=first, repeat=2)
                 raw: dict[str, list[dict[str, Any]]] = {ln: [] for ln in HISTORY_LANES}
+                # Each size > 0 is timed back to back with fresh sessions (the 0 plan), order
+                # alternating per round, so its ratio compares runs seconds apart, not runs
+                # minutes apart on a shared machine whose speed drifts by more than 10 %.
+                fresh_raw: dict[str, list[dict[str, Any]]] = {ln: [] for ln in HISTORY_LANES}
+                fresh_plan = history_plan(0, ids)[1][0]
                 for r, plan in enumerate(plans):
                     k = (r + HISTORY_SIZES.index(size)) % len(HISTORY_LANES)
                     for lane in HISTORY_LANES[k:] + HISTORY_LANES[:k]:
-                        raw[lane].append(gen.ask(op="in_sessions", lane=lane, plan=plan))
+                        pair = [(raw, plan), (fresh_raw, fresh_plan)] if size else [(raw, plan)]
+                        for into, p in pair if r % 2 == 0 else pair[::-1]:
+                            into[lane].append(gen.ask(op="in_sessions", lane=lane, plan=p))
                 last = pools[-1][-1] if pools else None
                 after = gen.ask(op="verdicts_in", lane="decide", session=last, repeat=1)
                 same = before["verdicts"] == reference * 2 and after["verdicts"] == reference
@@ -1037,6 +1050,10 @@ def session_history_sweep(gen: LoadGen, mode: Mode, cases: list[Any], rego: Path
                         "checks": checks,
                     }
                 points[str(size)] = {ln: summarize(runs, ln) for ln, runs in raw.items()}
+                if size:
+                    points[str(size)]["fresh"] = {
+                        ln: summarize(runs, ln) for ln, runs in fresh_raw.items()
+                    }
                 points[str(size)]["history"] = {
                     "prior_actions": size,
                     "sessions": len(flat) or "fresh per request",
@@ -1044,11 +1061,10 @@ def session_history_sweep(gen: LoadGen, mode: Mode, cases: list[Any], rego: Path
                     "prior_range": [size, size + cap if size else 0],
                 }
     out: dict[str, float] = {}
-    base = points["0"]
     for size in HISTORY_SIZES[1:]:
         cur = points[str(size)]
         for lane, tag in (("decide", ""), ("decide-stub-opa", "decide_stub_opa_")):
-            b, c = base[lane], cur[lane]
+            b, c = cur["fresh"][lane], cur[lane]  # the fresh-session runs interleaved with it
             for stat in ("p50", "p99"):
                 if b[f"{stat}_ms"] > 0:
                     out[f"ratio_{stat}_session_history_{tag}{size}_vs_0"] = round(

@@ -261,3 +261,47 @@ def test_log_link_text_is_unchanged_from_the_json_module() -> None:
         entry = {"kind": "decision", "at_ns": rng.randint(0, 2**62), "x": value(), "y": value()}
         text = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert _link("ab" * 32, entry) == hashlib.sha256(("ab" * 32 + text).encode()).hexdigest()
+
+
+def test_window_counts_stay_exact_when_the_clock_steps_back() -> None:
+    from aarm_pdp.session.state import SessionState, record_decision, summary
+
+    sec = 1_000_000_000
+    state = SessionState(session_id="s")
+    t0 = 10_000 * sec
+    # 30 s apart, with one step back of 45 s in the middle (NTP correction).
+    times = [t0 + i * 30 * sec for i in range(10)] + [t0 + 225 * sec, t0 + 300 * sec]
+    for i, t in enumerate(times):
+        record_decision(
+            state,
+            decision_id=f"d-{i}",
+            name="email.send",
+            category="external_communication",
+            verdict="ALLOW",
+            classification=None,
+            labels=(),
+            defer_depth=0,
+            drift=None,
+            now_ns=t,
+        )
+    events = state.events["external_communication"]
+    assert events == sorted(events) and len(events) == len(times)
+    now = t0 + 301 * sec
+    counts = summary(state, now)["counts"]
+    assert counts["60"]["external_communication"] == sum(1 for t in times if t > now - 60 * sec)
+    assert counts["3600"]["external_communication"] == len(times)
+    # an hour later they have all left the windows
+    later = now + 3600 * sec
+    record_decision(
+        state,
+        decision_id="d-late",
+        name="email.send",
+        category="external_communication",
+        verdict="ALLOW",
+        classification=None,
+        labels=(),
+        defer_depth=0,
+        drift=None,
+        now_ns=later,
+    )
+    assert state.events["external_communication"] == [later]

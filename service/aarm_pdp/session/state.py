@@ -9,6 +9,7 @@ Time comes in as an argument; nothing here reads a clock.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -105,9 +106,19 @@ def _bounded_add(counter: dict[str, int], key: str, limit: int) -> None:
 
 
 def _prune(times: list[int], now_ns: int) -> list[int]:
-    horizon = now_ns - max(WINDOWS) * _NS
-    kept = [t for t in times if t > horizon]
-    return kept[-MAX_WINDOW_EVENTS:]
+    """The times (ascending) within the longest window, at most MAX_WINDOW_EVENTS."""
+    start = bisect.bisect_right(times, now_ns - max(WINDOWS) * _NS)
+    return times[max(start, len(times) - MAX_WINDOW_EVENTS) :]
+
+
+def _add_time(times: list[int], now_ns: int) -> list[int]:
+    """``times`` with ``now_ns`` added, kept ascending even if the clock stepped back."""
+    out = list(times)
+    if out and now_ns < out[-1]:
+        bisect.insort(out, now_ns)
+    else:
+        out.append(now_ns)
+    return out
 
 
 def new_session(
@@ -199,7 +210,7 @@ def summary(state: SessionState, now_ns: int, artifact_level: int = -1) -> dict[
         per: dict[str, int] = {}
         total = 0
         for category, times in state.events.items():
-            n = sum(1 for t in times if t > horizon)
+            n = len(times) - bisect.bisect_right(times, horizon)  # times are ascending
             if n:
                 per[category] = n
                 total += n
@@ -248,7 +259,7 @@ def record_decision(
     _bounded_add(state.tools, name, MAX_TOOLS)
     if category:
         _bounded_add(state.categories, category, MAX_TOOLS)
-        state.events[category] = _prune([*state.events.get(category, []), now_ns], now_ns)
+        state.events[category] = _add_time(state.events.get(category, []), now_ns)
     for cat in list(state.events):
         state.events[cat] = _prune(state.events[cat], now_ns)
         if not state.events[cat]:
@@ -265,8 +276,8 @@ def record_decision(
     state.decisions[decision_id] = [name, category, verdict, defer_depth]
     if len(state.decisions) > MAX_DECISIONS:
         # Forget the oldest settled decision; open deferrals are kept while any other can go.
-        settled = [d for d, v in state.decisions.items() if v[2] != "DEFER"]
-        del state.decisions[settled[0] if settled else next(iter(state.decisions))]
+        settled = next((d for d, v in state.decisions.items() if v[2] != "DEFER"), None)
+        del state.decisions[settled if settled is not None else next(iter(state.decisions))]
     entry = {
         "decision_id": decision_id,
         "name": name,
