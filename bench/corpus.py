@@ -6,19 +6,27 @@ verdict the reference pack gives it. The harness re-checks every verdict against
 running OPA and the running service before it times anything.
 
 ``opa_body`` builds the exact JSON the service would POST to OPA for the same request
-(``to_action_request`` + ``build_input`` + the client's encoding), so the opa-direct
-lane sends byte-for-byte what Decide sends, except for ``now``/``now_ns``.
+in a fresh session (``to_action_request``, the session context a fresh session gets
+from ``SessionContext.prepare`` with the pack's tool catalogue, ``build_input``, the
+client's encoding), so the opa-direct lane sends what Decide sends, except for
+``now``/``now_ns`` and the session id.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aarm_pdp.api.validation import to_action_request
 from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.input import build_input
+from aarm_pdp.session.catalogue import Catalogue
+from aarm_pdp.session.context import SessionContext
+from aarm_pdp.session.store import MemorySessionStore
 
 from tests.helpers import IDENTITY, decide_request
 
@@ -38,6 +46,13 @@ SESSION_PLACEHOLDER_BYTES = SESSION_PLACEHOLDER.encode()
 def session_id(n: int) -> bytes:
     """The n-th unique session id, as long as the placeholder."""
     return f"s-{n:012d}".encode()
+
+
+@functools.cache
+def _catalogue() -> Catalogue:
+    """The reference pack's tool catalogue (what the service loads from OPA)."""
+    path = Path(__file__).resolve().parents[1] / "rego" / "aarm" / "catalogue" / "data.json"
+    return Catalogue.from_policy_data(json.loads(path.read_text())["tools"])
 
 
 def _fact(name: str, value: Any) -> dict[str, Any]:
@@ -73,8 +88,11 @@ class Case:
         return data
 
     def opa_input(self, now_ns: int = FIXED_NOW_NS) -> dict[str, Any]:
-        """The OPA input document Decide builds for this request."""
-        return build_input(to_action_request(self.request(), LimitsConfig()), now_ns=now_ns)
+        """The OPA input document Decide builds for this request in a fresh session."""
+        request = to_action_request(self.request(), LimitsConfig())
+        context = SessionContext(MemorySessionStore(), _catalogue)
+        parts = asyncio.run(context.prepare(request, now_ns)).input_parts
+        return build_input(request, now_ns=now_ns, context=parts)
 
     def opa_body(self, now_ns: int = FIXED_NOW_NS) -> bytes:
         """The Data API request body, encoded exactly as ``OpaClient.evaluate`` does."""

@@ -108,7 +108,7 @@ class Mode:
 
 MODES = {
     "quick": Mode("quick", 1, 2.5, 1, 2.5, (0.5, 0.9), 1.0, False, False, 4.0, False),
-    "full": Mode("full", 3, 6.0, 2, 5.0, (0.25, 0.5, 0.75, 0.9), 3.0, True, True, 12.0, True),
+    "full": Mode("full", 3, 5.0, 2, 5.0, (0.25, 0.5, 0.75, 0.9), 3.0, True, True, 12.0, True),
 }
 
 

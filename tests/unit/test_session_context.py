@@ -83,3 +83,20 @@ def test_decoded_states_are_tied_to_their_blob_and_bounded() -> None:
     for key in ("x", "y", "z"):
         cache.put(key, key.encode(), st.SessionState(session_id=key))
     assert cache.peek("x", b"x") is None and cache.peek("z", b"z") is not None
+
+
+async def test_memory_store_forgets_settled_tickets_after_the_ticket_ttl() -> None:
+    from aarm_pdp.session.store import TICKET_TTL_SECONDS
+
+    now = [1000.0]
+    store = MemorySessionStore(clock=lambda: now[0])
+    await store.ticket_create("t-old", b"old", "approval:acme", 1)
+    await store.ticket_update("t-old", lambda raw: (b"granted", None), "approval:acme")
+    now[0] += TICKET_TTL_SECONDS / 2
+    await store.ticket_create("t-new", b"new", "approval:acme", 2)
+    assert await store.ticket_get("t-old") == b"granted"  # still within the TTL
+    now[0] += TICKET_TTL_SECONDS / 2 + 1
+    await store.ticket_create("t-newer", b"newer", "approval:acme", 3)
+    assert await store.ticket_get("t-old") is None  # a week after its last change
+    assert await store.ticket_get("t-new") == b"new"
+    assert await store.tickets_pending("approval:acme") == [b"new", b"newer"]

@@ -149,13 +149,16 @@ class ReceiptLog:
         item.future.add_done_callback(_retrieve)
         self._ensure_writer()
         try:
-            if self._enqueue_timeout is None:
-                await self._queue.put(item)
-            else:
-                async with asyncio.timeout(self._enqueue_timeout):
+            self._queue.put_nowait(item)  # the common case: no timer to arm and cancel
+        except asyncio.QueueFull:
+            try:
+                if self._enqueue_timeout is None:
                     await self._queue.put(item)
-        except TimeoutError:
-            raise ReceiptStoreUnavailable("receipt log queue full (store too slow)") from None
+                else:
+                    async with asyncio.timeout(self._enqueue_timeout):
+                        await self._queue.put(item)
+            except TimeoutError:
+                raise ReceiptStoreUnavailable("receipt log queue full (store too slow)") from None
         # If the caller is cancelled now, the receipt is still written: shield the waiter.
         return await asyncio.shield(item.future)
 

@@ -23,6 +23,7 @@ from aarm_pdp.errors import SessionStoreUnavailable
 from aarm_pdp.session.store import (
     MAX_INDEX_PER_SESSION,
     REVOCATION_TTL_SECONDS,
+    TICKET_TTL_SECONDS,
     Loaded,
     Updater,
     tenant_key,
@@ -30,7 +31,6 @@ from aarm_pdp.session.store import (
 
 T = TypeVar("T")
 MAX_RETRIES = 50
-TICKET_TTL_SECONDS = 7 * 24 * 3600
 
 # OR each mask into the hash, refusing new fields past the cap; refresh the TTL.
 _INDEX_ADD = """

@@ -113,6 +113,10 @@ class SessionStore(Protocol):
         ...
 
 
+TICKET_TTL_SECONDS = 7 * 24 * 3600
+"""How long a ticket is kept after its last change (both stores)."""
+
+
 class MemorySessionStore:
     """In-process store: sessions expire after ``ttl_seconds`` without activity."""
 
@@ -126,7 +130,10 @@ class MemorySessionStore:
         self._log: dict[str, list[bytes]] = {}
         self._artifacts: dict[str, OrderedDict[str, int]] = {}
         self._revoked: dict[str, dict[str, float]] = {}
-        self._tickets: dict[str, bytes] = {}
+        # ticket id -> (last write, data); oldest write first. Kept TICKET_TTL_SECONDS after
+        # the last write, as the Redis store does, so a long-lived process does not keep
+        # every settled ticket forever.
+        self._tickets: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._pending: dict[str, dict[str, None]] = {}
         self._due: dict[str, int] = {}
 
@@ -178,7 +185,8 @@ class MemorySessionStore:
         self._state[key] = (self._clock(), bytes(memoryview(new)))
         self._state.move_to_end(key)
         entries = self._log.setdefault(key, [])
-        entries.extend(log(result))
+        # Exact-size copies: orjson's bytes keep their growth buffer (~4 KiB each).
+        entries.extend(bytes(memoryview(entry)) for entry in log(result))
         del entries[:-MAX_LOG_PER_SESSION]
         return result
 
@@ -205,25 +213,43 @@ class MemorySessionStore:
     async def revoke(self, tenant: str, subject: str) -> None:
         self._revoked.setdefault(tenant, {})[subject] = self._clock()
 
+    def _expire_tickets(self) -> None:
+        horizon = self._clock() - TICKET_TTL_SECONDS
+        while self._tickets:
+            tid, (written, _) = next(iter(self._tickets.items()))
+            if written > horizon:
+                break
+            del self._tickets[tid]
+            self._due.pop(tid, None)
+            for pending in self._pending.values():
+                pending.pop(tid, None)
+
+    def _write_ticket(self, tid: str, data: bytes) -> None:
+        self._tickets[tid] = (self._clock(), data)
+        self._tickets.move_to_end(tid)
+
     async def ticket_create(self, tid: str, data: bytes, index: str, deadline_ns: int) -> None:
-        self._tickets[tid] = data
+        self._expire_tickets()
+        self._write_ticket(tid, data)
         self._pending.setdefault(index, {})[tid] = None
         self._due[tid] = deadline_ns
 
     async def ticket_get(self, tid: str) -> bytes | None:
-        return self._tickets.get(tid)
+        entry = self._tickets.get(tid)
+        return entry[1] if entry is not None else None
 
     async def ticket_update(self, tid: str, fn: Updater[T], close_index: str | None) -> T:
-        new, result = fn(self._tickets.get(tid))
+        entry = self._tickets.get(tid)
+        new, result = fn(entry[1] if entry is not None else None)
         if new is not None:
-            self._tickets[tid] = new
+            self._write_ticket(tid, new)
         if close_index is not None:
             self._pending.get(close_index, {}).pop(tid, None)
             self._due.pop(tid, None)
         return result
 
     async def tickets_pending(self, index: str) -> list[bytes]:
-        return [self._tickets[t] for t in self._pending.get(index, {}) if t in self._tickets]
+        return [self._tickets[t][1] for t in self._pending.get(index, {}) if t in self._tickets]
 
     async def tickets_due(self, now_ns: int, limit: int = 100) -> list[str]:
         return sorted(t for t, d in self._due.items() if d <= now_ns)[:limit]
