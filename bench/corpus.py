@@ -14,12 +14,12 @@ client's encoding), so the opa-direct lane sends what Decide sends, except for
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from aarm_pdp.api.validation import to_action_request
 from aarm_pdp.config import LimitsConfig
@@ -29,6 +29,8 @@ from aarm_pdp.session.context import SessionContext
 from aarm_pdp.session.store import MemorySessionStore
 
 from tests.helpers import IDENTITY, decide_request
+
+T = TypeVar("T")
 
 # A fixed evaluation time for opa-direct bodies and `opa bench` inputs.
 FIXED_NOW_NS = 1_795_658_400_000_000_000
@@ -46,6 +48,20 @@ SESSION_PLACEHOLDER_BYTES = SESSION_PLACEHOLDER.encode()
 def session_id(n: int) -> bytes:
     """The n-th unique session id, as long as the placeholder."""
     return f"s-{n:012d}".encode()
+
+
+def _complete(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (the memory store's) to its result.
+
+    Works inside or outside a running event loop (the load generator builds bodies
+    inside one), without starting another.
+    """
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coro.close()
+    raise RuntimeError("fresh-session context suspended; it should not")
 
 
 @functools.cache
@@ -91,7 +107,7 @@ class Case:
         """The OPA input document Decide builds for this request in a fresh session."""
         request = to_action_request(self.request(), LimitsConfig())
         context = SessionContext(MemorySessionStore(), _catalogue)
-        parts = asyncio.run(context.prepare(request, now_ns)).input_parts
+        parts = _complete(context.prepare(request, now_ns)).input_parts
         return build_input(request, now_ns=now_ns, context=parts)
 
     def opa_body(self, now_ns: int = FIXED_NOW_NS) -> bytes:
