@@ -519,10 +519,11 @@ def _frame_name(frame: str) -> str:
 
 
 _BUCKETS = (
-    ("aarm_pdp/opa/client.py", "OPA client (aiohttp)"),
-    ("aiohttp/", "OPA client (aiohttp)"),
-    ("yarl/", "OPA client (aiohttp)"),
-    ("multidict/", "OPA client (aiohttp)"),
+    ("aarm_pdp/opa/client.py", "OPA client"),
+    ("aarm_pdp/opa/http.py", "OPA client"),
+    ("aiohttp/", "OPA client"),
+    ("yarl/", "OPA client"),
+    ("multidict/", "OPA client"),
     ("aarm_pdp/receipts/", "receipts (canonicalize, sign, SQLite)"),
     ("rfc8785/", "receipts (canonicalize, sign, SQLite)"),
     ("sqlite3/", "receipts (canonicalize, sign, SQLite)"),
