@@ -16,8 +16,6 @@ service does per decision. It prints ``READY <port>`` once serving.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 from typing import Any
 
@@ -28,6 +26,7 @@ from aarm_pdp.loop import run_loop
 from aarm_pdp.opa.client import OpaClient
 
 from bench.corpus import CORPUS, SESSION_PLACEHOLDER
+from bench.serving import announce_and_wait
 
 _VERDICT = {
     "ALLOW": decision_pb2.DECISION_ALLOW,
@@ -65,12 +64,7 @@ async def _run(listen: str, opa_url: str) -> None:
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port(listen)
     await server.start()
-    print(f"READY {port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await announce_and_wait(port)
     await server.stop(1)
     await opa.aclose()
 

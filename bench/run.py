@@ -207,35 +207,27 @@ class Stack:
         _wait("service", lambda: _grpc_serving(target), proc, 30)
         return proc, target
 
-    def stub(self) -> tuple[subprocess.Popen[Any], str]:
+    def _ready(self, name: str, module: str, *args: str) -> tuple[subprocess.Popen[Any], str]:
+        """Start ``python -m module``, which prints ``READY <port>`` once serving."""
         proc = subprocess.Popen(
-            [PY, "-m", "bench.stub_server", "--listen", "127.0.0.1:0", *_durable_args("stub")],
+            [PY, "-m", module, "--listen", "127.0.0.1:0", *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
-            stderr=self._log("stub"),
+            stderr=self._log(name),
             text=True,
         )
         self.procs.append(proc)
         assert proc.stdout is not None
         line = proc.stdout.readline().split()
         if len(line) != 2 or line[0] != "READY":
-            raise RuntimeError(f"stub server did not start: {line}")
+            raise RuntimeError(f"{name} server did not start: {line}")
         return proc, f"127.0.0.1:{line[1]}"
 
+    def stub(self) -> tuple[subprocess.Popen[Any], str]:
+        return self._ready("stub", "bench.stub_server", *_durable_args("stub"))
+
     def forward(self, opa_url: str) -> tuple[subprocess.Popen[Any], str]:
-        proc = subprocess.Popen(
-            [PY, "-m", "bench.forward_floor", "--listen", "127.0.0.1:0", "--opa-url", opa_url],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=self._log("forward"),
-            text=True,
-        )
-        self.procs.append(proc)
-        assert proc.stdout is not None
-        line = proc.stdout.readline().split()
-        if len(line) != 2 or line[0] != "READY":
-            raise RuntimeError(f"forward floor server did not start: {line}")
-        return proc, f"127.0.0.1:{line[1]}"
+        return self._ready("forward", "bench.forward_floor", "--opa-url", opa_url)
 
     def stop(self) -> None:
         for proc in reversed(self.procs):

@@ -12,8 +12,6 @@ It prints ``READY <port>`` on stdout once serving and stops on SIGTERM/SIGINT.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,8 @@ from aarm_pdp.config import (
 from aarm_pdp.loop import run_loop
 from aarm_pdp.observability import logging as aarm_logging
 from aarm_pdp.opa.fake import FakePolicyEngine
+
+from bench.serving import announce_and_wait
 
 DECISION: dict[str, Any] = {
     "result": {
@@ -72,12 +72,7 @@ async def _run(listen: str, receipts: str, key_dir: str, telemetry: str) -> None
         telemetry=TelemetryConfig(file=Path(telemetry) if telemetry else None),
     )
     app = await server.start(cfg, policy_engine=make_engine())
-    print(f"READY {app.port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await announce_and_wait(app.port)
     await app.stop()
 
 
