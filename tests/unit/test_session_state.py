@@ -264,44 +264,18 @@ def test_log_link_text_is_unchanged_from_the_json_module() -> None:
 
 
 def test_window_counts_stay_exact_when_the_clock_steps_back() -> None:
-    from aarm_pdp.session.state import SessionState, record_decision, summary
-
-    sec = 1_000_000_000
-    state = SessionState(session_id="s")
-    t0 = 10_000 * sec
-    # 30 s apart, with one step back of 45 s in the middle (NTP correction).
-    times = [t0 + i * 30 * sec for i in range(10)] + [t0 + 225 * sec, t0 + 300 * sec]
-    for i, t in enumerate(times):
-        record_decision(
-            state,
-            decision_id=f"d-{i}",
-            name="email.send",
-            category="external_communication",
-            verdict="ALLOW",
-            classification=None,
-            labels=(),
-            defer_depth=0,
-            drift=None,
-            now_ns=t,
-        )
+    state = st.SessionState(session_id="s")
+    # 30 s apart, with one step back of 45 s in the middle (an NTP correction).
+    offsets = [i * 30 for i in range(10)] + [225, 300]
+    for i, at in enumerate(offsets):
+        decide(state, i, "email.send", "external_communication", at=at)
+    times = [T0 + at * S for at in offsets]
     events = state.events["external_communication"]
-    assert events == sorted(events) and len(events) == len(times)
-    now = t0 + 301 * sec
-    counts = summary(state, now)["counts"]
-    assert counts["60"]["external_communication"] == sum(1 for t in times if t > now - 60 * sec)
+    assert events == sorted(times)
+    now = T0 + 301 * S
+    counts = st.summary(state, now)["counts"]
+    assert counts["60"]["external_communication"] == sum(1 for t in times if t > now - 60 * S)
     assert counts["3600"]["external_communication"] == len(times)
     # an hour later they have all left the windows
-    later = now + 3600 * sec
-    record_decision(
-        state,
-        decision_id="d-late",
-        name="email.send",
-        category="external_communication",
-        verdict="ALLOW",
-        classification=None,
-        labels=(),
-        defer_depth=0,
-        drift=None,
-        now_ns=later,
-    )
-    assert state.events["external_communication"] == [later]
+    decide(state, 99, "email.send", "external_communication", at=301 + 3600)
+    assert state.events["external_communication"] == [T0 + (301 + 3600) * S]
