@@ -259,13 +259,24 @@ class HttpPool:
         self._closed = False
         host_header = "localhost" if unix_path is not None else f"{host}:{port}"
         self._host_line = f"Host: {host_header}\r\n".encode("ascii")
+        self._prefixes: dict[tuple[str, str, bool], bytes] = {}
 
     def head(self, method: str, target: str, body_length: int | None) -> bytes:
-        """The request head for ``method target`` (ASCII ``target`` only)."""
-        out = f"{method} {target} HTTP/1.1\r\n".encode("ascii") + self._host_line
-        if body_length is not None:
-            out += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % body_length
-        return out + _CRLF
+        """The request head for ``method target`` (ASCII ``target`` only).
+
+        Everything but the length is built once per (method, target): a client asks a
+        handful of fixed paths, the decision path on every Decide.
+        """
+        key = (method, target, body_length is not None)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            prefix = f"{method} {target} HTTP/1.1\r\n".encode("ascii") + self._host_line
+            if body_length is not None:
+                prefix += b"Content-Type: application/json\r\nContent-Length: "
+            self._prefixes[key] = prefix
+        if body_length is None:
+            return prefix + _CRLF
+        return prefix + b"%d\r\n\r\n" % body_length
 
     async def request(self, head: bytes, body: bytes, timeout: float) -> tuple[int, bytes]:
         """Send ``head + body``; return (status, body). Raises :class:`HttpError`."""
