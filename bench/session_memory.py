@@ -34,9 +34,9 @@ from typing import Any
 
 from aarm_pdp.api.validation import to_action_request
 from aarm_pdp.config import LimitsConfig
-from aarm_pdp.decision.model import Decision
-from aarm_pdp.decision.request import ActionRequest, Identity
 from aarm_pdp.decision.result import parse_result
+from aarm_pdp.model.decision import Decision
+from aarm_pdp.model.request import ActionRequest, Identity
 from aarm_pdp.session.catalogue import Catalogue
 from aarm_pdp.session.context import SessionContext
 from aarm_pdp.session.state import OriginalRequest, SessionState

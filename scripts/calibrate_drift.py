@@ -35,9 +35,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "service"))
 
-from aarm_pdp.drift.score import DriftWeights, level  # noqa: E402
+from aarm_pdp.drift.score import DriftWeights  # noqa: E402
 from aarm_pdp.drift.score import score as symbolic_score  # noqa: E402
 from aarm_pdp.drift.semantic import SemanticScorer, action_text  # noqa: E402
+from aarm_pdp.model.levels import level  # noqa: E402
 
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 ALPHA = 0.5

@@ -9,13 +9,13 @@ import pytest
 from aarm_pdp.api.validation import to_action_request
 from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.engine import DecisionEngine
-from aarm_pdp.decision.model import Verdict
 from aarm_pdp.errors import (
     OpaBadResponse,
     OpaTimeout,
     OpaUnavailable,
     RequestInvalid,
 )
+from aarm_pdp.model.decision import Verdict
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.opa.fake import FakePolicyEngine
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aarm_pdp.api.validation import to_action_request
 from aarm_pdp.config import LimitsConfig
-from aarm_pdp.decision.input import INPUT_VERSION, build_input, rfc3339
+from aarm_pdp.decision.input import INPUT_VERSION, build_input
+from aarm_pdp.model.timestamps import rfc3339
 
 from tests.helpers import decide_request
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aarm_pdp.decision.metatools import DEFAULT_META_TOOLS, resolve
-from aarm_pdp.decision.request import Action
+from aarm_pdp.model.request import Action
 
 
 def test_mcp_tool_resolves() -> None:

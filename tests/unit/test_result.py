@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aarm_pdp.decision.model import RiskLevel, Verdict
 from aarm_pdp.decision.result import parse_result
 from aarm_pdp.errors import DecisionMalformed, DecisionUndefined, ErrorCode
+from aarm_pdp.model.decision import RiskLevel, Verdict
 
 from tests.helpers import verdict_doc
 

@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 from aarm_pdp.drift.semantic import (
     MAX_ACTION_TEXT,
-    REDACTED,
     SemanticScorer,
     SemanticUnavailableError,
     action_text,
-    is_secret_name,
 )
+from aarm_pdp.model.redaction import REDACTED, is_secret_name
 
 # --------------------------------------------------------------------------- action text
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import orjson
-from aarm_pdp.decision.model import Decision, RiskLevel, Verdict
-from aarm_pdp.decision.request import Action, ActionRequest, Identity
+from aarm_pdp.model.decision import Decision, RiskLevel, Verdict
+from aarm_pdp.model.request import Action, ActionRequest, Identity
 from aarm_pdp.session import state as st
 from aarm_pdp.session.catalogue import Catalogue
 from aarm_pdp.session.context import DecodedStates, SessionContext

@@ -17,8 +17,8 @@ from google.protobuf import message as pb_message
 from aarm_pdp.api.validation import to_action_request
 from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.engine import DecisionEngine
-from aarm_pdp.decision.model import DecisionRecord, RiskLevel, Verdict
 from aarm_pdp.errors import ErrorCode, RequestInvalid, grpc_status
+from aarm_pdp.model.decision import DecisionRecord, RiskLevel, Verdict
 from aarm_pdp.observability.metrics import Metrics
 
 log = logging.getLogger("aarm_pdp.api")

@@ -15,10 +15,10 @@ from aarm.v1 import session_pb2
 from aarm_pdp.api.handlers import unary
 from aarm_pdp.api.validation import to_identity
 from aarm_pdp.config import LimitsConfig
-from aarm_pdp.decision.input import rfc3339
-from aarm_pdp.decision.request import Identity
-from aarm_pdp.drift.score import LEVELS
 from aarm_pdp.errors import AarmError, ErrorCode, RequestInvalid, grpc_status
+from aarm_pdp.model.levels import LEVELS, NO_CLASSIFICATION
+from aarm_pdp.model.request import Identity, identity_doc
+from aarm_pdp.model.timestamps import rfc3339
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.receipts import body as receipt_body
 from aarm_pdp.receipts.log import ReceiptLog
@@ -69,7 +69,7 @@ class SessionServicer:
                 tenant=ident.tenant,
                 session_id=ident.session_id,
                 decision_id=decision_id,
-                identity=receipt_body.identity_doc(ident),
+                identity=identity_doc(ident),
                 detail=detail,
                 now_ns=now_ns,
             )
@@ -194,7 +194,7 @@ class SessionServicer:
                     "started_at": _stamp(request, "started_at"),
                     "completed_at": _stamp(request, "completed_at"),
                     "output_hash": request.output_digest,
-                    "classification": _LEVEL_OF.get(request.classification, "UNLABELLED"),
+                    "classification": _LEVEL_OF.get(request.classification, NO_CLASSIFICATION),
                     "labels": sorted(set(request.labels)),
                     "error": request.error[:512],
                     "context_hash": head,

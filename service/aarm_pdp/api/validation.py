@@ -15,9 +15,9 @@ from typing import Any
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from aarm_pdp.config import LimitsConfig as Limits
-from aarm_pdp.decision.input import rfc3339
-from aarm_pdp.decision.request import Action, ActionRequest, Delegation, Fact, Identity
 from aarm_pdp.errors import RequestInvalid
+from aarm_pdp.model.request import Action, ActionRequest, Delegation, Fact, Identity
+from aarm_pdp.model.timestamps import rfc3339
 
 # Tool and operation names: letters, digits, '_' and '-' (dots separate tool and operation).
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")

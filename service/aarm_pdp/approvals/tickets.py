@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from aarm_pdp.decision.request import ActionRequest
+from aarm_pdp.model.request import ActionRequest
 
 PENDING = "PENDING"
 GRANTED = "GRANTED"

@@ -18,9 +18,9 @@ from typing import Any
 
 from aarm_pdp.approvals import tickets as tk
 from aarm_pdp.approvals.auth import Approver
-from aarm_pdp.decision.model import Decision, PolicyVersion, Reason, RiskLevel, Verdict
-from aarm_pdp.decision.request import ActionRequest
 from aarm_pdp.errors import ApprovalRejected, ErrorCode, SessionConflict, SessionNotFound
+from aarm_pdp.model.decision import Decision, PolicyVersion, Reason, RiskLevel, Verdict
+from aarm_pdp.model.request import ActionRequest
 from aarm_pdp.session.store import SessionStore
 
 log = logging.getLogger("aarm_pdp.approvals")

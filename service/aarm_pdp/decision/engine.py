@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from aarm_pdp.decision import metatools
 from aarm_pdp.decision.idempotency import IdempotencyCache
 from aarm_pdp.decision.input import build_input
-from aarm_pdp.decision.model import (
+from aarm_pdp.decision.result import parse_result
+from aarm_pdp.errors import AarmError, ErrorCode
+from aarm_pdp.model.decision import (
     Decision,
     DecisionRecord,
     PolicyVersion,
@@ -26,9 +28,8 @@ from aarm_pdp.decision.model import (
     RiskLevel,
     Verdict,
 )
-from aarm_pdp.decision.request import ActionRequest
-from aarm_pdp.decision.result import parse_result
-from aarm_pdp.errors import AarmError, ErrorCode
+from aarm_pdp.model.levels import NO_CLASSIFICATION
+from aarm_pdp.model.request import ActionRequest, identity_doc
 from aarm_pdp.observability import logging as aarm_logging
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.opa.port import PolicyEngine
@@ -114,7 +115,7 @@ def telemetry_events(
                     "reason_codes": [r.code for r in d.reasons],
                     "fail_closed": d.fail_closed,
                     "defer_trigger": d.deferral.trigger if d.deferral else "",
-                    "classification": session.get("highest_classification", "NONE"),
+                    "classification": session.get("highest_classification", NO_CLASSIFICATION),
                     "signals": {
                         "drift": drift.get("max", 0.0),
                         "scope_expansion": drift.get("scope_expansion", False),
@@ -344,10 +345,10 @@ class DecisionEngine:
                 "parameters": request.action.parameters,
             },
             "prior_actions": session.get("recent", []),
-            "highest_classification": session.get("highest_classification", "NONE"),
+            "highest_classification": session.get("highest_classification", NO_CLASSIFICATION),
             "labels": session.get("labels", []),
             "drift": ctx.get("drift", {}),
-            "identity": receipt_body.identity_doc(ident),
+            "identity": identity_doc(ident),
             "matched_rules": list(decision.matched_rules),
             "reasons": [r.to_doc() for r in decision.reasons],
             "risk": {"level": decision.risk_level.value, "score": decision.risk_score},

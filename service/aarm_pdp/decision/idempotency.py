@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 
-from aarm_pdp.decision.model import DecisionRecord
 from aarm_pdp.errors import RequestInvalid
+from aarm_pdp.model.decision import DecisionRecord
 
 Key = tuple[str, str, str]
 

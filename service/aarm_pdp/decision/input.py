@@ -6,34 +6,13 @@ Every optional part is present (empty) so policies need no existence guards.
 
 from __future__ import annotations
 
-import functools
-from datetime import UTC, datetime
 from typing import Any
 
-from aarm_pdp.decision.request import ActionRequest, Delegation
+from aarm_pdp.model.levels import NO_CLASSIFICATION
+from aarm_pdp.model.request import ActionRequest, delegation_doc
+from aarm_pdp.model.timestamps import rfc3339
 
 INPUT_VERSION = "aarm.v1"
-
-
-@functools.lru_cache(maxsize=64)
-def _second(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def rfc3339(ns: int) -> str:
-    """Format nanoseconds since the epoch as RFC 3339 UTC with microseconds (exact)."""
-    seconds, rest = divmod(ns, 1_000_000_000)
-    return f"{_second(seconds)}.{rest // 1000:06d}Z"
-
-
-def delegation_doc(d: Delegation) -> dict[str, Any]:
-    return {
-        "delegator": d.delegator,
-        "delegatee": d.delegatee,
-        "scopes": list(d.scopes),
-        "issued_at": d.issued_at,
-        "expires_at": d.expires_at,
-    }
 
 
 def empty_context() -> dict[str, Any]:
@@ -46,13 +25,13 @@ def empty_context() -> dict[str, Any]:
             "elapsed_seconds": 0,
             "tools_used": [],
             "categories_used": [],
-            "highest_classification": "NONE",
+            "highest_classification": NO_CLASSIFICATION,
             "labels": [],
             "untrusted_content": False,
             "counts": {"60": {"all": 0}, "3600": {"all": 0}},
             "recent": [],
             "pending_deferrals": [],
-            "artifact_classification": "NONE",
+            "artifact_classification": NO_CLASSIFICATION,
         },
         "dependencies": {"deferred": [], "denied": [], "unknown": [], "depth": 0},
         "provenance": {"parameters": {}, "untrusted_only": [], "unseen": []},

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from aarm_pdp.decision.request import Action
+from aarm_pdp.model.request import Action
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")
 MAX_NESTING = 3

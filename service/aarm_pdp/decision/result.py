@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from aarm_pdp.decision.model import (
+from aarm_pdp.errors import DecisionMalformed, DecisionUndefined
+from aarm_pdp.model.decision import (
     Approval,
     Decision,
     Deferral,
@@ -18,8 +19,7 @@ from aarm_pdp.decision.model import (
     RiskLevel,
     Verdict,
 )
-from aarm_pdp.drift.score import LEVELS
-from aarm_pdp.errors import DecisionMalformed, DecisionUndefined
+from aarm_pdp.model.levels import LEVELS
 
 MAX_REASONS = 64
 MAX_TEXT = 1024

@@ -21,9 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-LEVELS = ("PUBLIC", "INTERNAL", "CONFIDENTIAL", "RESTRICTED")
-LEVEL_INDEX = {name: i for i, name in enumerate(LEVELS)}
-TOP_LEVEL = len(LEVELS) - 1
+from aarm_pdp.model.levels import TOP_LEVEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +34,6 @@ class DriftWeights:
     chain: float = 0.1
     alpha: float = 0.5
     chain_limit: int = 30
-
-
-def level(name: str | None) -> int:
-    """Index of a classification name; unknown or missing names count as the top level."""
-    if name is None:
-        return TOP_LEVEL
-    return LEVEL_INDEX.get(name.upper(), TOP_LEVEL)
 
 
 def in_scope(scope: tuple[str, ...], tool: str, name: str, category: str) -> bool:

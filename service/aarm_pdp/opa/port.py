@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from aarm_pdp.decision.model import PolicyVersion
+from aarm_pdp.model.decision import PolicyVersion
 
 
 class PolicyEngine(Protocol):

@@ -14,25 +14,11 @@ from typing import Any
 
 import orjson
 
-from aarm_pdp.decision.input import delegation_doc, rfc3339
-from aarm_pdp.decision.model import Decision, PolicyVersion
-from aarm_pdp.decision.request import ActionRequest, Identity
-from aarm_pdp.drift.semantic import REDACTED, is_secret_name
-
-
-def _redact(value: Any, depth: int = 0) -> Any:
-    if depth > 16:
-        return REDACTED
-    if isinstance(value, dict):
-        return {
-            k: REDACTED if is_secret_name(k) else _redact(v, depth + 1) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_redact(v, depth + 1) for v in value]
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    return value
-
+from aarm_pdp.model.decision import Decision, PolicyVersion
+from aarm_pdp.model.levels import NO_CLASSIFICATION
+from aarm_pdp.model.redaction import redact
+from aarm_pdp.model.request import ActionRequest, identity_doc
+from aarm_pdp.model.timestamps import rfc3339
 
 UNBOUND = "unbound"
 """Chain of decisions about requests that carry no session (they are all DENY)."""
@@ -46,21 +32,6 @@ def chain_of(tenant: str, session_id: str) -> dict[str, str]:
 def parameters_hash(value: Any) -> str:
     """sha256 of the canonical (sorted-key) JSON of some parameters."""
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def identity_doc(ident: Identity) -> dict[str, Any]:
-    """The identity bound into a receipt."""
-    return {
-        "tenant": ident.tenant,
-        "human": ident.human,
-        "service": ident.service,
-        "agent": ident.agent,
-        "session_id": ident.session_id,
-        "roles": list(ident.roles),
-        "delegation_chain": [delegation_doc(d) for d in ident.delegation_chain],
-        "credential_id": ident.credential_id,
-        "expires_at": rfc3339(ident.expires_at_ns) if ident.expires_at_ns else "",
-    }
 
 
 def decision_doc(decision_id: str, d: Decision, policy: PolicyVersion) -> dict[str, Any]:
@@ -110,12 +81,12 @@ def decision_receipt(
         "tool": act.tool,
         "operation": act.operation,
         "original_tool": act.original_tool,
-        "parameters": _redact(act.parameters),
+        "parameters": redact(act.parameters),
         "parameters_sha256": parameters_hash(act.parameters),
         "depends_on": list(act.depends_on),
     }
     if decision.modified_parameters is not None:
-        action["modified_parameters"] = _redact(decision.modified_parameters)
+        action["modified_parameters"] = redact(decision.modified_parameters)
         action["modified_parameters_sha256"] = parameters_hash(decision.modified_parameters)
     return {
         "receipt_id": receipt_id,
@@ -130,7 +101,7 @@ def decision_receipt(
         "context": {
             "context_hash": context_hash,
             "action_count": session.get("action_count", 0),
-            "highest_classification": session.get("highest_classification", "NONE"),
+            "highest_classification": session.get("highest_classification", NO_CLASSIFICATION),
             "original_request_present": bool(session.get("original_request")),
         },
         "decision": decision_doc(decision_id, decision, policy),

@@ -16,12 +16,13 @@ from typing import Any
 
 import orjson
 
-from aarm_pdp.decision.model import Decision
-from aarm_pdp.decision.request import ActionRequest, Identity
-from aarm_pdp.drift.score import DriftWeights, level, score
+from aarm_pdp.drift.score import DriftWeights, score
 from aarm_pdp.drift.semantic import action_text
 from aarm_pdp.drift.semantic_worker import SemanticWorker
 from aarm_pdp.errors import ErrorCode, IdentityRejected, SessionConflict, SessionNotFound
+from aarm_pdp.model.decision import Decision
+from aarm_pdp.model.levels import level
+from aarm_pdp.model.request import ActionRequest, Identity
 from aarm_pdp.provenance import classify as prov
 from aarm_pdp.provenance.indicators import fingerprint
 from aarm_pdp.session import state as st

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from aarm_pdp.drift.score import LEVELS, TOP_LEVEL, level
+from aarm_pdp.model.levels import LEVELS, NO_CLASSIFICATION, TOP_LEVEL, level
 
 RECENT = 20
 MAX_TOOLS = 256
@@ -24,7 +24,7 @@ MAX_LABELS = 32
 MAX_DECISIONS = 64
 MAX_WINDOW_EVENTS = 128
 WINDOWS = (60, 3600)
-NONE = "NONE"
+NONE = NO_CLASSIFICATION
 _NS = 1_000_000_000
 GENESIS = "0" * 64
 
