@@ -35,7 +35,7 @@ from typing import Any
 from aarm_pdp.api.validation import to_action_request
 from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.result import parse_result
-from aarm_pdp.model.decision import Decision
+from aarm_pdp.model.decision import DecisionResult
 from aarm_pdp.model.request import ActionRequest, Identity
 from aarm_pdp.session.catalogue import Catalogue
 from aarm_pdp.session.context import SessionContext
@@ -82,7 +82,7 @@ def settled_rss() -> int:
     return rss_bytes()
 
 
-def real_decisions(bundle: Path) -> list[tuple[ActionRequest, Decision, dict[str, Any]]]:
+def real_decisions(bundle: Path) -> list[tuple[ActionRequest, DecisionResult, dict[str, Any]]]:
     """The pack's answer to each of ``ACTIONS`` (fresh-session input), via ``opa eval``."""
     by_name = {c.name: c for c in CORPUS}
     out = []
@@ -176,7 +176,7 @@ async def drive(sessions: int, bundle: Path) -> dict[str, Any]:
     return {
         "sessions": sessions,
         "actions_per_session": len(decided),
-        "verdicts": [d.verdict.value for _, d, _ in decided],
+        "verdicts": [d.decision.value for _, d, _ in decided],
         "classifications": [d.data_classification for _, d, _ in decided],
         "stored_sessions": len(store),
         "rss_before_mib": round(before / MIB, 1),
@@ -191,7 +191,7 @@ async def drive(sessions: int, bundle: Path) -> dict[str, Any]:
 
 
 async def traced_sites(
-    catalogue: Catalogue, decided: list[tuple[ActionRequest, Decision, dict[str, Any]]]
+    catalogue: Catalogue, decided: list[tuple[ActionRequest, DecisionResult, dict[str, Any]]]
 ) -> dict[str, Any]:
     """What the heap really holds per session, by allocation site (``tracemalloc``).
 
@@ -235,7 +235,7 @@ async def traced_sites(
 async def _one_session(
     context: SessionContext,
     base: Identity,
-    decided: list[tuple[ActionRequest, Decision, dict[str, Any]]],
+    decided: list[tuple[ActionRequest, DecisionResult, dict[str, Any]]],
     session_id: str,
 ) -> None:
     ident = Identity(

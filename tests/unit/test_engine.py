@@ -15,7 +15,7 @@ from aarm_pdp.errors import (
     OpaUnavailable,
     RequestInvalid,
 )
-from aarm_pdp.model.decision import Verdict
+from aarm_pdp.model.decision import Decision
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.opa.fake import FakePolicyEngine
 
@@ -44,7 +44,7 @@ def _sample(metrics: Metrics, name: str, labels: dict[str, str]) -> float:
 async def test_allow_from_policy() -> None:
     engine, fake, metrics = _engine(lambda _: verdict_doc("ALLOW"))
     rec = await engine.decide(_req())
-    assert rec.decision.verdict is Verdict.ALLOW
+    assert rec.result.decision is Decision.ALLOW
     assert rec.decision_id == "d-0"
     assert fake.calls[0]["action"]["name"] == "db.query"
     assert (
@@ -74,8 +74,8 @@ def _raise(exc: Exception) -> Any:
 async def test_every_failure_is_deny_with_code(handler: Any, code: str) -> None:
     engine, _, metrics = _engine(handler)
     rec = await engine.decide(_req())
-    d = rec.decision
-    assert d.verdict is Verdict.DENY
+    d = rec.result
+    assert d.decision is Decision.DENY
     assert d.fail_closed
     assert d.reasons[0].code == code
     assert _sample(metrics, "aarm_fail_closed_total", {"code": code}) == 1
@@ -94,8 +94,8 @@ async def test_every_failure_is_deny_with_code(handler: Any, code: str) -> None:
 async def test_missing_identity_denied_without_asking_policy(identity: dict[str, str]) -> None:
     engine, fake, _ = _engine(lambda _: verdict_doc("ALLOW"))
     rec = await engine.decide(_req(identity=identity))
-    assert rec.decision.verdict is Verdict.DENY
-    assert rec.decision.reasons[0].code == "identity_missing"
+    assert rec.result.decision is Decision.DENY
+    assert rec.result.reasons[0].code == "identity_missing"
     assert fake.calls == []
 
 
@@ -146,9 +146,9 @@ async def test_fail_closed_is_not_cached() -> None:
 
     engine, _, _ = _engine(handler)
     first = await engine.decide(_req(request_id="r-2"))
-    assert first.decision.verdict is Verdict.DENY
+    assert first.result.decision is Decision.DENY
     second = await engine.decide(_req(request_id="r-2"))
-    assert second.decision.verdict is Verdict.ALLOW
+    assert second.result.decision is Decision.ALLOW
 
 
 async def test_request_ids_scoped_by_session() -> None:

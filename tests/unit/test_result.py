@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 from aarm_pdp.decision.result import parse_result
 from aarm_pdp.errors import DecisionMalformed, DecisionUndefined, ErrorCode
-from aarm_pdp.model.decision import RiskLevel, Verdict
+from aarm_pdp.model.decision import Decision, RiskLevel
 
 from tests.helpers import verdict_doc
 
 
 def test_allow_parses() -> None:
     d = parse_result(verdict_doc("ALLOW"))
-    assert d.verdict is Verdict.ALLOW
+    assert d.decision is Decision.ALLOW
     assert d.reasons[0].rule_id == "aarm.test.rule"
     assert d.risk_level is RiskLevel.LOW
     assert d.modified_parameters is None and d.approval is None and d.deferral is None
@@ -22,7 +22,7 @@ def test_allow_parses() -> None:
 
 def test_modify_carries_parameters() -> None:
     d = parse_result(verdict_doc("MODIFY", modified_parameters={"limit": 1000}))
-    assert d.verdict is Verdict.MODIFY
+    assert d.decision is Decision.MODIFY
     assert d.modified_parameters == {"limit": 1000}
 
 

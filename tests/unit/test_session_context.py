@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from aarm_pdp.model.decision import Decision, RiskLevel, Verdict
+from aarm_pdp.model.decision import Decision, DecisionResult, RiskLevel
 from aarm_pdp.model.request import Action, ActionRequest, Identity
 from aarm_pdp.session import state as st
 from aarm_pdp.session.catalogue import Catalogue
@@ -11,7 +11,9 @@ from aarm_pdp.session.context import DecodedStates, SessionContext
 from aarm_pdp.session.store import MemorySessionStore, session_key
 
 IDENT = Identity(tenant="acme", human="alice", service="svc", agent="a-1", session_id="s-1")
-ALLOW = Decision(verdict=Verdict.ALLOW, reasons=(), risk_level=RiskLevel.LOW, risk_score=0.1)
+ALLOW = DecisionResult(
+    decision=Decision.ALLOW, reasons=(), risk_level=RiskLevel.LOW, risk_score=0.1
+)
 
 
 def request(tool: str = "db", operation: str = "query") -> ActionRequest:

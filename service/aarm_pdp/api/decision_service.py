@@ -18,7 +18,7 @@ from aarm_pdp.api.validation import to_action_request
 from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.engine import DecisionEngine
 from aarm_pdp.errors import ErrorCode, RequestInvalid, grpc_status
-from aarm_pdp.model.decision import DecisionRecord, RiskLevel, Verdict
+from aarm_pdp.model.decision import Decision, DecisionRecord, RiskLevel
 from aarm_pdp.observability.metrics import Metrics
 
 log = logging.getLogger("aarm_pdp.api")
@@ -27,11 +27,11 @@ SERVICE_NAME = "aarm.v1.DecisionService"
 _DEADLINE_MARGIN_SECONDS = 0.02
 
 _VERDICT_PB = {
-    Verdict.ALLOW: decision_pb2.DECISION_ALLOW,
-    Verdict.DENY: decision_pb2.DECISION_DENY,
-    Verdict.MODIFY: decision_pb2.DECISION_MODIFY,
-    Verdict.STEP_UP: decision_pb2.DECISION_STEP_UP,
-    Verdict.DEFER: decision_pb2.DECISION_DEFER,
+    Decision.ALLOW: decision_pb2.DECISION_ALLOW,
+    Decision.DENY: decision_pb2.DECISION_DENY,
+    Decision.MODIFY: decision_pb2.DECISION_MODIFY,
+    Decision.STEP_UP: decision_pb2.DECISION_STEP_UP,
+    Decision.DEFER: decision_pb2.DECISION_DEFER,
 }
 _RISK_PB = {
     RiskLevel.LOW: decision_pb2.RISK_LEVEL_LOW,
@@ -59,11 +59,11 @@ def _parse_request(data: bytes) -> Any:
 
 def to_response(record: DecisionRecord) -> Any:
     """The DecideResponse for a decision record."""
-    d = record.decision
+    d = record.result
     resp = decision_pb2.DecideResponse(
         decision_id=record.decision_id,
         request_id=record.request_id,
-        decision=_VERDICT_PB[d.verdict],
+        decision=_VERDICT_PB[d.decision],
         reasons=[
             decision_pb2.Reason(code=r.code, rule_id=r.rule_id, message=r.message)
             for r in d.reasons

@@ -19,7 +19,7 @@ from typing import Any
 from aarm_pdp.approvals import tickets as tk
 from aarm_pdp.approvals.auth import Approver
 from aarm_pdp.errors import ApprovalRejected, ErrorCode, SessionConflict, SessionNotFound
-from aarm_pdp.model.decision import Decision, PolicyVersion, Reason, RiskLevel, Verdict
+from aarm_pdp.model.decision import Decision, DecisionResult, PolicyVersion, Reason, RiskLevel
 from aarm_pdp.model.request import ActionRequest
 from aarm_pdp.session.store import SessionStore
 
@@ -35,17 +35,17 @@ SettleHook = Callable[[tk.Ticket, str, str, dict[str, Any]], Awaitable[None]]
 Notifier = Callable[[tk.Ticket], None]
 
 
-def _approved(ticket: tk.Ticket) -> Decision:
-    return Decision(
-        verdict=Verdict.ALLOW,
+def _approved(ticket: tk.Ticket) -> DecisionResult:
+    return DecisionResult(
+        decision=Decision.ALLOW,
         reasons=(
             Reason(
                 code="approved",
-                rule_id="aarm_pdp.approval",
+                rule_id="aarm.approval.granted",
                 message=f"approved by {ticket.approver}: {ticket.resolution_reason}"[:1000],
             ),
         ),
-        matched_rules=("aarm_pdp.approval",),
+        matched_rules=("aarm.approval.granted",),
         risk_level=RiskLevel(ticket.risk_level),
         risk_score=0.5,
     )
@@ -80,7 +80,7 @@ class Workflow:
         request: ActionRequest,
         raw_request: bytes,
         decision_id: str,
-        decision: Decision,
+        decision: DecisionResult,
         policy: PolicyVersion,
         context: dict[str, Any],
         now_ns: int,
@@ -188,7 +188,7 @@ class Workflow:
 
     async def redeem(
         self, token: str, request: ActionRequest, policy: PolicyVersion, now_ns: int
-    ) -> Decision:
+    ) -> DecisionResult:
         """Spend a grant token on the re-submitted action: ALLOW, or raise ApprovalRejected."""
         ticket_id, _, _ = token.partition(".")
         expected_action = tk.action_hash(request)

@@ -23,10 +23,10 @@ from aarm_pdp.errors import AarmError, ErrorCode
 from aarm_pdp.model.decision import (
     Decision,
     DecisionRecord,
+    DecisionResult,
     PolicyVersion,
     Reason,
     RiskLevel,
-    Verdict,
 )
 from aarm_pdp.model.levels import NO_CLASSIFICATION
 from aarm_pdp.model.request import ActionRequest, identity_doc
@@ -75,7 +75,7 @@ def telemetry_events(
     """
     from aarm_pdp.observability.telemetry import event
 
-    d = record.decision
+    d = record.result
     ident = request.identity
     receipt = record.receipt or {}
     params_hash = (receipt.get("action") or {}).get(
@@ -83,7 +83,7 @@ def telemetry_events(
     ) or receipt_body.parameters_hash(request.action.parameters)
     common = {
         "decision_id": record.decision_id,
-        "decision": d.verdict.value,
+        "decision": d.decision.value,
         "actor": {
             "tenant": ident.tenant,
             "human": ident.human,
@@ -101,7 +101,7 @@ def telemetry_events(
         "receipt_id": receipt.get("receipt_id", ""),
     }
     events = [event("aarm.action", time_ns=now_ns, severity=d.risk_level.value, fields=common)]
-    if d.verdict is not Verdict.ALLOW:
+    if d.decision is not Decision.ALLOW:
         session = (context or {}).get("session", {})
         drift = (context or {}).get("drift", {})
         events.append(
@@ -127,14 +127,16 @@ def telemetry_events(
     return events
 
 
-def fail_closed(code: ErrorCode, detail: str = "") -> Decision:
+def fail_closed(code: ErrorCode, detail: str = "") -> DecisionResult:
     """The DENY that stands in for a decision that could not be made."""
     message = _FAIL_MESSAGES.get(code, "request could not be decided; failing closed")
     if detail:
         message = f"{message}: {detail}"
-    return Decision(
-        verdict=Verdict.DENY,
-        reasons=(Reason(code=code.value, rule_id=f"aarm_pdp.{code.value}", message=message),),
+    return DecisionResult(
+        decision=Decision.DENY,
+        reasons=(
+            Reason(code=code.value, rule_id=f"aarm.fail_closed.{code.value}", message=message),
+        ),
         risk_level=RiskLevel.HIGH,
         risk_score=1.0,
         fail_closed=True,
@@ -201,7 +203,7 @@ class DecisionEngine:
                 self._cache.abandon(key, exc)
             raise
         if key is not None:
-            self._cache.finish(key, record, now_ns, store=not record.decision.fail_closed)
+            self._cache.finish(key, record, now_ns, store=not record.result.fail_closed)
         return record
 
     async def _decide_new(
@@ -230,7 +232,7 @@ class DecisionEngine:
         record = DecisionRecord(
             decision_id=decision_id,
             request_id=request.request_id or decision_id,
-            decision=decision,
+            result=decision,
             policy=self.policy_version,
             receipt=receipt,
         )
@@ -238,7 +240,7 @@ class DecisionEngine:
             for ev in telemetry_events(request, record, scratch.get("context"), now_ns):
                 self.telemetry.emit(ev)
         m = self._metrics
-        verdict = decision.verdict.value
+        verdict = decision.decision.value
         m.decide_duration.labels(verdict).observe(time.perf_counter() - started)
         m.decisions.labels(verdict, m.code_label(decision.reasons[0].code)).inc()
         return record
@@ -247,11 +249,11 @@ class DecisionEngine:
         self,
         request: ActionRequest,
         decision_id: str,
-        decision: Decision,
+        decision: DecisionResult,
         scratch: dict[str, Any],
         now_ns: int,
         links: dict[str, str],
-    ) -> tuple[Decision, dict[str, Any] | None]:
+    ) -> tuple[DecisionResult, dict[str, Any] | None]:
         """Durably record the decision; no receipt, no verdict (DENY instead)."""
         assert self.receipts is not None
         body = receipt_body.decision_receipt(
@@ -281,7 +283,7 @@ class DecisionEngine:
         deadline: float | None,
         decision_id: str,
         scratch: dict[str, Any],
-    ) -> Decision:
+    ) -> DecisionResult:
         m = self._metrics
         try:
             missing = request.identity.missing()
@@ -303,7 +305,7 @@ class DecisionEngine:
                 m.drift.observe(context["drift"]["action"])
             decision = await self._query(request, context, now_ns, deadline)
             wf = self.workflow
-            if decision.verdict is Verdict.STEP_UP and request.approval_token and wf:
+            if decision.decision is Decision.STEP_UP and request.approval_token and wf:
                 # A granted, single-use token for exactly this action, same policy.
                 decision = await wf.redeem(
                     request.approval_token, request, self.policy_version, now_ns
@@ -311,7 +313,7 @@ class DecisionEngine:
             if self._sessions is not None and prepared is not None:
                 # Recorded before it runs (AARM R2); no record, no verdict.
                 await self._sessions.commit(prepared, request, decision_id, decision, now_ns)
-            if wf is not None and decision.verdict in (Verdict.STEP_UP, Verdict.DEFER):
+            if wf is not None and decision.decision in (Decision.STEP_UP, Decision.DEFER):
                 decision = await self._suspend(wf, request, decision_id, decision, context, now_ns)
             return decision
         except AarmError as exc:
@@ -326,11 +328,11 @@ class DecisionEngine:
         wf: Workflow,
         request: ActionRequest,
         decision_id: str,
-        decision: Decision,
+        decision: DecisionResult,
         context: dict[str, Any] | None,
         now_ns: int,
         source: str = "step_up",
-    ) -> Decision:
+    ) -> DecisionResult:
         """Open the approval or deferral ticket; its id goes back in the verdict."""
         ident = request.identity
         ctx = context or {}
@@ -354,7 +356,7 @@ class DecisionEngine:
             "risk": {"level": decision.risk_level.value, "score": decision.risk_score},
             "policy": dataclasses.asdict(self.policy_version),
         }
-        kind = "approval" if decision.verdict is Verdict.STEP_UP else "deferral"
+        kind = "approval" if decision.decision is Decision.STEP_UP else "deferral"
         ticket_id = await wf.open(
             kind=kind,
             request=request,
@@ -391,19 +393,19 @@ class DecisionEngine:
             ticket = await wf.record_attempt(
                 ticket.ticket_id,
                 facts=sorted(request.facts),
-                verdict=decision.verdict.value,
+                verdict=decision.decision.value,
                 decision_id=decision_id,
                 now_ns=now_ns,
             )
             exhausted = ticket.resolution.get("method") == "attempts_exhausted"
-            if exhausted and decision.verdict is not Verdict.DENY:
+            if exhausted and decision.decision is not Decision.DENY:
                 decision = self._failed(ErrorCode.DEFER_EXHAUSTED)
-            if decision.verdict is Verdict.DEFER and decision.deferral is not None:
+            if decision.decision is Decision.DEFER and decision.deferral is not None:
                 decision = dataclasses.replace(
                     decision,
                     deferral=dataclasses.replace(decision.deferral, deferral_id=ticket.ticket_id),
                 )
-            elif decision.verdict is Verdict.STEP_UP:
+            elif decision.decision is Decision.STEP_UP:
                 decision = await self._suspend(
                     wf, request, decision_id, decision, None, now_ns, source="defer_escalation"
                 )
@@ -420,15 +422,15 @@ class DecisionEngine:
                 request, decision_id, decision, {}, now_ns, links
             )
         m = self._metrics
-        m.decide_duration.labels(decision.verdict.value).observe(time.perf_counter() - started)
-        m.decisions.labels(decision.verdict.value, m.code_label(decision.reasons[0].code)).inc()
+        m.decide_duration.labels(decision.decision.value).observe(time.perf_counter() - started)
+        m.decisions.labels(decision.decision.value, m.code_label(decision.reasons[0].code)).inc()
         return DecisionRecord(
             decision_id, request.request_id or decision_id, decision, self.policy_version, receipt
         )
 
     async def _reevaluate(
         self, request: ActionRequest, now_ns: int, deadline: float | None
-    ) -> Decision:
+    ) -> DecisionResult:
         context = None
         if self._sessions is not None:
             context = (await self._sessions.prepare(request, now_ns)).input_parts
@@ -440,7 +442,7 @@ class DecisionEngine:
         context: dict[str, Any] | None,
         now_ns: int,
         deadline: float | None,
-    ) -> Decision:
+    ) -> DecisionResult:
         """Build the input, ask the policy engine (timed, errors counted), parse."""
         m = self._metrics
         input_doc = build_input(request, now_ns=now_ns, context=context)
@@ -455,7 +457,7 @@ class DecisionEngine:
             m.opa_query_duration.observe(time.perf_counter() - t0)
         return parse_result(body)
 
-    def _failed(self, code: ErrorCode, detail: str = "") -> Decision:
+    def _failed(self, code: ErrorCode, detail: str = "") -> DecisionResult:
         self._metrics.errors.labels(code.value).inc()
         self._metrics.fail_closed.labels(code.value).inc()
         return fail_closed(code, detail)

@@ -1,4 +1,4 @@
-"""Turn OPA's answer into a :class:`Decision`. PURE: no I/O.
+"""Turn OPA's answer into a :class:`DecisionResult`. PURE: no I/O.
 
 Anything that is not exactly a valid decision document raises
 :class:`~aarm_pdp.errors.DecisionUndefined` or :class:`~aarm_pdp.errors.DecisionMalformed`;
@@ -14,10 +14,10 @@ from aarm_pdp.errors import DecisionMalformed, DecisionUndefined
 from aarm_pdp.model.decision import (
     Approval,
     Decision,
+    DecisionResult,
     Deferral,
     Reason,
     RiskLevel,
-    Verdict,
 )
 from aarm_pdp.model.levels import LEVELS
 
@@ -25,7 +25,7 @@ MAX_REASONS = 64
 MAX_TEXT = 1024
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
-_VERDICTS = {v.value: v for v in Verdict}
+_VERDICTS = {v.value: v for v in Decision}
 _LEVELS = {v.value: v for v in RiskLevel}
 DATA_LEVELS = LEVELS
 
@@ -85,8 +85,8 @@ def _reasons(value: Any) -> tuple[Reason, ...]:
     return tuple(out)
 
 
-def parse_result(body: Any) -> Decision:
-    """Parse an OPA Data API response body (``{"result": {...}}``) into a Decision."""
+def parse_result(body: Any) -> DecisionResult:
+    """Parse an OPA Data API response body (``{"result": {...}}``) into a DecisionResult."""
     if not isinstance(body, dict):
         raise DecisionMalformed("response body is not an object")
     if "result" not in body:
@@ -117,11 +117,11 @@ def parse_result(body: Any) -> Decision:
     modified: dict[str, Any] | None = None
     approval: Approval | None = None
     deferral: Deferral | None = None
-    if verdict is Verdict.MODIFY:
+    if verdict is Decision.MODIFY:
         modified = _obj(doc, "modified_parameters")
     elif "modified_parameters" in doc:
         raise DecisionMalformed("modified_parameters present without MODIFY")
-    if verdict is Verdict.STEP_UP:
+    if verdict is Decision.STEP_UP:
         a = _obj(doc, "approval")
         approval = Approval(
             approvers=_str_list(a.get("approvers"), "approval.approvers", non_empty=True),
@@ -129,7 +129,7 @@ def parse_result(body: Any) -> Decision:
         )
     elif "approval" in doc:
         raise DecisionMalformed("approval present without STEP_UP")
-    if verdict is Verdict.DEFER:
+    if verdict is Decision.DEFER:
         d = _obj(doc, "deferral")
         deferral = Deferral(
             trigger=_str(d, "trigger", "deferral"),
@@ -148,8 +148,8 @@ def parse_result(body: Any) -> Decision:
     if "data_labels" in doc:
         data_labels = _str_list(doc["data_labels"], "data_labels")
 
-    return Decision(
-        verdict=verdict,
+    return DecisionResult(
+        decision=verdict,
         reasons=reasons,
         matched_rules=matched,
         risk_level=level,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class Verdict(enum.StrEnum):
+class Decision(enum.StrEnum):
     """The five AARM decisions, spelled as the policy spells them."""
 
     ALLOW = "ALLOW"
@@ -67,10 +67,14 @@ class PolicyVersion:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
-    """The verdict for one action, as parsed from the policy or forced by a failure."""
+class DecisionResult:
+    """The policy's decision document for one action (``data.aarm.main.decision``), parsed.
 
-    verdict: Verdict
+    Or the DENY forced by a failure. ``decision`` is the verdict, as in the proto
+    ``DecideResponse.decision`` and the Rego document's ``decision`` field.
+    """
+
+    decision: Decision
     reasons: tuple[Reason, ...]
     matched_rules: tuple[str, ...] = ()
     risk_level: RiskLevel = RiskLevel.LOW
@@ -85,11 +89,11 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class DecisionRecord:
-    """A decision with the ids and policy version the API returns."""
+    """A decision result with the ids, policy version and receipt: the plain ``DecideResponse``."""
 
     decision_id: str
     request_id: str
-    decision: Decision
+    result: DecisionResult
     policy: PolicyVersion = field(default_factory=PolicyVersion)
     receipt: dict[str, Any] | None = None
     """The signed receipt (a ``SignedReceipt`` carrying its canonical text)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from aarm_pdp.model.decision import Decision, PolicyVersion
+from aarm_pdp.model.decision import DecisionResult, PolicyVersion
 from aarm_pdp.model.levels import NO_CLASSIFICATION
 from aarm_pdp.model.redaction import redact
 from aarm_pdp.model.request import ActionRequest, identity_doc
@@ -34,11 +34,11 @@ def parameters_hash(value: Any) -> str:
     return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def decision_doc(decision_id: str, d: Decision, policy: PolicyVersion) -> dict[str, Any]:
+def decision_doc(decision_id: str, d: DecisionResult, policy: PolicyVersion) -> dict[str, Any]:
     """The verdict bound into a receipt."""
     doc: dict[str, Any] = {
         "decision_id": decision_id,
-        "result": d.verdict.value,
+        "result": d.decision.value,
         "reasons": [r.to_doc() for r in d.reasons],
         "matched_rules": list(d.matched_rules),
         "risk": {"level": d.risk_level.value, "score": d.risk_score},
@@ -66,7 +66,7 @@ def decision_receipt(
     receipt_id: str,
     decision_id: str,
     request: ActionRequest,
-    decision: Decision,
+    decision: DecisionResult,
     policy: PolicyVersion,
     context: dict[str, Any] | None,
     context_hash: str,

@@ -20,7 +20,7 @@ from aarm_pdp.drift.score import DriftWeights, score
 from aarm_pdp.drift.semantic import action_text
 from aarm_pdp.drift.semantic_worker import SemanticWorker
 from aarm_pdp.errors import ErrorCode, IdentityRejected, SessionConflict, SessionNotFound
-from aarm_pdp.model.decision import Decision
+from aarm_pdp.model.decision import DecisionResult
 from aarm_pdp.model.levels import level
 from aarm_pdp.model.request import ActionRequest, Identity
 from aarm_pdp.provenance import classify as prov
@@ -192,12 +192,12 @@ class SessionContext:
         prepared: Prepared,
         request: ActionRequest,
         decision_id: str,
-        decision: Decision,
+        decision: DecisionResult,
         now_ns: int,
     ) -> None:
         """Record the decided action in the session (before it runs)."""
         ident = request.identity
-        verdict = decision.verdict.value
+        verdict = decision.decision.value
         predicted = decision.data_classification
         if prepared.artifact_level >= 0 and verdict != "DENY":
             art = st.level_name(prepared.artifact_level)
