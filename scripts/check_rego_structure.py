@@ -13,7 +13,15 @@ Regal-style rules, enforced because Regal itself is not available here:
 * no Rego file calls a non-deterministic or network builtin (``http.send``,
   ``time.now_ns``, ``rand.*``, ``net.lookup*``, ``opa.runtime``);
 * every rule id a policy file declares (METADATA ``custom.rule_id``) is listed in the
-  policy index ``docs/policies/README.md``, so the index of reason codes stays complete.
+  policy index ``docs/policies/README.md``, so the index of reason codes stays complete;
+* the one test-support package ``rego/aarm/testing`` (``package aarm.testing``, the
+  shared input builders every policy test imports) is the exemption from the first two
+  rules: its files end in ``_test.rego`` but have no policy sibling, and they declare
+  the directory's package without ``_test``, because other tests import it as
+  ``data.aarm.testing``. The suffix keeps it test code: out of the policy hash
+  (``aarm_pdp.opa.bundle``) and out of any bundle built without tests. In return it must
+  open with METADATA pointing at ``docs/policies/testing.md``, declare no rule ids, and
+  no policy file may refer to ``data.aarm.testing``, so a decision never depends on it.
 
 Exit status 0 and ``rego structure ok (N packages)`` on success, otherwise exit
 status 1 and one line per problem. Standard library only.
@@ -29,6 +37,8 @@ from pathlib import Path
 
 BUNDLE_ROOT = "aarm"
 TEST_SUFFIX = "_test.rego"
+TEST_SUPPORT = "testing"
+TEST_SUPPORT_REF_RE = re.compile(rf"\bdata\.{BUNDLE_ROOT}\.{TEST_SUPPORT}\b")
 FORBIDDEN_CALLS: dict[str, re.Pattern[str]] = {
     "http.send": re.compile(r"\bhttp\.send\s*\("),
     "time.now_ns": re.compile(r"\btime\.now_ns\s*\("),
@@ -100,17 +110,50 @@ def check_policy_file(rego_root: Path, docs_root: Path, policy: Path) -> list[Pr
             Problem(policy, f"package {got!r} does not match directory (want {want!r})")
         )
 
-    concern = concern_of(rego_root, policy.parent)
+    problems.extend(check_package_metadata(rego_root, docs_root, policy, source))
+    if TEST_SUPPORT_REF_RE.search(strip_comments_and_strings(source)):
+        problems.append(Problem(policy, "policy refers to the test-support package"))
+    return problems
+
+
+def check_package_metadata(
+    rego_root: Path, docs_root: Path, rego_file: Path, source: str
+) -> list[Problem]:
+    """Check that a package opens with METADATA linking its doc page, and that the page exists."""
+    problems: list[Problem] = []
+    concern = concern_of(rego_root, rego_file.parent)
     doc_ref = f"docs/policies/{concern}.md"
     header = source.split("\npackage ", 1)[0]
     if not header.lstrip().startswith("# METADATA"):
-        problems.append(Problem(policy, "package has no METADATA annotation block"))
+        problems.append(Problem(rego_file, "package has no METADATA annotation block"))
     elif doc_ref not in header:
         problems.append(
-            Problem(policy, f"package METADATA related_resources does not reference {doc_ref}")
+            Problem(rego_file, f"package METADATA related_resources does not reference {doc_ref}")
         )
     if not (docs_root / f"{concern}.md").is_file():
-        problems.append(Problem(policy, f"missing doc page {doc_ref}"))
+        problems.append(Problem(rego_file, f"missing doc page {doc_ref}"))
+    return problems
+
+
+def check_test_support_file(rego_root: Path, docs_root: Path, rego_file: Path) -> list[Problem]:
+    """Check a test-support file: test code, directory package, METADATA, no rule ids."""
+    problems: list[Problem] = []
+    source = rego_file.read_text(encoding="utf-8")
+    if not rego_file.name.endswith(TEST_SUFFIX):
+        problems.append(
+            Problem(rego_file, f"test-support file must end in {TEST_SUFFIX} (it is not policy)")
+        )
+    want = expected_package(rego_root, rego_file.parent)
+    got = package_of(source)
+    if got != want:
+        problems.append(
+            Problem(rego_file, f"package {got!r} does not match directory (want {want!r})")
+        )
+    problems.extend(check_package_metadata(rego_root, docs_root, rego_file, source))
+    problems.extend(
+        Problem(rego_file, f"test-support package declares rule id {rule_id}")
+        for rule_id in sorted(rule_ids(source))
+    )
     return problems
 
 
@@ -180,8 +223,11 @@ def check(repo: Path) -> tuple[list[Problem], int]:
     index_path = docs_root / "README.md"
     index = index_path.read_text(encoding="utf-8") if index_path.is_file() else ""
     rego_files = sorted((rego_root / BUNDLE_ROOT).rglob("*.rego"))
+    test_support = rego_root / BUNDLE_ROOT / TEST_SUPPORT
     for rego_file in rego_files:
-        if rego_file.name.endswith(TEST_SUFFIX):
+        if rego_file.parent == test_support:
+            problems.extend(check_test_support_file(rego_root, docs_root, rego_file))
+        elif rego_file.name.endswith(TEST_SUFFIX):
             problems.extend(check_test_file(rego_root, rego_file))
         else:
             problems.extend(check_policy_file(rego_root, docs_root, rego_file))

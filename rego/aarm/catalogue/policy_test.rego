@@ -1,12 +1,7 @@
 package aarm.catalogue_test
 
 import data.aarm.catalogue
-
-_input(name) := {
-	"version": "aarm.v1",
-	"action": {"tool": "t", "operation": "o", "name": name, "parameters": {}},
-	"identity": {}, "facts": {}, "risk_signals": {},
-}
+import data.aarm.testing
 
 test_catalogue_data_has_no_errors if {
 	count(catalogue.errors) == 0
@@ -23,16 +18,16 @@ test_catalogue_covers_every_category if {
 }
 
 test_allow_known_tool_entry if {
-	catalogue.known with input as _input("db.query")
-	catalogue.category == "read" with input as _input("db.query")
-	catalogue.risk_tier == "low" with input as _input("db.query")
-	catalogue.entry.parameters.limit.cap == 1000 with input as _input("db.query")
+	catalogue.known with input as testing.input_for("db.query", {})
+	catalogue.category == "read" with input as testing.input_for("db.query", {})
+	catalogue.risk_tier == "low" with input as testing.input_for("db.query", {})
+	catalogue.entry.parameters.limit.cap == 1000 with input as testing.input_for("db.query", {})
 }
 
 test_deny_unknown_tool_has_unknown_category_and_tier if {
-	not catalogue.known with input as _input("mcp.mystery")
-	catalogue.category == "unknown" with input as _input("mcp.mystery")
-	catalogue.risk_tier == "unknown" with input as _input("mcp.mystery")
+	not catalogue.known with input as testing.input_for("mcp.mystery", {})
+	catalogue.category == "unknown" with input as testing.input_for("mcp.mystery", {})
+	catalogue.risk_tier == "unknown" with input as testing.input_for("mcp.mystery", {})
 }
 
 test_errors_flag_bad_category_tier_and_name if {
@@ -87,11 +82,11 @@ test_allow_every_tool_declares_output_trust if {
 	every tool in data.aarm.catalogue.tools {
 		tool.output_trust in {"trusted", "untrusted"}
 	}
-	catalogue.output_trust == "untrusted" with input as _input("browser.get")
-	catalogue.output_trust == "untrusted" with input as _input("email.read")
-	catalogue.output_trust == "trusted" with input as _input("db.query")
-	catalogue.output_trust == "trusted" with input as _input("internal_api.get")
-	catalogue.output_trust == "untrusted" with input as _input("mcp.mystery")
+	catalogue.output_trust == "untrusted" with input as testing.input_for("browser.get", {})
+	catalogue.output_trust == "untrusted" with input as testing.input_for("email.read", {})
+	catalogue.output_trust == "trusted" with input as testing.input_for("db.query", {})
+	catalogue.output_trust == "trusted" with input as testing.input_for("internal_api.get", {})
+	catalogue.output_trust == "untrusted" with input as testing.input_for("mcp.mystery", {})
 }
 
 test_allow_catalogue_has_the_scenario_tools if {

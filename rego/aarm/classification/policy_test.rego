@@ -1,24 +1,14 @@
 package aarm.classification_test
 
 import data.aarm.classification
+import data.aarm.testing
 
-_input(name, parameters, session) := {
-	"version": "aarm.v1",
-	"action": {
-		"tool": split(name, ".")[0],
-		"operation": split(name, ".")[1],
-		"name": name,
-		"parameters": parameters,
-		"depends_on": [],
-		"original_tool": "",
-	},
-	"identity": {}, "facts": {}, "risk_signals": {},
-	"session": object.union({"artifact_classification": "NONE"}, session),
-}
+# The session, by default one that has read no classified artifact.
+_session(overrides) := {"session": object.union({"artifact_classification": "NONE"}, overrides)}
 
 _predict(name, parameters) := [level, labels] if {
-	level := classification.data_classification with input as _input(name, parameters, {})
-	labels := classification.data_labels with input as _input(name, parameters, {})
+	level := classification.data_classification with input as testing.input_with(name, parameters, _session({}))
+	labels := classification.data_labels with input as testing.input_with(name, parameters, _session({}))
 }
 
 test_allow_config_has_no_errors if {
@@ -91,26 +81,26 @@ test_classify_unclassified_read_as_restricted if {
 }
 
 test_classify_unclassified_level_comes_from_config if {
-	level := classification.data_classification with input as _input("file.read", {"path": "/tmp/x"}, {})
+	level := classification.data_classification with input as testing.input_with("file.read", {"path": "/tmp/x"}, _session({}))
 		with data.aarm.config.classification.unclassified as "CONFIDENTIAL"
 	level == "CONFIDENTIAL"
 }
 
 test_classify_artifact_classification_raises_the_level if {
-	level := classification.data_classification with input as _input("file.read", {"path": "/tmp/report.csv"}, {"artifact_classification": "CONFIDENTIAL"})
+	level := classification.data_classification with input as testing.input_with("file.read", {"path": "/tmp/report.csv"}, _session({"artifact_classification": "CONFIDENTIAL"}))
 	level == "CONFIDENTIAL"
-	level2 := classification.data_classification with input as _input("search.web", {"query": "x"}, {"artifact_classification": "RESTRICTED"})
+	level2 := classification.data_classification with input as testing.input_with("search.web", {"query": "x"}, _session({"artifact_classification": "RESTRICTED"}))
 	level2 == "RESTRICTED"
 }
 
 test_allow_non_read_actions_are_not_classified if {
-	not classification.applies with input as _input("email.send", {"to": "a@acme.example"}, {})
-	not classification.data_classification with input as _input("email.send", {"to": "a@acme.example"}, {})
-	not classification.data_labels with input as _input("payments.transfer", {}, {})
-	not classification.applies with input as _input("mcp.mystery", {}, {})
+	not classification.applies with input as testing.input_with("email.send", {"to": "a@acme.example"}, _session({}))
+	not classification.data_classification with input as testing.input_with("email.send", {"to": "a@acme.example"}, _session({}))
+	not classification.data_labels with input as testing.input_with("payments.transfer", {}, _session({}))
+	not classification.applies with input as testing.input_with("mcp.mystery", {}, _session({}))
 }
 
 test_classify_reads_data_tools_outside_the_read_category if {
-	classification.applies with input as _input("secrets.search", {"query": "admin"}, {})
+	classification.applies with input as testing.input_with("secrets.search", {"query": "admin"}, _session({}))
 	_predict("secrets.search", {"query": "admin"}) == ["RESTRICTED", ["SECRET"]]
 }

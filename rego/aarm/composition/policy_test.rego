@@ -1,33 +1,16 @@
 package aarm.composition_test
 
 import data.aarm.composition
+import data.aarm.testing
 
-_input(name, parameters, session) := {
-	"version": "aarm.v1",
-	"action": {
-		"tool": split(name, ".")[0],
-		"operation": split(name, ".")[1],
-		"name": name,
-		"parameters": parameters,
-		"depends_on": [],
-		"original_tool": "",
-	},
-	"identity": {}, "facts": {}, "risk_signals": {},
-	"session": object.union(
-		{
-			"known": true, "original_request": null, "action_count": 1,
-			"highest_classification": "NONE", "labels": [], "untrusted_content": false,
-			"counts": {"60": {"all": 0}, "3600": {"all": 0}}, "artifact_classification": "NONE",
-		},
-		session,
-	),
-}
+# The session, by default a known one after its first action.
+_session(overrides) := {"session": object.union_n([testing.session, {"action_count": 1}, overrides])}
 
 _codes(name, parameters, session) := {reason.code | some reason in reasons} if {
-	reasons := composition.deny_reasons with input as _input(name, parameters, session)
+	reasons := composition.deny_reasons with input as testing.input_with(name, parameters, _session(session))
 }
 
-_external(name, parameters) if composition.external with input as _input(name, parameters, {})
+_external(name, parameters) if composition.external with input as testing.input_with(name, parameters, _session({}))
 
 _confidential := {"highest_classification": "CONFIDENTIAL"}
 
@@ -66,10 +49,10 @@ test_deny_exfiltration_of_tainted_artifact if {
 }
 
 test_deny_exfiltration_message_names_targets_and_taint if {
-	reasons := composition.deny_reasons with input as _input("email.send", {"to": ["bob@acme.example", "x@partner.com"]}, {"highest_classification": "RESTRICTED", "labels": ["PII", "OTHER"]})
+	reasons := composition.deny_reasons with input as testing.input_with("email.send", {"to": ["bob@acme.example", "x@partner.com"]}, _session({"highest_classification": "RESTRICTED", "labels": ["PII", "OTHER"]}))
 	some reason in reasons
 	reason.message == "email.send sends to x@partner.com after the session accessed RESTRICTED data and labels PII; data may not leave at the first external hop"
-	reasons2 := composition.deny_reasons with input as _input("external_analytics.process", {"data": "x"}, _confidential)
+	reasons2 := composition.deny_reasons with input as testing.input_with("external_analytics.process", {"data": "x"}, _session(_confidential))
 	some reason2 in reasons2
 	contains(reason2.message, "to a destination outside the organisation")
 }
@@ -82,7 +65,7 @@ test_allow_send_after_public_or_internal_reads if {
 }
 
 test_deny_exfiltration_threshold_comes_from_config if {
-	codes := {reason.code | some reason in composition.deny_reasons} with input as _input("email.send", {"to": "x@partner.com"}, {"highest_classification": "INTERNAL"})
+	codes := {reason.code | some reason in composition.deny_reasons} with input as testing.input_with("email.send", {"to": "x@partner.com"}, _session({"highest_classification": "INTERNAL"}))
 		with data.aarm.config.composition.exfiltration.min_level as "INTERNAL"
 	codes == {"exfiltration_risk"}
 }
@@ -104,8 +87,8 @@ test_deny_chain_length if {
 }
 
 test_deny_intent_chain_length if {
-	request := {"text": "prep", "intent_class": "meeting_prep", "expected_scope": [], "max_classification": "INTERNAL"}
-	reasons := composition.deny_reasons with input as _input("crm.query", {"query": "x"}, {"action_count": 8, "original_request": request})
+	request := testing.original_request("prep", "meeting_prep", "INTERNAL")
+	reasons := composition.deny_reasons with input as testing.input_with("crm.query", {"query": "x"}, _session({"action_count": 8, "original_request": request}))
 	{r.rule_id | some r in reasons} == {"aarm.composition.intent_chain_length"}
 	_codes("crm.query", {"query": "x"}, {"action_count": 7, "original_request": request}) == set()
 }

@@ -1,27 +1,14 @@
 package aarm.context_test
 
 import data.aarm.context
+import data.aarm.testing
 
-_input(name, parameters, extra) := object.union(
-	{
-		"version": "aarm.v1",
-		"action": {
-			"tool": split(name, ".")[0],
-			"operation": split(name, ".")[1],
-			"name": name,
-			"parameters": parameters,
-			"depends_on": [],
-			"original_tool": "",
-		},
-		"identity": {"human": "alice@acme.example"}, "facts": {}, "risk_signals": {},
-		"session": {"original_request": null},
-	},
-	extra,
-)
+# alice acts, with no original request unless `extra` (deep-merged over this) says otherwise.
+_as_alice(extra) := object.union({"identity": {"human": "alice@acme.example"}, "session": {"original_request": null}}, extra)
 
-_fact(value) := {"value": value, "source": "ticketing", "observed_at": "2026-11-26T01:59:00Z"}
+_fact(value) := testing.fact(value, "ticketing")
 
-_request(text) := {"session": {"original_request": {"text": text, "intent_class": "", "expected_scope": [], "max_classification": "NONE"}}}
+_request(text) := {"session": {"original_request": testing.original_request(text, "", "NONE")}}
 
 _cleanup := {"table": "test_records", "where": "x = 1", "created_by": "alice@acme.example"}
 
@@ -48,7 +35,7 @@ test_errors_flag_bad_rules if {
 }
 
 test_deny_row_delete_without_request if {
-	i := _input("database.delete", _cleanup, {})
+	i := testing.input_with("database.delete", _cleanup, _as_alice({}))
 	_ids(context.top) == {"row_delete_needs_cleanup_request"} with input as i
 	reasons := context.deny_reasons with input as i
 	{r.code | some r in reasons} == {"context_rule_denied"}
@@ -56,7 +43,7 @@ test_deny_row_delete_without_request if {
 }
 
 test_step_up_requested_cleanup_of_own_rows if {
-	i := _input("database.delete", _cleanup, _request("please clean up the test data I created yesterday"))
+	i := testing.input_with("database.delete", _cleanup, _as_alice(_request("please clean up the test data I created yesterday")))
 	_ids(context.top) == {"cleanup_of_own_data_requested"} with input as i
 	count(context.deny_reasons) == 0 with input as i
 	findings := context.stepup_findings with input as i
@@ -65,18 +52,18 @@ test_step_up_requested_cleanup_of_own_rows if {
 }
 
 test_step_up_declared_cleanup_intent if {
-	extra := {"session": {"original_request": {"text": "tidy up", "intent_class": "data_cleanup", "expected_scope": [], "max_classification": "NONE"}}}
-	_ids(context.top) == {"cleanup_intent_declared"} with input as _input("database.delete", _cleanup, extra)
+	extra := {"session": {"original_request": testing.original_request("tidy up", "data_cleanup", "NONE")}}
+	_ids(context.top) == {"cleanup_intent_declared"} with input as testing.input_with("database.delete", _cleanup, _as_alice(extra))
 }
 
 test_deny_cleanup_of_someone_elses_rows if {
-	i := _input("database.delete", object.union(_cleanup, {"created_by": "bob@acme.example"}), _request("clean up the test data"))
+	i := testing.input_with("database.delete", object.union(_cleanup, {"created_by": "bob@acme.example"}), _as_alice(_request("clean up the test data")))
 	_ids(context.top) == {"row_delete_needs_cleanup_request"} with input as i
 }
 
 test_defer_conflict_between_same_priority_rules if {
 	facts := {"facts": {"change_ticket": _fact("approved"), "change_freeze": _fact(true)}}
-	i := _input("credentials.rotate", {"target": "prod-payments"}, facts)
+	i := testing.input_with("credentials.rotate", {"target": "prod-payments"}, _as_alice(facts))
 	context.conflict with input as i
 	context.conflict_context_needed == {"change_freeze", "change_ticket"} with input as i
 	context.conflict_message == "context rules of priority 50 disagree: change_freeze_active says DENY; change_ticket_approved says ALLOW" with input as i
@@ -84,14 +71,14 @@ test_defer_conflict_between_same_priority_rules if {
 }
 
 test_allow_top_priority_allow_rule_alone if {
-	i := _input("credentials.rotate", {"target": "prod-payments"}, {"facts": {"change_ticket": _fact("approved")}})
+	i := testing.input_with("credentials.rotate", {"target": "prod-payments"}, _as_alice({"facts": {"change_ticket": _fact("approved")}}))
 	not context.conflict with input as i
 	count(context.deny_reasons) == 0 with input as i
 	count(context.stepup_findings) == 0 with input as i
 }
 
 test_deny_change_freeze_alone if {
-	i := _input("iam.grant_role", {"principal": "bob", "role": "viewer"}, {"facts": {"change_freeze": _fact(true)}})
+	i := testing.input_with("iam.grant_role", {"principal": "bob", "role": "viewer"}, _as_alice({"facts": {"change_freeze": _fact(true)}}))
 	{r.rule_id | some r in context.deny_reasons} == {"aarm.context.rule_denied"} with input as i
 }
 
@@ -100,7 +87,7 @@ test_conflict_context_needed_defaults_to_rule_ids if {
 		{"id": "a", "priority": 1, "decision": "ALLOW", "match": {"tools": ["crm"]}, "conditions": []},
 		{"id": "b", "priority": 1, "decision": "DENY", "match": {"categories": ["read"]}, "conditions": []},
 	]
-	needed := context.conflict_context_needed with input as _input("crm.query", {"query": "x"}, {})
+	needed := context.conflict_context_needed with input as testing.input_with("crm.query", {"query": "x"}, _as_alice({}))
 		with data.aarm.config.context_rules as rules
 	needed == {"rule:a", "rule:b"}
 }
@@ -108,7 +95,7 @@ test_conflict_context_needed_defaults_to_rule_ids if {
 _op_rule(condition) := [{"id": "r", "priority": 1, "decision": "DENY", "message": "m", "match": {"names": ["crm.query"]}, "conditions": [condition]}]
 
 _holds(condition, extra) if {
-	count(context.applicable) == 1 with input as _input("crm.query", {"query": "x", "limit": 5}, extra)
+	count(context.applicable) == 1 with input as testing.input_with("crm.query", {"query": "x", "limit": 5}, _as_alice(extra))
 		with data.aarm.config.context_rules as _op_rule(condition)
 }
 
@@ -131,7 +118,7 @@ test_condition_operators if {
 
 test_rule_without_message_or_group_still_decides if {
 	rules := [{"id": "r", "priority": 1, "decision": "STEP_UP", "match": {"names": ["crm.query"]}, "conditions": []}]
-	findings := context.stepup_findings with input as _input("crm.query", {"query": "x"}, {})
+	findings := context.stepup_findings with input as testing.input_with("crm.query", {"query": "x"}, _as_alice({}))
 		with data.aarm.config.context_rules as rules
 	{f.group | some f in findings} == {""}
 	some f in findings

@@ -1,113 +1,102 @@
 package aarm.deferral_test
 
 import data.aarm.deferral
+import data.aarm.testing
 
-_input(name, facts) := {
-	"version": "aarm.v1",
-	"action": {
-		"tool": split(name, ".")[0],
-		"operation": split(name, ".")[1],
-		"name": name,
-		"parameters": {"target": "prod-payments"},
-		"depends_on": [],
-		"original_tool": "",
-	},
-	"identity": {}, "facts": facts, "risk_signals": {},
-}
+# Every action here runs against the same target.
+_target := {"target": "prod-payments"}
 
-_window(value) := {"maintenance_window": {"value": value, "source": "change-calendar", "observed_at": "2026-11-26T01:59:00Z"}}
+_window(value) := {"facts": {"maintenance_window": testing.fact(value, "change-calendar")}}
 
 test_defer_credentials_rotate_without_maintenance_window if {
-	reasons := deferral.reasons with input as _input("credentials.rotate", {})
+	reasons := deferral.reasons with input as testing.input_for("credentials.rotate", _target)
 	{reason.rule_id | some reason in reasons} == {"aarm.deferral.missing_context"}
 	{reason.code | some reason in reasons} == {"missing_context"}
 	deferral.deferral == {
 		"trigger": "missing_context",
 		"context_needed": ["maintenance_window"],
 		"timeout_seconds": 300,
-	} with input as _input("credentials.rotate", {})
+	} with input as testing.input_for("credentials.rotate", _target)
 }
 
 test_defer_when_fact_is_not_a_boolean if {
-	reasons := deferral.reasons with input as _input("credentials.rotate", _window("maybe"))
+	reasons := deferral.reasons with input as testing.input_with("credentials.rotate", _target, _window("maybe"))
 	count(reasons) == 1
-	reasons2 := deferral.reasons with input as _input("credentials.rotate", {"maintenance_window": true})
+	reasons2 := deferral.reasons with input as testing.input_with("credentials.rotate", _target, {"facts": {"maintenance_window": true}})
 	count(reasons2) == 1
 }
 
 test_defer_lists_every_missing_fact_sorted if {
-	needed := deferral.deferral.context_needed with input as _input("credentials.rotate", {})
+	needed := deferral.deferral.context_needed with input as testing.input_for("credentials.rotate", _target)
 		with data.aarm.catalogue.tools["credentials.rotate"].requires_facts as ["z_fact", "maintenance_window"]
 	needed == ["maintenance_window", "z_fact"]
 }
 
 test_deny_when_fact_is_false if {
-	deny := deferral.deny_reasons with input as _input("credentials.rotate", _window(false))
+	deny := deferral.deny_reasons with input as testing.input_with("credentials.rotate", _target, _window(false))
 	{reason.rule_id | some reason in deny} == {"aarm.deferral.context_denied"}
 	some reason in deny
 	reason.code == "context_denied"
 	contains(reason.message, "change-calendar")
-	count(deferral.reasons) == 0 with input as _input("credentials.rotate", _window(false))
+	count(deferral.reasons) == 0 with input as testing.input_with("credentials.rotate", _target, _window(false))
 }
 
 test_allow_when_fact_is_true if {
-	count(deferral.reasons) == 0 with input as _input("credentials.rotate", _window(true))
-	count(deferral.deny_reasons) == 0 with input as _input("credentials.rotate", _window(true))
+	count(deferral.reasons) == 0 with input as testing.input_with("credentials.rotate", _target, _window(true))
+	count(deferral.deny_reasons) == 0 with input as testing.input_with("credentials.rotate", _target, _window(true))
 }
 
 test_allow_tools_without_required_facts if {
-	count(deferral.reasons) == 0 with input as _input("db.query", {})
-	count(deferral.reasons) == 0 with input as _input("mcp.mystery", {})
+	count(deferral.reasons) == 0 with input as testing.input_for("db.query", _target)
+	count(deferral.reasons) == 0 with input as testing.input_for("mcp.mystery", _target)
 }
 
 test_defer_timeout_and_trigger_come_from_config if {
-	d := deferral.deferral with input as _input("credentials.rotate", {})
+	d := deferral.deferral with input as testing.input_for("credentials.rotate", _target)
 		with data.aarm.config.deferral.timeout_seconds as 60
 	d.timeout_seconds == 60
 }
 
 # --- issue 4 triggers ---------------------------------------------------------------
 
-_with(name, extra) := object.union(_input(name, {}), extra)
-
-_fact(value) := {"value": value, "source": "monitor", "observed_at": "2026-11-26T01:59:00Z"}
+_fact(value) := testing.fact(value, "monitor")
 
 test_defer_dependency_on_deferred_action if {
-	i := _with("crm.query", {"dependencies": {"deferred": ["d-2", "d-1"], "denied": [], "unknown": [], "depth": 1}})
+	i := testing.input_with("crm.query", _target, {"dependencies": {"deferred": ["d-2", "d-1"], "denied": [], "unknown": [], "depth": 1}})
 	deferral.deferral == {"trigger": "dependency", "context_needed": ["resolution:d-1", "resolution:d-2"], "timeout_seconds": 300} with input as i
 	{r.code | some r in deferral.reasons} == {"dependency"} with input as i
 }
 
 test_deny_dependency_denied_or_too_deep if {
-	denied := deferral.dependency_deny_reasons with input as _with("crm.query", {"dependencies": {"deferred": [], "denied": ["d-9"], "depth": 0}})
+	denied := deferral.dependency_deny_reasons with input as testing.input_with("crm.query", _target, {"dependencies": {"deferred": [], "denied": ["d-9"], "depth": 0}})
 	{r.code | some r in denied} == {"dependency_denied"}
-	deep := deferral.dependency_deny_reasons with input as _with("crm.query", {"dependencies": {"deferred": ["d-3"], "denied": [], "depth": 4}})
+	deep := deferral.dependency_deny_reasons with input as testing.input_with("crm.query", _target, {"dependencies": {"deferred": ["d-3"], "denied": [], "depth": 4}})
 	{r.code | some r in deep} == {"defer_depth_exceeded"}
-	ok := deferral.dependency_deny_reasons with input as _with("crm.query", {"dependencies": {"deferred": ["d-3"], "denied": [], "depth": 3}})
+	ok := deferral.dependency_deny_reasons with input as testing.input_with("crm.query", _target, {"dependencies": {"deferred": ["d-3"], "denied": [], "depth": 3}})
 	count(ok) == 0
 }
 
 test_defer_environment_state_conflict if {
-	i := _with("credentials.rotate", {"facts": {"maintenance_window": _fact(true), "environment_state_conflict": _fact(true)}})
+	i := testing.input_with("credentials.rotate", _target, {"facts": {"maintenance_window": _fact(true), "environment_state_conflict": _fact(true)}})
 	deferral.deferral == {"trigger": "conflict", "context_needed": ["environment_state_conflict"], "timeout_seconds": 300} with input as i
-	count(deferral.reasons) == 0 with input as _with("credentials.rotate", {"facts": {"maintenance_window": _fact(true), "environment_state_conflict": _fact(false)}})
+	count(deferral.reasons) == 0 with input as testing.input_with("credentials.rotate", _target, {"facts": {"maintenance_window": _fact(true), "environment_state_conflict": _fact(false)}})
 }
 
 test_defer_conflicting_context_rules if {
-	i := _with("credentials.rotate", {"facts": {"maintenance_window": _fact(true), "change_ticket": _fact("approved"), "change_freeze": _fact(true)}})
+	i := testing.input_with("credentials.rotate", _target, {"facts": {"maintenance_window": _fact(true), "change_ticket": _fact("approved"), "change_freeze": _fact(true)}})
 	d := deferral.deferral with input as i
 	d.trigger == "conflict"
 	d.context_needed == ["change_freeze", "change_ticket"]
 }
 
 test_defer_low_confidence if {
-	i := _with("crm.query", {"risk_signals": {"intent_confidence": 0.59}})
+	i := testing.input_with("crm.query", _target, {"risk_signals": {"intent_confidence": 0.59}})
 	deferral.deferral == {"trigger": "low_confidence", "context_needed": ["intent_confirmation"], "timeout_seconds": 300} with input as i
-	count(deferral.reasons) == 0 with input as _with("crm.query", {"risk_signals": {"intent_confidence": 0.6}})
+	count(deferral.reasons) == 0 with input as testing.input_with("crm.query", _target, {"risk_signals": {"intent_confidence": 0.6}})
 }
 
 test_defer_trigger_order_and_union_of_context_needed if {
-	i := _with("credentials.rotate", {"risk_signals": {"intent_confidence": 0.1}, "dependencies": {"deferred": ["d-1"], "depth": 1}})
+	i := testing.input_with("credentials.rotate", _target, {"risk_signals": {"intent_confidence": 0.1}, "dependencies": {"deferred": ["d-1"], "depth": 1}})
 	d := deferral.deferral with input as i
 	d.trigger == "dependency"
 	d.context_needed == ["intent_confirmation", "maintenance_window", "resolution:d-1"]

@@ -1,22 +1,10 @@
 package aarm.forbidden_test
 
 import data.aarm.forbidden
-
-_input(name, params) := {
-	"version": "aarm.v1",
-	"action": {
-		"tool": split(name, ".")[0],
-		"operation": split(name, ".")[1],
-		"name": name,
-		"parameters": params,
-		"depends_on": [],
-		"original_tool": "",
-	},
-	"identity": {}, "facts": {}, "risk_signals": {},
-}
+import data.aarm.testing
 
 _rules(name, params) := rules if {
-	reasons := forbidden.reasons with input as _input(name, params)
+	reasons := forbidden.reasons with input as testing.input_for(name, params)
 	rules := {reason.rule_id | some reason in reasons}
 }
 
@@ -50,7 +38,7 @@ test_allow_drop_sql_on_staging_is_not_forbidden if {
 }
 
 test_allow_drop_sql_without_target_when_assumption_disabled if {
-	rules := {reason.rule_id | some reason in forbidden.reasons} with input as _input("db.execute", {"sql": "DROP TABLE users"})
+	rules := {reason.rule_id | some reason in forbidden.reasons} with input as testing.input_for("db.execute", {"sql": "DROP TABLE users"})
 		with data.aarm.config.forbidden.assume_production_when_unspecified as false
 	rules == set()
 }
@@ -120,7 +108,7 @@ test_deny_disable_security_control_through_the_shell if {
 }
 
 test_deny_reason_shape if {
-	some reason in forbidden.reasons with input as _input("database.drop", {"database": "production"})
+	some reason in forbidden.reasons with input as testing.input_for("database.drop", {"database": "production"})
 	reason.code == "forbidden"
 	reason.rule_id == "aarm.forbidden.drop_production_database"
 	contains(reason.message, "production")

@@ -1,32 +1,24 @@
 package aarm.intent_test
 
 import data.aarm.intent
+import data.aarm.testing
 
-_input(name, parameters, intent_class, max_classification, drift) := {
-	"version": "aarm.v1",
-	"action": {
-		"tool": split(name, ".")[0],
-		"operation": split(name, ".")[1],
-		"name": name,
-		"parameters": parameters,
-		"depends_on": [],
-		"original_tool": "",
-	},
-	"identity": {}, "facts": {}, "risk_signals": {},
+# A known session whose request has this intent class and maximum classification, at this drift.
+_intent(intent_class, max_classification, drift) := {
 	"session": {
 		"known": true,
-		"original_request": {"text": "do the thing", "intent_class": intent_class, "expected_scope": [], "max_classification": max_classification},
+		"original_request": testing.original_request("do the thing", intent_class, max_classification),
 		"artifact_classification": "NONE",
 	},
 	"drift": {"max": drift, "ema": drift},
 }
 
 _deny(name, parameters, intent_class) := {r.code | some r in reasons} if {
-	reasons := intent.deny_reasons with input as _input(name, parameters, intent_class, "NONE", 0)
+	reasons := intent.deny_reasons with input as testing.input_with(name, parameters, _intent(intent_class, "NONE", 0))
 }
 
 _stepup(name, parameters, intent_class, max_classification, drift) := {f.reason.code | some f in findings} if {
-	findings := intent.stepup_findings with input as _input(name, parameters, intent_class, max_classification, drift)
+	findings := intent.stepup_findings with input as testing.input_with(name, parameters, _intent(intent_class, max_classification, drift))
 }
 
 test_deny_secret_read_in_questionnaire_review if {
@@ -62,7 +54,7 @@ test_allow_sensitive_tools_without_a_bounded_intent if {
 }
 
 test_deny_sensitive_tool_listed_by_name if {
-	reasons := intent.deny_reasons with input as _input("email.send", {"to": "x"}, "meeting_prep", "NONE", 0)
+	reasons := intent.deny_reasons with input as testing.input_with("email.send", {"to": "x"}, _intent("meeting_prep", "NONE", 0))
 		with data.aarm.config.intents.sensitive.tools as ["email.send"]
 	count(reasons) == 1
 }
@@ -81,9 +73,9 @@ test_allow_read_within_max_classification if {
 }
 
 test_max_classification_prefers_the_request if {
-	intent.max_classification == "CONFIDENTIAL" with input as _input("crm.query", {}, "meeting_prep", "CONFIDENTIAL", 0)
-	intent.max_classification == "INTERNAL" with input as _input("crm.query", {}, "meeting_prep", "NONE", 0)
-	not intent.max_classification with input as _input("crm.query", {}, "", "NONE", 0)
+	intent.max_classification == "CONFIDENTIAL" with input as testing.input_with("crm.query", {}, _intent("meeting_prep", "CONFIDENTIAL", 0))
+	intent.max_classification == "INTERNAL" with input as testing.input_with("crm.query", {}, _intent("meeting_prep", "NONE", 0))
+	not intent.max_classification with input as testing.input_with("crm.query", {}, _intent("", "NONE", 0))
 }
 
 test_step_up_drift_above_default_threshold if {
@@ -92,24 +84,24 @@ test_step_up_drift_above_default_threshold if {
 }
 
 test_drift_thresholds_per_intent if {
-	intent.drift_threshold == 0.7 with input as _input("crm.query", {}, "", "NONE", 0)
-	intent.drift_threshold == 0.9 with input as _input("crm.query", {}, "bug_fix", "NONE", 0)
-	intent.drift_threshold == 0.8 with input as _input("crm.query", {}, "meeting_prep", "NONE", 0)
+	intent.drift_threshold == 0.7 with input as testing.input_with("crm.query", {}, _intent("", "NONE", 0))
+	intent.drift_threshold == 0.9 with input as testing.input_with("crm.query", {}, _intent("bug_fix", "NONE", 0))
+	intent.drift_threshold == 0.8 with input as testing.input_with("crm.query", {}, _intent("meeting_prep", "NONE", 0))
 	_stepup("code.read", {"path": "a.py"}, "bug_fix", "NONE", 0.85) == set()
 	_stepup("code.read", {"path": "a.py"}, "bug_fix", "NONE", 0.95) == {"drift"}
-	t := intent.drift_threshold with input as _input("crm.query", {}, "no_drift_profile", "NONE", 0)
+	t := intent.drift_threshold with input as testing.input_with("crm.query", {}, _intent("no_drift_profile", "NONE", 0))
 		with data.aarm.config.intents.classes.no_drift_profile as {"allowed_tools": []}
 	t == 0.7
 }
 
 test_step_up_drift_on_ema_alone if {
-	i := object.union(_input("crm.query", {"query": "x"}, "", "NONE", 0), {"drift": {"max": 0.5, "ema": 0.75}})
+	i := object.union(testing.input_with("crm.query", {"query": "x"}, _intent("", "NONE", 0)), {"drift": {"max": 0.5, "ema": 0.75}})
 	findings := intent.stepup_findings with input as i
 	count(findings) == 1
 }
 
 test_allow_sensitive_tool_whose_category_the_intent_allows if {
-	reasons := intent.deny_reasons with input as _input("secrets.read", {"path": "x"}, "vault_audit", "NONE", 0)
+	reasons := intent.deny_reasons with input as testing.input_with("secrets.read", {"path": "x"}, _intent("vault_audit", "NONE", 0))
 		with data.aarm.config.intents.classes.vault_audit as {"allowed_tools": [], "allowed_categories": ["identity"]}
 	count(reasons) == 0
 }

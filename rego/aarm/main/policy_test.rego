@@ -1,36 +1,15 @@
 package aarm.main_test
 
 import data.aarm.main
-
-_input(name, parameters, facts) := {
-	"version": "aarm.v1",
-	"request_id": "req-1",
-	"now": "2026-11-26T02:00:00Z",
-	"now_ns": 1795658400000000000,
-	"identity": {
-		"tenant": "acme", "human": "alice@acme.example", "service": "agent-platform",
-		"agent": "agent-7", "session_id": "s-1", "roles": ["analyst"],
-		"delegation_chain": [],
-	},
-	"action": {
-		"tool": split(name, ".")[0],
-		"operation": substring(name, count(split(name, ".")[0]) + 1, -1),
-		"name": name,
-		"parameters": parameters,
-		"depends_on": [],
-		"original_tool": "",
-	},
-	"facts": facts,
-	"risk_signals": {"injection_score": 0.1},
-}
+import data.aarm.testing
 
 _decide(name, parameters) := _decide_with_facts(name, parameters, {})
 
 _decide_with_facts(name, parameters, facts) := d if {
-	d := main.decision with input as _input(name, parameters, facts)
+	d := main.decision with input as testing.input_with(name, parameters, object.union(testing.contract, {"facts": facts}))
 }
 
-_fact(value) := {"value": value, "source": "ticketing", "observed_at": "2026-11-26T01:59:00Z"}
+_fact(value) := testing.fact(value, "ticketing")
 
 _transfer(amount) := {"amount": amount, "currency": "USD", "to_account": "DE89370400440532"}
 
@@ -128,7 +107,7 @@ test_deny_forbidden_whatever_the_facts_claim if {
 }
 
 test_deny_forbidden_beats_default_posture_allow if {
-	d := main.decision with input as _input("shell.exec", {"command": "rm -rf /"}, {})
+	d := main.decision with input as testing.input_with("shell.exec", {"command": "rm -rf /"}, testing.contract)
 		with data.aarm.config.default_posture as "ALLOW"
 	d.decision == "DENY"
 	d.matched_rules == ["aarm.forbidden.recursive_root_delete"]
@@ -170,7 +149,7 @@ test_step_up_once_the_fact_is_present if {
 test_step_up_beats_modify if {
 	d := _decide("db.delete", {"table": "users"})
 	d.decision == "STEP_UP"
-	d2 := main.decision with input as _input("email.search", {"query": "x", "limit": 5000}, {})
+	d2 := main.decision with input as testing.input_with("email.search", {"query": "x", "limit": 5000}, testing.contract)
 		with data.aarm.catalogue.tools["email.search"].risk_tier as "critical"
 	d2.decision == "STEP_UP"
 	"aarm.params.cap" in d2.matched_rules
@@ -204,7 +183,7 @@ test_deny_unknown_tool_by_default_posture if {
 }
 
 test_allow_unknown_tool_when_default_posture_is_overridden if {
-	d := main.decision with input as _input("mcp.mystery_tool", {}, {})
+	d := main.decision with input as testing.input_with("mcp.mystery_tool", {}, testing.contract)
 		with data.aarm.config.default_posture as "ALLOW"
 	d.decision == "ALLOW"
 	[reason.code | some reason in d.reasons] == ["default_posture"]
@@ -212,14 +191,14 @@ test_allow_unknown_tool_when_default_posture_is_overridden if {
 
 test_deny_unknown_tool_when_default_posture_is_invalid if {
 	every posture in ["STEP_UP", "MODIFY", "allow", 1] {
-		d := main.decision with input as _input("mcp.mystery_tool", {}, {})
+		d := main.decision with input as testing.input_with("mcp.mystery_tool", {}, testing.contract)
 			with data.aarm.config.default_posture as posture
 		d.decision == "DENY"
 	}
 }
 
 test_allow_default_posture_does_not_touch_catalogued_tools if {
-	d := main.decision with input as _input("db.query", {"table": "t", "limit": 1}, {})
+	d := main.decision with input as testing.input_with("db.query", {"table": "t", "limit": 1}, testing.contract)
 		with data.aarm.config.default_posture as "ALLOW"
 	d.matched_rules == ["aarm.main.catalogued"]
 }
@@ -227,20 +206,20 @@ test_allow_default_posture_does_not_touch_catalogued_tools if {
 # --- totality, shape and determinism --------------------------------------------------
 
 _samples := [
-	_input("db.query", {"table": "customers", "limit": 10}, {}),
-	_input("db.query", {"table": "customers", "limit": 5000}, {}),
-	_input("db.query", "SELECT 1", {}),
-	_input("db.query", null, {}),
-	_input("db.query", {"table": ["customers"], "limit": "10"}, {}),
-	_input("payments.transfer", _transfer(25000), {}),
-	_input("payments.transfer", {}, {}),
-	_input("credentials.rotate", {"target": "prod-payments"}, {}),
-	_input("credentials.rotate", {"target": "prod-payments"}, {"maintenance_window": "yes"}),
-	_input("database.drop", {"database": "production"}, {}),
-	_input("shell.exec", {"command": 42}, {}),
-	_input("email.send", {"to": ["a@acme.example", {"nested": true}]}, {}),
-	_input("mcp.mystery", {}, {}),
-	_input("", {}, {}),
+	testing.input_with("db.query", {"table": "customers", "limit": 10}, testing.contract),
+	testing.input_with("db.query", {"table": "customers", "limit": 5000}, testing.contract),
+	testing.input_with("db.query", "SELECT 1", testing.contract),
+	testing.input_with("db.query", null, testing.contract),
+	testing.input_with("db.query", {"table": ["customers"], "limit": "10"}, testing.contract),
+	testing.input_with("payments.transfer", _transfer(25000), testing.contract),
+	testing.input_with("payments.transfer", {}, testing.contract),
+	testing.input_with("credentials.rotate", {"target": "prod-payments"}, testing.contract),
+	testing.input_with("credentials.rotate", {"target": "prod-payments"}, object.union(testing.contract, {"facts": {"maintenance_window": "yes"}})),
+	testing.input_with("database.drop", {"database": "production"}, testing.contract),
+	testing.input_with("shell.exec", {"command": 42}, testing.contract),
+	testing.input_with("email.send", {"to": ["a@acme.example", {"nested": true}]}, testing.contract),
+	testing.input_with("mcp.mystery", {}, testing.contract),
+	testing.input_with("", {}, testing.contract),
 	{"version": "aarm.v1", "action": {}, "identity": {}, "facts": {}, "risk_signals": {}},
 	{},
 ]
@@ -316,41 +295,11 @@ test_deny_reasons_sorted_by_rule_id if {
 # the session state the service would send at that step. The gRPC integration tests replay
 # the same steps through the service.
 
-_empty_session := {
-	"known": true,
-	"original_request": null,
-	"action_count": 0,
-	"elapsed_seconds": 0,
-	"tools_used": [],
-	"categories_used": [],
-	"highest_classification": "NONE",
-	"labels": [],
-	"untrusted_content": false,
-	"counts": {"60": {"all": 0}, "3600": {"all": 0}},
-	"recent": [],
-	"pending_deferrals": [],
-	"artifact_classification": "NONE",
-}
-
-_no_dependencies := {"deferred": [], "denied": [], "unknown": [], "depth": 0}
-
-_no_provenance := {"parameters": {}, "untrusted_only": [], "unseen": []}
-
-_no_drift := {
-	"action": 0, "alignment": 1, "max": 0, "ema": 0,
-	"components": {"scope": 0, "classification": 0, "novelty": 0, "chain": 0},
-	"scope_expansion": false, "classification_escalation": false,
-}
-
-# A full aarm.v1 input with issue-4 keys; `extra` is deep-merged over it.
-_step(name, parameters, extra) := object.union(
-	object.union(_input(name, parameters, {}), {
-		"session": _empty_session,
-		"dependencies": _no_dependencies,
-		"provenance": _no_provenance,
-		"drift": _no_drift,
-	}),
-	extra,
+# A full aarm.v1 input: the contract example's request fields and the issue-4 keys of a
+# known session with no history, with `extra` deep-merged over them.
+_step(name, parameters, extra) := testing.input_with(
+	name, parameters,
+	object.union_n([testing.contract, testing.known_session, extra]),
 )
 
 _run(name, parameters, extra) := d if {
@@ -359,12 +308,7 @@ _run(name, parameters, extra) := d if {
 
 _codes(d) := {reason.code | some reason in d.reasons}
 
-_request(text, intent_class, max_classification) := {"session": {"original_request": {
-	"text": text,
-	"intent_class": intent_class,
-	"expected_scope": [],
-	"max_classification": max_classification,
-}}}
+_request(text, intent_class, max_classification) := {"session": {"original_request": testing.original_request(text, intent_class, max_classification)}}
 
 _seen(level, labels) := {"session": {"highest_classification": level, "labels": labels, "action_count": 1}}
 
@@ -640,7 +584,7 @@ test_step_up_s20_send_relying_on_low_trust_memory if {
 # S21 (T10): credentials.rotate while the environment signals disagree.
 _s21_facts(conflict) := {"facts": {
 	"maintenance_window": _fact(true),
-	"environment_state_conflict": {"value": conflict, "source": "change-monitor", "observed_at": "2026-11-26T01:59:00Z"},
+	"environment_state_conflict": testing.fact(conflict, "change-monitor"),
 }}
 
 test_defer_s21_environment_state_conflict if {
@@ -742,7 +686,7 @@ test_defer_s35_same_priority_rules_conflict if {
 	facts := {"facts": {
 		"maintenance_window": _fact(true),
 		"change_ticket": _fact("approved"),
-		"change_freeze": {"value": true, "source": "monitoring", "observed_at": "2026-11-26T01:59:00Z"},
+		"change_freeze": testing.fact(true, "monitoring"),
 	}}
 	d := _run("credentials.rotate", {"target": "prod-payments"}, facts)
 	d.decision == "DEFER"
@@ -830,10 +774,7 @@ test_allow_non_read_actions_carry_no_classification if {
 
 test_decision_with_session_keys_is_total_and_well_formed if {
 	every sample in _samples {
-		d := main.decision with input as object.union(sample, {
-			"session": _empty_session, "dependencies": _no_dependencies,
-			"provenance": _no_provenance, "drift": _no_drift,
-		})
+		d := main.decision with input as object.union(sample, testing.known_session)
 		d.decision in {"ALLOW", "DENY", "MODIFY", "STEP_UP", "DEFER"}
 		count(d.reasons) > 0
 	}

@@ -1,32 +1,20 @@
 package aarm.params_test
 
 import data.aarm.params
-
-_input(name, parameters) := {
-	"version": "aarm.v1",
-	"action": {
-		"tool": split(name, ".")[0],
-		"operation": split(name, ".")[1],
-		"name": name,
-		"parameters": parameters,
-		"depends_on": [],
-		"original_tool": "",
-	},
-	"identity": {}, "facts": {}, "risk_signals": {},
-}
+import data.aarm.testing
 
 _deny_rules(name, parameters) := rules if {
-	reasons := params.deny_reasons with input as _input(name, parameters)
+	reasons := params.deny_reasons with input as testing.input_for(name, parameters)
 	rules := {reason.rule_id | some reason in reasons}
 }
 
 _deny_codes(name, parameters) := codes if {
-	reasons := params.deny_reasons with input as _input(name, parameters)
+	reasons := params.deny_reasons with input as testing.input_for(name, parameters)
 	codes := {reason.code | some reason in reasons}
 }
 
 _modify_rules(name, parameters) := rules if {
-	reasons := params.modify_reasons with input as _input(name, parameters)
+	reasons := params.modify_reasons with input as testing.input_for(name, parameters)
 	rules := {reason.rule_id | some reason in reasons}
 }
 
@@ -139,17 +127,17 @@ test_deny_egress_allowlist_unparseable_destination if {
 
 test_modify_caps_value_above_cap if {
 	_modify_rules("db.query", {"table": "customers", "limit": 5000}) == {"aarm.params.cap"}
-	params.modified_parameters == {"table": "customers", "limit": 1000} with input as _input("db.query", {"table": "customers", "limit": 5000})
+	params.modified_parameters == {"table": "customers", "limit": 1000} with input as testing.input_for("db.query", {"table": "customers", "limit": 5000})
 }
 
 test_modify_fills_missing_capped_value if {
 	_modify_rules("db.query", {"table": "customers"}) == {"aarm.params.default_value"}
-	params.modified_parameters == {"table": "customers", "limit": 1000} with input as _input("db.query", {"table": "customers"})
+	params.modified_parameters == {"table": "customers", "limit": 1000} with input as testing.input_for("db.query", {"table": "customers"})
 }
 
 test_modify_keeps_other_parameters if {
 	given := {"query": "vendor pricing", "folder": "inbox", "limit": 10000}
-	params.modified_parameters == object.union(given, {"limit": 100}) with input as _input("email.search", given)
+	params.modified_parameters == object.union(given, {"limit": 100}) with input as testing.input_for("email.search", given)
 }
 
 test_allow_value_at_cap_is_not_modified if {
@@ -158,7 +146,7 @@ test_allow_value_at_cap_is_not_modified if {
 }
 
 test_deny_reason_messages_name_the_parameter if {
-	some reason in params.deny_reasons with input as _input("payments.transfer", {"amount": 5, "currency": "USD"})
+	some reason in params.deny_reasons with input as testing.input_for("payments.transfer", {"amount": 5, "currency": "USD"})
 	contains(reason.message, `"to_account"`)
 }
 

@@ -1,28 +1,20 @@
 package aarm.provenance_test
 
 import data.aarm.provenance
+import data.aarm.testing
 
-_input(name, parameters, untrusted_only, untrusted_content) := {
-	"version": "aarm.v1",
-	"action": {
-		"tool": split(name, ".")[0],
-		"operation": split(name, ".")[1],
-		"name": name,
-		"parameters": parameters,
-		"depends_on": [],
-		"original_tool": "",
-	},
-	"identity": {}, "facts": {}, "risk_signals": {},
+# The parameters traced only to untrusted content, and whether the session ingested any.
+_untrusted(untrusted_only, untrusted_content) := {
 	"session": {"untrusted_content": untrusted_content},
-	"provenance": {"parameters": {}, "untrusted_only": untrusted_only, "unseen": []},
+	"provenance": object.union(testing.provenance, {"untrusted_only": untrusted_only}),
 }
 
 _deny(name, untrusted_only, untrusted_content) := {r.code | some r in reasons} if {
-	reasons := provenance.deny_reasons with input as _input(name, {}, untrusted_only, untrusted_content)
+	reasons := provenance.deny_reasons with input as testing.input_with(name, {}, _untrusted(untrusted_only, untrusted_content))
 }
 
 _stepup(name, untrusted_only, untrusted_content) := {[f.group, f.reason.code] | some f in findings} if {
-	findings := provenance.stepup_findings with input as _input(name, {}, untrusted_only, untrusted_content)
+	findings := provenance.stepup_findings with input as testing.input_with(name, {}, _untrusted(untrusted_only, untrusted_content))
 }
 
 test_deny_destructive_and_code_tools_with_untrusted_targets if {
@@ -39,7 +31,7 @@ test_step_up_financial_identity_and_sends_with_untrusted_targets if {
 }
 
 test_untrusted_paths_match_nested_keys if {
-	provenance.untrusted_key_params == {"to[1]", "to.name"} with input as _input("email.send", {}, ["to[1]", "to.name", "tone", "body"], false)
+	provenance.untrusted_key_params == {"to[1]", "to.name"} with input as testing.input_with("email.send", {}, _untrusted(["to[1]", "to.name", "tone", "body"], false))
 }
 
 test_allow_trusted_or_non_key_arguments if {
@@ -58,16 +50,16 @@ test_step_up_destructive_after_untrusted_content if {
 }
 
 test_deny_destructive_after_untrusted_content_when_configured if {
-	reasons := provenance.deny_reasons with input as _input("file.delete", {}, [], true)
+	reasons := provenance.deny_reasons with input as testing.input_with("file.delete", {}, _untrusted([], true))
 		with data.aarm.config.provenance.untrusted_content.decision as "DENY"
 	{r.code | some r in reasons} == {"untrusted_context"}
-	findings := provenance.stepup_findings with input as _input("file.delete", {}, [], true)
+	findings := provenance.stepup_findings with input as testing.input_with("file.delete", {}, _untrusted([], true))
 		with data.aarm.config.provenance.untrusted_content.decision as "DENY"
 	count(findings) == 0
 }
 
 test_step_up_uses_default_group_for_unmapped_category if {
-	findings := provenance.stepup_findings with input as _input("secrets.read", {}, ["path"], false)
+	findings := provenance.stepup_findings with input as testing.input_with("secrets.read", {}, _untrusted(["path"], false))
 		with data.aarm.config.provenance.key_params["secrets.read"] as ["path"]
 		with data.aarm.config.provenance.approver_group_by_category as {"financial": "finance"}
 	{f.group | some f in findings} == {"security"}

@@ -1,28 +1,20 @@
 package aarm.signals_test
 
 import data.aarm.signals
+import data.aarm.testing
 
-_input(name, parameters, identity, risk_signals) := {
-	"version": "aarm.v1",
-	"action": {
-		"tool": split(name, ".")[0],
-		"operation": split(name, ".")[1],
-		"name": name,
-		"parameters": parameters,
-		"depends_on": [],
-		"original_tool": "",
-	},
+# Who acts (alice, no roles, no delegation, unless `identity` says otherwise) and the risk signals.
+_actor(identity, risk_signals) := {
 	"identity": object.union({"human": "alice@acme.example", "roles": [], "delegation_chain": []}, identity),
-	"facts": {},
 	"risk_signals": risk_signals,
 }
 
 _deny(name, identity, risk_signals) := {r.code | some r in reasons} if {
-	reasons := signals.deny_reasons with input as _input(name, {"to": "x@partner.example"}, identity, risk_signals)
+	reasons := signals.deny_reasons with input as testing.input_with(name, {"to": "x@partner.example"}, _actor(identity, risk_signals))
 }
 
 _stepup(name, parameters, identity, risk_signals) := {f.reason.code | some f in findings} if {
-	findings := signals.stepup_findings with input as _input(name, parameters, identity, risk_signals)
+	findings := signals.stepup_findings with input as testing.input_with(name, parameters, _actor(identity, risk_signals))
 }
 
 test_deny_high_injection_score_on_risky_tools if {

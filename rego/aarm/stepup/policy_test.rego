@@ -1,27 +1,15 @@
 package aarm.stepup_test
 
 import data.aarm.stepup
-
-_input(name, parameters) := {
-	"version": "aarm.v1",
-	"action": {
-		"tool": split(name, ".")[0],
-		"operation": split(name, ".")[1],
-		"name": name,
-		"parameters": parameters,
-		"depends_on": [],
-		"original_tool": "",
-	},
-	"identity": {}, "facts": {}, "risk_signals": {},
-}
+import data.aarm.testing
 
 _rules(name, parameters) := rules if {
-	reasons := stepup.reasons with input as _input(name, parameters)
+	reasons := stepup.reasons with input as testing.input_for(name, parameters)
 	rules := {reason.rule_id | some reason in reasons}
 }
 
 _approval(name, parameters) := approval if {
-	approval := stepup.approval with input as _input(name, parameters)
+	approval := stepup.approval with input as testing.input_for(name, parameters)
 }
 
 _transfer(amount) := {"amount": amount, "currency": "USD", "to_account": "DE89370400440532"}
@@ -38,7 +26,7 @@ test_allow_payment_at_threshold if {
 }
 
 test_step_up_threshold_comes_from_config if {
-	rules := {reason.rule_id | some reason in stepup.reasons} with input as _input("payments.transfer", _transfer(600))
+	rules := {reason.rule_id | some reason in stepup.reasons} with input as testing.input_for("payments.transfer", _transfer(600))
 		with data.aarm.config.stepup.large_payment.amount_threshold as 500
 	rules == {"aarm.stepup.large_payment"}
 }
@@ -104,20 +92,20 @@ test_step_up_critical_tier_tool if {
 }
 
 test_step_up_critical_tier_default_approver_group if {
-	approval := stepup.approval with input as _input("secrets.read", {"path": "x"})
+	approval := stepup.approval with input as testing.input_for("secrets.read", {"path": "x"})
 		with data.aarm.catalogue.tools["secrets.read"].category as "read"
 	approval == {"approvers": ["platform-oncall"], "timeout_seconds": 900}
 }
 
 test_step_up_approval_unions_approvers_and_takes_shortest_timeout if {
-	approval := stepup.approval with input as _input("payments.transfer", _transfer(50000))
+	approval := stepup.approval with input as testing.input_for("payments.transfer", _transfer(50000))
 		with data.aarm.config.stepup.high_impact_tier.tiers as ["high"]
 		with data.aarm.config.stepup.high_impact_tier.approver_group_by_category as {"financial": "security"}
 	approval == {"approvers": ["finance-approvers", "security-approvers"], "timeout_seconds": 1800}
 }
 
 test_step_up_unknown_approver_group_falls_back if {
-	approval := stepup.approval with input as _input("payments.transfer", _transfer(50000))
+	approval := stepup.approval with input as testing.input_for("payments.transfer", _transfer(50000))
 		with data.aarm.config.stepup.large_payment.approver_group as "no_such_group"
 	approval == {"approvers": ["platform-oncall"], "timeout_seconds": 900}
 }
