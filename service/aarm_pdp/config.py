@@ -11,9 +11,6 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aarm_pdp.opa.bundle import default_policy_dir
-from aarm_pdp.opa.client import ENTRYPOINT_RE
-
 DEFAULT_GRPC_LISTEN = "[::]:50051"
 DEFAULT_METRICS_LISTEN = "0.0.0.0:9464"
 DEFAULT_GRACE_SECONDS = 10.0
@@ -37,11 +34,23 @@ DEFAULT_KEY_DIR = Path("var/keys")
 DEFAULT_MAX_DEFER_ATTEMPTS = 5
 DEFAULT_SWEEP_INTERVAL_SECONDS = 0.5
 
+ENTRYPOINT_RE = re.compile(r"[a-z_][a-z0-9_]*(/[a-z_][a-z0-9_]*)*")
+"""An OPA Data API path below ``/v1/data/``: slash-separated Rego identifiers."""
 _LISTEN_RE = re.compile(r"(\[[0-9a-fA-F:]*\]|[A-Za-z0-9.\-]*):\d{1,5}")
 
 
 class ConfigError(ValueError):
     """One or more configuration problems, all listed in the message."""
+
+
+def default_policy_dir() -> Path | None:
+    """The ``rego/`` directory of the checkout this package runs from, if any."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "rego"
+        if (candidate / ".manifest").is_file():
+            return candidate
+    return None
 
 
 def _find_opa() -> str:

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import signal
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,40 +18,43 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from aarm_pdp.api import approval_service, receipt_service, session_service
-from aarm_pdp.api.decision_service import SERVICE_NAME, DecisionServicer
+from aarm_pdp.api.decision_service import DecisionServicer
 from aarm_pdp.approvals.auth import ApproverRegistry
 from aarm_pdp.approvals.notifier import WebhookNotifier
-from aarm_pdp.approvals.tickets import Ticket
 from aarm_pdp.approvals.workflow import Workflow
 from aarm_pdp.config import Config
 from aarm_pdp.decision.engine import DecisionEngine
+from aarm_pdp.decision.followups import Followups
 from aarm_pdp.decision.idempotency import IdempotencyCache
+from aarm_pdp.decision.ports import NoEvents
 from aarm_pdp.errors import AarmError
 from aarm_pdp.observability.metrics import Metrics
-from aarm_pdp.observability.telemetry import TelemetryExporter, event
+from aarm_pdp.observability.telemetry import TelemetryExporter
 from aarm_pdp.opa.bundle import policy_hash
 from aarm_pdp.opa.client import OpaClient
 from aarm_pdp.opa.port import PolicyEngine
 from aarm_pdp.opa.sidecar import ManagedOpa, SidecarStartError
-from aarm_pdp.receipts import body as receipt_body
+from aarm_pdp.receipts.factory import open_store
 from aarm_pdp.receipts.keys import KeyRing
 from aarm_pdp.receipts.log import ReceiptLog
-from aarm_pdp.receipts.store import open_store
 from aarm_pdp.session.catalogue import Catalogue
 from aarm_pdp.session.context import SessionContext
-from aarm_pdp.session.redis_store import RedisSessionStore
-from aarm_pdp.session.store import MemorySessionStore, SessionStore
+from aarm_pdp.session.factory import open_session_store
+from aarm_pdp.session.store import SessionStore
 
 log = logging.getLogger("aarm_pdp.server")
 
-_HEALTH_NAMES = (
-    "",
-    SERVICE_NAME,
-    session_service.SERVICE_NAME,
-    approval_service.APPROVAL_SERVICE,
-    approval_service.DEFERRAL_SERVICE,
-    receipt_service.SERVICE_NAME,
+SERVICERS = (
+    DecisionServicer,
+    session_service.SessionServicer,
+    approval_service.ApprovalServicer,
+    approval_service.DeferralServicer,
+    receipt_service.ReceiptServicer,
 )
+"""The servicer of every aarm.v1 service (a unit test checks none is missing)."""
+# Named by their generated descriptors, for health and reflection.
+_SERVICE_NAMES = tuple(servicer.SERVICE.full_name for servicer in SERVICERS)
+_HEALTH_NAMES = ("", *_SERVICE_NAMES)
 
 
 class StartupError(RuntimeError):
@@ -171,41 +173,6 @@ async def _policy_engine(cfg: Config, metrics: Metrics) -> tuple[PolicyEngine, M
     return client, sidecar
 
 
-def approval_event(
-    ticket: Ticket,
-    kind: str,
-    verdict: str,
-    detail: dict[str, Any],
-    receipt: dict[str, Any],
-    now_ns: int,
-) -> dict[str, Any]:
-    """The aarm.approval telemetry event for a settled approval (docs/telemetry.md)."""
-    ident = ticket.context.get("identity", {})
-    action = ticket.context.get("action", {})
-    policy = ticket.context.get("policy", {})
-    status = "expired" if kind == "timeout" else "granted" if verdict == "GRANTED" else "rejected"
-    return event(
-        "aarm.approval",
-        time_ns=now_ns,
-        severity=ticket.risk_level,
-        fields={
-            "decision_id": ticket.decision_id,
-            "decision": "STEP_UP",
-            "actor": {
-                k: ident.get(k, "") for k in ("tenant", "human", "service", "agent", "session_id")
-            },
-            "api": {k: action.get(k, "") for k in ("tool", "operation", "original_tool")},
-            "parameters_hash": receipt_body.parameters_hash(action.get("parameters", {})),
-            "policy": {"revision": policy.get("revision", ""), "hash": policy.get("hash", "")},
-            "receipt_id": receipt["receipt_id"],
-            "approval_id": ticket.ticket_id,
-            "status": status,
-            "approver": detail.get("approver", ""),
-            "response_time_ms": (now_ns - ticket.created_ns) // 1_000_000,
-        },
-    )
-
-
 async def _load_catalogue(policy: PolicyEngine) -> Catalogue:
     """The tool catalogue; empty (every output untrusted) if the policy has none."""
     try:
@@ -213,18 +180,6 @@ async def _load_catalogue(policy: PolicyEngine) -> Catalogue:
     except AarmError as exc:
         log.error("tool catalogue unreadable (%s): treating every tool output as untrusted", exc)
         return Catalogue()
-
-
-def _session_store(cfg: Config) -> SessionStore:
-    sc = cfg.session
-    if sc.state == "memory":
-        return MemorySessionStore(ttl_seconds=sc.ttl_seconds)
-    return RedisSessionStore(
-        sc.state,
-        ttl_seconds=sc.ttl_seconds,
-        artifact_ttl_seconds=sc.artifact_ttl_seconds,
-        timeout=sc.store_timeout_seconds,
-    )
 
 
 async def start(
@@ -240,7 +195,7 @@ async def start(
         policy: PolicyEngine = policy_engine
     else:
         policy, sidecar = await _policy_engine(cfg, metrics)
-    store = _session_store(cfg)
+    store = open_session_store(cfg.session)
     rlog: ReceiptLog | None = None
     try:
         rc = cfg.receipts
@@ -258,7 +213,7 @@ async def start(
         sessions = SessionContext(store, lambda: catalogue_box[0])
         semantic = None
         if cfg.session.semantic_drift:
-            from aarm_pdp.drift.semantic_worker import SemanticWorker
+            from aarm_pdp.session.semantic_worker import SemanticWorker
 
             try:
                 semantic = SemanticWorker(store, metrics)
@@ -285,43 +240,12 @@ async def start(
         )
         notifier = WebhookNotifier(ap.webhook_url) if ap.webhook_url else None
 
-        async def settle(ticket: Ticket, verdict: str, kind: str, detail: dict[str, Any]) -> None:
-            now = time.time_ns()
-            if kind == "timeout":
-                metrics.tickets_expired.labels(ticket.kind).inc()
-            await sessions.settle(
-                ticket.tenant, ticket.session_id, ticket.decision_id, verdict, kind, detail, now
-            )
-            assert rlog is not None
-            body = receipt_body.follow_up_receipt(
-                receipt_id=str(uuid.uuid4()),
-                kind=kind,
-                tenant=ticket.tenant,
-                session_id=ticket.session_id,
-                decision_id=ticket.decision_id,
-                identity=ticket.context.get("identity", {}),
-                detail={
-                    **detail,
-                    "result": verdict,
-                    "ticket": ticket.kind,
-                    "ticket_id": ticket.ticket_id,
-                },
-                now_ns=now,
-                links={f"{ticket.kind}_id": ticket.ticket_id},
-            )
-            try:
-                await rlog.append(body)
-            except AarmError as exc:
-                log.error("follow-up receipt for %s not stored: %s", ticket.ticket_id, exc)
-                metrics.errors.labels(exc.code.value).inc()
-                raise
-            finally:
-                if telemetry is not None and ticket.kind == "approval":
-                    telemetry.emit(approval_event(ticket, kind, verdict, detail, body, now))
-
+        followups = Followups(
+            sessions, rlog, telemetry if telemetry is not None else NoEvents(), metrics
+        )
         workflow = Workflow(
             store,
-            settle=settle,
+            settle=followups.settle_ticket,
             notifier=notifier,
             token_ttl_seconds=ap.token_ttl_seconds,
             max_defer_attempts=ap.max_defer_attempts,
@@ -349,9 +273,7 @@ async def start(
             engine, metrics, cfg.limits, max_request_bytes=cfg.server.max_request_bytes
         )
         server.add_generic_rpc_handlers((servicer.handler(),))
-        session_servicer = session_service.SessionServicer(
-            sessions, metrics, cfg.limits, receipts=rlog
-        )
+        session_servicer = session_service.SessionServicer(sessions, followups, metrics, cfg.limits)
         server.add_generic_rpc_handlers((session_servicer.handler(),))
         approvals = approval_service.ApprovalServicer(workflow, registry, metrics, store.revoke)
         deferrals = approval_service.DeferralServicer(engine, workflow, metrics, cfg.limits)
@@ -362,15 +284,7 @@ async def start(
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if cfg.server.reflection:
             reflection.enable_server_reflection(
-                (
-                    SERVICE_NAME,
-                    session_service.SERVICE_NAME,
-                    approval_service.APPROVAL_SERVICE,
-                    approval_service.DEFERRAL_SERVICE,
-                    receipt_service.SERVICE_NAME,
-                    health.SERVICE_NAME,
-                    reflection.SERVICE_NAME,
-                ),
+                (*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME),
                 server,
             )
         port = server.add_insecure_port(cfg.server.listen)

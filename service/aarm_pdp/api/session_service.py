@@ -1,42 +1,39 @@
-"""gRPC adapter for aarm.v1.SessionService: validate, call the accumulator, translate."""
+"""gRPC adapter for the aarm.v1 SessionService: validate, call the accumulator, translate."""
 
 from __future__ import annotations
 
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from aarm.v1 import session_pb2
+from aarm.v1 import session_pb2, session_pb2_grpc
 
-from aarm_pdp.api.handlers import unary
+from aarm_pdp.api.handlers import generic_handler
 from aarm_pdp.api.validation import to_identity
 from aarm_pdp.config import LimitsConfig
+from aarm_pdp.decision.followups import Followups
+from aarm_pdp.decision.ports import Sessions
 from aarm_pdp.errors import AarmError, ErrorCode, RequestInvalid, grpc_status
-from aarm_pdp.model.levels import LEVELS, NO_CLASSIFICATION
-from aarm_pdp.model.request import Identity, identity_doc
+from aarm_pdp.model.levels import LEVELS
+from aarm_pdp.model.request import Identity
 from aarm_pdp.model.timestamps import rfc3339
 from aarm_pdp.observability.metrics import Metrics
-from aarm_pdp.receipts import body as receipt_body
-from aarm_pdp.receipts.log import ReceiptLog
-from aarm_pdp.session.context import SessionContext
 from aarm_pdp.session.state import OriginalRequest
 
 log = logging.getLogger("aarm_pdp.api.session")
 
-SERVICE_NAME = "aarm.v1.SessionService"
 MAX_REQUEST_TEXT = 16_384
 MAX_OUTPUT_TEXT = 65_536
 MAX_VALUES = 256
 _LABEL_RE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,31}")
 _SCOPE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 _DIGEST_RE = re.compile(r"([0-9a-f]{64})?")
-# proto Classification enum value -> level name (0 = unspecified)
-_LEVEL_OF = {i + 1: name for i, name in enumerate(LEVELS)}
-_LEVEL_PB = {name: i + 1 for i, name in enumerate(LEVELS)}
+# level name X <-> proto CLASSIFICATION_X; 0 (unspecified) is no level (test_proto_enums.py)
+_LEVEL_PB = {name: session_pb2.Classification.Value(f"CLASSIFICATION_{name}") for name in LEVELS}
+_LEVEL_OF = {pb: name for name, pb in _LEVEL_PB.items()}
 
 
 def _stamp(request: Any, name: str) -> str:
@@ -54,57 +51,29 @@ def _session_identity(msg: Any, lim: LimitsConfig) -> Identity:
     return ident
 
 
-class SessionServicer:
+class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     """Serves StartSession, RecordOutcome and EndSession."""
 
-    async def _receipt(
-        self, ident: Identity, kind: str, decision_id: str, detail: dict[str, Any], now_ns: int
-    ) -> None:
-        if self._receipts is None:
-            return
-        await self._receipts.append(
-            receipt_body.follow_up_receipt(
-                receipt_id=str(uuid.uuid4()),
-                kind=kind,
-                tenant=ident.tenant,
-                session_id=ident.session_id,
-                decision_id=decision_id,
-                identity=identity_doc(ident),
-                detail=detail,
-                now_ns=now_ns,
-            )
-        )
+    SERVICE = session_pb2.DESCRIPTOR.services_by_name["SessionService"]
 
     def __init__(
         self,
-        sessions: SessionContext,
+        sessions: Sessions,
+        followups: Followups,
         metrics: Metrics,
         limits: LimitsConfig,
         clock_ns: Callable[[], int] = time.time_ns,
-        receipts: ReceiptLog | None = None,
     ) -> None:
-        self._receipts = receipts
         self._sessions = sessions
+        self._followups = followups
         self._metrics = metrics
         self._limits = limits
         self._clock = clock_ns
 
     def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
-        """The generic handler for the three RPCs."""
-
-        pb = session_pb2
-        return grpc.method_handlers_generic_handler(
-            SERVICE_NAME,
-            {
-                "StartSession": unary(
-                    self.StartSession, pb.StartSessionRequest, pb.StartSessionResponse
-                ),
-                "RecordOutcome": unary(
-                    self.RecordOutcome, pb.RecordOutcomeRequest, pb.RecordOutcomeResponse
-                ),
-                "EndSession": unary(self.EndSession, pb.EndSessionRequest, pb.EndSessionResponse),
-            },
-        )
+        """The generic handler for every SessionService RPC."""
+        rejected = self._metrics.errors.labels(ErrorCode.REQUEST_INVALID.value)
+        return generic_handler(self, rejected=rejected.inc)
 
     async def _call(
         self, context: grpc.aio.ServicerContext[Any, Any], body: Callable[[], Awaitable[Any]]
@@ -172,8 +141,7 @@ class SessionServicer:
             trust = {session_pb2.TRUST_TRUSTED: True, session_pb2.TRUST_UNTRUSTED: False}.get(
                 request.source_trust
             )
-            now = self._clock()
-            head, highest = await self._sessions.record_outcome(
+            head, highest = await self._followups.record_outcome(
                 ident,
                 decision_id=request.decision_id,
                 executed=request.status == session_pb2.OUTCOME_STATUS_EXECUTED,
@@ -182,24 +150,9 @@ class SessionServicer:
                 texts=[request.output_text, *request.output_values],
                 trust=trust,
                 output_digest=request.output_digest,
-                now_ns=now,
-            )
-            executed = request.status == session_pb2.OUTCOME_STATUS_EXECUTED
-            await self._receipt(
-                ident,
-                "outcome",
-                request.decision_id,
-                {
-                    "success": executed,
-                    "started_at": _stamp(request, "started_at"),
-                    "completed_at": _stamp(request, "completed_at"),
-                    "output_hash": request.output_digest,
-                    "classification": _LEVEL_OF.get(request.classification, NO_CLASSIFICATION),
-                    "labels": sorted(set(request.labels)),
-                    "error": request.error[:512],
-                    "context_hash": head,
-                },
-                now,
+                started_at=_stamp(request, "started_at"),
+                completed_at=_stamp(request, "completed_at"),
+                error=request.error,
             )
             resp = session_pb2.RecordOutcomeResponse(context_hash=head)
             level_pb = _LEVEL_PB[LEVELS[highest]] if highest >= 0 else 0
@@ -213,14 +166,7 @@ class SessionServicer:
 
         async def body() -> Any:
             ident = _session_identity(request.identity, self._limits)
-            head, count = await self._sessions.end(ident)
-            await self._receipt(
-                ident,
-                "session_end",
-                "",
-                {"context_hash": head, "action_count": count},
-                self._clock(),
-            )
+            head, count = await self._followups.end_session(ident)
             return session_pb2.EndSessionResponse(context_hash=head, action_count=count)
 
         return await self._call(context, body)

@@ -73,6 +73,10 @@ class Workflow:
 
     # -- opening -------------------------------------------------------------
 
+    def new_ticket_id(self) -> str:
+        """A fresh ticket id, for a ticket :meth:`open` will create."""
+        return self._new_id()
+
     async def open(
         self,
         *,
@@ -84,8 +88,13 @@ class Workflow:
         policy: PolicyVersion,
         context: dict[str, Any],
         now_ns: int,
+        ticket_id: str = "",
     ) -> str:
-        """Suspend a STEP_UP (kind "approval") or DEFER (kind "deferral") action."""
+        """Suspend a STEP_UP (kind "approval") or DEFER (kind "deferral") action.
+
+        ``ticket_id`` is one :meth:`new_ticket_id` handed out earlier (so the receipt
+        written before the ticket can name it); a new one is drawn when it is empty.
+        """
         timeout = (
             decision.approval.timeout_seconds
             if decision.approval is not None
@@ -94,7 +103,7 @@ class Workflow:
             else 300
         )
         ticket = tk.Ticket(
-            ticket_id=self._new_id(),
+            ticket_id=ticket_id or self._new_id(),
             kind=kind,
             decision_id=decision_id,
             tenant=request.identity.tenant,

@@ -1,8 +1,12 @@
-"""The decision engine: orchestrates one decision. No transport code.
+"""The decision engine: the only orchestrator of a decision. No transport code.
 
-validate identity → build input (pure) → query policy → parse result (pure) → record.
-Every failure on the way becomes a DENY carrying an error code; a bug becomes a DENY
-with ``internal``. Nothing here can produce ALLOW except a valid policy document.
+evaluate: validate identity → session context → build input (pure) → query policy →
+parse result (pure) → redeem an approval token; the outcome is an :class:`Evaluation`.
+record (one tail for decide and reevaluate): the durable receipt first, then the
+session commit and the ticket, all with the verdict the client actually gets, then
+telemetry and metrics. Every failure on the way becomes a DENY carrying an error code;
+a bug becomes a DENY with ``internal``. Nothing here can produce ALLOW except a valid
+policy document (or a redeemed approval of one).
 """
 
 from __future__ import annotations
@@ -12,12 +16,23 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aarm_pdp.decision import metatools
 from aarm_pdp.decision.idempotency import IdempotencyCache
 from aarm_pdp.decision.input import build_input
+from aarm_pdp.decision.ports import (
+    Events,
+    NoEvents,
+    NoReceipts,
+    NoSessions,
+    NoTickets,
+    Receipts,
+    Sessions,
+    Tickets,
+)
 from aarm_pdp.decision.result import parse_result
 from aarm_pdp.errors import AarmError, ErrorCode
 from aarm_pdp.model.decision import (
@@ -31,16 +46,14 @@ from aarm_pdp.model.decision import (
 from aarm_pdp.model.levels import NO_CLASSIFICATION
 from aarm_pdp.model.request import ActionRequest, identity_doc
 from aarm_pdp.observability import logging as aarm_logging
+from aarm_pdp.observability.events import decision_events
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.opa.port import PolicyEngine
 from aarm_pdp.receipts import body as receipt_body
-from aarm_pdp.session.context import SessionContext
+from aarm_pdp.session.context import Prepared
 
 if TYPE_CHECKING:
     from aarm_pdp.approvals.tickets import Ticket
-    from aarm_pdp.approvals.workflow import Workflow
-    from aarm_pdp.observability.telemetry import TelemetryExporter
-    from aarm_pdp.receipts.log import ReceiptLog
 
 log = logging.getLogger("aarm_pdp.decision")
 
@@ -63,70 +76,6 @@ _FAIL_MESSAGES: dict[ErrorCode, str] = {
 }
 
 
-def telemetry_events(
-    request: ActionRequest,
-    record: DecisionRecord,
-    context: dict[str, Any] | None,
-    now_ns: int,
-) -> list[dict[str, Any]]:
-    """The aarm.action event, plus aarm.decision for anything but ALLOW. PURE.
-
-    Parameters leave only as a sha256 (T9): never a value.
-    """
-    from aarm_pdp.observability.telemetry import event
-
-    d = record.result
-    ident = request.identity
-    receipt = record.receipt or {}
-    params_hash = (receipt.get("action") or {}).get(
-        "parameters_sha256"
-    ) or receipt_body.parameters_hash(request.action.parameters)
-    common = {
-        "decision_id": record.decision_id,
-        "decision": d.decision.value,
-        "actor": {
-            "tenant": ident.tenant,
-            "human": ident.human,
-            "service": ident.service,
-            "agent": ident.agent,
-            "session_id": ident.session_id,
-        },
-        "api": {
-            "tool": request.action.tool,
-            "operation": request.action.operation,
-            "original_tool": request.action.original_tool,
-        },
-        "parameters_hash": params_hash,
-        "policy": {"revision": record.policy.revision, "hash": record.policy.hash},
-        "receipt_id": receipt.get("receipt_id", ""),
-    }
-    events = [event("aarm.action", time_ns=now_ns, severity=d.risk_level.value, fields=common)]
-    if d.decision is not Decision.ALLOW:
-        session = (context or {}).get("session", {})
-        drift = (context or {}).get("drift", {})
-        events.append(
-            event(
-                "aarm.decision",
-                time_ns=now_ns,
-                severity=d.risk_level.value,
-                fields={
-                    **common,
-                    "policy_id": list(d.matched_rules),
-                    "reason_codes": [r.code for r in d.reasons],
-                    "fail_closed": d.fail_closed,
-                    "defer_trigger": d.deferral.trigger if d.deferral else "",
-                    "classification": session.get("highest_classification", NO_CLASSIFICATION),
-                    "signals": {
-                        "drift": drift.get("max", 0.0),
-                        "scope_expansion": drift.get("scope_expansion", False),
-                        "action_count": session.get("action_count", 0),
-                    },
-                },
-            )
-        )
-    return events
-
-
 def fail_closed(code: ErrorCode, detail: str = "") -> DecisionResult:
     """The DENY that stands in for a decision that could not be made."""
     message = _FAIL_MESSAGES.get(code, "request could not be decided; failing closed")
@@ -143,6 +92,54 @@ def fail_closed(code: ErrorCode, detail: str = "") -> DecisionResult:
     )
 
 
+_SUSPENDED = (Decision.STEP_UP, Decision.DEFER)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What evaluating one action produced, carried to the recording tail."""
+
+    request: ActionRequest
+    """The request as judged (a meta-tool wrapper already resolved)."""
+    result: DecisionResult
+    prepared: Prepared | None = None
+    """The session context read for it (``None`` when evaluation stopped before)."""
+    links: Mapping[str, str] = field(default_factory=dict)
+    """Receipt links: the redeemed approval, the deferral being resolved."""
+    ticket_source: str = "step_up"
+    """Why a ticket would be opened: ``step_up`` or ``defer_escalation``."""
+    commit: bool = True
+    """Whether the verdict is committed to the session: not when evaluation failed
+    after reading it, nor for a re-evaluation of a deferred action (which is settled
+    through its ticket instead)."""
+
+    @property
+    def context(self) -> dict[str, Any] | None:
+        return self.prepared.input_parts if self.prepared is not None else None
+
+    @property
+    def context_hash(self) -> str:
+        return self.prepared.context_hash if self.prepared is not None else ""
+
+
+def _ticket_id(result: DecisionResult) -> str:
+    if result.approval is not None:
+        return result.approval.approval_id
+    return result.deferral.deferral_id if result.deferral is not None else ""
+
+
+def _with_ticket_id(result: DecisionResult, ticket_id: str) -> DecisionResult:
+    if result.approval is not None:
+        return dataclasses.replace(
+            result, approval=dataclasses.replace(result.approval, approval_id=ticket_id)
+        )
+    if result.deferral is not None:
+        return dataclasses.replace(
+            result, deferral=dataclasses.replace(result.deferral, deferral_id=ticket_id)
+        )
+    return result
+
+
 class DecisionEngine:
     """Decides one action at a time against a :class:`PolicyEngine`."""
 
@@ -155,22 +152,23 @@ class DecisionEngine:
         clock_ns: Callable[[], int] = time.time_ns,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         cache: IdempotencyCache | None = None,
-        sessions: SessionContext | None = None,
+        sessions: Sessions | None = None,
         meta_tools: dict[str, metatools.MetaTool] | None = None,
-        workflow: Workflow | None = None,
-        receipts: ReceiptLog | None = None,
-        telemetry: TelemetryExporter | None = None,
+        workflow: Tickets | None = None,
+        receipts: Receipts | None = None,
+        telemetry: Events | None = None,
     ) -> None:
+        """Collaborators left out are switched off (null objects of :mod:`.ports`)."""
         self._policy = policy
         self._metrics = metrics
         self._timeout = opa_timeout
         self._clock = clock_ns
         self._new_id = new_id
         self._cache = cache if cache is not None else IdempotencyCache()
-        self._sessions = sessions
-        self.workflow = workflow
-        self.receipts = receipts
-        self.telemetry = telemetry
+        self._sessions: Sessions = sessions if sessions is not None else NoSessions()
+        self._tickets: Tickets = workflow if workflow is not None else NoTickets()
+        self._receipts: Receipts = receipts if receipts is not None else NoReceipts()
+        self._events: Events = telemetry if telemetry is not None else NoEvents()
         self._meta_tools = metatools.DEFAULT_META_TOOLS if meta_tools is None else meta_tools
         self.policy_version = PolicyVersion()
 
@@ -181,6 +179,8 @@ class DecisionEngine:
             self.policy_version = version
             self._metrics.policy.info({"revision": version.revision, "hash": version.hash})
         return version
+
+    # -- decide ----------------------------------------------------------------
 
     async def decide(
         self, request: ActionRequest, *, deadline: float | None = None
@@ -216,129 +216,199 @@ class DecisionEngine:
             agent_id=request.identity.agent,
         )
         started = time.perf_counter()
-        scratch: dict[str, Any] = {}
         try:
-            decision = await self._evaluate(request, now_ns, deadline, decision_id, scratch)
-            receipt = None
-            if self.receipts is not None:
-                links = {}
-                if request.approval_token and decision.reasons[0].code == "approved":
-                    links["approval_id"] = request.approval_token.partition(".")[0]
-                decision, receipt = await self._receipt(
-                    request, decision_id, decision, scratch, now_ns, links
-                )
+            evaluation = await self._evaluate(request, now_ns, deadline)
+            return await self._record(evaluation, decision_id, now_ns, started)
         finally:
             aarm_logging.reset(token)
-        record = DecisionRecord(
-            decision_id=decision_id,
-            request_id=request.request_id or decision_id,
-            result=decision,
-            policy=self.policy_version,
-            receipt=receipt,
-        )
-        if self.telemetry is not None:
-            for ev in telemetry_events(request, record, scratch.get("context"), now_ns):
-                self.telemetry.emit(ev)
-        m = self._metrics
-        verdict = decision.decision.value
-        m.decide_duration.labels(verdict).observe(time.perf_counter() - started)
-        m.decisions.labels(verdict, m.code_label(decision.reasons[0].code)).inc()
-        return record
-
-    async def _receipt(
-        self,
-        request: ActionRequest,
-        decision_id: str,
-        decision: DecisionResult,
-        scratch: dict[str, Any],
-        now_ns: int,
-        links: dict[str, str],
-    ) -> tuple[DecisionResult, dict[str, Any] | None]:
-        """Durably record the decision; no receipt, no verdict (DENY instead)."""
-        assert self.receipts is not None
-        body = receipt_body.decision_receipt(
-            receipt_id=self._new_id(),
-            decision_id=decision_id,
-            request=request,
-            decision=decision,
-            policy=self.policy_version,
-            context=scratch.get("context"),
-            context_hash=scratch.get("context_hash", ""),
-            now_ns=now_ns,
-            links=links,
-        )
-        try:
-            return decision, await self.receipts.append(body)
-        except AarmError as exc:
-            log.error("receipt not stored, failing closed: %s: %s", exc.code.value, exc.detail)
-            return self._failed(exc.code), None
-        except Exception:
-            log.exception("receipt not stored, failing closed")
-            return self._failed(ErrorCode.RECEIPT_STORE_UNAVAILABLE), None
 
     async def _evaluate(
-        self,
-        request: ActionRequest,
-        now_ns: int,
-        deadline: float | None,
-        decision_id: str,
-        scratch: dict[str, Any],
-    ) -> DecisionResult:
-        m = self._metrics
+        self, request: ActionRequest, now_ns: int, deadline: float | None
+    ) -> Evaluation:
+        prepared: Prepared | None = None
         try:
             missing = request.identity.missing()
             if missing:
-                return self._failed(ErrorCode.IDENTITY_MISSING, "missing " + ", ".join(missing))
+                failed = self._failed(ErrorCode.IDENTITY_MISSING, "missing " + ", ".join(missing))
+                return Evaluation(request, failed)
             expires = request.identity.expires_at_ns
             if expires and expires <= now_ns:
-                return self._failed(ErrorCode.IDENTITY_EXPIRED)
+                return Evaluation(request, self._failed(ErrorCode.IDENTITY_EXPIRED))
             action = metatools.resolve(request.action, self._meta_tools)
             if action is not request.action:
                 request = dataclasses.replace(request, action=action)
-            prepared = None
-            context = None
-            if self._sessions is not None:
-                prepared = await self._sessions.prepare(request, now_ns)
-                context = prepared.input_parts
-                scratch["context"] = context
-                scratch["context_hash"] = prepared.context_hash
-                m.drift.observe(context["drift"]["action"])
-            decision = await self._query(request, context, now_ns, deadline)
-            wf = self.workflow
-            if decision.decision is Decision.STEP_UP and request.approval_token and wf:
+            prepared = await self._sessions.prepare(request, now_ns)
+            self._metrics.drift.observe(prepared.input_parts["drift"]["action"])
+            result = await self._query(request, prepared.input_parts, now_ns, deadline)
+            links: dict[str, str] = {}
+            if result.decision is Decision.STEP_UP and request.approval_token:
                 # A granted, single-use token for exactly this action, same policy.
-                decision = await wf.redeem(
+                result = await self._tickets.redeem(
                     request.approval_token, request, self.policy_version, now_ns
                 )
-            if self._sessions is not None and prepared is not None:
-                # Recorded before it runs (AARM R2); no record, no verdict.
-                await self._sessions.commit(prepared, request, decision_id, decision, now_ns)
-            if wf is not None and decision.decision in (Decision.STEP_UP, Decision.DEFER):
-                decision = await self._suspend(wf, request, decision_id, decision, context, now_ns)
-            return decision
+                links["approval_id"] = request.approval_token.partition(".")[0]
+            return Evaluation(request, result, prepared, links)
         except AarmError as exc:
             log.warning("failing closed: %s: %s", exc.code.value, exc.detail)
-            return self._failed(exc.code)
+            return Evaluation(request, self._failed(exc.code), prepared, commit=False)
         except Exception:
             log.exception("failing closed: unexpected error")
-            return self._failed(ErrorCode.INTERNAL)
+            return Evaluation(request, self._failed(ErrorCode.INTERNAL), prepared, commit=False)
+
+    # -- reevaluate --------------------------------------------------------------
+
+    async def reevaluate(
+        self, request: ActionRequest, ticket: Ticket, *, deadline: float | None = None
+    ) -> DecisionRecord:
+        """Judge a deferred action again with the facts supplied since (same identity)."""
+        now_ns = self._clock()
+        decision_id = self._new_id()
+        started = time.perf_counter()
+        links = {"deferral_id": ticket.ticket_id, "deferred_decision_id": ticket.decision_id}
+        prepared: Prepared | None = None
+        try:
+            if ticket.policy_hash != self.policy_version.hash:
+                result = self._failed(ErrorCode.STALE_POLICY, "policy changed while deferred")
+            else:
+                prepared = await self._sessions.prepare(request, now_ns)
+                result = await self._query(request, prepared.input_parts, now_ns, deadline)
+            ticket = await self._tickets.record_attempt(
+                ticket.ticket_id,
+                facts=sorted(request.facts),
+                verdict=result.decision.value,
+                decision_id=decision_id,
+                now_ns=now_ns,
+            )
+            exhausted = ticket.resolution.get("method") == "attempts_exhausted"
+            if exhausted and result.decision is not Decision.DENY:
+                result = self._failed(ErrorCode.DEFER_EXHAUSTED)
+            if result.decision is Decision.DEFER:
+                result = _with_ticket_id(result, ticket.ticket_id)
+        except AarmError as exc:
+            log.warning("deferral resolution failing closed: %s: %s", exc.code.value, exc.detail)
+            result = self._failed(exc.code)
+        except Exception:
+            log.exception("deferral resolution failing closed: unexpected error")
+            result = self._failed(ErrorCode.INTERNAL)
+        evaluation = Evaluation(
+            request,
+            result,
+            prepared,
+            links,
+            ticket_source="defer_escalation",
+            commit=False,
+        )
+        return await self._record(evaluation, decision_id, now_ns, started)
+
+    # -- the recording tail --------------------------------------------------------
+
+    async def _record(
+        self, ev: Evaluation, decision_id: str, now_ns: int, started: float
+    ) -> DecisionRecord:
+        """Receipt first, then session and ticket with the verdict given, then events.
+
+        No receipt, no verdict: a receipt that cannot be stored turns the answer into
+        DENY before anything else is written. A session or ticket write that fails
+        after the receipt turns it into DENY too, and a follow-up ``overturned``
+        receipt records that, so the chain and the answer never part.
+        """
+        request, result = ev.request, ev.result
+        ticket_id = ""
+        # A new suspension opens a ticket; a re-evaluation still DEFER keeps its own.
+        opens_ticket = result.decision in _SUSPENDED and not _ticket_id(result)
+        if opens_ticket:
+            ticket_id = self._tickets.new_ticket_id()
+            result = _with_ticket_id(result, ticket_id)
+        receipt, error = await self._receipt(ev, decision_id, result, now_ns)
+        if error is not None:
+            result, opens_ticket = self._failed(error), False
+        try:
+            if ev.commit and ev.prepared is not None:
+                await self._sessions.commit(ev.prepared, request, decision_id, result, now_ns)
+            if opens_ticket and result.decision in _SUSPENDED:
+                await self._suspend(ev, decision_id, result, ticket_id, now_ns)
+        except Exception as exc:
+            code = exc.code if isinstance(exc, AarmError) else ErrorCode.INTERNAL
+            log.error("decision %s overturned to DENY after its receipt: %s", decision_id, code)
+            result = self._failed(code)
+            receipt = await self._overturn(ev, decision_id, result, now_ns) or receipt
+        record = DecisionRecord(
+            decision_id=decision_id,
+            request_id=request.request_id or decision_id,
+            result=result,
+            policy=self.policy_version,
+            receipt=receipt,
+        )
+        for event in decision_events(request, record, ev.context, now_ns):
+            self._events.emit(event)
+        m = self._metrics
+        verdict = result.decision.value
+        m.decide_duration.labels(verdict).observe(time.perf_counter() - started)
+        m.decisions.labels(verdict, m.code_label(result.reasons[0].code)).inc()
+        return record
+
+    async def _receipt(
+        self, ev: Evaluation, decision_id: str, result: DecisionResult, now_ns: int
+    ) -> tuple[dict[str, Any] | None, ErrorCode | None]:
+        """Durably record the decision: (receipt, None), or (None, why it failed)."""
+        body = receipt_body.decision_receipt(
+            receipt_id=self._new_id(),
+            decision_id=decision_id,
+            request=ev.request,
+            decision=result,
+            policy=self.policy_version,
+            context=ev.context,
+            context_hash=ev.context_hash,
+            now_ns=now_ns,
+            links=dict(ev.links),
+        )
+        try:
+            return await self._receipts.append(body), None
+        except AarmError as exc:
+            log.error("receipt not stored, failing closed: %s: %s", exc.code.value, exc.detail)
+            return None, exc.code
+        except Exception:
+            log.exception("receipt not stored, failing closed")
+            return None, ErrorCode.RECEIPT_STORE_UNAVAILABLE
+
+    async def _overturn(
+        self, ev: Evaluation, decision_id: str, result: DecisionResult, now_ns: int
+    ) -> dict[str, Any] | None:
+        """Record that a receipted verdict was replaced by ``result`` (a DENY)."""
+        ident = ev.request.identity
+        body = receipt_body.follow_up_receipt(
+            receipt_id=self._new_id(),
+            kind="overturned",
+            tenant=ident.tenant,
+            session_id=ident.session_id,
+            decision_id=decision_id,
+            identity=identity_doc(ident),
+            detail={
+                "result": result.decision.value,
+                "reason_code": result.reasons[0].code,
+            },
+            now_ns=now_ns,
+        )
+        try:
+            return await self._receipts.append(body)
+        except Exception:
+            log.exception("overturn receipt for %s not stored", decision_id)
+            return None
 
     async def _suspend(
         self,
-        wf: Workflow,
-        request: ActionRequest,
+        ev: Evaluation,
         decision_id: str,
-        decision: DecisionResult,
-        context: dict[str, Any] | None,
+        result: DecisionResult,
+        ticket_id: str,
         now_ns: int,
-        source: str = "step_up",
-    ) -> DecisionResult:
-        """Open the approval or deferral ticket; its id goes back in the verdict."""
-        ident = request.identity
-        ctx = context or {}
+    ) -> None:
+        """Open the approval or deferral ticket under the id the verdict already names."""
+        request = ev.request
+        ctx = ev.context or {}
         session = ctx.get("session", {})
         snapshot = {
-            "source": source,
+            "source": ev.ticket_source,
             "original_request": session.get("original_request"),
             "action": {
                 "tool": request.action.tool,
@@ -350,91 +420,25 @@ class DecisionEngine:
             "highest_classification": session.get("highest_classification", NO_CLASSIFICATION),
             "labels": session.get("labels", []),
             "drift": ctx.get("drift", {}),
-            "identity": identity_doc(ident),
-            "matched_rules": list(decision.matched_rules),
-            "reasons": [r.to_doc() for r in decision.reasons],
-            "risk": {"level": decision.risk_level.value, "score": decision.risk_score},
+            "identity": identity_doc(request.identity),
+            "matched_rules": list(result.matched_rules),
+            "reasons": [r.to_doc() for r in result.reasons],
+            "risk": {"level": result.risk_level.value, "score": result.risk_score},
             "policy": dataclasses.asdict(self.policy_version),
         }
-        kind = "approval" if decision.decision is Decision.STEP_UP else "deferral"
-        ticket_id = await wf.open(
-            kind=kind,
+        await self._tickets.open(
+            kind="approval" if result.decision is Decision.STEP_UP else "deferral",
             request=request,
             raw_request=request.raw,
             decision_id=decision_id,
-            decision=decision,
+            decision=result,
             policy=self.policy_version,
             context=snapshot,
             now_ns=now_ns,
-        )
-        if decision.approval is not None:
-            return dataclasses.replace(
-                decision, approval=dataclasses.replace(decision.approval, approval_id=ticket_id)
-            )
-        assert decision.deferral is not None
-        return dataclasses.replace(
-            decision, deferral=dataclasses.replace(decision.deferral, deferral_id=ticket_id)
+            ticket_id=ticket_id,
         )
 
-    async def reevaluate(
-        self, request: ActionRequest, ticket: Ticket, *, deadline: float | None = None
-    ) -> DecisionRecord:
-        """Judge a deferred action again with the facts supplied since (same identity)."""
-        wf = self.workflow
-        assert wf is not None
-        now_ns = self._clock()
-        decision_id = self._new_id()
-        started = time.perf_counter()
-        try:
-            if ticket.policy_hash != self.policy_version.hash:
-                decision = self._failed(ErrorCode.STALE_POLICY, "policy changed while deferred")
-            else:
-                decision = await self._reevaluate(request, now_ns, deadline)
-            ticket = await wf.record_attempt(
-                ticket.ticket_id,
-                facts=sorted(request.facts),
-                verdict=decision.decision.value,
-                decision_id=decision_id,
-                now_ns=now_ns,
-            )
-            exhausted = ticket.resolution.get("method") == "attempts_exhausted"
-            if exhausted and decision.decision is not Decision.DENY:
-                decision = self._failed(ErrorCode.DEFER_EXHAUSTED)
-            if decision.decision is Decision.DEFER and decision.deferral is not None:
-                decision = dataclasses.replace(
-                    decision,
-                    deferral=dataclasses.replace(decision.deferral, deferral_id=ticket.ticket_id),
-                )
-            elif decision.decision is Decision.STEP_UP:
-                decision = await self._suspend(
-                    wf, request, decision_id, decision, None, now_ns, source="defer_escalation"
-                )
-        except AarmError as exc:
-            log.warning("deferral resolution failing closed: %s: %s", exc.code.value, exc.detail)
-            decision = self._failed(exc.code)
-        except Exception:
-            log.exception("deferral resolution failing closed: unexpected error")
-            decision = self._failed(ErrorCode.INTERNAL)
-        receipt = None
-        if self.receipts is not None:
-            links = {"deferral_id": ticket.ticket_id, "deferred_decision_id": ticket.decision_id}
-            decision, receipt = await self._receipt(
-                request, decision_id, decision, {}, now_ns, links
-            )
-        m = self._metrics
-        m.decide_duration.labels(decision.decision.value).observe(time.perf_counter() - started)
-        m.decisions.labels(decision.decision.value, m.code_label(decision.reasons[0].code)).inc()
-        return DecisionRecord(
-            decision_id, request.request_id or decision_id, decision, self.policy_version, receipt
-        )
-
-    async def _reevaluate(
-        self, request: ActionRequest, now_ns: int, deadline: float | None
-    ) -> DecisionResult:
-        context = None
-        if self._sessions is not None:
-            context = (await self._sessions.prepare(request, now_ns)).input_parts
-        return await self._query(request, context, now_ns, deadline)
+    # -- policy ----------------------------------------------------------------------
 
     async def _query(
         self,

@@ -5,7 +5,8 @@ Schema ``aarm.telemetry.v1``: OCSF-1.1-shaped JSON objects, documented in
 decided action; ``aarm.decision`` (Security Finding, 2001) for denials, escalations
 and deferrals; ``aarm.approval`` (Authorization, 3003) for approval outcomes.
 Parameters are exported only as a sha256 (AARM T9, side-channel leakage): no value
-of any argument, no SQL, no output ever leaves in an event.
+of any argument, no SQL, no output ever leaves in an event. The events themselves are
+built in :mod:`aarm_pdp.observability.events`; this module only ships them.
 
 Events are queued without blocking (bounded; overflow is counted and dropped) and
 flushed by a background task every ``flush_seconds``, and within
@@ -27,29 +28,14 @@ from typing import Any
 import aiohttp
 import orjson
 
+from aarm_pdp.observability.events import SEVERITY_ID
 from aarm_pdp.observability.metrics import Metrics
 
 log = logging.getLogger("aarm_pdp.telemetry")
 
-SCHEMA = "aarm.telemetry.v1"
 MAX_BUFFER = 10_000
 MAX_BATCH = 500
 URGENT_SECONDS = 0.05
-_SEVERITY = {"LOW": 1, "MEDIUM": 2, "HIGH": 3, "CRITICAL": 4}
-_CLASS = {"aarm.action": 6003, "aarm.decision": 2001, "aarm.approval": 3003}
-
-
-def event(kind: str, *, time_ns: int, severity: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """One telemetry event. PURE."""
-    return {
-        "schema": SCHEMA,
-        "type": kind,
-        "class_uid": _CLASS.get(kind, 0),
-        "time": time_ns // 1_000_000,
-        "severity": severity,
-        "severity_id": _SEVERITY.get(severity, 0),
-        **fields,
-    }
 
 
 class TelemetryExporter:
@@ -86,7 +72,7 @@ class TelemetryExporter:
             return
         self._buffer.append(ev)
         self._metrics.telemetry_buffer.set(len(self._buffer))
-        if ev.get("severity_id", 0) >= _SEVERITY["HIGH"]:
+        if ev.get("severity_id", 0) >= SEVERITY_ID["HIGH"]:
             self._urgent.set()
 
     async def run(self) -> None:

@@ -31,13 +31,3 @@ def policy_hash(paths: list[Path]) -> str:
             h.update(f"{index}:{rel}\0".encode())
             h.update(hashlib.sha256(file.read_bytes()).digest())
     return h.hexdigest()
-
-
-def default_policy_dir() -> Path | None:
-    """The ``rego/`` directory of the checkout this package runs from, if any."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "rego"
-        if (candidate / ".manifest").is_file():
-            return candidate
-    return None

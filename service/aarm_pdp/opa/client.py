@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
+from aarm_pdp.config import ENTRYPOINT_RE
 from aarm_pdp.errors import OpaBadResponse, OpaTimeout, OpaUnavailable
 from aarm_pdp.model.decision import PolicyVersion
 from aarm_pdp.opa.http import HttpPool, HttpProtocolError, HttpTimeout, HttpUnavailable
 
-ENTRYPOINT_RE = re.compile(r"[a-z_][a-z0-9_]*(/[a-z_][a-z0-9_]*)*")
 _MAX_BODY = 4 * 1024 * 1024
 
 

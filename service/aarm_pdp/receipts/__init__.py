@@ -26,12 +26,13 @@ from aarm_pdp.receipts.envelope import (
     Receipt,
     receipt_hash,
 )
+from aarm_pdp.receipts.factory import open_store
 from aarm_pdp.receipts.keys import DEFAULT_KEY_DIR, KeyRing, SigningKey, init_key_dir, jwks, rotate
 from aarm_pdp.receipts.log import LogStats, ReceiptLog
 from aarm_pdp.receipts.memory_store import MemoryReceiptStore
 from aarm_pdp.receipts.postgres_store import PostgresReceiptStore
 from aarm_pdp.receipts.sqlite_store import SqliteReceiptStore
-from aarm_pdp.receipts.store import ReceiptStore, open_store
+from aarm_pdp.receipts.store import ReceiptStore
 from aarm_pdp.receipts.verify import (
     PublicKeys,
     Reason,

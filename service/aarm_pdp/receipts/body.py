@@ -9,12 +9,10 @@ the chain position and the signature (:mod:`aarm_pdp.receipts.envelope`).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-import orjson
-
 from aarm_pdp.model.decision import DecisionResult, PolicyVersion
+from aarm_pdp.model.digests import parameters_hash
 from aarm_pdp.model.levels import NO_CLASSIFICATION
 from aarm_pdp.model.redaction import redact
 from aarm_pdp.model.request import ActionRequest, identity_doc
@@ -27,11 +25,6 @@ UNBOUND = "unbound"
 def chain_of(tenant: str, session_id: str) -> dict[str, str]:
     """The receipt chain a session's receipts go to."""
     return {"tenant": tenant or UNBOUND, "session_id": session_id or UNBOUND}
-
-
-def parameters_hash(value: Any) -> str:
-    """sha256 of the canonical (sorted-key) JSON of some parameters."""
-    return hashlib.sha256(orjson.dumps(value, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def decision_doc(decision_id: str, d: DecisionResult, policy: PolicyVersion) -> dict[str, Any]:

@@ -18,9 +18,10 @@ from typing import Any, Final, TextIO
 from aarm_pdp.errors import AarmError
 from aarm_pdp.receipts.canonical import canonicalize
 from aarm_pdp.receipts.envelope import ALGORITHM, b64encode, signing_payload
+from aarm_pdp.receipts.factory import open_store
 from aarm_pdp.receipts.keys import KeyRing
 from aarm_pdp.receipts.keys import rotate as rotate_keys
-from aarm_pdp.receipts.store import SessionKey, open_store
+from aarm_pdp.receipts.store import SessionKey
 from aarm_pdp.receipts.verify import PublicKeys, VerifyResult, export_header, verify_chain
 from aarm_pdp.receipts.verify import verify_export as verify_export_lines
 

@@ -113,14 +113,3 @@ class ReceiptStore(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Release connections and threads (idempotent)."""
-
-
-def open_store(path_or_dsn: str) -> ReceiptStore:
-    """A PostgresReceiptStore for a ``postgres://``/``postgresql://`` DSN, else SQLite."""
-    if path_or_dsn.startswith(("postgres://", "postgresql://")):
-        from aarm_pdp.receipts.postgres_store import PostgresReceiptStore
-
-        return PostgresReceiptStore(path_or_dsn)
-    from aarm_pdp.receipts.sqlite_store import SqliteReceiptStore
-
-    return SqliteReceiptStore(path_or_dsn)

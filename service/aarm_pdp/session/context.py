@@ -18,7 +18,6 @@ import orjson
 
 from aarm_pdp.drift.score import DriftWeights, score
 from aarm_pdp.drift.semantic import action_text
-from aarm_pdp.drift.semantic_worker import SemanticWorker
 from aarm_pdp.errors import ErrorCode, IdentityRejected, SessionConflict, SessionNotFound
 from aarm_pdp.model.decision import DecisionResult
 from aarm_pdp.model.levels import level
@@ -27,6 +26,7 @@ from aarm_pdp.provenance import classify as prov
 from aarm_pdp.provenance.indicators import fingerprint
 from aarm_pdp.session import state as st
 from aarm_pdp.session.catalogue import Catalogue
+from aarm_pdp.session.semantic_worker import SemanticWorker
 from aarm_pdp.session.store import SessionStore, session_key
 
 DECODED_CACHE_SIZE = 256

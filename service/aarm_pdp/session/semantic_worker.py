@@ -18,7 +18,7 @@ from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.session import state as st
 from aarm_pdp.session.store import SessionStore
 
-log = logging.getLogger("aarm_pdp.drift.semantic")
+log = logging.getLogger("aarm_pdp.session.semantic")
 
 QUEUE_SIZE = 1024
 ALPHA = 0.5
