@@ -1,4 +1,4 @@
-"""gRPC adapters for aarm.v1.ApprovalService and aarm.v1.DeferralService."""
+"""gRPC adapters for the aarm.v1 ApprovalService and DeferralService."""
 
 from __future__ import annotations
 
@@ -8,11 +8,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import grpc
-from aarm.v1 import approval_pb2, decision_pb2, deferral_pb2
+from aarm.v1 import (
+    approval_pb2,
+    approval_pb2_grpc,
+    decision_pb2,
+    deferral_pb2,
+    deferral_pb2_grpc,
+)
 from google.protobuf import timestamp_pb2
 
 from aarm_pdp.api.decision_service import to_response
-from aarm_pdp.api.handlers import unary
+from aarm_pdp.api.handlers import generic_handler
 from aarm_pdp.api.validation import FACT_RE, to_action_request, to_identity
 from aarm_pdp.approvals import tickets as tk
 from aarm_pdp.approvals.auth import Approver, ApproverRegistry
@@ -32,8 +38,6 @@ from aarm_pdp.observability.metrics import Metrics
 
 log = logging.getLogger("aarm_pdp.api.approvals")
 
-APPROVAL_SERVICE = "aarm.v1.ApprovalService"
-DEFERRAL_SERVICE = "aarm.v1.DeferralService"
 IDENTITY_ADMIN_GROUP = "identity-admins"
 _STATUS: dict[str, Any] = {
     tk.PENDING: approval_pb2.APPROVAL_STATUS_PENDING,
@@ -76,6 +80,10 @@ class _Base:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
+    def _rejected(self) -> None:
+        """Count a request body that does not decode."""
+        self._metrics.errors.labels(ErrorCode.REQUEST_INVALID.value).inc()
+
     async def _call(
         self, context: grpc.aio.ServicerContext[Any, Any], body: Callable[[], Awaitable[Any]]
     ) -> Any:
@@ -92,8 +100,10 @@ class _Base:
             raise
 
 
-class ApprovalServicer(_Base):
+class ApprovalServicer(_Base, approval_pb2_grpc.ApprovalServiceServicer):
     """Approvers authenticate with their own bearer token; agents never approve."""
+
+    SERVICE = approval_pb2.DESCRIPTOR.services_by_name["ApprovalService"]
 
     def __init__(
         self,
@@ -110,26 +120,8 @@ class ApprovalServicer(_Base):
         self._clock = clock_ns
 
     def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
-        pb = approval_pb2
-        return grpc.method_handlers_generic_handler(
-            APPROVAL_SERVICE,
-            {
-                "GetApproval": unary(
-                    self.GetApproval, pb.GetApprovalRequest, pb.GetApprovalResponse
-                ),
-                "ListPendingApprovals": unary(
-                    self.ListPendingApprovals,
-                    pb.ListPendingApprovalsRequest,
-                    pb.ListPendingApprovalsResponse,
-                ),
-                "ResolveApproval": unary(
-                    self.ResolveApproval, pb.ResolveApprovalRequest, pb.ResolveApprovalResponse
-                ),
-                "RevokeIdentity": unary(
-                    self.RevokeIdentity, pb.RevokeIdentityRequest, pb.RevokeIdentityResponse
-                ),
-            },
-        )
+        """The generic handler for every ApprovalService RPC."""
+        return generic_handler(self, rejected=self._rejected)
 
     async def _approver(self, context: grpc.aio.ServicerContext[Any, Any]) -> Approver:
         approver = self._registry.authenticate(context.invocation_metadata())  # type: ignore[arg-type]
@@ -210,8 +202,10 @@ class ApprovalServicer(_Base):
         return await self._call(context, body)
 
 
-class DeferralServicer(_Base):
+class DeferralServicer(_Base, deferral_pb2_grpc.DeferralServiceServicer):
     """The enforcement point (same session identity) supplies facts; the action is re-judged."""
+
+    SERVICE = deferral_pb2.DESCRIPTOR.services_by_name["DeferralService"]
 
     def __init__(
         self,
@@ -226,18 +220,8 @@ class DeferralServicer(_Base):
         self._limits = limits
 
     def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
-        pb = deferral_pb2
-        return grpc.method_handlers_generic_handler(
-            DEFERRAL_SERVICE,
-            {
-                "GetDeferral": unary(
-                    self.GetDeferral, pb.GetDeferralRequest, pb.GetDeferralResponse
-                ),
-                "ProvideContext": unary(
-                    self.ProvideContext, pb.ProvideContextRequest, pb.ProvideContextResponse
-                ),
-            },
-        )
+        """The generic handler for every DeferralService RPC."""
+        return generic_handler(self, rejected=self._rejected)
 
     async def _ticket(self, request: Any) -> tk.Ticket:
         ident = to_identity(request.identity, self._limits)

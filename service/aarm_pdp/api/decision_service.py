@@ -1,4 +1,4 @@
-"""gRPC adapter for aarm.v1.DecisionService: validate, call the engine, translate.
+"""gRPC adapter for the aarm.v1 DecisionService: validate, call the engine, translate.
 
 Thin by design: no policy logic here. Requests that fail to parse or break a limit
 get INVALID_ARGUMENT; everything the engine cannot decide is an OK DENY.
@@ -11,9 +11,9 @@ import logging
 from typing import Any
 
 import grpc
-from aarm.v1 import decision_pb2
-from google.protobuf import message as pb_message
+from aarm.v1 import decision_pb2, decision_pb2_grpc
 
+from aarm_pdp.api.handlers import generic_handler
 from aarm_pdp.api.validation import to_action_request
 from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.engine import DecisionEngine
@@ -23,7 +23,6 @@ from aarm_pdp.observability.metrics import Metrics
 
 log = logging.getLogger("aarm_pdp.api")
 
-SERVICE_NAME = "aarm.v1.DecisionService"
 _DEADLINE_MARGIN_SECONDS = 0.02
 
 _VERDICT_PB = {
@@ -39,22 +38,6 @@ _RISK_PB = {
     RiskLevel.HIGH: decision_pb2.RISK_LEVEL_HIGH,
     RiskLevel.CRITICAL: decision_pb2.RISK_LEVEL_CRITICAL,
 }
-
-
-class _Unparseable:
-    """Stands in for a request body protobuf could not decode."""
-
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
-def _parse_request(data: bytes) -> Any:
-    try:
-        return decision_pb2.DecideRequest.FromString(data)
-    except pb_message.DecodeError as exc:
-        return _Unparseable(f"request does not decode: {exc}"[:200])
 
 
 def to_response(record: DecisionRecord) -> Any:
@@ -91,8 +74,10 @@ def to_response(record: DecisionRecord) -> Any:
     return resp
 
 
-class DecisionServicer:
+class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
     """Serves Decide over grpc.aio."""
+
+    SERVICE = decision_pb2.DESCRIPTOR.services_by_name["DecisionService"]
 
     def __init__(
         self,
@@ -108,17 +93,9 @@ class DecisionServicer:
         self._max_bytes = max_request_bytes
 
     def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
-        """The generic handler; decoding errors reach Decide as INVALID_ARGUMENT."""
-        return grpc.method_handlers_generic_handler(
-            SERVICE_NAME,
-            {
-                "Decide": grpc.unary_unary_rpc_method_handler(
-                    self.Decide,
-                    request_deserializer=_parse_request,
-                    response_serializer=decision_pb2.DecideResponse.SerializeToString,
-                )
-            },
-        )
+        """The generic handler; undecodable requests are INVALID_ARGUMENT, counted as rejected."""
+        rejected = self._metrics.requests_rejected.labels(ErrorCode.REQUEST_INVALID.value)
+        return generic_handler(self, rejected=rejected.inc)
 
     async def _reject(self, context: grpc.aio.ServicerContext[Any, Any], detail: str) -> None:
         self._metrics.requests_rejected.labels(ErrorCode.REQUEST_INVALID.value).inc()
@@ -128,8 +105,6 @@ class DecisionServicer:
         """Judge one action."""
         self._metrics.inflight.inc()
         try:
-            if isinstance(request, _Unparseable):
-                await self._reject(context, request.reason)
             if request.ByteSize() > self._max_bytes:
                 await self._reject(context, f"request larger than {self._max_bytes} bytes")
             try:

@@ -1,4 +1,4 @@
-"""gRPC adapter for aarm.v1.ReceiptService: fetch receipts and the keys that verify them.
+"""gRPC adapter for the aarm.v1 ReceiptService: fetch receipts and the keys that verify them.
 
 Verification itself needs no service: ``aarm-pdp receipts verify`` works offline.
 """
@@ -11,9 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from aarm.v1 import decision_pb2, receipt_pb2
+from aarm.v1 import decision_pb2, receipt_pb2, receipt_pb2_grpc
 
-from aarm_pdp.api.handlers import unary
+from aarm_pdp.api.handlers import generic_handler
 from aarm_pdp.errors import AarmError
 from aarm_pdp.receipts.canonical import canonicalize
 from aarm_pdp.receipts.keys import KeyRing
@@ -21,7 +21,6 @@ from aarm_pdp.receipts.store import ReceiptStore
 
 log = logging.getLogger("aarm_pdp.api.receipts")
 
-SERVICE_NAME = "aarm.v1.ReceiptService"
 MAX_ID = 256
 
 
@@ -33,27 +32,18 @@ def _pb(receipt: dict[str, Any], canonical: str | None = None) -> Any:
     )
 
 
-class ReceiptServicer:
+class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
     """Serves GetReceipt, ListReceipts and GetPublicKeys."""
+
+    SERVICE = receipt_pb2.DESCRIPTOR.services_by_name["ReceiptService"]
 
     def __init__(self, store: ReceiptStore, keyring: Callable[[], KeyRing]) -> None:
         self._store = store
         self._keyring = keyring
 
     def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
-        pb = receipt_pb2
-        return grpc.method_handlers_generic_handler(
-            SERVICE_NAME,
-            {
-                "GetReceipt": unary(self.GetReceipt, pb.GetReceiptRequest, pb.GetReceiptResponse),
-                "ListReceipts": unary(
-                    self.ListReceipts, pb.ListReceiptsRequest, pb.ListReceiptsResponse
-                ),
-                "GetPublicKeys": unary(
-                    self.GetPublicKeys, pb.GetPublicKeysRequest, pb.GetPublicKeysResponse
-                ),
-            },
-        )
+        """The generic handler for every ReceiptService RPC."""
+        return generic_handler(self)
 
     async def GetReceipt(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if not request.receipt_id or len(request.receipt_id) > MAX_ID:
