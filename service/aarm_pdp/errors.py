@@ -10,6 +10,9 @@ Exception hierarchy::
     AarmError                      base; carries an ErrorCode
     ├── RequestInvalid             the request breaks the contract or a limit
     ├── IdentityRejected           identity expired or revoked (decided as DENY)
+    ├── IdentityUnverified         required end-user IdP token missing or invalid (DENY)
+    ├── Unauthenticated            no credential, or one that does not verify (UNAUTHENTICATED)
+    ├── PermissionDenied           principal lacks the role in the tenant (PERMISSION_DENIED)
     ├── ApprovalRejected           approver not allowed, token unknown/used/expired/other action
     ├── SessionError               a session RPC cannot be honoured
     │   ├── SessionNotFound        no such session (or decision in it)
@@ -43,6 +46,9 @@ class ErrorCode(enum.StrEnum):
     IDENTITY_MISSING = "identity_missing"
     IDENTITY_EXPIRED = "identity_expired"
     IDENTITY_REVOKED = "identity_revoked"
+    IDENTITY_UNVERIFIED = "identity_unverified"
+    UNAUTHENTICATED = "unauthenticated"
+    PERMISSION_DENIED = "permission_denied"
     APPROVAL_REJECTED = "approval_rejected"
     STALE_POLICY = "stale_policy"
     DEFER_EXHAUSTED = "defer_exhausted"
@@ -81,6 +87,24 @@ class IdentityRejected(AarmError):
     """The identity's credential expired or was revoked; decisions for it are DENY."""
 
     code = ErrorCode.IDENTITY_REVOKED
+
+
+class IdentityUnverified(AarmError):
+    """The tenant requires a verified end-user IdP token and none verified; Decide is DENY."""
+
+    code = ErrorCode.IDENTITY_UNVERIFIED
+
+
+class Unauthenticated(AarmError):
+    """No credential, or a credential that does not verify; the detail is for the log only."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class PermissionDenied(AarmError):
+    """The principal holds no role for this RPC in the requested tenant."""
+
+    code = ErrorCode.PERMISSION_DENIED
 
 
 class ApprovalRejected(AarmError):
@@ -172,6 +196,8 @@ _GRPC_STATUS: dict[ErrorCode, tuple[grpc.StatusCode, str]] = {
     ErrorCode.INTERNAL: (grpc.StatusCode.INTERNAL, "internal error"),
     ErrorCode.SESSION_NOT_FOUND: (grpc.StatusCode.NOT_FOUND, "session or decision not found"),
     ErrorCode.APPROVAL_REJECTED: (grpc.StatusCode.PERMISSION_DENIED, "not allowed"),
+    ErrorCode.UNAUTHENTICATED: (grpc.StatusCode.UNAUTHENTICATED, "unauthenticated"),
+    ErrorCode.PERMISSION_DENIED: (grpc.StatusCode.PERMISSION_DENIED, "permission denied"),
     ErrorCode.SESSION_CONFLICT: (grpc.StatusCode.FAILED_PRECONDITION, "session conflict"),
     ErrorCode.SESSION_STORE_UNAVAILABLE: (grpc.StatusCode.UNAVAILABLE, "session store unavailable"),
 }
