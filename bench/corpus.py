@@ -1,6 +1,6 @@
 """The request corpus: realistic agent tool calls covering all five verdicts.
 
-Each case is a DecideRequest built with ``tests.helpers.decide_request`` (no
+Each case is a DecideRequest built with ``tests.support.messages.decide_request`` (no
 ``request_id``, so the idempotency cache never short-circuits a timed call) plus the
 verdict the reference pack gives it. The harness re-checks every verdict against the
 running OPA and the running service before it times anything.
@@ -28,7 +28,7 @@ from aarm_pdp.session.catalogue import Catalogue
 from aarm_pdp.session.context import SessionContext
 from aarm_pdp.session.store import MemorySessionStore
 
-from tests.helpers import IDENTITY, decide_request
+from tests.support.messages import IDENTITY, decide_request
 
 T = TypeVar("T")
 

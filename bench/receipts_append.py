@@ -118,7 +118,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     server = None
     dsn = args.dsn
     if dsn is None and not args.no_postgres:
-        from tests.integration.conftest_pg import PostgresServer
+        from tests.support.processes import PostgresServer
 
         server = PostgresServer()
         dsn = server.create_database()

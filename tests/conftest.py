@@ -1,33 +1,21 @@
-"""Shared fixtures: real OPA, the real service, over real sockets."""
+"""Shared fixtures: real OPA, the real service, over real sockets.
+
+The helpers behind them live in :mod:`tests.support` (shared with conformance/ and bench/).
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 from aarm.v1 import decision_pb2_grpc
 from aarm_pdp import server
-from aarm_pdp.config import (
-    Config,
-    MetricsConfig,
-    OpaConfig,
-    ReceiptConfig,
-    ServerConfig,
-    SessionConfig,
-    TelemetryConfig,
-)
 
-ROOT = Path(__file__).resolve().parent.parent
-REGO = ROOT / "rego"
-POLICIES = ROOT / "tests" / "integration" / "policies"
+from tests.support.paths import BIN, REGO
+from tests.support.processes import MissingTool, RedisServer
+from tests.support.service import service_config
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,104 +28,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session")
 def opa_binary() -> str:
-    path = os.environ.get("AARM_PDP_OPA_BIN", str(ROOT / "bin" / "opa"))
+    path = os.environ.get("AARM_PDP_OPA_BIN", str(BIN / "opa"))
     if not os.access(path, os.X_OK):
         pytest.fail(f"{path} missing: run `make setup` first")
     return path
 
 
-_SCRATCH = Path(tempfile.mkdtemp(prefix="aarm-tests-"))
-_KEYS = _SCRATCH / "keys"
-
-
-def _scratch(name: str) -> Path:
-    """A fresh directory under this test run's scratch area."""
-    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_SCRATCH))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A real redis-server on a loopback port, in a private directory."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server missing: .ci/run installs it (apt-get install redis-server)")
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="aarm-redis-")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    server_ = RedisServer()
+    try:
+        server_ = RedisServer()
+    except MissingTool as exc:
+        pytest.fail(str(exc))
     try:
         yield server_
     finally:
         server_.stop()
-
-
-def service_config(
-    opa_binary: str,
-    *,
-    policy: Path = REGO,
-    url: str | None = None,
-    state: str = "memory",
-    receipts: str | None = None,
-    **opa: object,
-) -> Config:
-    """Loopback ports chosen by the kernel; managed OPA unless ``url`` is given."""
-    return Config(
-        server=ServerConfig(listen="127.0.0.1:0", grace_seconds=2.0),
-        opa=OpaConfig(
-            url=url,
-            binary=opa_binary,
-            policy_paths=(policy,),
-            health_interval_seconds=0.1,
-            **opa,  # type: ignore[arg-type]
-        ),
-        metrics=MetricsConfig(listen="127.0.0.1:0"),
-        session=SessionConfig(state=state),
-        telemetry=TelemetryConfig(file=_scratch("telemetry") / "t.jsonl", flush_seconds=0.2),
-        receipts=ReceiptConfig(store=receipts or str(_scratch("receipts") / "r.db"), key_dir=_KEYS),
-    ).validate()
 
 
 OPA_IMAGE = "openpolicyagent/opa:1.22.3"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -16,21 +15,18 @@ import grpc
 import pytest
 from aarm.v1 import (
     approval_pb2,
-    approval_pb2_grpc,
     decision_pb2,
-    decision_pb2_grpc,
     deferral_pb2,
-    deferral_pb2_grpc,
     receipt_pb2,
-    receipt_pb2_grpc,
     session_pb2,
-    session_pb2_grpc,
 )
 from aarm_pdp import server
 from aarm_pdp.config import ApprovalConfig
 from google.protobuf import json_format
 
-from tests.conftest import service_config
+from tests.support.grpc_clients import Clients, bearer
+from tests.support.service import running as serving
+from tests.support.service import service_config, write_approvers
 
 pytestmark = pytest.mark.integration
 D = decision_pb2
@@ -49,25 +45,8 @@ APPROVERS = {
 }
 
 
-class Clients:
-    def __init__(self, ch: grpc.aio.Channel) -> None:
-        self.decide = decision_pb2_grpc.DecisionServiceStub(ch)
-        self.sessions = session_pb2_grpc.SessionServiceStub(ch)
-        self.approvals = approval_pb2_grpc.ApprovalServiceStub(ch)
-        self.deferrals = deferral_pb2_grpc.DeferralServiceStub(ch)
-        self.receipts = receipt_pb2_grpc.ReceiptServiceStub(ch)
-
-
 def _approvers_file(tmp: Path) -> Path:
-    doc = {
-        "approvers": [
-            {"id": who, "groups": groups, "token_sha256": hashlib.sha256(tok.encode()).hexdigest()}
-            for tok, (who, groups) in APPROVERS.items()
-        ]
-    }
-    path = tmp / "approvers.json"
-    path.write_text(json.dumps(doc))
-    return path
+    return write_approvers(tmp / "approvers.json", APPROVERS)
 
 
 @contextlib.asynccontextmanager
@@ -79,16 +58,8 @@ async def running(opa_binary: str, tmp: Path, **approvals: Any) -> AsyncIterator
             approvers_file=_approvers_file(tmp), sweep_interval_seconds=0.1, **approvals
         ),
     )
-    app = await server.start(cfg.validate())
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
-            yield Clients(ch)
-    finally:
-        await app.stop()
-
-
-def bearer(token: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {token}"),)
+    async with serving(cfg.validate()) as (_, clients):
+        yield clients
 
 
 def request(tool: str, op: str, params: dict[str, Any], **extra: Any) -> Any:
@@ -235,7 +206,7 @@ async def test_s34_forged_approvals_rejected(opa_binary: str, tmp_path: Path) ->
 def _short_policy(tmp: Path, section: str) -> Path:
     import shutil
 
-    from tests.conftest import REGO
+    from tests.support.paths import REGO
 
     policy = tmp / f"short-{section}"
     shutil.copytree(REGO, policy)

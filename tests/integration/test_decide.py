@@ -15,7 +15,7 @@ from aarm_pdp import server
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.helpers import decide_request
+from tests.support.messages import decide_request
 
 pytestmark = pytest.mark.integration
 

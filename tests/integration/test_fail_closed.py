@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from aarm.v1 import decision_pb2, decision_pb2_grpc
+from aarm.v1 import decision_pb2
 from aarm_pdp import server
 
-from tests.conftest import POLICIES, REGO, service_config
-from tests.helpers import decide_request
+from tests.support.messages import decide_request
+from tests.support.paths import POLICIES, REGO
+from tests.support.ports import free_port
+from tests.support.processes import opa_command
+from tests.support.service import running as serving
+from tests.support.service import service_config
 
 pytestmark = pytest.mark.integration
 D = decision_pb2
@@ -25,12 +27,8 @@ ALLOWED = ("db", "query", {"table": "customers", "limit": 10})
 
 @contextlib.asynccontextmanager
 async def running(cfg: Any) -> AsyncIterator[tuple[server.App, Any]]:
-    app = await server.start(cfg)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
-            yield app, decision_pb2_grpc.DecisionServiceStub(ch)
-    finally:
-        await app.stop()
+    async with serving(cfg) as (app, clients):
+        yield app, clients.decide
 
 
 async def _decide(stub: Any, tool: str, op: str, params: dict[str, Any]) -> Any:
@@ -79,30 +77,13 @@ async def test_policy_syntax_error_refuses_to_start(opa_binary: str) -> None:
     assert "main.rego" in str(err.value)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def external_opa(
     opa_binary: str, policy: Path = REGO
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
-        [
-            opa_binary,
-            "run",
-            "--server",
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "error",
-            "--skip-version-check",
-            "--bundle",
-            str(policy),
-        ],
+        opa_command(opa_binary, port, policy),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -184,7 +165,7 @@ async def test_bad_opa_answers_are_deny(opa_binary: str, mode: str) -> None:
 
 
 async def test_external_opa_never_healthy_refuses_to_start(opa_binary: str) -> None:
-    port = _free_port()
+    port = free_port()
     cfg = service_config(opa_binary, url=f"http://127.0.0.1:{port}", startup_timeout_seconds=0.5)
     with pytest.raises(server.StartupError, match="not healthy"):
         await server.start(cfg)

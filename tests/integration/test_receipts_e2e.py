@@ -4,7 +4,6 @@ key rotation, PostgreSQL, and no returned decision lost to a SIGKILL."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -12,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +20,18 @@ from aarm.v1 import (
     decision_pb2,
     decision_pb2_grpc,
     receipt_pb2,
-    receipt_pb2_grpc,
     session_pb2,
-    session_pb2_grpc,
 )
-from aarm_pdp import server
 from aarm_pdp.receipts import keys as rkeys
 from aarm_pdp.receipts.verify import PublicKeys, verify_chain, verify_receipt
 from google.protobuf import json_format
 
-from tests.conftest import free_port, service_config
-from tests.helpers import decide_request
 from tests.integration.conftest_pg import pg_dsn_fixture, pg_server_fixture  # noqa: F401
+from tests.support.grpc_clients import Clients
+from tests.support.messages import decide_request
+from tests.support.ports import free_port
+from tests.support.processes import serve_command
+from tests.support.service import running, service_config
 
 pytestmark = pytest.mark.integration
 D = decision_pb2
@@ -58,28 +56,18 @@ FIVE = [
 ]
 
 
-@contextlib.asynccontextmanager
-async def running(cfg: Any) -> AsyncIterator[tuple[server.App, grpc.aio.Channel]]:
-    app = await server.start(cfg)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
-            yield app, ch
-    finally:
-        await app.stop()
-
-
-async def _five_and_end(ch: grpc.aio.Channel) -> tuple[list[Any], Any, PublicKeys]:
-    stub = decision_pb2_grpc.DecisionServiceStub(ch)
+async def _five_and_end(c: Clients) -> tuple[list[Any], Any, PublicKeys]:
+    stub = c.decide
     responses = []
     for tool, op, params, want in FIVE:
         resp = await stub.Decide(decide_request(tool, op, params, identity=IDENT))
         assert resp.decision == want
         assert resp.receipt.receipt_id
         responses.append(resp)
-    await session_pb2_grpc.SessionServiceStub(ch).EndSession(
+    await c.sessions.EndSession(
         session_pb2.EndSessionRequest(identity=json_format.ParseDict(IDENT, D.Identity()))
     )
-    rs = receipt_pb2_grpc.ReceiptServiceStub(ch)
+    rs = c.receipts
     listed = await rs.ListReceipts(
         receipt_pb2.ListReceiptsRequest(tenant="acme", session_id="rcpt-1")
     )
@@ -125,8 +113,8 @@ def _edit(payload: str, path: list[str], value: Any) -> str:
 
 
 async def test_five_verdicts_verify_offline_and_tampering_is_located(opa_binary: str) -> None:
-    async with running(service_config(opa_binary)) as (_, ch):
-        responses, listed, keys = await _five_and_end(ch)
+    async with running(service_config(opa_binary)) as (_, c):
+        responses, listed, keys = await _five_and_end(c)
     payloads = _check_chain(responses, listed, keys)
     # Edit fields of receipt k: detected at k.
     edits = [
@@ -164,18 +152,18 @@ async def test_rotated_key_still_verifies_old_receipts(opa_binary: str, tmp_path
     from aarm_pdp.config import ReceiptConfig
 
     cfg = replace(cfg, receipts=ReceiptConfig(store=str(tmp_path / "r.db"), key_dir=key_dir))
-    async with running(cfg) as (_, ch):
-        stub = decision_pb2_grpc.DecisionServiceStub(ch)
+    async with running(cfg) as (_, c):
+        stub = c.decide
         old = await stub.Decide(
             decide_request("db", "query", {"table": "t", "limit": 1}, identity=IDENT)
         )
     new_kid = rkeys.rotate(key_dir)
-    async with running(cfg) as (_, ch):
-        stub = decision_pb2_grpc.DecisionServiceStub(ch)
+    async with running(cfg) as (_, c):
+        stub = c.decide
         new = await stub.Decide(
             decide_request("db", "query", {"table": "t", "limit": 2}, identity=IDENT)
         )
-        rs = receipt_pb2_grpc.ReceiptServiceStub(ch)
+        rs = c.receipts
         jwks = (await rs.GetPublicKeys(receipt_pb2.GetPublicKeysRequest())).jwks
         listed = await rs.ListReceipts(
             receipt_pb2.ListReceiptsRequest(tenant="acme", session_id="rcpt-1")
@@ -209,15 +197,15 @@ async def test_rotated_key_still_verifies_old_receipts(opa_binary: str, tmp_path
 
 
 async def test_postgres_receipt_store(opa_binary: str, pg_dsn: str) -> None:
-    async with running(service_config(opa_binary, receipts=pg_dsn)) as (_, ch):
-        responses, listed, keys = await _five_and_end(ch)
+    async with running(service_config(opa_binary, receipts=pg_dsn)) as (_, c):
+        responses, listed, keys = await _five_and_end(c)
     _check_chain(responses, listed, keys)
 
 
 async def test_receipt_store_down_is_deny(opa_binary: str, tmp_path: Path) -> None:
     db = tmp_path / "r.db"
-    async with running(service_config(opa_binary, receipts=str(db))) as (app, ch):
-        stub = decision_pb2_grpc.DecisionServiceStub(ch)
+    async with running(service_config(opa_binary, receipts=str(db))) as (app, c):
+        stub = c.decide
         ok = await stub.Decide(
             decide_request("db", "query", {"table": "t", "limit": 1}, identity=IDENT)
         )
@@ -236,22 +224,9 @@ def test_sigkill_loses_no_returned_decision(tmp_path: Path) -> None:
     port, mport = free_port(), free_port()
     db = tmp_path / "r.db"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aarm_pdp",
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--metrics-listen",
-            f"127.0.0.1:{mport}",
-            "--receipts",
-            str(db),
-            "--key-dir",
-            str(tmp_path / "keys"),
-            "--log-format",
-            "text",
-        ],
+        serve_command(
+            port, "--receipts", str(db), "--key-dir", str(tmp_path / "keys"), metrics_port=mport
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -10,7 +10,8 @@ from aarm_pdp.session import state as st
 from aarm_pdp.session.redis_store import RedisSessionStore
 from aarm_pdp.session.store import MemorySessionStore, session_key
 
-from tests.conftest import RedisServer, free_port
+from tests.support.ports import free_port
+from tests.support.processes import RedisServer
 
 pytestmark = pytest.mark.integration
 T0 = 1_795_658_400 * 10**9

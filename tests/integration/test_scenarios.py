@@ -11,7 +11,7 @@ import pytest
 from aarm.v1 import decision_pb2_grpc, session_pb2_grpc
 from aarm_pdp import server
 
-from tests import scenarios
+from tests.support import scenarios
 
 pytestmark = pytest.mark.integration
 DOCS = scenarios.load_all()

@@ -13,8 +13,8 @@ from aarm_pdp.session import state as st
 from aarm_pdp.session.store import session_key
 from google.protobuf import json_format
 
-from tests.conftest import service_config
-from tests.helpers import decide_request
+from tests.support.messages import decide_request
+from tests.support.service import service_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.semantic]
 

@@ -5,73 +5,32 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import POLICIES, ROOT
+from tests.support.paths import BIN, POLICIES
+from tests.support.ports import address, free_port
+from tests.support.processes import children, serve_command, wait_serving
 
 pytestmark = pytest.mark.integration
-GRPCURL = ROOT / "bin" / "grpcurl"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve_cmd(port: int, mport: int, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "aarm_pdp",
-        "serve",
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--metrics-listen",
-        f"127.0.0.1:{mport}",
-        "--log-format",
-        "text",
-        *extra,
-    ]
-
-
-def _wait_serving(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while time.monotonic() < deadline:
-            try:
-                r = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if r.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise AssertionError("service never became SERVING")
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
-    return [int(x) for x in out.stdout.split()]
+GRPCURL = BIN / "grpcurl"
 
 
 @pytest.fixture
 def served() -> Iterator[tuple[subprocess.Popen[str], int]]:
-    port, mport = _free_port(), _free_port()
+    port, mport = free_port(), free_port()
     proc = subprocess.Popen(
-        _serve_cmd(port, mport), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        serve_command(port, metrics_port=mport),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
-        _wait_serving(port)
+        wait_serving(address(port), timeout=30)
         yield proc, port
     finally:
         if proc.poll() is None:
@@ -121,7 +80,7 @@ def test_grpcurl_with_reflection(served: tuple[subprocess.Popen[str], int]) -> N
 
 def test_sigterm_drains_and_stops_opa(served: tuple[subprocess.Popen[str], int]) -> None:
     proc, _port = served
-    opa_children = _children(proc.pid)
+    opa_children = [pid for pid, _ in children(proc.pid)]
     assert opa_children, "managed OPA child not found"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
@@ -134,9 +93,9 @@ def test_sigterm_drains_and_stops_opa(served: tuple[subprocess.Popen[str], int])
 
 
 def test_syntax_error_policy_exits_nonzero_with_reason() -> None:
-    port, mport = _free_port(), _free_port()
+    port, mport = free_port(), free_port()
     proc = subprocess.run(
-        _serve_cmd(port, mport, "--policy", str(POLICIES / "syntax_error")),
+        serve_command(port, "--policy", str(POLICIES / "syntax_error"), metrics_port=mport),
         capture_output=True,
         text=True,
         timeout=60,

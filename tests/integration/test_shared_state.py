@@ -9,12 +9,14 @@ from typing import Any
 
 import grpc
 import pytest
-from aarm.v1 import decision_pb2, decision_pb2_grpc, session_pb2_grpc
+from aarm.v1 import decision_pb2, decision_pb2_grpc
 from aarm_pdp import server
 
-from tests import scenarios
-from tests.conftest import RedisServer, service_config
-from tests.helpers import decide_request
+from tests.support import scenarios
+from tests.support.messages import decide_request
+from tests.support.ports import free_port
+from tests.support.processes import RedisServer, serve_command
+from tests.support.service import running, service_config
 
 pytestmark = pytest.mark.integration
 D = decision_pb2
@@ -22,12 +24,8 @@ D = decision_pb2
 
 @contextlib.asynccontextmanager
 async def replica(opa_binary: str, redis_url: str) -> AsyncIterator[tuple[Any, Any]]:
-    app = await server.start(service_config(opa_binary, state=redis_url))
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
-            yield decision_pb2_grpc.DecisionServiceStub(ch), session_pb2_grpc.SessionServiceStub(ch)
-    finally:
-        await app.stop()
+    async with running(service_config(opa_binary, state=redis_url)) as (_, clients):
+        yield clients.decide, clients.sessions
 
 
 class Alternating:
@@ -86,26 +84,19 @@ async def test_read_then_send_denied_on_other_replica_without_outcome(
 async def test_redis_down_is_deny_and_recovers(opa_binary: str) -> None:
     redis = RedisServer()
     try:
-        app = await server.start(service_config(opa_binary, state=redis.url))
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
-                stub = decision_pb2_grpc.DecisionServiceStub(ch)
-                req = decide_request("db", "query", {"table": "orders", "limit": 10})
-                assert (await stub.Decide(req)).decision == D.DECISION_ALLOW
-                redis.proc.kill()
-                redis.proc.wait()
-                down = await stub.Decide(req)
-                assert down.decision == D.DECISION_DENY
-                assert down.reasons[0].code == "session_store_unavailable"
-        finally:
-            await app.stop()
+        async with running(service_config(opa_binary, state=redis.url)) as (_, clients):
+            stub = clients.decide
+            req = decide_request("db", "query", {"table": "orders", "limit": 10})
+            assert (await stub.Decide(req)).decision == D.DECISION_ALLOW
+            redis.kill()
+            down = await stub.Decide(req)
+            assert down.decision == D.DECISION_DENY
+            assert down.reasons[0].code == "session_store_unavailable"
     finally:
         redis.stop()
 
 
 async def test_redis_unreachable_at_start_refuses_to_start(opa_binary: str) -> None:
-    from tests.conftest import free_port
-
     with pytest.raises(server.StartupError, match="session store"):
         await server.start(service_config(opa_binary, state=f"redis://127.0.0.1:{free_port()}/0"))
 
@@ -147,10 +138,7 @@ def test_two_service_processes_share_redis_read_then_send(
 ) -> None:
     """S11 across two real `aarm-pdp serve` processes sharing one redis-server."""
     import subprocess
-    import sys
     import time
-
-    from tests.conftest import free_port
 
     procs = []
     ports = []
@@ -159,15 +147,8 @@ def test_two_service_processes_share_redis_read_then_send(
         ports.append(port)
         procs.append(
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "aarm_pdp",
-                    "serve",
-                    "--listen",
-                    f"127.0.0.1:{port}",
-                    "--metrics-listen",
-                    "",
+                serve_command(
+                    port,
                     "--state",
                     redis_server.url,
                     "--receipts",
@@ -176,9 +157,7 @@ def test_two_service_processes_share_redis_read_then_send(
                     str(tmp_path / "keys"),
                     "--telemetry-file",
                     "",
-                    "--log-format",
-                    "text",
-                ],
+                ),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

@@ -10,7 +10,7 @@ import pytest
 from aarm.v1 import decision_pb2, decision_pb2_grpc
 from aarm_pdp import server
 
-from tests.helpers import decide_request
+from tests.support.messages import decide_request
 
 pytestmark = pytest.mark.integration
 D = decision_pb2

@@ -19,7 +19,7 @@ from aarm_pdp.model.decision import Decision
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.opa.fake import FakePolicyEngine
 
-from tests.helpers import decide_request, verdict_doc
+from tests.support.messages import decide_request, verdict_doc
 
 
 def _engine(handler: Any) -> tuple[DecisionEngine, FakePolicyEngine, Metrics]:

@@ -7,7 +7,7 @@ from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.input import INPUT_VERSION, build_input
 from aarm_pdp.model.timestamps import rfc3339
 
-from tests.helpers import decide_request
+from tests.support.messages import decide_request
 
 NOW = 1_795_658_400_123_456_000
 

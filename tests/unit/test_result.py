@@ -9,7 +9,7 @@ from aarm_pdp.decision.result import parse_result
 from aarm_pdp.errors import DecisionMalformed, DecisionUndefined, ErrorCode
 from aarm_pdp.model.decision import Decision, RiskLevel
 
-from tests.helpers import verdict_doc
+from tests.support.messages import verdict_doc
 
 
 def test_allow_parses() -> None:

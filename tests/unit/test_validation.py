@@ -10,7 +10,7 @@ from aarm_pdp.config import LimitsConfig
 from aarm_pdp.errors import ErrorCode, RequestInvalid
 from google.protobuf import struct_pb2
 
-from tests.helpers import decide_request
+from tests.support.messages import decide_request
 
 LIM = LimitsConfig()
 

@@ -1,4 +1,4 @@
-"""Request builders shared by unit and integration tests."""
+"""Request builders and OPA answer documents for the unit, API and integration tests."""
 
 from __future__ import annotations
 
