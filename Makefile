@@ -18,8 +18,16 @@ export GOTOOLCHAIN := local
 PY_DIRS := $(wildcard service tests scripts bench conformance)
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 GEN_DIR := gen/python
+# The API as released: one buf image per release, proto/releases/vX.Y.Z.binpb, written
+# by `make proto-release VERSION=vX.Y.Z` and committed with the release. `buf breaking`
+# runs against the newest image rather than a git tag (`.git#tag=...`): a committed image
+# works in any checkout (fresh or shallow clone, no tags fetched, a tarball) and offline.
+# Compare against something else with BREAKING_AGAINST='.git#tag=v0.1.0' or '.git#branch=main'.
+PROTO_RELEASES := proto/releases
+PROTO_BASELINE := $(shell ls $(PROTO_RELEASES)/v*.binpb 2>/dev/null | sort -V | tail -n 1)
+BREAKING_AGAINST ?= $(PROTO_BASELINE)
 
-.PHONY: help setup run test unit integration lint fmt gen gen-check rego-check rego-test check clean containers-test
+.PHONY: help setup run test unit integration lint fmt gen gen-check proto-breaking proto-release rego-check rego-test check clean containers-test
 
 help: ## this menu
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,6 +67,22 @@ gen-check: setup ## regenerate into a scratch dir; fail on any drift from the co
 	    --grpc_python_out=$$tmp $(PROTO_FILES) && \
 	  diff -r -x __pycache__ -x '__init__.py' $$tmp/aarm $(GEN_DIR)/aarm && echo "generated code up to date"
 
+proto-breaking: $(BUF) ## buf breaking (buf.yaml rules) against the last released API image
+	@test -n "$(BREAKING_AGAINST)" || { echo "no released API image in $(PROTO_RELEASES)/"; exit 1; }
+	$(BUF) breaking --against $(BREAKING_AGAINST)
+
+proto-release: $(BUF) ## record the API as released: VERSION=vX.Y.Z, then commit the image and tag
+	@[[ "$(VERSION)" =~ ^v[0-9]+\.[0-9]+\.[0-9]+$$ ]] || { echo "usage: make proto-release VERSION=vX.Y.Z"; exit 1; }
+	@test ! -e $(PROTO_RELEASES)/$(VERSION).binpb || { echo "$(VERSION) is already released"; exit 1; }
+	@test -z "$(PROTO_BASELINE)" || \
+	  test "$$(printf '%s\n' $(notdir $(PROTO_BASELINE:.binpb=)) $(VERSION) | sort -V | tail -n 1)" = $(VERSION) || \
+	  { echo "$(VERSION) is not after $(notdir $(PROTO_BASELINE:.binpb=))"; exit 1; }
+	$(BUF) lint
+	@test -z "$(PROTO_BASELINE)" || $(BUF) breaking --against $(PROTO_BASELINE)
+	@mkdir -p $(PROTO_RELEASES)
+	$(BUF) build --exclude-source-info -o $(PROTO_RELEASES)/$(VERSION).binpb
+	@echo "wrote $(PROTO_RELEASES)/$(VERSION).binpb: commit it with the $(VERSION) release"
+
 lint: setup ## ruff, ruff format --check, mypy --strict, buf lint
 	$(VENV)/bin/ruff check $(PY_DIRS)
 	$(VENV)/bin/ruff format --check $(PY_DIRS)
@@ -85,14 +109,14 @@ unit: setup ## fast tests (fake policy engine)
 integration: setup ## real opa processes, real sockets
 	$(VENV)/bin/pytest -q -m integration tests/integration
 
-test: setup gen-check lint rego-check ## everything CI runs: drift, lint, rego, unit + integration
+test: setup gen-check lint proto-breaking rego-check ## everything CI runs: drift, lint, API compat, rego, unit + integration
 	$(VENV)/bin/pytest -q -m "not containers" tests
 
 containers-test: setup ## opt-in: integration tests against the official OPA image (needs Docker)
 	$(VENV)/bin/pip install -q -e '.[containers]'
 	AARM_PDP_TEST_OPA=container $(VENV)/bin/pytest -q -m integration tests/integration
 
-check: test ## alias: gen-check + lint + rego-check + tests
+check: test ## alias: gen-check + lint + proto-breaking + rego-check + tests
 
 -include bench/bench.mk
 -include conformance/conformance.mk
