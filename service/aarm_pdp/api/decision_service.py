@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from aarm.v1 import decision_pb2, decision_pb2_grpc
@@ -25,18 +25,14 @@ log = logging.getLogger("aarm_pdp.api")
 
 _DEADLINE_MARGIN_SECONDS = 0.02
 
-_VERDICT_PB = {
-    Decision.ALLOW: decision_pb2.DECISION_ALLOW,
-    Decision.DENY: decision_pb2.DECISION_DENY,
-    Decision.MODIFY: decision_pb2.DECISION_MODIFY,
-    Decision.STEP_UP: decision_pb2.DECISION_STEP_UP,
-    Decision.DEFER: decision_pb2.DECISION_DEFER,
+# Python enum member X is proto value <PREFIX>_X (tests/unit/test_proto_enums.py).
+DECISION_PB = {
+    d: cast(decision_pb2.Decision, decision_pb2.Decision.Value(f"DECISION_{d.value}"))
+    for d in Decision
 }
-_RISK_PB = {
-    RiskLevel.LOW: decision_pb2.RISK_LEVEL_LOW,
-    RiskLevel.MEDIUM: decision_pb2.RISK_LEVEL_MEDIUM,
-    RiskLevel.HIGH: decision_pb2.RISK_LEVEL_HIGH,
-    RiskLevel.CRITICAL: decision_pb2.RISK_LEVEL_CRITICAL,
+RISK_PB = {
+    r: cast(decision_pb2.RiskLevel, decision_pb2.RiskLevel.Value(f"RISK_LEVEL_{r.value}"))
+    for r in RiskLevel
 }
 
 
@@ -46,14 +42,14 @@ def to_response(record: DecisionRecord) -> Any:
     resp = decision_pb2.DecideResponse(
         decision_id=record.decision_id,
         request_id=record.request_id,
-        decision=_VERDICT_PB[d.decision],
+        decision=DECISION_PB[d.decision],
         reasons=[
             decision_pb2.Reason(code=r.code, rule_id=r.rule_id, message=r.message)
             for r in d.reasons
         ],
         matched_rules=list(d.matched_rules),
         policy=decision_pb2.PolicyVersion(revision=record.policy.revision, hash=record.policy.hash),
-        risk=decision_pb2.Risk(level=_RISK_PB[d.risk_level], score=d.risk_score),
+        risk=decision_pb2.Risk(level=RISK_PB[d.risk_level], score=d.risk_score),
     )
     r = record.receipt
     if r is not None:
