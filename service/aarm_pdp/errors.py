@@ -2,8 +2,9 @@
 
 Every failure the service can meet has one :class:`ErrorCode`. The code is the
 ``code`` label on ``aarm_errors_total``, the reason code of a fail-closed DENY, and
-(through :func:`grpc_status`) the gRPC status a client sees. Details go to the log,
-never to the client.
+(through :func:`grpc_status`) the gRPC status a client sees. :data:`ERRORS` is the one
+table: per code its gRPC status, the client message and the fail-closed DENY message.
+Details go to the log, never to the client (except a request's own validation detail).
 
 Exception hierarchy::
 
@@ -35,6 +36,7 @@ module boundary that calls the library; none escapes it.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 import grpc
 
@@ -191,23 +193,142 @@ class ReceiptInvalid(AarmError):
     code = ErrorCode.RECEIPT_INVALID
 
 
-_GRPC_STATUS: dict[ErrorCode, tuple[grpc.StatusCode, str]] = {
-    ErrorCode.REQUEST_INVALID: (grpc.StatusCode.INVALID_ARGUMENT, "request invalid"),
-    ErrorCode.INTERNAL: (grpc.StatusCode.INTERNAL, "internal error"),
-    ErrorCode.SESSION_NOT_FOUND: (grpc.StatusCode.NOT_FOUND, "session or decision not found"),
-    ErrorCode.APPROVAL_REJECTED: (grpc.StatusCode.PERMISSION_DENIED, "not allowed"),
-    ErrorCode.UNAUTHENTICATED: (grpc.StatusCode.UNAUTHENTICATED, "unauthenticated"),
-    ErrorCode.PERMISSION_DENIED: (grpc.StatusCode.PERMISSION_DENIED, "permission denied"),
-    ErrorCode.SESSION_CONFLICT: (grpc.StatusCode.FAILED_PRECONDITION, "session conflict"),
-    ErrorCode.SESSION_STORE_UNAVAILABLE: (grpc.StatusCode.UNAVAILABLE, "session store unavailable"),
+@dataclass(frozen=True, slots=True)
+class ErrorRow:
+    """Everything said about one error code, in one place."""
+
+    status: grpc.StatusCode
+    """The gRPC status of an RPC this error aborts."""
+    client_message: str
+    """The generic message a client sees with that status (details go to the log)."""
+    deny_message: str
+    """The reason message of the fail-closed DENY that stands in for a decision."""
+    client_detail: bool = False
+    """Whether the error's own detail is safe to show the caller instead (it describes
+    only the caller's own request)."""
+
+
+_S = grpc.StatusCode
+ERRORS: dict[ErrorCode, ErrorRow] = {
+    ErrorCode.REQUEST_INVALID: ErrorRow(
+        _S.INVALID_ARGUMENT, "request invalid", "the request is invalid; failing closed", True
+    ),
+    ErrorCode.IDENTITY_MISSING: ErrorRow(
+        _S.INVALID_ARGUMENT,
+        "identity missing",
+        "action carries no verifiable identity (AARM R6)",
+        True,
+    ),
+    ErrorCode.IDENTITY_EXPIRED: ErrorRow(
+        _S.PERMISSION_DENIED,
+        "identity expired",
+        "the identity's credential has expired (AARM R6)",
+    ),
+    ErrorCode.IDENTITY_REVOKED: ErrorRow(
+        _S.PERMISSION_DENIED, "identity revoked", "the identity has been revoked (AARM R6)"
+    ),
+    ErrorCode.IDENTITY_UNVERIFIED: ErrorRow(
+        _S.PERMISSION_DENIED,
+        "end-user identity not verified",
+        "the end user's identity token is missing or does not verify (AARM R6)",
+    ),
+    ErrorCode.UNAUTHENTICATED: ErrorRow(
+        _S.UNAUTHENTICATED, "unauthenticated", "the caller is not authenticated; failing closed"
+    ),
+    ErrorCode.PERMISSION_DENIED: ErrorRow(
+        _S.PERMISSION_DENIED,
+        "permission denied",
+        "the caller may not act for this tenant; failing closed",
+    ),
+    ErrorCode.APPROVAL_REJECTED: ErrorRow(
+        _S.PERMISSION_DENIED,
+        "not allowed",
+        "approval token not valid for this action; failing closed",
+    ),
+    ErrorCode.STALE_POLICY: ErrorRow(
+        _S.FAILED_PRECONDITION,
+        "policy changed",
+        "the policy changed while the action was suspended; failing closed",
+    ),
+    ErrorCode.DEFER_EXHAUSTED: ErrorRow(
+        _S.FAILED_PRECONDITION,
+        "deferral attempts exhausted",
+        "deferral still unresolved after the allowed attempts",
+    ),
+    ErrorCode.SESSION_NOT_FOUND: ErrorRow(
+        _S.NOT_FOUND,
+        "session or decision not found",
+        "the session or decision is unknown; failing closed",
+        True,
+    ),
+    ErrorCode.SESSION_CONFLICT: ErrorRow(
+        _S.FAILED_PRECONDITION,
+        "session conflict",
+        "identity does not match the session; failing closed",
+        True,
+    ),
+    ErrorCode.SESSION_STORE_UNAVAILABLE: ErrorRow(
+        _S.UNAVAILABLE,
+        "session store unavailable",
+        "session context unavailable; failing closed",
+    ),
+    ErrorCode.OPA_UNAVAILABLE: ErrorRow(
+        _S.UNAVAILABLE, "policy engine unavailable", "policy engine unavailable; failing closed"
+    ),
+    ErrorCode.OPA_TIMEOUT: ErrorRow(
+        _S.UNAVAILABLE,
+        "policy engine timed out",
+        "policy engine did not answer in time; failing closed",
+    ),
+    ErrorCode.OPA_BAD_RESPONSE: ErrorRow(
+        _S.UNAVAILABLE,
+        "policy engine error",
+        "policy engine answered with an error; failing closed",
+    ),
+    ErrorCode.DECISION_UNDEFINED: ErrorRow(
+        _S.INTERNAL,
+        "no policy decision",
+        "policy produced no decision for this action; failing closed",
+    ),
+    ErrorCode.DECISION_MALFORMED: ErrorRow(
+        _S.INTERNAL,
+        "malformed policy decision",
+        "policy produced a malformed decision; failing closed",
+    ),
+    ErrorCode.INTERNAL: ErrorRow(
+        _S.INTERNAL, "internal error", "internal error while deciding; failing closed"
+    ),
+    ErrorCode.RECEIPT_STORE_UNAVAILABLE: ErrorRow(
+        _S.UNAVAILABLE,
+        "receipt store unavailable",
+        "receipt could not be stored durably; failing closed",
+    ),
+    ErrorCode.RECEIPT_INVALID: ErrorRow(
+        _S.FAILED_PRECONDITION,
+        "receipt refused",
+        "the receipt could not be written (its chain may have ended); failing closed",
+    ),
 }
+"""The one error table: a row for every :class:`ErrorCode` (a unit test checks it)."""
 
 
 def grpc_status(code: ErrorCode) -> tuple[grpc.StatusCode, str]:
     """The gRPC status and generic client message for an error that aborts an RPC.
 
     On Decide only request errors and internal errors abort the RPC; every other
-    code is answered as an OK DENY carrying the code as its reason. The session RPCs
+    code is answered as an OK DENY carrying the code as its reason. The other RPCs
     abort with the mapped status.
     """
-    return _GRPC_STATUS.get(code, (grpc.StatusCode.INTERNAL, "internal error"))
+    row = ERRORS[code]
+    return row.status, row.client_message
+
+
+def client_message(exc: AarmError) -> str:
+    """What the caller is told of ``exc``: its own detail where safe, else the generic."""
+    row = ERRORS[exc.code]
+    return exc.detail if row.client_detail else row.client_message
+
+
+def deny_message(code: ErrorCode) -> str:
+    """The message of the fail-closed DENY reason for ``code``."""
+    return ERRORS[code].deny_message

@@ -34,7 +34,7 @@ from aarm_pdp.decision.ports import (
     Tickets,
 )
 from aarm_pdp.decision.result import parse_result
-from aarm_pdp.errors import AarmError, ErrorCode
+from aarm_pdp.errors import AarmError, ErrorCode, deny_message
 from aarm_pdp.model.decision import (
     Decision,
     DecisionRecord,
@@ -57,28 +57,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("aarm_pdp.decision")
 
-_FAIL_MESSAGES: dict[ErrorCode, str] = {
-    ErrorCode.IDENTITY_MISSING: "action carries no verifiable identity (AARM R6)",
-    ErrorCode.RECEIPT_STORE_UNAVAILABLE: "receipt could not be stored durably; failing closed",
-    ErrorCode.STALE_POLICY: "the policy changed while the action was suspended; failing closed",
-    ErrorCode.DEFER_EXHAUSTED: "deferral still unresolved after the allowed attempts",
-    ErrorCode.APPROVAL_REJECTED: "approval token not valid for this action; failing closed",
-    ErrorCode.IDENTITY_EXPIRED: "the identity's credential has expired (AARM R6)",
-    ErrorCode.IDENTITY_REVOKED: "the identity has been revoked (AARM R6)",
-    ErrorCode.SESSION_STORE_UNAVAILABLE: "session context unavailable; failing closed",
-    ErrorCode.SESSION_CONFLICT: "identity does not match the session; failing closed",
-    ErrorCode.OPA_UNAVAILABLE: "policy engine unavailable; failing closed",
-    ErrorCode.OPA_TIMEOUT: "policy engine did not answer in time; failing closed",
-    ErrorCode.OPA_BAD_RESPONSE: "policy engine answered with an error; failing closed",
-    ErrorCode.DECISION_UNDEFINED: "policy produced no decision for this action; failing closed",
-    ErrorCode.DECISION_MALFORMED: "policy produced a malformed decision; failing closed",
-    ErrorCode.INTERNAL: "internal error while deciding; failing closed",
-}
-
 
 def fail_closed(code: ErrorCode, detail: str = "") -> DecisionResult:
     """The DENY that stands in for a decision that could not be made."""
-    message = _FAIL_MESSAGES.get(code, "request could not be decided; failing closed")
+    message = deny_message(code)
     if detail:
         message = f"{message}: {detail}"
     return DecisionResult(
