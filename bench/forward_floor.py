@@ -26,7 +26,7 @@ from aarm_pdp.loop import run_loop
 from aarm_pdp.opa.client import OpaClient
 
 from bench.corpus import CORPUS, SESSION_PLACEHOLDER
-from bench.serving import announce_and_wait
+from tests.support.processes import announce_ready_and_wait
 
 _VERDICT = {
     "ALLOW": decision_pb2.DECISION_ALLOW,
@@ -64,7 +64,7 @@ async def _run(listen: str, opa_url: str) -> None:
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port(listen)
     await server.start()
-    await announce_and_wait(port)
+    await announce_ready_and_wait(port)
     await server.stop(1)
     await opa.aclose()
 

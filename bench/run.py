@@ -31,17 +31,25 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from tests.support.ports import address, free_port
+from tests.support.processes import (
+    grpc_serving,
+    http_ok,
+    opa_command,
+    read_ready,
+    serve_command,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -124,43 +132,6 @@ def _durable_args(name: str) -> list[str]:
     ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _wait(
-    what: str, ready: Callable[[], bool], proc: subprocess.Popen[Any], timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} before becoming ready")
-        with contextlib.suppress(Exception):
-            if ready():
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} not ready after {timeout:.0f}s")
-
-
-def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=1) as r:
-        return bool(r.status == 200)
-
-
-def _grpc_serving(target: str) -> bool:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(target) as ch:
-        resp = health_pb2_grpc.HealthStub(ch).Check(
-            health_pb2.HealthCheckRequest(service="aarm.v1.DecisionService"), timeout=1
-        )
-        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
-
-
 @dataclass
 class Stack:
     """The processes of one configuration; stopped in reverse order."""
@@ -176,35 +147,37 @@ class Stack:
     def opa(self, bundle: Path) -> tuple[subprocess.Popen[Any], str]:
         port = free_port()
         proc = subprocess.Popen(
-            [
-                *(OPA, "run", "--server", "--addr", f"127.0.0.1:{port}", "--bundle", str(bundle)),
-                *("--skip-version-check", "--log-level", "error"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=self._log("opa"),
+            opa_command(OPA, port, bundle), stdout=subprocess.DEVNULL, stderr=self._log("opa")
         )
         self.procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        _wait("opa", lambda: _http_ok(f"{url}/health?bundles=true"), proc, 30)
+        url = f"http://{address(port)}"
+        wait_until("opa", lambda: http_ok(f"{url}/health?bundles=true"), proc=proc, timeout=30)
         return proc, url
 
     def service(self, opa_url: str) -> tuple[subprocess.Popen[Any], str]:
         port = free_port()
         proc = subprocess.Popen(
-            [
-                *(PY, "-m", "aarm_pdp", "serve", "--opa-url", opa_url),
-                *("--listen", f"127.0.0.1:{port}", "--metrics-listen", ""),
+            serve_command(
+                port,
+                "--opa-url",
+                opa_url,
                 # Receipts (SQLite, synchronous=FULL) and telemetry stay on the measured
                 # path, as in production, but in a private scratch directory per process.
                 *_durable_args("service"),
-            ],
+                log_format=None,
+            ),
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=self._log("service"),
         )
         self.procs.append(proc)
-        target = f"127.0.0.1:{port}"
-        _wait("service", lambda: _grpc_serving(target), proc, 30)
+        target = address(port)
+        wait_until(
+            "service",
+            lambda: grpc_serving(target, "aarm.v1.DecisionService"),
+            proc=proc,
+            timeout=30,
+        )
         return proc, target
 
     def _ready(self, name: str, module: str, *args: str) -> tuple[subprocess.Popen[Any], str]:
@@ -217,11 +190,7 @@ class Stack:
             text=True,
         )
         self.procs.append(proc)
-        assert proc.stdout is not None
-        line = proc.stdout.readline().split()
-        if len(line) != 2 or line[0] != "READY":
-            raise RuntimeError(f"{name} server did not start: {line}")
-        return proc, f"127.0.0.1:{line[1]}"
+        return proc, address(read_ready(proc, name))
 
     def stub(self) -> tuple[subprocess.Popen[Any], str]:
         return self._ready("stub", "bench.stub_server", *_durable_args("stub"))

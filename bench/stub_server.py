@@ -28,7 +28,7 @@ from aarm_pdp.loop import run_loop
 from aarm_pdp.observability import logging as aarm_logging
 from aarm_pdp.opa.fake import FakePolicyEngine
 
-from bench.serving import announce_and_wait
+from tests.support.processes import announce_ready_and_wait
 
 DECISION: dict[str, Any] = {
     "result": {
@@ -72,7 +72,7 @@ async def _run(listen: str, receipts: str, key_dir: str, telemetry: str) -> None
         telemetry=TelemetryConfig(file=Path(telemetry) if telemetry else None),
     )
     app = await server.start(cfg, policy_engine=make_engine())
-    await announce_and_wait(app.port)
+    await announce_ready_and_wait(app.port)
     await app.stop()
 
 

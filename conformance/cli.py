@@ -14,16 +14,15 @@ from pathlib import Path
 
 from conformance import catalog, checks, report
 from conformance.harness import (
-    Clients,
-    Redis,
     Service,
     SiemMock,
     Tokens,
     new_tokens,
     short_timeout_policy,
-    wait_serving,
     write_approvers,
 )
+from tests.support.grpc_clients import Clients
+from tests.support.processes import RedisServer, wait_serving
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     items = catalog.items()
     workdir = Path(tempfile.mkdtemp(prefix="aarm-conformance-"))
     services: list[Service] = []
-    redis: Redis | None = None
+    redis: RedisServer | None = None
     siem: SiemMock | None = None
     clients: list[Clients] = []
     try:
@@ -80,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             tokens = Tokens(args.approver_token, args.outsider_token, args.agent_token)
             wait_serving(args.target, timeout=10)
             ctx = checks.Ctx(
-                Clients(args.target),
+                Clients.connect(args.target),
                 items,
                 tokens,
                 run,
@@ -96,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             main_svc = Service(
                 "main", workdir, ["--approvers-file", str(approvers)], siem.url("main")
             )
-            redis = Redis(workdir)
+            redis = RedisServer(workdir)
             short = Service(
                 "short-timeouts",
                 workdir,
@@ -126,16 +125,16 @@ def main(argv: list[str] | None = None) -> int:
             for svc in services:
                 svc.wait()
             ctx = checks.Ctx(
-                Clients(main_svc.address),
+                Clients.connect(main_svc.address),
                 items,
                 tokens,
                 run,
                 managed=main_svc,
                 metrics_url=main_svc.metrics_url,
-                short=Clients(short.address),
+                short=Clients.connect(short.address),
                 short_service=short,
                 redis=redis,
-                broken=Clients(broken.address),
+                broken=Clients.connect(broken.address),
                 siem=siem,
                 siem_path="main",
                 telemetry_file=main_svc.telemetry_path,

@@ -1,17 +1,17 @@
-"""Processes and clients: the managed service (and its auxiliaries), Redis, gRPC stubs."""
+"""Processes the suite manages: the service under test (x3), its SIEM mock, tokens.
+
+Ports, process start-and-wait, Redis and the gRPC stubs come from :mod:`tests.support`,
+shared with the test suite and the benchmark.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -20,15 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import grpc
-from aarm.v1 import (
-    approval_pb2_grpc,
-    decision_pb2_grpc,
-    deferral_pb2_grpc,
-    receipt_pb2_grpc,
-    session_pb2_grpc,
-)
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tests.support.ports import address, free_port
+from tests.support.processes import children, serve_command, wait_serving
+from tests.support.service import write_approvers as write_approvers_file
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -40,12 +34,6 @@ APPROVER_GROUPS = [
     "security-approvers",
 ]
 AGENT = "agent-7"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -61,21 +49,14 @@ class Tokens:
 
 
 def write_approvers(path: Path, tokens: Tokens) -> None:
-    def entry(who: str, groups: list[str], token: str) -> dict[str, Any]:
-        return {
-            "id": who,
-            "groups": groups,
-            "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
-        }
-
-    doc = {
-        "approvers": [
-            entry("conformance-approver@acme.example", APPROVER_GROUPS, tokens.approver),
-            entry("outsider@acme.example", ["marketing"], tokens.outsider),
-            entry(AGENT, ["data-owners"], tokens.agent),
-        ]
-    }
-    path.write_text(json.dumps(doc))
+    write_approvers_file(
+        path,
+        {
+            tokens.approver: ("conformance-approver@acme.example", APPROVER_GROUPS),
+            tokens.outsider: ("outsider@acme.example", ["marketing"]),
+            tokens.agent: (AGENT, ["data-owners"]),
+        },
+    )
 
 
 def new_tokens() -> Tokens:
@@ -84,59 +65,6 @@ def new_tokens() -> Tokens:
         outsider=secrets.token_urlsafe(24),
         agent=secrets.token_urlsafe(24),
     )
-
-
-class Clients:
-    """Blocking stubs for every aarm.v1 service on one channel."""
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.channel = grpc.insecure_channel(address)
-        self.decide = decision_pb2_grpc.DecisionServiceStub(self.channel)
-        self.sessions = session_pb2_grpc.SessionServiceStub(self.channel)
-        self.approvals = approval_pb2_grpc.ApprovalServiceStub(self.channel)
-        self.deferrals = deferral_pb2_grpc.DeferralServiceStub(self.channel)
-        self.receipts = receipt_pb2_grpc.ReceiptServiceStub(self.channel)
-        self.health = health_pb2_grpc.HealthStub(self.channel)
-
-    def close(self) -> None:
-        self.channel.close()
-
-
-def wait_serving(
-    address: str, timeout: float = 60.0, proc: subprocess.Popen[Any] | None = None
-) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"service exited with {proc.returncode} before SERVING")
-            try:
-                r = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if r.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise RuntimeError(f"{address} never became SERVING")
-
-
-def children(pid: int) -> list[tuple[int, str]]:
-    """Direct children of ``pid`` with their command lines, read from /proc."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == pid:
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                out.append((int(entry.name), cmd.strip()))
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
 
 
 @dataclass
@@ -154,7 +82,7 @@ class Service:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return address(self.port)
 
     @property
     def metrics_url(self) -> str:
@@ -171,17 +99,8 @@ class Service:
 
     def start(self) -> None:
         self.port, self.metrics_port = free_port(), free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "aarm_pdp",
-            "serve",
-            "--listen",
-            self.address,
-            "--metrics-listen",
-            f"127.0.0.1:{self.metrics_port}",
-            "--log-format",
-            "text",
+        cmd = serve_command(
+            self.port,
             "--grace",
             "1",
             # The embedded SQLite receipt store and a fresh key directory, private to the run.
@@ -194,7 +113,8 @@ class Service:
             str(self.telemetry_path),
             *(["--telemetry-webhook", self.telemetry_webhook] if self.telemetry_webhook else []),
             *self.extra,
-        ]
+            metrics_port=self.metrics_port,
+        )
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
@@ -283,50 +203,6 @@ class SiemMock:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-class Redis:
-    """A private redis-server on a loopback port (for the context-store checks)."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server not installed")
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="redis-", dir=workdir)
-        self.proc = subprocess.Popen(  # noqa: S603 - a fixed binary with our arguments
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def short_timeout_policy(workdir: Path, seconds: int) -> Path:

@@ -22,9 +22,11 @@ from aarm.v1 import (
 from google.protobuf import json_format
 
 from conformance import receipts as rc
-from conformance import scenarios
-from conformance.harness import Clients, Redis, Service, SiemMock, Tokens
+from conformance.harness import Service, SiemMock, Tokens
 from conformance.model import Item, Result
+from tests.support import scenarios
+from tests.support.grpc_clients import Clients, bearer
+from tests.support.processes import RedisServer
 
 D = decision_pb2
 P, F, NI, NC, NA = (
@@ -49,7 +51,7 @@ class Ctx:
     metrics_url: str | None = None
     short: Clients | None = None
     short_service: Service | None = None
-    redis: Redis | None = None
+    redis: RedisServer | None = None
     broken: Clients | None = None
     siem: SiemMock | None = None
     """The SIEM mock the managed services post telemetry batches to."""
@@ -78,7 +80,7 @@ class Ctx:
         return f"cf-{self.run}-{name}"
 
     def approver_md(self) -> tuple[tuple[str, str]]:
-        return (("authorization", f"Bearer {self.tokens.approver}"),)
+        return bearer(self.tokens.approver)
 
 
 # --- request helpers -------------------------------------------------------------------

@@ -10,7 +10,6 @@ from aarm.v1 import approval_pb2, session_pb2
 from google.protobuf import json_format
 
 from conformance import receipts as rc
-from conformance import scenarios
 from conformance.checks.base import (
     BASE,
     EXTERNAL,
@@ -29,6 +28,7 @@ from conformance.checks.base import (
     session_receipts,
     verdict,
 )
+from tests.support import scenarios
 
 # --- session context ---------------------------------------------------------------------
 
@@ -201,7 +201,7 @@ def context_log_tamper(ctx: Ctx) -> None:
 
     doc = ctx.docs["S16"]
     sid = ctx.session("log-check")
-    res = scenarios.run(doc, ctx.short, sid, sid)
+    res = scenarios.run_blocking(doc, ctx.short.decide, ctx.short.sessions, sid, prefix=sid)
     key = session_key("acme", sid)
     r = redis_lib.Redis.from_url(ctx.redis.url)
     try:

@@ -28,6 +28,7 @@ from conformance.checks.base import (
     start_cleanup,
     verdict,
 )
+from tests.support.grpc_clients import bearer
 
 # --- STEP_UP approvals --------------------------------------------------------------------
 
@@ -53,7 +54,7 @@ def approval_flow(ctx: Ctx) -> None:
     outsider = rpc_code(
         lambda: c.approvals.ResolveApproval(
             approval_pb2.ResolveApprovalRequest(approval_id=aid, grant=True, reason="x"),
-            metadata=(("authorization", f"Bearer {ctx.tokens.outsider}"),),
+            metadata=bearer(ctx.tokens.outsider),
             timeout=10,
         )
     )
@@ -194,9 +195,9 @@ def forged_approval(ctx: Ctx) -> None:
     req = approval_pb2.ResolveApprovalRequest(approval_id=aid, grant=True, reason="lgtm")
     tries = {
         "no credential (agent-controlled channel)": (),
-        "made-up token": (("authorization", "Bearer forged-token"),),
-        "the agent's own credential": (("authorization", f"Bearer {ctx.tokens.agent}"),),
-        "approver outside the group": (("authorization", f"Bearer {ctx.tokens.outsider}"),),
+        "made-up token": bearer("forged-token"),
+        "the agent's own credential": bearer(ctx.tokens.agent),
+        "approver outside the group": bearer(ctx.tokens.outsider),
     }
     want = {
         "no credential (agent-controlled channel)": grpc.StatusCode.UNAUTHENTICATED,

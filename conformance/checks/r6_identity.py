@@ -17,6 +17,7 @@ from conformance.checks.base import (
     rpc_code,
     verdict,
 )
+from tests.support.grpc_clients import bearer
 
 # --- identity -------------------------------------------------------------------------------
 
@@ -56,7 +57,7 @@ def identity_checks(ctx: Ctx) -> None:
     refused = rpc_code(
         lambda: c.approvals.RevokeIdentity(
             approval_pb2.RevokeIdentityRequest(tenant="acme", subject=agent, reason="x"),
-            metadata=(("authorization", f"Bearer {ctx.tokens.outsider}"),),
+            metadata=bearer(ctx.tokens.outsider),
             timeout=10,
         )
     )

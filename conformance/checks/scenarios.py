@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from conformance import scenarios
+from typing import Any
+
 from conformance.checks.base import (
     BASE,
     NI,
@@ -15,6 +16,22 @@ from conformance.checks.base import (
     scen_step,
     verdict,
 )
+from conformance.harness import HERE, ROOT
+from tests.support import scenarios
+
+DIRS = (scenarios.SCENARIOS, HERE / "scenarios")
+"""The test suite's scenario files (read as data), then the ones it lacks."""
+
+
+def load_all() -> dict[str, dict[str, Any]]:
+    """Every scenario document by id, validated; conformance/scenarios wins over tests/cases."""
+    docs: dict[str, dict[str, Any]] = {}
+    for path in scenarios.files(*DIRS):
+        doc = scenarios.load(path, validate=True)
+        doc["_file"] = str(path.relative_to(ROOT))
+        docs[doc["id"]] = doc
+    return docs
+
 
 # --- scenarios ---------------------------------------------------------------------------
 
@@ -22,7 +39,7 @@ from conformance.checks.base import (
 @probe(*[f"S{n:02d}" for n in range(1, 38)])
 def scenario_replay(ctx: Ctx) -> None:
     """Replay every scenario file that has steps; declare the gaps."""
-    ctx.docs = scenarios.load_all()
+    ctx.docs = load_all()
     for sid, doc in sorted(ctx.docs.items()):
         if sid not in ctx.items:
             continue  # X-scenarios: project extras, not in the checklist
@@ -30,7 +47,8 @@ def scenario_replay(ctx: Ctx) -> None:
             ctx.record(sid, f"{doc['title']} ({doc['_file']})", NI, doc["not_implemented"])
         if not doc.get("steps"):
             continue
-        res = scenarios.run(doc, ctx.c, ctx.session(sid), ctx.session(sid))
+        session = ctx.session(sid)
+        res = scenarios.run_blocking(doc, ctx.c.decide, ctx.c.sessions, session, prefix=session)
         ctx.scen[sid] = res
         ctx.expect(
             sid,
