@@ -105,6 +105,10 @@ def test_param_types_name_catalogued_parameters() -> None:
     known = {"sql", "sql_condition", "shell", "url", "host", "path", "email", "amount", "name"}
     for tool, params in types.items():
         assert tool in tools, tool
-        for param, kind in params.items():
+        for param, spec in params.items():
             assert param in tools[tool]["parameters"], f"{tool}.{param}"
+            kind = spec if isinstance(spec, str) else spec["type"]
             assert kind in known, f"{tool}.{param}: {kind}"
+            if isinstance(spec, dict):
+                for companion in set(spec) - {"type"}:
+                    assert spec[companion] in tools[tool]["parameters"], f"{tool}.{param}"
