@@ -48,3 +48,19 @@ def verdict_doc(decision: str = "ALLOW", **extra: Any) -> dict[str, Any]:
     }
     doc.update(extra)
     return {"result": doc}
+
+
+def opa_answer(decision: str) -> dict[str, Any]:
+    """A valid OPA answer for each of the five decisions, with what that verdict must carry."""
+    extra: dict[str, Any] = {
+        "MODIFY": {"modified_parameters": {"table": "orders", "limit": 1000}},
+        "STEP_UP": {"approval": {"approvers": ["data-owners"], "timeout_seconds": 600}},
+        "DEFER": {
+            "deferral": {
+                "trigger": "missing_context",
+                "context_needed": ["maintenance_window"],
+                "timeout_seconds": 600,
+            }
+        },
+    }.get(decision, {})
+    return verdict_doc(decision, **extra)
