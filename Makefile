@@ -103,13 +103,13 @@ rego-check: setup ## opa fmt, opa check --strict (pinned capabilities), structur
 	@$(OPA) test rego --coverage --format json | $(PY) -c 'import json,sys; print("rego coverage %.1f%%" % json.load(sys.stdin)["coverage"])'
 	$(OPA) test rego
 
-unit: setup ## fast tests (fake policy engine)
-	$(VENV)/bin/pytest -q tests/unit
+unit: setup ## seconds: tests/unit + tests/api (in-process gRPC, fake policy engine); no OPA, no semantic model
+	$(VENV)/bin/pytest -q -m "not semantic" tests/unit tests/api
 
 integration: setup ## real opa processes, real sockets
 	$(VENV)/bin/pytest -q -m integration tests/integration
 
-test: setup gen-check lint proto-breaking rego-check ## everything CI runs: drift, lint, API compat, rego, unit + integration
+test: setup gen-check lint proto-breaking rego-check ## everything CI runs: drift, lint, API compat, rego, unit + api + semantic + integration
 	$(VENV)/bin/pytest -q -m "not containers" tests
 
 containers-test: setup ## opt-in: integration tests against the official OPA image (needs Docker)
