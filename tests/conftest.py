@@ -6,7 +6,8 @@ The helpers behind them live in :mod:`tests.support` (shared with conformance/ a
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Protocol, TypeVar
 
 import grpc
 import pytest
@@ -14,7 +15,7 @@ from aarm.v1 import decision_pb2_grpc
 from aarm_pdp import server
 
 from tests.support.paths import BIN, REGO
-from tests.support.processes import MissingTool, RedisServer
+from tests.support.processes import MissingTool, PostgresServer, RedisServer
 from tests.support.service import service_config
 
 
@@ -34,16 +35,41 @@ def opa_binary() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+class _Store(Protocol):
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Store)
+
+
+def _started(factory: Callable[[], S]) -> Iterator[S]:
+    """One store for the whole session; a missing binary fails the tests that need it."""
     try:
-        server_ = RedisServer()
+        store = factory()
     except MissingTool as exc:
         pytest.fail(str(exc))
     try:
-        yield server_
+        yield store
     finally:
-        server_.stop()
+        store.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a loopback port, in a private directory."""
+    yield from _started(RedisServer)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster (initdb + pg_ctl), stopped and deleted at the end."""
+    yield from _started(PostgresServer)
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PostgresServer) -> str:
+    """A DSN to a fresh, empty database on the session's cluster."""
+    return pg_server.create_database()
 
 
 OPA_IMAGE = "openpolicyagent/opa:1.22.3"

@@ -29,7 +29,6 @@ from aarm_pdp.receipts import (
     verify_chain,
 )
 
-from tests.integration.conftest_pg import pg_dsn_fixture, pg_server_fixture  # noqa: F401
 from tests.support.ports import free_port
 from tests.unit.test_receipts_verify import body
 

@@ -26,7 +26,6 @@ from aarm_pdp.receipts import keys as rkeys
 from aarm_pdp.receipts.verify import PublicKeys, verify_chain, verify_receipt
 from google.protobuf import json_format
 
-from tests.integration.conftest_pg import pg_dsn_fixture, pg_server_fixture  # noqa: F401
 from tests.support.grpc_clients import Clients
 from tests.support.messages import decide_request
 from tests.support.ports import free_port
