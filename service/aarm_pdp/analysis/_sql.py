@@ -239,7 +239,14 @@ def _same_column_equality(expr: Node) -> bool:
     if not isinstance(aexpr, dict) or _strings(aexpr.get("name")) != ["="]:
         return False
     left, right = aexpr.get("lexpr"), aexpr.get("rexpr")
-    return isinstance(left, dict) and "ColumnRef" in left and left == right
+    if not (
+        isinstance(left, dict)
+        and isinstance(right, dict)
+        and "ColumnRef" in left
+        and "ColumnRef" in right
+    ):
+        return False
+    return bool(left["ColumnRef"].get("fields") == right["ColumnRef"].get("fields"))
 
 
 def filter_kind(where: Any) -> str:
