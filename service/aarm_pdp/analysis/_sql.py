@@ -189,20 +189,29 @@ def _qualified(names: list[str], obj: str) -> dict[str, Any]:
     return {"object": obj, "database": padded[0], "schema": padded[1], "name": padded[2]}
 
 
-def _relations(tree: Any) -> list[dict[str, Any]]:
-    return [
-        _relation(v) for k, v in _walk_nodes({"_": tree}) if isinstance(v, dict) and "relname" in v
-    ]
+def _scan(tree: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """Relations (RangeVar-shaped nodes) and called function names of a tree, in one pass."""
+    relations: list[dict[str, Any]] = []
+    functions: list[str] = []
+    stack: list[Any] = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "relname" in item:
+                relations.append(_relation(item))
+            call = item.get("FuncCall")
+            if isinstance(call, dict):
+                parts = _strings(call.get("funcname"))
+                if parts:
+                    functions.append(parts[-1].lower())
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
+    return relations, functions
 
 
 def _functions(tree: Any) -> list[str]:
-    names: list[str] = []
-    for key, value in _walk_nodes({"_": tree}):
-        if key == "FuncCall" and isinstance(value, dict):
-            parts = _strings(value.get("funcname"))
-            if parts:
-                names.append(parts[-1].lower())
-    return names
+    return _scan(tree)[1]
 
 
 def _command(name: str, node: Node) -> str:
@@ -517,8 +526,9 @@ def _classify(walk: _Walk, name: str, node: Node, text: str, depth: int, via: st
                     nested.append((cte_name, cte_node, "cte"))
     if name == "SelectStmt" and node.get("lockingClause"):
         facts["locks"] = True
-    facts["reads"] = _dedupe([r for r in _relations(node) if r not in facts["targets"]])
-    facts["functions"] = sorted(set(_functions(node)))
+    relations, functions = _scan(node)
+    facts["reads"] = _dedupe([r for r in relations if r not in facts["targets"]])
+    facts["functions"] = sorted(set(functions))
     walk.add(facts)
     for inner_name, inner, inner_via in nested:
         if depth + 1 > walk.limits.max_sql_depth:
