@@ -124,6 +124,12 @@ def test_every_type_never_raises_on_json_shaped_values(kind: str) -> None:
         json.dumps(facts)
 
 
+@pytest.mark.parametrize("kind", TYPES)
+def test_lone_surrogates_are_unparsed(kind: str) -> None:
+    facts = analyse_value(kind, "DROP TABLE \udcff users")
+    assert facts["parsed"] is False and facts["reason"] == "invalid_unicode"
+
+
 def test_deterministic_across_calls() -> None:
     params = {
         "sql": "DO $$ BEGIN EXECUTE 'DR'||'OP TABLE t'; END $$",

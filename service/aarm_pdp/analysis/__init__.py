@@ -166,7 +166,18 @@ def analyse_value(
     """
     if kind not in _ANALYSERS:
         return {"type": kind, "parsed": False, "reason": "unknown_type"}
+    if isinstance(value, str) and not _encodable(value):
+        # Lone surrogates: no parser (nor protobuf) takes them; never a pass.
+        return {"type": kind, "parsed": False, "reason": "invalid_unicode", **_DANGEROUS[kind]}
     return _safely(kind, value, context or {}, limits)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _spec(spec: object) -> tuple[str, dict[str, str]]:

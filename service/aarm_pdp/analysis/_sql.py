@@ -677,6 +677,8 @@ def _nested_text(walk: _Walk, text: str, depth: int, via: str, *, dynamic: bool 
         return
     first = len(walk.statements)
     for name, node, chunk in stmts:
+        if walk.truncated:
+            break
         _classify(walk, name, node, chunk, depth, via)
     if dynamic:
         for facts in walk.statements[first:]:
@@ -811,6 +813,8 @@ def analyse_sql(
         return _unparsed("sql", "empty")
     walk = _Walk(limits, shell)
     for name, node, chunk in stmts:
+        if walk.truncated:
+            break
         _classify(walk, name, node, chunk, depth, "top")
     return {"type": "sql", "parsed": True, **_summary(walk, len(stmts), _count_comments(value))}
 

@@ -54,14 +54,18 @@ def ip_facts(address: str) -> dict[str, Any] | None:
     }
 
 
+def _to_unicode(host: str) -> str:
+    """The Unicode form of an ASCII (punycode) host; the host itself when it is not one."""
+    try:
+        return ada_url.idna_to_unicode(host) or host
+    except Exception:  # not ASCII, or a label that is not valid punycode
+        return host
+
+
 def domain_facts(ascii_host: str) -> dict[str, Any]:
     """Registrable domain, public suffix and look-alike skeleton of an ASCII host name."""
     host = ascii_host.rstrip(".").lower()
-    unicode_host = host
-    try:
-        unicode_host = ada_url.idna_to_unicode(host) or host
-    except Exception:  # a label that is not valid punycode stays as written
-        unicode_host = host
+    unicode_host = _to_unicode(host)
     registrable = _PSL.privatesuffix(host) if host else None
     return {
         "host": host,
@@ -71,9 +75,7 @@ def domain_facts(ascii_host: str) -> dict[str, Any]:
         "registrable_domain": registrable,
         "public_suffix": _PSL.publicsuffix(host) if host else None,
         "skeleton": skeleton(unicode_host),
-        "registrable_skeleton": skeleton(ada_url.idna_to_unicode(registrable) or registrable)
-        if registrable
-        else None,
+        "registrable_skeleton": skeleton(_to_unicode(registrable)) if registrable else None,
     }
 
 
