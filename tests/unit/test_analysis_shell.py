@@ -103,6 +103,7 @@ def test_every_simple_command_is_found(command: str, via: str) -> None:
         ("base64 -d <<< cm0gLXJmIC8= | sh", None, "encoded_payload"),
         ("perl -e 'system(1)'", None, "opaque_code"),
         ("node -e 'x'", None, "opaque_code"),
+        ("xargs rm -rf < list.txt", None, "dynamic_delete"),
     ],
 )
 def test_destructive_forms_by_meaning(command: str, cwd: str | None, effect: str) -> None:

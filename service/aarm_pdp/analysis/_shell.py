@@ -234,7 +234,10 @@ class _Analysis:
     def node(self, node: Any, state: _State, depth: int, via: str) -> _Stage | None:
         kind = node.kind
         if kind == "command":
-            return self.command_node(node, state, depth, via)
+            # A command on its own: its stdin is unknown (xargs, a bare shell, ...).
+            stage = self.command_node(node, state, depth, via)
+            self.connect([stage], state, depth)
+            return stage
         if kind == "pipeline":
             self.pipeline(node, state, depth, via)
         elif kind == "list":
@@ -272,7 +275,7 @@ class _Analysis:
             if part.kind == "pipe":
                 continue
             before = len(stages)
-            stage = self.node(part, state, depth, via) if part.kind == "command" else None
+            stage = self.command_node(part, state, depth, via) if part.kind == "command" else None
             if stage is None:
                 if part.kind != "command":
                     self.node(part, state, depth, via)
