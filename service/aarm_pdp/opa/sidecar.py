@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ctypes
 import logging
 import os
-import signal
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -23,17 +22,30 @@ from aarm_pdp.opa.client import OpaClient
 
 log = logging.getLogger("aarm_pdp.opa.sidecar")
 
-_PR_SET_PDEATHSIG = 1
+# The child must die with the service, even when the service dies by SIGKILL: the
+# parent-death signal. Setting it needs code in the child between fork and exec, and
+# Python code there (``preexec_fn``) forces a real fork() of a process that already
+# runs gRPC threads, whose fork handlers then abort the child now and then (seen as
+# status -6, "epoll_wait: Bad file descriptor"). So the child is spawned without
+# preexec_fn (CPython then uses vfork + exec, which runs no fork handlers) as a tiny
+# stdlib-only launcher that sets the signal, checks its parent is still the service
+# (else the signal was set too late) and execs opa in its own place (same pid).
+_LAUNCHER = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(70)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
 class SidecarStartError(RuntimeError):
     """OPA did not become ready; the message carries OPA's last words."""
 
 
-def _die_with_parent() -> None:
-    # The child gets SIGTERM if the service dies, even by SIGKILL.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def launcher_argv(argv: list[str]) -> list[str]:
+    """``argv`` run through the parent-death launcher (see ``_LAUNCHER``)."""
+    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
 
 
 class ManagedOpa:
@@ -64,6 +76,9 @@ class ManagedOpa:
         self._supervisor: asyncio.Task[None] | None = None
         self._drainer: asyncio.Task[None] | None = None
         self._stopping = False
+        self.exit_codes: list[int] = []
+        """Status of every exit of a child, in order (negative: killed by that signal)."""
+        self._noted: set[int] = set()
 
     @property
     def pid(self) -> int | None:
@@ -92,11 +107,10 @@ class ManagedOpa:
             os.unlink(self.socket_path)
         self._stderr.clear()
         proc = await asyncio.create_subprocess_exec(
-            *self._argv(),
+            *launcher_argv(self._argv()),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,  # opa prints load errors on stdout
             stderr=asyncio.subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
         )
         self._drainer = asyncio.get_running_loop().create_task(self._drain(proc))
         return proc
@@ -149,6 +163,7 @@ class ManagedOpa:
         while not self._stopping:
             assert self._proc is not None
             code = await self._proc.wait()
+            self._note_exit(self._proc)
             if self._stopping:
                 return
             self._on_state(False)
@@ -163,11 +178,17 @@ class ManagedOpa:
             except (SidecarStartError, OSError) as exc:
                 log.error("opa restart failed: %s", exc)
                 await self._terminate()
+                self._note_exit(self._proc)
                 delay = min(delay * 2, self._backoff[1])
                 continue
             delay = self._backoff[0]
             self._on_state(True)
             log.warning("opa restarted (pid %s)", self._proc.pid)
+
+    def _note_exit(self, proc: asyncio.subprocess.Process | None) -> None:
+        if proc is not None and proc.returncode is not None and proc.pid not in self._noted:
+            self._noted.add(proc.pid)
+            self.exit_codes.append(proc.returncode)
 
     async def _terminate(self) -> None:
         proc = self._proc
