@@ -94,6 +94,15 @@ class Evaluation:
     """Whether the verdict is committed to the session: not when evaluation failed
     after reading it, nor for a re-evaluation of a deferred action (which is settled
     through its ticket instead)."""
+    received: ActionRequest | None = None
+    """The request as it arrived, when a meta-tool wrapper was resolved: the receipt
+    and the events bind what the enforcement point sent (its tool and the hash of its
+    parameters, which name the wrapped tool); policy, session and ticket see the
+    resolved action."""
+
+    @property
+    def as_received(self) -> ActionRequest:
+        return self.received if self.received is not None else self.request
 
     @property
     def context(self) -> dict[str, Any] | None:
@@ -208,6 +217,7 @@ class DecisionEngine:
         self, request: ActionRequest, now_ns: int, deadline: float | None
     ) -> Evaluation:
         prepared: Prepared | None = None
+        received = request
         try:
             missing = request.identity.missing()
             if missing:
@@ -229,13 +239,15 @@ class DecisionEngine:
                     request.approval_token, request, self.policy_version, now_ns
                 )
                 links["approval_id"] = request.approval_token.partition(".")[0]
-            return Evaluation(request, result, prepared, links)
+            return Evaluation(request, result, prepared, links, received=received)
         except AarmError as exc:
             log.warning("failing closed: %s: %s", exc.code.value, exc.detail)
-            return Evaluation(request, self._failed(exc.code), prepared, commit=False)
+            failed = self._failed(exc.code)
+            return Evaluation(request, failed, prepared, commit=False, received=received)
         except Exception:
             log.exception("failing closed: unexpected error")
-            return Evaluation(request, self._failed(ErrorCode.INTERNAL), prepared, commit=False)
+            failed = self._failed(ErrorCode.INTERNAL)
+            return Evaluation(request, failed, prepared, commit=False, received=received)
 
     # -- reevaluate --------------------------------------------------------------
 
@@ -321,7 +333,7 @@ class DecisionEngine:
             policy=self.policy_version,
             receipt=receipt,
         )
-        for event in decision_events(request, record, ev.context, now_ns):
+        for event in decision_events(ev.as_received, record, ev.context, now_ns):
             self._events.emit(event)
         m = self._metrics
         verdict = result.decision.value
@@ -336,7 +348,7 @@ class DecisionEngine:
         body = receipt_body.decision_receipt(
             receipt_id=self._new_id(),
             decision_id=decision_id,
-            request=ev.request,
+            request=ev.as_received,
             decision=result,
             policy=self.policy_version,
             context=ev.context,
