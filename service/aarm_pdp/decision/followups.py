@@ -18,6 +18,7 @@ from aarm_pdp.approvals.tickets import Ticket
 from aarm_pdp.decision.ports import Events, Receipts, Sessions
 from aarm_pdp.errors import AarmError
 from aarm_pdp.model.levels import NO_CLASSIFICATION
+from aarm_pdp.model.redaction import redact_values
 from aarm_pdp.model.request import Identity, identity_doc
 from aarm_pdp.observability.events import approval_event
 from aarm_pdp.observability.metrics import Metrics
@@ -94,7 +95,9 @@ class Followups:
                     "output_hash": output_digest,
                     "classification": classification or NO_CLASSIFICATION,
                     "labels": list(labels),
-                    "error": error[:MAX_ERROR_TEXT],
+                    # redacted before it is cut, so no credential is cut in half
+                    # (half a token is not a shape the detector knows)
+                    "error": redact_values(error[: 8 * MAX_ERROR_TEXT])[:MAX_ERROR_TEXT],
                     "context_hash": head,
                 },
                 now_ns=now,

@@ -3,7 +3,11 @@
 Schema ``aarm.telemetry.v1`` (``docs/telemetry.md``): ``aarm.action`` for every
 decided action, ``aarm.decision`` for anything but ALLOW, ``aarm.approval`` for a
 settled approval. Parameters leave only as a sha256 (AARM T9): never a value. The
-exporter (:mod:`aarm_pdp.observability.telemetry`) ships what these return.
+other strings that come from a caller or the policy (actor, api, rule ids, reason codes,
+defer trigger, classification, approver) are value-redacted
+(:func:`~aarm_pdp.model.redaction.redact_values`: a credential echoed there leaves as
+``<redacted>``); our own ids and hashes are left as they are. The exporter
+(:mod:`aarm_pdp.observability.telemetry`) ships what these return.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 from aarm_pdp.model.decision import Decision, DecisionRecord
 from aarm_pdp.model.digests import parameters_hash
 from aarm_pdp.model.levels import NO_CLASSIFICATION
+from aarm_pdp.model.redaction import redact_strings, redact_values
 from aarm_pdp.model.request import ActionRequest
 
 SCHEMA = "aarm.telemetry.v1"
@@ -52,8 +57,8 @@ def decision_events(
     common = {
         "decision_id": record.decision_id,
         "decision": d.decision.value,
-        "actor": {k: getattr(ident, k) for k in _ACTOR},
-        "api": {k: getattr(request.action, k) for k in _API},
+        "actor": {k: redact_values(getattr(ident, k)) for k in _ACTOR},
+        "api": {k: redact_values(getattr(request.action, k)) for k in _API},
         "parameters_hash": params_hash,
         "policy": {"revision": record.policy.revision, "hash": record.policy.hash},
         "receipt_id": receipt.get("receipt_id", ""),
@@ -69,11 +74,13 @@ def decision_events(
                 severity=d.risk_level.value,
                 fields={
                     **common,
-                    "policy_id": list(d.matched_rules),
-                    "reason_codes": [r.code for r in d.reasons],
+                    "policy_id": [redact_values(r) for r in d.matched_rules],
+                    "reason_codes": [redact_values(r.code) for r in d.reasons],
                     "fail_closed": d.fail_closed,
-                    "defer_trigger": d.deferral.trigger if d.deferral else "",
-                    "classification": session.get("highest_classification", NO_CLASSIFICATION),
+                    "defer_trigger": redact_values(d.deferral.trigger) if d.deferral else "",
+                    "classification": redact_strings(
+                        session.get("highest_classification", NO_CLASSIFICATION)
+                    ),
                     "signals": {
                         "drift": drift.get("max", 0.0),
                         "scope_expansion": drift.get("scope_expansion", False),
@@ -110,14 +117,14 @@ def approval_event(
         fields={
             "decision_id": decision_id,
             "decision": "STEP_UP",
-            "actor": {k: ident.get(k, "") for k in _ACTOR},
-            "api": {k: action.get(k, "") for k in _API},
+            "actor": {k: redact_strings(ident.get(k, "")) for k in _ACTOR},
+            "api": {k: redact_strings(action.get(k, "")) for k in _API},
             "parameters_hash": parameters_hash(action.get("parameters", {})),
             "policy": {"revision": policy.get("revision", ""), "hash": policy.get("hash", "")},
             "receipt_id": receipt_id,
             "approval_id": ticket_id,
             "status": status,
-            "approver": detail.get("approver", ""),
+            "approver": redact_strings(detail.get("approver", "")),
             "response_time_ms": (now_ns - created_ns) // 1_000_000,
         },
     )

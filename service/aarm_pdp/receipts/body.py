@@ -5,6 +5,13 @@ redacted and a sha256 of the full parameters; the modified parameters for MODIFY
 the identity and delegation chain at decision time, the session context hash, the
 verdict with rule ids, reasons and the policy revision and hash. The receipt log adds
 the chain position and the signature (:mod:`aarm_pdp.receipts.envelope`).
+
+No credential is written in clear (:mod:`aarm_pdp.model.redaction`): the parameters'
+clear copies are redacted by name and by value while ``parameters_sha256`` stays the
+hash of the full, original parameters (it is what binds them); reason texts and every
+string of a follow-up's detail (an outcome's ``error``, an approver's reason, facts)
+are redacted by value. A body without a secret is byte for byte what it was without
+redaction.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from typing import Any
 from aarm_pdp.model.decision import DecisionResult, PolicyVersion
 from aarm_pdp.model.digests import parameters_hash
 from aarm_pdp.model.levels import NO_CLASSIFICATION
-from aarm_pdp.model.redaction import redact
+from aarm_pdp.model.redaction import redact, redact_strings
 from aarm_pdp.model.request import ActionRequest, identity_doc
 from aarm_pdp.model.timestamps import rfc3339
 
@@ -32,7 +39,7 @@ def decision_doc(decision_id: str, d: DecisionResult, policy: PolicyVersion) -> 
     doc: dict[str, Any] = {
         "decision_id": decision_id,
         "result": d.decision.value,
-        "reasons": [r.to_doc() for r in d.reasons],
+        "reasons": [redact_strings(r.to_doc()) for r in d.reasons],
         "matched_rules": list(d.matched_rules),
         "risk": {"level": d.risk_level.value, "score": d.risk_score},
         "policy": {"revision": policy.revision, "hash": policy.hash},
@@ -116,7 +123,11 @@ def follow_up_receipt(
     now_ns: int,
     links: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An outcome, approval, deferral resolution, timeout or session-end receipt."""
+    """An outcome, approval, deferral resolution, timeout or session-end receipt.
+
+    Every string of ``detail`` is value-redacted (names are ours here, not the caller's).
+    """
+    detail = redact_strings(detail)
     body: dict[str, Any] = {
         "receipt_id": receipt_id,
         "kind": kind,
