@@ -46,6 +46,7 @@ def test_untyped_absent_and_null_parameters_cost_nothing() -> None:
         "version": ANALYSIS_VERSION,
         "parameters": {},
         "unparsed": [],
+        "names": {},
     }
     assert analyse({"sql": None}, {"sql": "sql", "url": "url"})["parameters"] == {}
 
@@ -65,6 +66,23 @@ def test_unknown_type_and_bad_parameters() -> None:
     }
     assert analyse(["not", "an", "object"], {"x": "sql"})["error"] == "not_an_object"
     assert analyse({"x": "ls"}, {"x": {"nope": 1}})["parameters"]["x"]["reason"] == "unknown_type"
+
+
+def test_target_names_get_name_facts() -> None:
+    """Databases and schemas a statement names, wherever the SQL is, are normalised names."""
+    result = analyse(
+        {
+            "sql": 'DROP TABLE prod.users; DROP DATABASE "pr\u043eddb"',
+            "command": "psql -c 'DROP DATABASE live'",
+            "where": "id = 1; DROP SCHEMA billing",
+        },
+        {"sql": "sql", "command": "shell", "where": "sql_condition"},
+    )
+    names = result["names"]
+    assert sorted(names) == ["billing", "live", "prod", "pr\u043eddb"]
+    assert names["pr\u043eddb"]["skeleton"] == "proddb"
+    assert names["prod"]["tokens"] == ["prod"]
+    assert analyse({"sql": "SELECT 1"}, {"sql": "sql"})["names"] == {}
 
 
 def test_companion_specs() -> None:

@@ -7,7 +7,8 @@ The same parameters always give the same facts, as plain JSON-able dicts.
 
 One entry point::
 
-    analyse(parameters, param_types) -> {"version": ..., "parameters": {...}, "unparsed": [...]}
+    analyse(parameters, param_types)
+        -> {"version": ..., "parameters": {...}, "unparsed": [...], "names": {...}}
 
 ``param_types`` maps a parameter name to its analysed type, or to a spec
 ``{"type": ..., <companion>: <parameter name>}``. Types and what reads them:
@@ -199,12 +200,13 @@ def analyse(
     """Facts for every parameter that ``param_types`` types; see the module docstring."""
     facts: dict[str, Any] = {}
     if not param_types:
-        return {"version": ANALYSIS_VERSION, "parameters": facts, "unparsed": []}
+        return {"version": ANALYSIS_VERSION, "parameters": facts, "unparsed": [], "names": {}}
     if not isinstance(parameters, Mapping):
         return {
             "version": ANALYSIS_VERSION,
             "parameters": facts,
             "unparsed": [],
+            "names": {},
             "error": "not_an_object",
         }
     for name in sorted(param_types):
@@ -227,4 +229,33 @@ def analyse(
         else:
             facts[name] = analyse_value(kind, value, context=context, limits=limits)
     unparsed = sorted(n for n, f in facts.items() if not f.get("parsed") or f.get("truncated"))
-    return {"version": ANALYSIS_VERSION, "parameters": facts, "unparsed": unparsed}
+    return {
+        "version": ANALYSIS_VERSION,
+        "parameters": facts,
+        "unparsed": unparsed,
+        "names": _target_names(facts, limits),
+    }
+
+
+def _target_names(facts: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
+    """``name`` facts for every database and schema a statement targets, by raw name.
+
+    SQL names its targets inside the text (``DROP DATABASE "pr\\u043eddb"``, ``DROP TABLE
+    prod.users``), anywhere in the facts: in ``sql`` and ``sql_condition`` values, in the
+    SQL a shell command hands to ``psql -c``, in the shell of ``COPY ... PROGRAM``.
+    Policy compares them with its production-like names exactly as it compares a
+    ``name`` parameter, so they get the same normalisation here.
+    """
+    found: set[str] = set()
+    stack: list[object] = [facts]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                if key in ("databases", "schemas") and isinstance(value, list):
+                    found.update(v for v in value if isinstance(v, str))
+                elif isinstance(value, Mapping | list):
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, Mapping | list))
+    return {name: analyse_value("name", name, limits=limits) for name in sorted(found)}

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aarm_pdp.analysis import analyse
 from aarm_pdp.decision import metatools
 from aarm_pdp.decision.idempotency import IdempotencyCache
 from aarm_pdp.decision.input import build_input
@@ -50,6 +51,7 @@ from aarm_pdp.observability.events import decision_events
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.opa.port import PolicyEngine
 from aarm_pdp.receipts import body as receipt_body
+from aarm_pdp.session.catalogue import Catalogue
 from aarm_pdp.session.context import Prepared
 
 if TYPE_CHECKING:
@@ -75,6 +77,8 @@ def fail_closed(code: ErrorCode, detail: str = "") -> DecisionResult:
 
 
 _SUSPENDED = (Decision.STEP_UP, Decision.DEFER)
+_INLINE_ANALYSIS_CHARS = 2048
+"""Analysed text up to this size is parsed on the event loop (well under a millisecond)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,13 +166,24 @@ class DecisionEngine:
         self._events: Events = telemetry if telemetry is not None else NoEvents()
         self._meta_tools = metatools.DEFAULT_META_TOOLS if meta_tools is None else meta_tools
         self.policy_version = PolicyVersion()
+        self._catalogue = Catalogue()
 
     async def refresh_policy_version(self) -> PolicyVersion:
-        """Ask the policy engine which policy it runs; publish it as a metric."""
+        """Ask the policy engine which policy it runs; publish it as a metric.
+
+        The tool catalogue is read again with it: ``input.analysis`` is computed from
+        the analysed parameter types of the catalogue the policy engine holds.
+        """
         version = await self._policy.policy_version()
         if version != self.policy_version:
             self.policy_version = version
             self._metrics.policy.info({"revision": version.revision, "hash": version.hash})
+        try:
+            self._catalogue = Catalogue.from_policy_data(await self._policy.tool_catalogue())
+        except AarmError as exc:
+            # Keep the last snapshot; a parameter the policy declares but the service
+            # did not analyse is denied by the pack (aarm.analysis.missing).
+            log.error("tool catalogue unreadable (%s): analysis types unchanged", exc)
         return version
 
     # -- decide ----------------------------------------------------------------
@@ -443,7 +458,8 @@ class DecisionEngine:
     ) -> DecisionResult:
         """Build the input, ask the policy engine (timed, errors counted), parse."""
         m = self._metrics
-        input_doc = build_input(request, now_ns=now_ns, context=context)
+        analysis = await self._analyse(request)
+        input_doc = build_input(request, now_ns=now_ns, context=context, analysis=analysis)
         timeout = self._timeout if deadline is None else max(0.0, min(self._timeout, deadline))
         t0 = time.perf_counter()
         try:
@@ -454,6 +470,24 @@ class DecisionEngine:
         finally:
             m.opa_query_duration.observe(time.perf_counter() - t0)
         return parse_result(body)
+
+    async def _analyse(self, request: ActionRequest) -> dict[str, Any]:
+        """``input.analysis``: parsed facts for the parameters the catalogue types.
+
+        Pure and deterministic (:func:`aarm_pdp.analysis.analyse`); a tool with no
+        analysed parameter costs one dictionary look-up. Long texts (a big shell script
+        or SQL batch can take a parser hundreds of milliseconds) are parsed off the
+        event loop, so one such request does not stall the others.
+        """
+        action = request.action
+        types = self._catalogue.analysis_types(action.name)
+        if not types:
+            return analyse(action.parameters, types)
+        params = action.parameters
+        size = sum(len(v) for n in types if isinstance(v := params.get(n), str))
+        if size <= _INLINE_ANALYSIS_CHARS:
+            return analyse(params, types)
+        return await asyncio.to_thread(analyse, params, types)
 
     def _failed(self, code: ErrorCode, detail: str = "") -> DecisionResult:
         self._metrics.errors.labels(code.value).inc()

@@ -8,11 +8,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from aarm_pdp.analysis import ANALYSIS_VERSION
 from aarm_pdp.model.levels import NO_CLASSIFICATION
 from aarm_pdp.model.request import ActionRequest, delegation_doc
 from aarm_pdp.model.timestamps import rfc3339
+from aarm_pdp.session.state import PAYMENT_WINDOWS
 
 INPUT_VERSION = "aarm.v1"
+
+
+def empty_amounts() -> dict[str, Any]:
+    """``input.analysis.amounts`` of a session with no payment decided yet."""
+    none = {"count": 0, "total": 0, "by_currency": {}}
+    return {"session": dict(none), "windows": {str(w): dict(none) for w in PAYMENT_WINDOWS}}
+
+
+def empty_analysis() -> dict[str, Any]:
+    """``input.analysis`` of an action with no analysed parameter (the facts part)."""
+    return {"version": ANALYSIS_VERSION, "parameters": {}, "unparsed": [], "names": {}}
 
 
 def empty_context() -> dict[str, Any]:
@@ -49,15 +62,29 @@ def empty_context() -> dict[str, Any]:
 
 
 def build_input(
-    request: ActionRequest, *, now_ns: int, context: dict[str, Any] | None = None
+    request: ActionRequest,
+    *,
+    now_ns: int,
+    context: dict[str, Any] | None = None,
+    analysis: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The versioned OPA input for ``request`` evaluated at ``now_ns``.
 
     ``context`` holds the ``session``, ``dependencies``, ``provenance`` and ``drift``
     parts computed from the session (see :mod:`aarm_pdp.session.context`).
+    ``analysis`` is :func:`aarm_pdp.analysis.analyse` of the action's parameters with
+    the catalogue's analysed types; it becomes ``input.analysis`` together with the
+    session's payment totals (``session.payments`` of the context, moved to
+    ``analysis.amounts``: they are sums of analysed amounts, not session history).
     """
     ident = request.identity
     action = request.action
+    parts = context if context is not None else empty_context()
+    session = parts["session"]
+    amounts = session.get("payments") or empty_amounts()
+    if "payments" in session:
+        session = {k: v for k, v in session.items() if k != "payments"}
+    facts = analysis if analysis is not None else empty_analysis()
     return {
         "version": INPUT_VERSION,
         "request_id": request.request_id,
@@ -86,5 +113,7 @@ def build_input(
             for name, f in sorted(request.facts.items())
         },
         "risk_signals": dict(sorted(request.risk_signals.items())),
-        **(context if context is not None else empty_context()),
+        **parts,
+        "session": session,
+        "analysis": {**facts, "amounts": amounts},
     }

@@ -205,6 +205,7 @@ class SessionContext:
         depth = int(prepared.input_parts["dependencies"]["depth"])
 
         decoded = self._decoded
+        payment = self._catalogue().payment(request.action.name, request.action.parameters)
 
         def apply(raw: bytes | None) -> tuple[bytes, tuple[dict[str, Any], int]]:
             state = None if raw is None else decoded.take(prepared.key, raw)
@@ -221,6 +222,7 @@ class SessionContext:
                 defer_depth=depth,
                 drift=prepared.input_parts["drift"],
                 now_ns=now_ns,
+                payment=payment,
             )
             blob = state.to_bytes()
             decoded.put(prepared.key, blob, state)

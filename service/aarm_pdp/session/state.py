@@ -24,6 +24,10 @@ MAX_LABELS = 32
 MAX_DECISIONS = 64
 MAX_WINDOW_EVENTS = 128
 WINDOWS = (60, 3600)
+PAYMENT_WINDOWS = (3600, 86400)
+"""Windows (seconds) over which ``input.analysis.amounts`` sums the session's payments."""
+MAX_PAYMENTS = 256
+"""Payments kept with their time for the window sums; the session totals are exact."""
 NONE = NO_CLASSIFICATION
 _NS = 1_000_000_000
 GENESIS = "0" * 64
@@ -48,6 +52,8 @@ class SessionState:
     human: str = ""
     service: str = ""
     agent: str = ""
+    principal: str = ""
+    """The enforcing principal the session was bound to at its first call."""
     started_ns: int = 0
     known: bool = False
     original: OriginalRequest | None = None
@@ -69,6 +75,11 @@ class SessionState:
     sem_ema: float = -1.0
     log_head: str = GENESIS
     log_len: int = 0
+    # Payments decided (not denied) in the session: count and totals by currency since
+    # the start, and [ns, currency, amount] within the longest payment window.
+    pay_count: int = 0
+    pay_totals: dict[str, float] = field(default_factory=dict)
+    payments: list[list[Any]] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         """Compact JSON (a shallow field copy: ``asdict`` deep-copies and is 5x slower)."""
@@ -130,6 +141,7 @@ def new_session(
     agent: str,
     now_ns: int,
     original: OriginalRequest | None = None,
+    principal: str = "",
 ) -> SessionState:
     """A fresh session; ``known`` when opened by StartSession with an original request."""
     return SessionState(
@@ -138,6 +150,7 @@ def new_session(
         human=human,
         service=service,
         agent=agent,
+        principal=principal,
         started_ns=now_ns,
         known=original is not None,
         original=original,
@@ -238,7 +251,48 @@ def summary(state: SessionState, now_ns: int, artifact_level: int = -1) -> dict[
         "recent": list(state.recent),
         "pending_deferrals": state.pending_deferrals,
         "artifact_classification": level_name(artifact_level),
+        # Moved to input.analysis.amounts by the input builder (decision/input.py).
+        "payments": amount_totals(state, now_ns),
     }
+
+
+def record_payment(state: SessionState, *, currency: str, amount: float, now_ns: int) -> None:
+    """Add a payment to the session's totals (exact) and its timed window list (bounded)."""
+    state.pay_count += 1
+    state.pay_totals[currency] = round(state.pay_totals.get(currency, 0.0) + amount, 6)
+    horizon = now_ns - max(PAYMENT_WINDOWS) * _NS
+    kept = [p for p in state.payments if p[0] > horizon]
+    entry = [now_ns, currency, amount]
+    if kept and now_ns < kept[-1][0]:
+        bisect.insort(kept, entry, key=lambda p: p[0])
+    else:
+        kept.append(entry)
+    state.payments = kept[-MAX_PAYMENTS:]
+
+
+def _sums(count: int, by_currency: dict[str, float]) -> dict[str, Any]:
+    return {
+        "count": count,
+        "total": round(sum(by_currency.values()), 6),
+        "by_currency": dict(sorted(by_currency.items())),
+    }
+
+
+def amount_totals(state: SessionState, now_ns: int) -> dict[str, Any]:
+    """The payments decided earlier in the session (not this action): since the start
+    and within each of :data:`PAYMENT_WINDOWS`, as count, nominal total over every
+    currency, and total by currency."""
+    windows: dict[str, Any] = {}
+    for window in PAYMENT_WINDOWS:
+        horizon = now_ns - window * _NS
+        per: dict[str, float] = {}
+        n = 0
+        for at, currency, amount in state.payments:
+            if at > horizon:
+                n += 1
+                per[currency] = round(per.get(currency, 0.0) + amount, 6)
+        windows[str(window)] = _sums(n, per)
+    return {"session": _sums(state.pay_count, state.pay_totals), "windows": windows}
 
 
 def record_decision(
@@ -253,9 +307,18 @@ def record_decision(
     defer_depth: int,
     drift: dict[str, Any] | None,
     now_ns: int,
+    payment: tuple[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Append a decided action (before it runs, as AARM asks); returns the log entry."""
+    """Append a decided action (before it runs, as AARM asks); returns the log entry.
+
+    ``payment`` (currency, amount) is what the action pays, if it pays
+    (:meth:`~aarm_pdp.session.catalogue.Catalogue.payment`); unless the verdict is
+    DENY it joins the session's payment totals, so payments split under a threshold
+    still add up (``input.analysis.amounts``).
+    """
     state.action_count += 1
+    if payment is not None and verdict != "DENY":
+        record_payment(state, currency=payment[0], amount=payment[1], now_ns=now_ns)
     _bounded_add(state.tools, name, MAX_TOOLS)
     if category:
         _bounded_add(state.categories, category, MAX_TOOLS)
