@@ -56,11 +56,14 @@ import grpc
 from aarm.v1 import decision_pb2
 
 from bench.corpus import CORPUS, SESSION_PLACEHOLDER_BYTES, session_id
+from tests.support.principals import PLATFORM_TOKEN
 
 DECIDE_METHOD = "/aarm.v1.DecisionService/Decide"
 CALL_TIMEOUT = 5.0
 # Marker of a fail-closed DENY (opa_timeout, opa_unavailable, ...): counted apart, so an
 # overloaded service that answers fast DENYs does not look fast.
+AUTH = (("authorization", f"Bearer {PLATFORM_TOKEN}"),)
+"""Every lane's calls authenticate as the enforcement point (tests.support.principals)."""
 _FAIL_CLOSED_MARK = b"failing closed"
 
 SYSTEM = "_system_busy"
@@ -149,14 +152,14 @@ class Generator:
             body = bodies[i % len(bodies)].replace(
                 SESSION_PLACEHOLDER_BYTES, session_id(next(sessions))
             )
-            resp: bytes = await call(body, timeout=CALL_TIMEOUT)
+            resp: bytes = await call(body, timeout=CALL_TIMEOUT, metadata=AUTH)
             return _FAIL_CLOSED_MARK not in resp
 
         async def close() -> None:
             await channel.close()
 
         async def raw(body: bytes) -> bytes:
-            resp: bytes = await call(body, timeout=CALL_TIMEOUT)
+            resp: bytes = await call(body, timeout=CALL_TIMEOUT, metadata=AUTH)
             return resp
 
         return Lane(name, url, send, close, raw)
@@ -192,7 +195,7 @@ class Generator:
                         fresh = body.replace(
                             SESSION_PLACEHOLDER_BYTES, session_id(next(self.sessions))
                         )
-                        verdicts.append(verdict_of(await call(fresh, timeout=5)))
+                        verdicts.append(verdict_of(await call(fresh, timeout=5, metadata=AUTH)))
             else:
                 async with aiohttp.ClientSession() as s:
                     for body in self.http_bodies:

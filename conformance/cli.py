@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a credential registered to the agent's own identity (external target)",
     )
     p.add_argument(
+        "--token-file",
+        type=Path,
+        default=Path(os.environ.get("AARM_PDP_DEV_TOKEN_FILE", "var/dev-token")),
+        help="the enforcement point's bearer token for an external target "
+        "(AARM_CONFORMANCE_TOKEN overrides it; default var/dev-token, as `make run` writes)",
+    )
+    p.add_argument(
         "--telemetry-file",
         type=Path,
         help="the external target's telemetry JSONL sink, readable here (R8 row 52, S24); "
@@ -55,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory (service logs)")
     return p
+
+
+def _platform_token(path: Path) -> str:
+    token = os.environ.get("AARM_CONFORMANCE_TOKEN", "")
+    return token or path.read_text().strip()
 
 
 def log(msg: str) -> None:
@@ -79,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             tokens = Tokens(args.approver_token, args.outsider_token, args.agent_token)
             wait_serving(args.target, timeout=10)
             ctx = checks.Ctx(
-                Clients.connect(args.target),
+                Clients.connect(args.target, token=_platform_token(args.token_file)),
                 items,
                 tokens,
                 run,
@@ -89,31 +101,29 @@ def main(argv: list[str] | None = None) -> int:
             target = args.target
         else:
             tokens = new_tokens()
-            approvers = workdir / "approvers.json"
-            write_approvers(approvers, tokens)
+            principals = workdir / "principals.json"
+            write_approvers(principals, tokens)
             siem = SiemMock()
-            main_svc = Service(
-                "main", workdir, ["--approvers-file", str(approvers)], siem.url("main")
-            )
+            main_svc = Service("main", workdir, [], siem.url("main"), principals)
             redis = RedisServer(workdir)
             short = Service(
                 "short-timeouts",
                 workdir,
                 [
-                    "--approvers-file",
-                    str(approvers),
                     "--state",
                     redis.url,
                     "--policy",
                     str(short_timeout_policy(workdir, checks.SHORT_TIMEOUT)),
                 ],
                 siem.url("short-timeouts"),
+                principals,
             )
             broken = Service(
                 "broken-policy",
                 workdir,
                 ["--policy", str(Path(__file__).resolve().parent / "policies" / "broken")],
                 siem.url("broken-policy"),
+                principals,
             )
             services = [main_svc, short, broken]
             log(

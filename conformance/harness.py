@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.ports import address, free_port
+from tests.support.principals import write_principals
 from tests.support.processes import children, serve_command, wait_serving
-from tests.support.service import write_approvers as write_approvers_file
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -49,7 +49,9 @@ class Tokens:
 
 
 def write_approvers(path: Path, tokens: Tokens) -> None:
-    write_approvers_file(
+    """The principals file of a managed run: the platform (tests.support.principals) and
+    the approvers behind ``tokens``."""
+    write_principals(
         path,
         {
             tokens.approver: ("conformance-approver@acme.example", APPROVER_GROUPS),
@@ -76,6 +78,8 @@ class Service:
     extra: list[str] = field(default_factory=list)
     telemetry_webhook: str = ""
     """POST telemetry batches here (the suite's SIEM mock); empty: file sink only."""
+    principals: Path | None = None
+    """The principals file (``--principals``); None: tests.support's default."""
     port: int = 0
     metrics_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
@@ -114,6 +118,7 @@ class Service:
             *(["--telemetry-webhook", self.telemetry_webhook] if self.telemetry_webhook else []),
             *self.extra,
             metrics_port=self.metrics_port,
+            principals=self.principals,
         )
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments

@@ -9,11 +9,11 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Protocol, TypeVar
 
-import grpc
 import pytest
 from aarm.v1 import decision_pb2_grpc
 from aarm_pdp import server
 
+from tests.support.grpc_clients import aio_channel
 from tests.support.paths import BIN, REGO
 from tests.support.processes import MissingTool, PostgresServer, RedisServer
 from tests.support.service import service_config
@@ -120,5 +120,5 @@ async def app(opa_binary: str, external_opa_url: str | None) -> AsyncIterator[se
 
 @pytest.fixture
 async def stub(app: server.App) -> AsyncIterator[decision_pb2_grpc.DecisionServiceStub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+    async with aio_channel(f"127.0.0.1:{app.port}") as channel:
         yield decision_pb2_grpc.DecisionServiceStub(channel)

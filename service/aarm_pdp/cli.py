@@ -10,7 +10,9 @@ from pathlib import Path
 
 from aarm_pdp import __version__
 from aarm_pdp.config import (
+    DEFAULT_DEV_TOKEN_FILE,
     ApprovalConfig,
+    AuthConfig,
     Config,
     ConfigError,
     LogConfig,
@@ -33,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="serve aarm.v1 over gRPC (managed OPA by default)")
-    s.add_argument("--listen", default=_env("LISTEN"), help="gRPC host:port [::]:50051")
+    s.add_argument("--listen", default=_env("LISTEN"), help="gRPC host:port [127.0.0.1:50051]")
     s.add_argument(
         "--event-loop",
         choices=("uvloop", "asyncio"),
@@ -41,14 +43,59 @@ def _parser() -> argparse.ArgumentParser:
         help="event loop implementation [uvloop]",
     )
     s.add_argument(
+        "--principals",
+        type=Path,
+        default=_env("PRINCIPALS"),
+        help="principals file (JSON: roles per tenant, token hashes, mTLS, JWT); "
+        "none: a development principal on loopback (token in --dev-token-file)",
+    )
+    s.add_argument(
+        "--dev-token-file",
+        type=Path,
+        default=_env("DEV_TOKEN_FILE"),
+        help="the development principal's token (var/dev-token, mode 0600)",
+    )
+    s.add_argument("--tls-cert", type=Path, default=_env("TLS_CERT"), help="PEM certificate")
+    s.add_argument("--tls-key", type=Path, default=_env("TLS_KEY"), help="PEM key of --tls-cert")
+    s.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        default=_env("TLS_CLIENT_CA"),
+        help="require client certificates signed by these PEM CAs (mutual TLS)",
+    )
+    s.add_argument(
+        "--insecure-listen",
+        action="store_true",
+        default=_env("INSECURE_LISTEN", "") == "1",
+        help="allow plaintext gRPC on a non-loopback address",
+    )
+    s.add_argument(
         "--metrics-listen",
         default=_env("METRICS_LISTEN"),
-        help="Prometheus host:port (0.0.0.0:9464); '' disables",
+        help="Prometheus host:port (127.0.0.1:9464); empty disables",
     )
     s.add_argument(
         "--opa-url",
         default=_env("OPA_URL"),
-        help="use an external OPA (http://host:port or unix:///path)",
+        help="use an external OPA (http(s)://host:port or unix:///path)",
+    )
+    s.add_argument(
+        "--opa-ca-file",
+        type=Path,
+        default=_env("OPA_CA_FILE"),
+        help="PEM CAs trusted for an https:// OPA (default: the system trust store)",
+    )
+    s.add_argument(
+        "--opa-client-cert",
+        type=Path,
+        default=_env("OPA_CLIENT_CERT"),
+        help="PEM client certificate for mutual TLS to an https:// OPA (with --opa-client-key)",
+    )
+    s.add_argument(
+        "--opa-client-key",
+        type=Path,
+        default=_env("OPA_CLIENT_KEY"),
+        help="unencrypted PEM key of --opa-client-cert",
     )
     s.add_argument("--opa-binary", default=_env("OPA_BIN"), help="opa executable (./bin/opa)")
     s.add_argument(
@@ -67,12 +114,6 @@ def _parser() -> argparse.ArgumentParser:
         "--semantic-drift",
         action="store_true",
         help="score actions against the original request (needs the semantic extra)",
-    )
-    s.add_argument(
-        "--approvers-file",
-        type=Path,
-        default=_env("APPROVERS_FILE"),
-        help="JSON file of approvers (id, groups, token_sha256); none: every STEP_UP times out",
     )
     s.add_argument(
         "--receipts",
@@ -102,6 +143,13 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("decide", help="send one DecideRequest (JSON) and print the response")
     d.add_argument("--target", default="localhost:50051")
+    d.add_argument(
+        "--token-file",
+        type=Path,
+        default=_env("DEV_TOKEN_FILE", str(DEFAULT_DEV_TOKEN_FILE)),
+        help="bearer token file (var/dev-token); AARM_PDP_TOKEN overrides it",
+    )
+    d.add_argument("--ca-file", type=Path, help="PEM CAs of a TLS --target")
     d.add_argument("request", help="DecideRequest as JSON, or - for stdin")
 
     r = sub.add_parser("receipts", help="verify, export and manage signed receipts (offline)")
@@ -131,6 +179,19 @@ def _parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> Config:
     """A validated Config from ``serve`` arguments (flags win over AARM_PDP_* env)."""
     server = ServerConfig(event_loop=args.event_loop)
+
+    def path(value: str | Path | None) -> Path | None:
+        return Path(value).resolve() if value else None
+
+    auth = AuthConfig(
+        principals_file=path(args.principals),
+        tls_cert=path(args.tls_cert),
+        tls_key=path(args.tls_key),
+        tls_client_ca=path(args.tls_client_ca),
+        insecure_listen=bool(args.insecure_listen),
+    )
+    if args.dev_token_file:
+        auth = replace(auth, dev_token_file=Path(args.dev_token_file).resolve())
     if args.listen:
         server = replace(server, listen=args.listen)
     if args.no_reflection:
@@ -142,6 +203,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
         opa = replace(opa, url=args.opa_url)
     if args.opa_binary:
         opa = replace(opa, binary=args.opa_binary)
+    if args.opa_ca_file:
+        opa = replace(opa, ca_file=Path(args.opa_ca_file).resolve())
+    if args.opa_client_cert:
+        opa = replace(opa, client_cert=Path(args.opa_client_cert).resolve())
+    if args.opa_client_key:
+        opa = replace(opa, client_key=Path(args.opa_client_key).resolve())
     if args.policy:
         opa = replace(opa, policy_paths=tuple(p.resolve() for p in args.policy))
     if args.opa_timeout is not None:
@@ -152,8 +219,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if args.semantic_drift:
         session = replace(session, semantic_drift=True)
     approvals = ApprovalConfig()
-    if args.approvers_file:
-        approvals = replace(approvals, approvers_file=Path(args.approvers_file).resolve())
     receipts = ReceiptConfig()
     if args.receipts:
         receipts = replace(receipts, store=args.receipts)
@@ -174,6 +239,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         metrics = MetricsConfig(listen=args.metrics_listen)
     return Config(
         server=server,
+        auth=auth,
         opa=opa,
         metrics=metrics,
         session=session,
@@ -184,17 +250,33 @@ def config_from_args(args: argparse.Namespace) -> Config:
     ).validate()
 
 
-def _decide(target: str, raw: str) -> int:
+def _decide(target: str, raw: str, token_file: Path, ca_file: Path | None) -> int:
     import grpc
     from aarm.v1 import decision_pb2, decision_pb2_grpc
     from google.protobuf import json_format
 
+    token = os.environ.get("AARM_PDP_TOKEN", "")
+    if not token:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            print(f"error: no token: {token_file}: {exc.strerror}", file=sys.stderr)
+            return 2
     text = sys.stdin.read() if raw == "-" else raw
     request = json_format.Parse(text, decision_pb2.DecideRequest())
-    with grpc.insecure_channel(target) as channel:
+    channel = (
+        grpc.secure_channel(
+            target, grpc.ssl_channel_credentials(root_certificates=ca_file.read_bytes())
+        )
+        if ca_file is not None
+        else grpc.insecure_channel(target)
+    )
+    with channel:
         stub = decision_pb2_grpc.DecisionServiceStub(channel)
         try:
-            response = stub.Decide(request, timeout=10)
+            response = stub.Decide(
+                request, timeout=10, metadata=(("authorization", f"Bearer {token}"),)
+            )
         except grpc.RpcError as exc:
             print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 2
@@ -209,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__version__)
         return 0
     if args.command == "decide":
-        return _decide(args.target, args.request)
+        return _decide(args.target, args.request, args.token_file, args.ca_file)
     if args.command == "receipts":
         from aarm_pdp.receipts import cli as rcli
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_GRPC_LISTEN = "[::]:50051"
-DEFAULT_METRICS_LISTEN = "0.0.0.0:9464"
+DEFAULT_GRPC_LISTEN = "127.0.0.1:50051"
+"""Loopback: a non-loopback listener needs TLS and a principals file (or says insecure)."""
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 DEFAULT_GRACE_SECONDS = 10.0
 DEFAULT_MAX_REQUEST_BYTES = 1 << 20
 EVENT_LOOPS = ("uvloop", "asyncio")
@@ -70,6 +72,69 @@ def _default_policy_paths() -> tuple[Path, ...]:
     return (found,) if found is not None else ()
 
 
+def _auth_problems(a: AuthConfig, listen: str) -> list[str]:
+    problems: list[str] = []
+    if (a.tls_cert is None) != (a.tls_key is None):
+        problems.append("auth.tls_cert and auth.tls_key must be given together")
+    if a.tls_client_ca is not None and a.tls_cert is None:
+        problems.append("auth.tls_client_ca (mutual TLS) needs auth.tls_cert and auth.tls_key")
+    for name in ("principals_file", "tls_cert", "tls_key", "tls_client_ca"):
+        path: Path | None = getattr(a, name)
+        if path is not None and not path.is_file():
+            problems.append(f"auth.{name}: {path} is not a readable file")
+    loopback = is_loopback_listen(listen)
+    if not loopback and not a.tls and not a.insecure_listen:
+        problems.append(
+            f"server.listen {listen!r} is not loopback: serve TLS (auth.tls_cert, auth.tls_key)"
+            " or say auth.insecure_listen explicitly"
+        )
+    if not loopback and a.principals_file is None:
+        problems.append(
+            f"server.listen {listen!r} is not loopback: configure auth.principals_file "
+            "(the development principal serves loopback only)"
+        )
+    return problems
+
+
+_OPA_TLS_FILES = ("ca_file", "client_cert", "client_key")
+
+
+def _opa_tls_problems(o: OpaConfig) -> list[str]:
+    """The TLS files of an https:// OPA: given together, readable, loadable as PEM."""
+    if o.url is None or not o.url.startswith("https://"):
+        given = [f"opa.{name}" for name in _OPA_TLS_FILES if getattr(o, name) is not None]
+        return [f"{', '.join(given)}: only for an https:// opa.url"] if given else []
+    problems: list[str] = []
+    if (o.client_cert is None) != (o.client_key is None):
+        problems.append("opa.client_cert and opa.client_key must be given together")
+    for name in _OPA_TLS_FILES:
+        path: Path | None = getattr(o, name)
+        if path is None:
+            continue
+        try:
+            with path.open("rb") as f:
+                f.read(1)
+        except OSError as exc:
+            problems.append(f"opa.{name}: {path} is not readable ({exc.strerror or exc})")
+    if problems:
+        return problems
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # what the OPA client will load, no more
+    if o.ca_file is not None:
+        try:
+            ctx.load_verify_locations(cafile=str(o.ca_file))
+        except ssl.SSLError as exc:
+            problems.append(f"opa.ca_file: {o.ca_file} holds no PEM CA certificate ({exc})")
+    if o.client_cert is not None and o.client_key is not None:
+        try:
+            ctx.load_cert_chain(str(o.client_cert), str(o.client_key), password=lambda: b"")
+        except ssl.SSLError as exc:
+            problems.append(
+                f"opa.client_cert/client_key: {o.client_cert} with {o.client_key} is not an "
+                f"unencrypted PEM certificate and its key ({exc})"
+            )
+    return problems
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """The gRPC server."""
@@ -91,7 +156,13 @@ class OpaConfig:
     """The policy engine: a managed sidecar (default) or an external one."""
 
     url: str | None = None
-    """External OPA (http://host:port or unix:///path); None starts a managed sidecar."""
+    """External OPA (http(s)://host:port or unix:///path); None starts a managed sidecar."""
+    ca_file: Path | None = None
+    """PEM CAs trusted for an https:// OPA's certificate; None: the system trust store."""
+    client_cert: Path | None = None
+    """PEM client certificate presented to an https:// OPA (mutual TLS); needs client_key."""
+    client_key: Path | None = None
+    """The unencrypted PEM private key of client_cert."""
     binary: str = field(default_factory=_find_opa)
     """The opa executable for the managed sidecar."""
     policy_paths: tuple[Path, ...] = field(default_factory=_default_policy_paths)
@@ -156,8 +227,6 @@ class SessionConfig:
 class ApprovalConfig:
     """STEP_UP approvals and DEFER resolutions."""
 
-    approvers_file: Path | None = None
-    """JSON file of approvers: id, groups, token_sha256. None: nobody can approve (all time out)."""
     webhook_url: str = ""
     """POST each new approval request here (empty: no webhook)."""
     token_ttl_seconds: int = DEFAULT_APPROVAL_TOKEN_TTL_SECONDS
@@ -200,6 +269,39 @@ class MetricsConfig:
     """host:port serving /metrics; empty disables it."""
 
 
+DEFAULT_DEV_TOKEN_FILE = Path("var/dev-token")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+def is_loopback_listen(listen: str) -> bool:
+    """True when ``host:port`` binds only the loopback interface (127/8, ::1, localhost)."""
+    host = listen.rpartition(":")[0]
+    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """The trust boundary: who may call, over which transport (docs/authentication.md)."""
+
+    principals_file: Path | None = None
+    """The principals (JSON): roles per tenant, hashed tokens, mTLS identities, JWT
+    issuers, per-tenant end-user IdPs. None: a development principal (loopback only)."""
+    dev_token_file: Path = DEFAULT_DEV_TOKEN_FILE
+    """Where the development principal's token is kept (mode 0600) when no principals."""
+    tls_cert: Path | None = None
+    """PEM certificate chain of the gRPC listener; with ``tls_key`` it serves TLS."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert``."""
+    tls_client_ca: Path | None = None
+    """PEM CAs whose client certificates are required and verified (mutual TLS)."""
+    insecure_listen: bool = False
+    """Allow plaintext gRPC on a non-loopback address (the operator says so explicitly)."""
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
 @dataclass(frozen=True)
 class LogConfig:
     """Logging."""
@@ -215,6 +317,7 @@ class Config:
     """Everything ``aarm-pdp serve`` needs."""
 
     server: ServerConfig = field(default_factory=ServerConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     opa: OpaConfig = field(default_factory=OpaConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
@@ -238,6 +341,7 @@ class Config:
             errors.append("server.grace_seconds must be >= 0")
         if not 1024 <= self.server.max_request_bytes <= 64 << 20:
             errors.append("server.max_request_bytes must be within 1 KiB..64 MiB")
+        errors.extend(_auth_problems(self.auth, self.server.listen))
         o = self.opa
         if o.url is not None:
             if not re.fullmatch(r"(https?://[^\s/]+|unix:///\S+)", o.url):
@@ -250,6 +354,7 @@ class Config:
             )
             if shutil.which(o.binary) is None and not os.access(o.binary, os.X_OK):
                 errors.append(f"opa.binary {o.binary!r} is not an executable (run `make setup`)")
+        errors.extend(_opa_tls_problems(o))
         if not ENTRYPOINT_RE.fullmatch(o.entrypoint):
             errors.append(f"opa.entrypoint {o.entrypoint!r} must be a slash-separated rule path")
         for name in (
@@ -270,8 +375,6 @@ class Config:
         if sc.ttl_seconds < 1 or sc.artifact_ttl_seconds < 1 or sc.store_timeout_seconds <= 0:
             errors.append("session ttl and timeout settings must be > 0")
         ap = self.approvals
-        if ap.approvers_file is not None and not ap.approvers_file.is_file():
-            errors.append(f"approvals.approvers_file: {ap.approvers_file} does not exist")
         if ap.webhook_url and not re.fullmatch(r"https?://\S+", ap.webhook_url):
             errors.append("approvals.webhook_url must be an http(s) URL")
         if ap.token_ttl_seconds < 1 or ap.max_defer_attempts < 1 or ap.sweep_interval_seconds <= 0:

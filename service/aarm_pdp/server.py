@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,20 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from aarm_pdp.api import approval_service, receipt_service, session_service
+from aarm_pdp.api.auth import CallGuard
 from aarm_pdp.api.decision_service import DecisionServicer
-from aarm_pdp.approvals.auth import ApproverRegistry
 from aarm_pdp.approvals.notifier import WebhookNotifier
 from aarm_pdp.approvals.workflow import Workflow
+from aarm_pdp.auth import (
+    AuthConfigError,
+    Authenticator,
+    PrincipalDirectory,
+    TlsFiles,
+    ensure_dev_principal,
+    load_principals,
+    server_credentials,
+)
+from aarm_pdp.auth.devtoken import DEV_TENANT
 from aarm_pdp.config import Config
 from aarm_pdp.decision.engine import DecisionEngine
 from aarm_pdp.decision.followups import Followups
@@ -80,6 +92,9 @@ class App:
     receipts: ReceiptLog | None = None
     telemetry: TelemetryExporter | None = None
     metrics_port: int | None = None
+    reload_revocations: Callable[[], Awaitable[int]] | None = None
+    """Replays the durable revocations into the session store (a restarted Redis)."""
+    revocations_current: Callable[[], Awaitable[bool]] = field(default=lambda: _always_true())
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def _set_serving(self, serving: bool) -> None:
@@ -103,15 +118,25 @@ class App:
             up = opa_up and await self.store.healthy()
             if up and self.receipts is not None:
                 up = await self.receipts.healthy()
+            recovered = up and was_up is False
+            if up and self.reload_revocations is not None:
+                with contextlib.suppress(AarmError):
+                    recovered = recovered or not await self.revocations_current()
             if up != was_up:
                 await self._set_serving(up)
                 if was_up is not None:
                     log.warning("policy engine %s", "healthy" if up else "DOWN: denying all")
                 was_up = up
-            if up and (loop.time() >= next_refresh):
+            if up and (loop.time() >= next_refresh or recovered):
                 with contextlib.suppress(Exception):
                     await self.engine.refresh_policy_version()
                     self.catalogue_box[0] = await _load_catalogue(self.policy)
+                # Also right after a store comes back: a restarted Redis forgot them.
+                if self.reload_revocations is not None:
+                    try:
+                        await self.reload_revocations()
+                    except AarmError as exc:
+                        log.error("revocations not reloaded: %s", exc)
                 next_refresh = loop.time() + o.policy_refresh_seconds
             await asyncio.sleep(o.health_interval_seconds)
 
@@ -142,7 +167,14 @@ class App:
 async def _policy_engine(cfg: Config, metrics: Metrics) -> tuple[PolicyEngine, ManagedOpa | None]:
     o = cfg.opa
     if o.url is not None:
-        client = OpaClient(o.url, entrypoint=o.entrypoint, max_connections=o.max_connections)
+        client = OpaClient(
+            o.url,
+            entrypoint=o.entrypoint,
+            max_connections=o.max_connections,
+            ca_file=o.ca_file,
+            client_cert=o.client_cert,
+            client_key=o.client_key,
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + o.startup_timeout_seconds
         while not await client.healthy():
@@ -171,6 +203,36 @@ async def _policy_engine(cfg: Config, metrics: Metrics) -> tuple[PolicyEngine, M
         file_hash=policy_hash(list(o.policy_paths)),
     )
     return client, sidecar
+
+
+def _principals(cfg: Config) -> PrincipalDirectory:
+    """The principals file's directory, or the development principal (loopback only)."""
+    a = cfg.auth
+    try:
+        if a.principals_file is not None:
+            return load_principals(a.principals_file)
+        dev = ensure_dev_principal(a.dev_token_file)
+    except AuthConfigError as exc:
+        raise StartupError(str(exc)) from exc
+    log.warning(
+        "no principals configured: development principal %r (every role, tenant %r); "
+        "its token is in %s (mode 0600)%s; call with: "
+        'grpcurl -H "authorization: Bearer $(cat %s)" ...',
+        dev.principal.id,
+        DEV_TENANT,
+        dev.token_file,
+        " (new)" if dev.created else "",
+        dev.token_file,
+    )
+    return dev.directory
+
+
+async def _always_true() -> bool:
+    return True
+
+
+def _tenants(directory: PrincipalDirectory) -> set[str]:
+    return {t for p in directory.principals.values() for t in p.roles}
 
 
 async def _load_catalogue(policy: PolicyEngine) -> Catalogue:
@@ -233,10 +295,11 @@ async def start(
             else None
         )
         ap = cfg.approvals
-        registry = (
-            ApproverRegistry.load(ap.approvers_file)
-            if ap.approvers_file is not None
-            else ApproverRegistry()
+        directory = _principals(cfg)
+        guard = CallGuard(
+            Authenticator(directory, client_certificates=cfg.auth.tls_client_ca is not None),
+            metrics,
+            end_users=directory.end_user_identity,
         )
         notifier = WebhookNotifier(ap.webhook_url) if ap.webhook_url else None
 
@@ -263,6 +326,9 @@ async def start(
             ),
         )
         await engine.refresh_policy_version()
+        revoked = await followups.load_revocations(_tenants(directory), rlog.store)
+        if revoked:
+            log.info("%d revocations loaded from the receipt store", revoked)
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", cfg.server.max_request_bytes + 4096),
@@ -270,15 +336,20 @@ async def start(
             ]
         )
         servicer = DecisionServicer(
-            engine, metrics, cfg.limits, max_request_bytes=cfg.server.max_request_bytes
+            engine, metrics, cfg.limits, guard, max_request_bytes=cfg.server.max_request_bytes
         )
         server.add_generic_rpc_handlers((servicer.handler(),))
-        session_servicer = session_service.SessionServicer(sessions, followups, metrics, cfg.limits)
+        session_servicer = session_service.SessionServicer(
+            sessions, followups, metrics, cfg.limits, guard
+        )
         server.add_generic_rpc_handlers((session_servicer.handler(),))
-        approvals = approval_service.ApprovalServicer(workflow, registry, metrics, store.revoke)
-        deferrals = approval_service.DeferralServicer(engine, workflow, metrics, cfg.limits)
+        approvals = approval_service.ApprovalServicer(workflow, followups, metrics, guard)
+        deferrals = approval_service.DeferralServicer(engine, workflow, metrics, cfg.limits, guard)
         server.add_generic_rpc_handlers((approvals.handler(), deferrals.handler()))
-        receipts_servicer = receipt_service.ReceiptServicer(rlog.store, lambda: rlog.keyring)
+        keyring = rlog.keyring
+        receipts_servicer = receipt_service.ReceiptServicer(
+            rlog.store, lambda: keyring, metrics, guard
+        )
         server.add_generic_rpc_handlers((receipts_servicer.handler(),))
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -287,7 +358,15 @@ async def start(
                 (*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME),
                 server,
             )
-        port = server.add_insecure_port(cfg.server.listen)
+        a = cfg.auth
+        if a.tls_cert is not None and a.tls_key is not None:
+            try:
+                creds = server_credentials(TlsFiles(a.tls_cert, a.tls_key, a.tls_client_ca))
+            except AuthConfigError as exc:
+                raise StartupError(str(exc)) from exc
+            port = server.add_secure_port(cfg.server.listen, creds)
+        else:
+            port = server.add_insecure_port(cfg.server.listen)
         if port == 0:
             raise StartupError(f"cannot listen on {cfg.server.listen}")
         await server.start()
@@ -327,6 +406,10 @@ async def start(
     await app._set_serving(True)
     metrics.opa_up.set(1)
     app.notifier = notifier
+    app.reload_revocations = functools.partial(
+        followups.load_revocations, _tenants(directory), rlog.store
+    )
+    app.revocations_current = followups.revocations_current
     app.receipts = rlog
     app.telemetry = telemetry
     app._tasks.extend(app_tasks)

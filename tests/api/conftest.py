@@ -20,7 +20,7 @@ from aarm_pdp.opa.fake import FakePolicyEngine
 
 from tests.support.grpc_clients import Clients
 from tests.support.messages import verdict_doc
-from tests.support.service import fake_config, running, write_approvers
+from tests.support.service import fake_config, running, with_approvers
 
 APPROVERS = {
     "bob-token": ("bob@acme.example", ["data-owners", "finance-approvers", "identity-admins"]),
@@ -65,9 +65,10 @@ def opa() -> ScriptedOpa:
 
 @pytest.fixture
 async def api(tmp_path: Path, opa: ScriptedOpa) -> AsyncIterator[Api]:
-    approvers = write_approvers(tmp_path / "approvers.json", APPROVERS)
     cfg = fake_config(
-        tmp_path, approvals=ApprovalConfig(approvers_file=approvers, sweep_interval_seconds=0.05)
+        tmp_path,
+        auth=with_approvers(tmp_path, APPROVERS),
+        approvals=ApprovalConfig(sweep_interval_seconds=0.05),
     )
     engine = FakePolicyEngine(opa)
     async with running(cfg, policy_engine=engine) as (app, clients):

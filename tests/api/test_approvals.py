@@ -111,7 +111,9 @@ async def test_rejected_approval_gives_no_token(api: Api) -> None:
 @pytest.mark.parametrize(
     ("metadata", "code"),
     [
-        ((), grpc.StatusCode.UNAUTHENTICATED),
+        # No approver credential: the channel's own (the enforcement point's) holds no
+        # approver role.
+        ((), grpc.StatusCode.PERMISSION_DENIED),
         (bearer("forged"), grpc.StatusCode.UNAUTHENTICATED),
         (bearer("agent-token"), grpc.StatusCode.PERMISSION_DENIED),  # the agent itself
         (bearer("carol-token"), grpc.StatusCode.PERMISSION_DENIED),  # outside the groups

@@ -24,9 +24,9 @@ from aarm_pdp import server
 from aarm_pdp.config import ApprovalConfig
 from google.protobuf import json_format
 
-from tests.support.grpc_clients import Clients, bearer
+from tests.support.grpc_clients import Clients, aio_channel, bearer
 from tests.support.service import running as serving
-from tests.support.service import service_config, write_approvers
+from tests.support.service import service_config, with_approvers
 
 pytestmark = pytest.mark.integration
 D = decision_pb2
@@ -45,18 +45,13 @@ APPROVERS = {
 }
 
 
-def _approvers_file(tmp: Path) -> Path:
-    return write_approvers(tmp / "approvers.json", APPROVERS)
-
-
 @contextlib.asynccontextmanager
 async def running(opa_binary: str, tmp: Path, **approvals: Any) -> AsyncIterator[Clients]:
     cfg = service_config(opa_binary)
     cfg = replace(
         cfg,
-        approvals=ApprovalConfig(
-            approvers_file=_approvers_file(tmp), sweep_interval_seconds=0.1, **approvals
-        ),
+        auth=with_approvers(tmp, APPROVERS),
+        approvals=ApprovalConfig(sweep_interval_seconds=0.1, **approvals),
     )
     async with serving(cfg.validate()) as (_, clients):
         yield clients
@@ -180,10 +175,10 @@ async def test_s34_forged_approvals_rejected(opa_binary: str, tmp_path: Path) ->
         first = await c.decide.Decide(request(*CLEANUP, identity={"sessionId": "s-34"}))
         aid = first.approval.approval_id
         resolve = approval_pb2.ResolveApprovalRequest(approval_id=aid, grant=True, reason="lgtm")
-        # No credentials at all (the agent-controlled channel).
+        # The agent-controlled channel: the enforcement point's credential, no approver role.
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await c.approvals.ResolveApproval(resolve)
-        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
         # A made-up token.
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await c.approvals.ResolveApproval(resolve, metadata=bearer("forged"))
@@ -225,13 +220,12 @@ async def test_s33_no_answer_times_out_to_deny(opa_binary: str, tmp_path: Path) 
     base = service_config(opa_binary, policy=_short_policy(tmp_path, "stepup"))
     cfg = replace(
         base,
-        approvals=ApprovalConfig(
-            approvers_file=_approvers_file(tmp_path), sweep_interval_seconds=0.1
-        ),
+        auth=with_approvers(tmp_path, APPROVERS),
+        approvals=ApprovalConfig(sweep_interval_seconds=0.1),
     )
     app = await server.start(cfg.validate())
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+        async with aio_channel(f"127.0.0.1:{app.port}") as ch:
             c = Clients(ch)
             await _start_cleanup_session(c, "s-33t")
             first = await c.decide.Decide(request(*CLEANUP, identity={"sessionId": "s-33t"}))
@@ -403,7 +397,7 @@ async def test_defer_timeout_is_deny(opa_binary: str, tmp_path: Path) -> None:
         replace(base, approvals=ApprovalConfig(sweep_interval_seconds=0.1)).validate()
     )
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+        async with aio_channel(f"127.0.0.1:{app.port}") as ch:
             c = Clients(ch)
             deferred = await c.decide.Decide(request("credentials", "rotate", {"target": "x-1"}))
             assert deferred.decision == D.DECISION_DEFER

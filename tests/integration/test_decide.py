@@ -15,6 +15,7 @@ from aarm_pdp import server
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.support.grpc_clients import aio_channel
 from tests.support.messages import decide_request
 
 pytestmark = pytest.mark.integration
@@ -124,20 +125,20 @@ async def test_nesting_beyond_protobuf_recursion_limit_is_invalid_argument(app: 
     for _ in range(150):
         cur = cur.fields["n"].struct_value
     cur.fields["leaf"].number_value = 1
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+    async with aio_channel(f"127.0.0.1:{app.port}") as ch:
         call = ch.unary_unary("/aarm.v1.DecisionService/Decide")
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call(req.SerializeToString())
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     # and the service is still fine
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+    async with aio_channel(f"127.0.0.1:{app.port}") as ch:
         stub = decision_pb2_grpc.DecisionServiceStub(ch)
         resp = await stub.Decide(decide_request("db", "query", {"table": "t", "limit": 5}))
         assert resp.decision == D.DECISION_ALLOW
 
 
 async def test_garbage_bytes_are_invalid_argument(app: Any) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+    async with aio_channel(f"127.0.0.1:{app.port}") as ch:
         call = ch.unary_unary("/aarm.v1.DecisionService/Decide")
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call(b"\xff\xff\xff\xff")
@@ -145,7 +146,7 @@ async def test_garbage_bytes_are_invalid_argument(app: Any) -> None:
 
 
 async def test_health_serving(app: server.App) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+    async with aio_channel(f"127.0.0.1:{app.port}") as ch:
         h = health_pb2_grpc.HealthStub(ch)
         for name in ("", "aarm.v1.DecisionService"):
             resp = await h.Check(health_pb2.HealthCheckRequest(service=name))

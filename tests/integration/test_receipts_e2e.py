@@ -26,7 +26,7 @@ from aarm_pdp.receipts import keys as rkeys
 from aarm_pdp.receipts.verify import PublicKeys, verify_chain, verify_receipt
 from google.protobuf import json_format
 
-from tests.support.grpc_clients import Clients
+from tests.support.grpc_clients import Clients, aio_channel
 from tests.support.messages import decide_request
 from tests.support.ports import free_port
 from tests.support.processes import serve_command
@@ -232,7 +232,7 @@ def test_sigkill_loses_no_returned_decision(tmp_path: Path) -> None:
     returned: list[str] = []
 
     async def load() -> None:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        async with aio_channel(f"127.0.0.1:{port}") as ch:
             await asyncio.wait_for(ch.channel_ready(), 30)
             stub = decision_pb2_grpc.DecisionServiceStub(ch)
 

@@ -48,6 +48,7 @@ async def test_concurrent_updates_from_two_clients_lose_nothing(
     if kind == "redis":
         a = RedisSessionStore(redis_server.url, prefix="t1:")
         b = RedisSessionStore(redis_server.url, prefix="t1:")
+        await a.mark_revocations_loaded()
     else:
         a = b = MemorySessionStore()  # type: ignore[assignment]
     key = session_key("t", f"s-{kind}")
@@ -71,6 +72,11 @@ async def test_concurrent_updates_from_two_clients_lose_nothing(
 async def test_index_and_artifacts(redis_server: RedisServer) -> None:
     store = RedisSessionStore(redis_server.url, prefix="t2:")
     key = session_key("t", "s")
+    with pytest.raises(SessionStoreUnavailable):  # an empty store has not had its revocations
+        await store.load(key, [], "t", [])
+    assert not await store.revocations_current()
+    await store.mark_revocations_loaded()
+    assert await store.revocations_current()
     await store.index_add(key, {"aa": 1, "bb": 4})
     await store.index_add(key, {"aa": 4})
     await store.artifacts_raise("t", {"p1": 2})

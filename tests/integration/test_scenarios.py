@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 import jsonschema
 import pytest
 from aarm.v1 import decision_pb2_grpc, session_pb2_grpc
 from aarm_pdp import server
 
 from tests.support import scenarios
+from tests.support.grpc_clients import aio_channel
 
 pytestmark = pytest.mark.integration
 DOCS = scenarios.load_all()
@@ -19,7 +19,7 @@ DOCS = scenarios.load_all()
 
 @pytest.fixture
 async def stubs(app: server.App) -> AsyncIterator[tuple[Any, Any]]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+    async with aio_channel(f"127.0.0.1:{app.port}") as ch:
         yield decision_pb2_grpc.DecisionServiceStub(ch), session_pb2_grpc.SessionServiceStub(ch)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import grpc
 import pytest
 from aarm.v1 import decision_pb2, decision_pb2_grpc, session_pb2, session_pb2_grpc
 from aarm_pdp import server
@@ -13,6 +12,7 @@ from aarm_pdp.session import state as st
 from aarm_pdp.session.store import session_key
 from google.protobuf import json_format
 
+from tests.support.grpc_clients import aio_channel
 from tests.support.messages import decide_request
 from tests.support.service import service_config
 
@@ -26,7 +26,7 @@ async def test_semantic_drift_folds_into_session(opa_binary: str) -> None:
     cfg = replace(cfg, session=SessionConfig(semantic_drift=True)).validate()
     app = await server.start(cfg)
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+        async with aio_channel(f"127.0.0.1:{app.port}") as ch:
             sessions = session_pb2_grpc.SessionServiceStub(ch)
             stub = decision_pb2_grpc.DecisionServiceStub(ch)
             await sessions.StartSession(

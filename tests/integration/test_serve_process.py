@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.paths import BIN, POLICIES
 from tests.support.ports import address, free_port
+from tests.support.principals import PLATFORM_TOKEN
 from tests.support.processes import children, serve_command, wait_serving
 
 pytestmark = pytest.mark.integration
@@ -59,15 +60,19 @@ def test_grpcurl_with_reflection(served: tuple[subprocess.Popen[str], int]) -> N
             "parameters": {"database": "production"},
         },
     }
+    decide = [
+        str(GRPCURL),
+        "-plaintext",
+        "-d",
+        json.dumps(body),
+        f"127.0.0.1:{port}",
+        "aarm.v1.DecisionService/Decide",
+    ]
+    refused = subprocess.run(decide, capture_output=True, text=True, timeout=20)
+    assert refused.returncode != 0
+    assert "Unauthenticated" in refused.stderr
     out = subprocess.run(
-        [
-            str(GRPCURL),
-            "-plaintext",
-            "-d",
-            json.dumps(body),
-            f"127.0.0.1:{port}",
-            "aarm.v1.DecisionService/Decide",
-        ],
+        [*decide[:1], "-H", f"authorization: Bearer {PLATFORM_TOKEN}", *decide[1:]],
         capture_output=True,
         text=True,
         check=True,
@@ -130,3 +135,43 @@ def test_bad_config_lists_every_problem(tmp_path: Path) -> None:
     assert proc.returncode == 2
     for fragment in ("server.listen", "metrics.listen", "does not exist", "opa.timeout_seconds"):
         assert fragment in proc.stderr
+
+
+def test_dev_principal_token_file_and_readme_header(tmp_path: Path) -> None:
+    """No principals: a development principal on loopback, its token in a 0600 file."""
+    port, mport = free_port(), free_port()
+    token_file = tmp_path / "var" / "dev-token"
+    cmd = serve_command(port, "--dev-token-file", str(token_file), metrics_port=mport)
+    at = cmd.index("--principals")
+    del cmd[at : at + 2]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_serving(f"127.0.0.1:{port}", proc=proc)
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text().strip()
+        body = {
+            "identity": {"human": "alice@acme.example", "agent": "agent-7", "sessionId": "s-1"},
+            "action": {"tool": "db", "operation": "query", "parameters": {"limit": 10}},
+        }
+        out = subprocess.run(
+            [
+                str(GRPCURL),
+                "-plaintext",
+                "-H",
+                f"authorization: Bearer {token}",
+                "-d",
+                json.dumps(body),
+                f"127.0.0.1:{port}",
+                "aarm.v1.DecisionService/Decide",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=20,
+        ).stdout
+        assert json.loads(out)["decision"] == "DECISION_ALLOW"
+    finally:
+        proc.terminate()
+        logs, _ = proc.communicate(timeout=30)
+    assert "development principal" in logs
+    assert token not in logs  # the header is printed as $(cat FILE), never the token

@@ -13,6 +13,7 @@ from aarm.v1 import decision_pb2, decision_pb2_grpc
 from aarm_pdp import server
 
 from tests.support import scenarios
+from tests.support.grpc_clients import sync_channel
 from tests.support.messages import decide_request
 from tests.support.ports import free_port
 from tests.support.processes import RedisServer, serve_command
@@ -165,7 +166,7 @@ def test_two_service_processes_share_redis_read_then_send(
     try:
         stubs = []
         for port in ports:
-            ch = grpc.insecure_channel(f"127.0.0.1:{port}")
+            ch = sync_channel(f"127.0.0.1:{port}")
             grpc.channel_ready_future(ch).result(timeout=30)
             stubs.append(decision_pb2_grpc.DecisionServiceStub(ch))
         ident = {**scenarios.BASE_IDENTITY, "session_id": f"two-procs-{time.time_ns()}"}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-import grpc
 import pytest
 from aarm.v1 import decision_pb2, decision_pb2_grpc
 from aarm_pdp import server
 
+from tests.support.grpc_clients import aio_channel
 from tests.support.messages import decide_request
 
 pytestmark = pytest.mark.integration
@@ -18,7 +18,7 @@ D = decision_pb2
 
 async def test_events_exported_with_hashed_parameters(app: server.App) -> None:
     secret_sql = "SELECT ssn, card_number FROM customers WHERE name = 'Alice Example'"
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as ch:
+    async with aio_channel(f"127.0.0.1:{app.port}") as ch:
         stub = decision_pb2_grpc.DecisionServiceStub(ch)
         allowed = await stub.Decide(
             decide_request("db", "query", {"table": "customers", "sql": secret_sql, "limit": 10})

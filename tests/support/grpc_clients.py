@@ -1,7 +1,13 @@
-"""Stubs for every aarm.v1 service on one channel, blocking or grpc.aio alike."""
+"""Stubs for every aarm.v1 service on one channel, blocking or grpc.aio alike.
+
+Channels made here authenticate like a real enforcement point: each call carries
+``authorization: Bearer <token>`` (the platform principal's by default, see
+:mod:`tests.support.principals`) unless the call sets its own.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -13,6 +19,8 @@ from aarm.v1 import (
     session_pb2_grpc,
 )
 from grpc_health.v1 import health_pb2_grpc
+
+from tests.support.principals import PLATFORM_TOKEN
 
 
 class Clients:
@@ -31,9 +39,9 @@ class Clients:
         self.health = health_pb2_grpc.HealthStub(channel)
 
     @classmethod
-    def connect(cls, target: str) -> Clients:
-        """Blocking stubs on a new insecure channel to ``target``; :meth:`close` it."""
-        return cls(grpc.insecure_channel(target))
+    def connect(cls, target: str, token: str | None = PLATFORM_TOKEN) -> Clients:
+        """Blocking stubs on a new channel to ``target`` carrying ``token``; :meth:`close` it."""
+        return cls(sync_channel(target, token))
 
     def close(self) -> None:
         """Close a blocking channel (an aio channel closes with its ``async with``)."""
@@ -43,3 +51,51 @@ class Clients:
 def bearer(token: str) -> tuple[tuple[str, str]]:
     """Call metadata carrying ``token`` as a bearer credential."""
     return (("authorization", f"Bearer {token}"),)
+
+
+def _with_token(details: Any, token: str) -> Any:
+    metadata = list(details.metadata or ())
+    if any(k == "authorization" for k, _ in metadata):
+        return details
+    metadata.append(("authorization", f"Bearer {token}"))
+    return details._replace(metadata=metadata)
+
+
+class _AioBearer(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return await continuation(_with_token(client_call_details, self._token), request)
+
+
+class _SyncBearer(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return continuation(_with_token(client_call_details, self._token), request)
+
+
+def aio_channel(
+    target: str,
+    token: str | None = PLATFORM_TOKEN,
+    *,
+    credentials: grpc.ChannelCredentials | None = None,
+    options: Any = None,
+) -> grpc.aio.Channel:
+    """A grpc.aio channel to ``target`` whose calls carry ``token`` (None: no credential)."""
+    interceptors = [_AioBearer(token)] if token else None
+    if credentials is not None:
+        return grpc.aio.secure_channel(target, credentials, options, interceptors=interceptors)
+    return grpc.aio.insecure_channel(target, options, interceptors=interceptors)
+
+
+def sync_channel(target: str, token: str | None = PLATFORM_TOKEN) -> grpc.Channel:
+    """A blocking channel to ``target`` whose calls carry ``token`` (None: no credential)."""
+    channel = grpc.insecure_channel(target)
+    return grpc.intercept_channel(channel, _SyncBearer(token)) if token else channel

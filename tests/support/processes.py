@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.ports import accepts, address, free_port
+from tests.support.principals import default_file
 
 
 class MissingTool(RuntimeError):
@@ -47,11 +48,13 @@ def serve_command(
     *extra: str,
     metrics_port: int | None = None,
     log_format: str | None = "text",
+    principals: Path | None = None,
 ) -> list[str]:
     """``python -m aarm_pdp serve`` on 127.0.0.1:``port``.
 
     ``metrics_port`` None turns the metrics endpoint off; ``log_format`` None keeps the
-    service's default (JSON), as the benchmark measures it.
+    service's default (JSON), as the benchmark measures it. Callers authenticate as the
+    principals of ``principals`` (default: :func:`tests.support.principals.default_file`).
     """
     metrics = address(metrics_port) if metrics_port is not None else ""
     return [
@@ -63,6 +66,8 @@ def serve_command(
         address(port),
         "--metrics-listen",
         metrics,
+        "--principals",
+        str(principals or default_file()),
         *(["--log-format", log_format] if log_format else []),
         *extra,
     ]
@@ -192,9 +197,13 @@ class RedisServer:
             )
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="aarm-redis-", dir=workdir)
+        self._binary = binary
+        self._start()
+
+    def _start(self) -> None:
         self.proc = subprocess.Popen(
             [
-                binary,
+                self._binary,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -219,6 +228,11 @@ class RedisServer:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def restart(self) -> None:
+        """SIGKILL and start again on the same port: an empty store (nothing persisted)."""
+        self.kill()
+        self._start()
 
     def kill(self) -> None:
         """SIGKILL (the store dies under the service); the directory stays."""

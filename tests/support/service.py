@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import json
 import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import grpc
 from aarm_pdp import server
 from aarm_pdp.config import (
+    AuthConfig,
     Config,
     MetricsConfig,
     OpaConfig,
@@ -29,8 +27,9 @@ from aarm_pdp.config import (
     TelemetryConfig,
 )
 
-from tests.support.grpc_clients import Clients
+from tests.support.grpc_clients import Clients, aio_channel
 from tests.support.paths import REGO
+from tests.support.principals import default_file, write_principals
 
 if TYPE_CHECKING:
     from aarm_pdp.opa.port import PolicyEngine
@@ -58,11 +57,17 @@ def service_config(
     url: str | None = None,
     state: str = "memory",
     receipts: str | None = None,
+    principals: Path | None = None,
     **opa: object,
 ) -> Config:
-    """Loopback ports chosen by the kernel; managed OPA unless ``url`` is given."""
+    """Loopback ports chosen by the kernel; managed OPA unless ``url`` is given.
+
+    Callers authenticate as the principals of :mod:`tests.support.principals`
+    (``principals`` replaces that file).
+    """
     return Config(
         server=ServerConfig(listen="127.0.0.1:0", grace_seconds=2.0),
+        auth=AuthConfig(principals_file=principals or default_principals()),
         opa=OpaConfig(
             url=url,
             binary=opa_binary,
@@ -87,6 +92,7 @@ def fake_config(workdir: Path, **sections: Any) -> Config:
     """
     base: dict[str, Any] = {
         "server": ServerConfig(listen="127.0.0.1:0", grace_seconds=0.5),
+        "auth": AuthConfig(principals_file=default_principals()),
         "metrics": MetricsConfig(listen=""),
         "telemetry": TelemetryConfig(file=None),
         "receipts": ReceiptConfig(store=str(workdir / "receipts.db"), key_dir=workdir / "keys"),
@@ -94,20 +100,15 @@ def fake_config(workdir: Path, **sections: Any) -> Config:
     return Config(**{**base, **sections})
 
 
-def write_approvers(path: Path, approvers: Mapping[str, tuple[str, Sequence[str]]]) -> Path:
-    """An approvers file (``--approvers-file``): bearer token -> (approver id, groups)."""
-    doc = {
-        "approvers": [
-            {
-                "id": who,
-                "groups": list(groups),
-                "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
-            }
-            for token, (who, groups) in approvers.items()
-        ]
-    }
-    path.write_text(json.dumps(doc))
-    return path
+def default_principals() -> Path:
+    """The principals file every test service of this run uses (platform, outsider)."""
+    return default_file()
+
+
+def with_approvers(workdir: Path, approvers: Mapping[str, tuple[str, Sequence[str]]]) -> AuthConfig:
+    """The auth section of a service whose principals include ``approvers``
+    (bearer token -> (approver id, approver groups))."""
+    return AuthConfig(principals_file=write_principals(workdir / "principals.json", approvers))
 
 
 @contextlib.asynccontextmanager
@@ -117,7 +118,7 @@ async def running(
     """``server.start(cfg)`` (with ``policy_engine`` instead of OPA when given), stubs on it."""
     app = await server.start(cfg, policy_engine=policy_engine)
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        async with aio_channel(f"127.0.0.1:{app.port}") as channel:
             yield app, Clients(channel)
     finally:
         await app.stop()

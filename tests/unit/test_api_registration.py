@@ -20,12 +20,21 @@ import grpc
 import pytest
 from aarm.v1 import receipt_pb2, receipt_pb2_grpc
 from aarm_pdp import server
+from aarm_pdp.api.auth import CallGuard
 from aarm_pdp.api.handlers import Unparseable, _deserializer, generated_base, generic_handler
-from aarm_pdp.config import Config, MetricsConfig, ReceiptConfig, ServerConfig
+from aarm_pdp.auth import Authenticator, PrincipalDirectory
+from aarm_pdp.config import AuthConfig, Config, MetricsConfig, ReceiptConfig, ServerConfig
+from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.opa.fake import FakePolicyEngine
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
+from tests.support.grpc_clients import aio_channel
+from tests.support.principals import OPERATOR_TOKEN, default_file
+
+_GUARD = CallGuard(
+    Authenticator(PrincipalDirectory.build([]), client_certificates=False), Metrics()
+)
 GARBAGE = (
     b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",  # a varint that never ends
     b"\x0a\xff\x01",  # field 1, 255 bytes long, then nothing
@@ -72,7 +81,7 @@ def test_servicer_subclasses_its_generated_base(cls: type) -> None:
 @pytest.mark.parametrize("cls", server.SERVICERS, ids=lambda c: c.__name__)
 def test_every_method_is_registered_and_implemented(cls: type) -> None:
     service: ServiceDescriptor = cls.SERVICE
-    handler = generic_handler(_bare(cls))
+    handler = generic_handler(_bare(cls), guard=_GUARD)
     for method in service.methods:
         path = f"/{service.full_name}/{method.name}"
         found = handler.service(SimpleNamespace(method=path))
@@ -90,7 +99,7 @@ def test_a_servicer_missing_a_method_is_refused() -> None:
             return None
 
     with pytest.raises(TypeError, match="ListReceipts"):
-        generic_handler(Half())
+        generic_handler(Half(), guard=_GUARD)
 
 
 def test_a_synchronous_method_is_refused() -> None:
@@ -99,7 +108,7 @@ def test_a_synchronous_method_is_refused() -> None:
             return None
 
     with pytest.raises(TypeError, match="GetPublicKeys"):
-        generic_handler(_bare(Sync))
+        generic_handler(_bare(Sync), guard=_GUARD)
 
 
 def test_a_servicer_not_built_on_the_generated_base_is_refused() -> None:
@@ -107,7 +116,7 @@ def test_a_servicer_not_built_on_the_generated_base_is_refused() -> None:
         SERVICE = receipt_pb2.DESCRIPTOR.services_by_name["ReceiptService"]
 
     with pytest.raises(TypeError, match=r"must subclass aarm\.v1\.receipt_pb2_grpc"):
-        generic_handler(Loose())
+        generic_handler(Loose(), guard=_GUARD)
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.full_name)
@@ -126,6 +135,7 @@ def test_the_deserializer_never_raises(method: MethodDescriptor) -> None:
 async def app(tmp_path: Path) -> AsyncIterator[server.App]:
     cfg = Config(
         server=ServerConfig(listen="127.0.0.1:0", grace_seconds=0.5),
+        auth=AuthConfig(principals_file=default_file()),
         metrics=MetricsConfig(listen=""),
         receipts=ReceiptConfig(store=str(tmp_path / "receipts.db"), key_dir=tmp_path / "keys"),
     ).validate()
@@ -140,7 +150,7 @@ async def test_garbage_bytes_on_every_rpc_are_invalid_argument(
     app: server.App, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+    async with aio_channel(f"127.0.0.1:{app.port}", OPERATOR_TOKEN) as channel:
         for method in METHODS:
             # No serializers: the bytes go on the wire as they are.
             call = channel.unary_unary(f"/{method.containing_service.full_name}/{method.name}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,28 +18,27 @@ from aarm.v1 import (
 )
 from google.protobuf import timestamp_pb2
 
+from aarm_pdp.api.auth import CallGuard, bind_identity, principal, tenant_for
 from aarm_pdp.api.decision_service import to_response
-from aarm_pdp.api.handlers import generic_handler
+from aarm_pdp.api.handlers import generic_handler, run
 from aarm_pdp.api.validation import FACT_RE, to_action_request, to_identity
 from aarm_pdp.approvals import tickets as tk
-from aarm_pdp.approvals.auth import Approver, ApproverRegistry
 from aarm_pdp.approvals.workflow import Workflow
+from aarm_pdp.auth.principals import Role
 from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.engine import DecisionEngine
+from aarm_pdp.decision.followups import Followups
 from aarm_pdp.errors import (
-    AarmError,
     ApprovalRejected,
     ErrorCode,
     RequestInvalid,
     SessionConflict,
     SessionNotFound,
-    grpc_status,
 )
 from aarm_pdp.observability.metrics import Metrics
 
 log = logging.getLogger("aarm_pdp.api.approvals")
 
-IDENTITY_ADMIN_GROUP = "identity-admins"
 _STATUS: dict[str, Any] = {
     tk.PENDING: approval_pb2.APPROVAL_STATUS_PENDING,
     tk.GRANTED: approval_pb2.APPROVAL_STATUS_GRANTED,
@@ -77,66 +77,57 @@ def to_approval_pb(t: tk.Ticket) -> Any:
 
 
 class _Base:
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, guard: CallGuard) -> None:
         self._metrics = metrics
+        self._guard = guard
 
     def _rejected(self) -> None:
         """Count a request body that does not decode."""
         self._metrics.errors.labels(ErrorCode.REQUEST_INVALID.value).inc()
 
+    def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
+        """The generic handler for every RPC of the service, behind the call guard."""
+        return generic_handler(self, guard=self._guard, rejected=self._rejected)  # type: ignore[arg-type]
+
     async def _call(
         self, context: grpc.aio.ServicerContext[Any, Any], body: Callable[[], Awaitable[Any]]
     ) -> Any:
-        try:
-            return await body()
-        except AarmError as exc:
-            self._metrics.errors.labels(exc.code.value).inc()
-            log.warning("rpc refused: %s: %s", exc.code.value, exc.detail)
-            if exc.code is ErrorCode.REQUEST_INVALID:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.detail)
-            status, message = grpc_status(exc.code)
-            detail = exc.detail if isinstance(exc, SessionNotFound | SessionConflict) else message
-            await context.abort(status, detail)
-            raise
+        return await run(context, body, self._metrics, self._guard)
 
 
 class ApprovalServicer(_Base, approval_pb2_grpc.ApprovalServiceServicer):
-    """Approvers authenticate with their own bearer token; agents never approve."""
+    """Approvers are principals with the approver role in the ticket's tenant, answering
+    for one of the groups the policy named; agents and the acting parties never approve."""
 
     SERVICE = approval_pb2.DESCRIPTOR.services_by_name["ApprovalService"]
 
     def __init__(
         self,
         workflow: Workflow,
-        registry: ApproverRegistry,
+        followups: Followups,
         metrics: Metrics,
-        revoke: Callable[[str, str], Awaitable[None]],
+        guard: CallGuard,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        super().__init__(metrics)
+        super().__init__(metrics, guard)
         self._wf = workflow
-        self._registry = registry
-        self._revoke = revoke
+        self._followups = followups
         self._clock = clock_ns
 
-    def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
-        """The generic handler for every ApprovalService RPC."""
-        return generic_handler(self, rejected=self._rejected)
-
-    async def _approver(self, context: grpc.aio.ServicerContext[Any, Any]) -> Approver:
-        approver = self._registry.authenticate(context.invocation_metadata())  # type: ignore[arg-type]
-        if approver is None:
-            self._metrics.approvals_rejected.labels("unauthenticated").inc()
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "approver credentials required")
-            raise AssertionError("unreachable")
-        return approver
+    async def _approval(self, approval_id: str) -> tk.Ticket:
+        """The approval ticket, if the caller approves in its tenant (else refused)."""
+        if not approval_id or len(approval_id) > 256:
+            raise RequestInvalid("approval_id is required")
+        ticket = await self._wf.get(approval_id)
+        if ticket.kind != "approval":
+            raise SessionNotFound("no such approval")
+        tenant_for(ticket.tenant, Role.APPROVER)
+        return ticket
 
     async def GetApproval(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        approver = await self._approver(context)
-
         async def body() -> Any:
-            ticket = await self._wf.get(request.approval_id)
-            if ticket.kind != "approval" or not Workflow.may_resolve(approver, ticket):
+            ticket = await self._approval(request.approval_id)
+            if not Workflow.may_resolve(principal(), ticket):
                 raise SessionNotFound("no such approval")
             return approval_pb2.GetApprovalResponse(approval=to_approval_pb(ticket))
 
@@ -145,11 +136,11 @@ class ApprovalServicer(_Base, approval_pb2_grpc.ApprovalServiceServicer):
     async def ListPendingApprovals(
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
-        approver = await self._approver(context)
-
         async def body() -> Any:
-            tickets = await self._wf.pending("approval", request.tenant)
-            mine = [to_approval_pb(t) for t in tickets if Workflow.may_resolve(approver, t)]
+            tenant = tenant_for(request.tenant, Role.APPROVER)
+            who = principal()
+            tickets = await self._wf.pending("approval", tenant)
+            mine = [to_approval_pb(t) for t in tickets if Workflow.may_resolve(who, t)]
             return approval_pb2.ListPendingApprovalsResponse(approvals=mine)
 
         return await self._call(context, body)
@@ -157,14 +148,13 @@ class ApprovalServicer(_Base, approval_pb2_grpc.ApprovalServiceServicer):
     async def ResolveApproval(
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
-        approver = await self._approver(context)
-
         async def body() -> Any:
             if len(request.reason) > 1024:
                 raise RequestInvalid("reason longer than 1024")
+            await self._approval(request.approval_id)
             try:
                 ticket, token = await self._wf.resolve(
-                    approver,
+                    principal(),
                     request.approval_id,
                     grant=request.grant,
                     reason=request.reason,
@@ -188,15 +178,12 @@ class ApprovalServicer(_Base, approval_pb2_grpc.ApprovalServiceServicer):
     async def RevokeIdentity(
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Any:
-        approver = await self._approver(context)
-
         async def body() -> Any:
-            if IDENTITY_ADMIN_GROUP not in approver.groups:
-                raise ApprovalRejected("revocation needs the identity-admins group")
             if not request.subject or len(request.subject) > 256:
                 raise RequestInvalid("subject is required")
-            await self._revoke(request.tenant, request.subject)
-            log.warning("identity revoked by %s: %s", approver.id, request.subject)
+            tenant = tenant_for(request.tenant, Role.ADMIN)
+            await self._followups.revoke(tenant, request.subject, by=principal().id)
+            log.warning("identity revoked by %s: %s", principal().id, request.subject)
             return approval_pb2.RevokeIdentityResponse(subject=request.subject)
 
         return await self._call(context, body)
@@ -213,23 +200,22 @@ class DeferralServicer(_Base, deferral_pb2_grpc.DeferralServiceServicer):
         workflow: Workflow,
         metrics: Metrics,
         limits: LimitsConfig,
+        guard: CallGuard,
     ) -> None:
-        super().__init__(metrics)
+        super().__init__(metrics, guard)
         self._engine = engine
         self._wf = workflow
         self._limits = limits
 
-    def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
-        """The generic handler for every DeferralService RPC."""
-        return generic_handler(self, rejected=self._rejected)
-
     async def _ticket(self, request: Any) -> tk.Ticket:
-        ident = to_identity(request.identity, self._limits)
+        ident = bind_identity(to_identity(request.identity, self._limits))
         ticket = await self._wf.get(request.deferral_id)
+        owner = ticket.context.get("identity", {}).get("principal", "")
         if (
             ticket.kind != "deferral"
             or ticket.tenant != ident.tenant
             or ticket.session_id != ident.session_id
+            or owner != ident.principal
         ):
             raise SessionNotFound("no such deferral")
         return ticket
@@ -265,8 +251,19 @@ class DeferralServicer(_Base, deferral_pb2_grpc.DeferralServiceServicer):
                 merged[f.name] = f
             del original.facts[:]
             original.facts.extend(merged[name] for name in sorted(merged))
-            # The same action and the same identity bound at submission.
+            # The same action and the same identity bound (and verified) at submission.
             action_request = to_action_request(original, self._limits)
+            bound = ticket.context.get("identity", {})
+            action_request = dataclasses.replace(
+                action_request,
+                identity=dataclasses.replace(
+                    action_request.identity,
+                    tenant=ticket.tenant,
+                    human=str(bound.get("human", action_request.identity.human)),
+                    principal=str(bound.get("principal", "")),
+                    human_verified=bool(bound.get("human_verified", False)),
+                ),
+            )
             record = await self._engine.reevaluate(action_request, ticket)
             after = await self._wf.get(ticket.ticket_id)
             return deferral_pb2.ProvideContextResponse(

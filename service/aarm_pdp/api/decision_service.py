@@ -7,23 +7,30 @@ get INVALID_ARGUMENT; everything the engine cannot decide is an OK DENY.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any, cast
 
 import grpc
 from aarm.v1 import decision_pb2, decision_pb2_grpc
 
+from aarm_pdp.api.auth import CallGuard, bind_identity
 from aarm_pdp.api.handlers import generic_handler
 from aarm_pdp.api.validation import to_action_request
 from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.engine import DecisionEngine
-from aarm_pdp.errors import ErrorCode, RequestInvalid, grpc_status
+from aarm_pdp.errors import AarmError, ErrorCode, RequestInvalid, client_message, grpc_status
 from aarm_pdp.model.decision import Decision, DecisionRecord, RiskLevel
 from aarm_pdp.observability.metrics import Metrics
 
 log = logging.getLogger("aarm_pdp.api")
 
-_DEADLINE_MARGIN_SECONDS = 0.02
+_DEADLINE_MARGIN_SECONDS = 0.1
+"""Time kept back from the client's deadline for what follows the policy query (the
+durable receipt, the session commit, the answer on the wire): at most this, and at
+most a quarter of the deadline."""
+MAX_HUMAN_TOKEN = 8192
+"""Longest end-user identity token (a JWT) accepted."""
 
 # Python enum member X is proto value <PREFIX>_X (tests/unit/test_proto_enums.py).
 DECISION_PB = {
@@ -80,18 +87,20 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         engine: DecisionEngine,
         metrics: Metrics,
         limits: LimitsConfig,
+        guard: CallGuard,
         *,
         max_request_bytes: int,
     ) -> None:
         self._engine = engine
         self._metrics = metrics
         self._limits = limits
+        self._guard = guard
         self._max_bytes = max_request_bytes
 
     def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
         """The generic handler; undecodable requests are INVALID_ARGUMENT, counted as rejected."""
         rejected = self._metrics.requests_rejected.labels(ErrorCode.REQUEST_INVALID.value)
-        return generic_handler(self, rejected=rejected.inc)
+        return generic_handler(self, guard=self._guard, rejected=rejected.inc)
 
     async def _reject(self, context: grpc.aio.ServicerContext[Any, Any], detail: str) -> None:
         self._metrics.requests_rejected.labels(ErrorCode.REQUEST_INVALID.value).inc()
@@ -103,14 +112,28 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         try:
             if request.ByteSize() > self._max_bytes:
                 await self._reject(context, f"request larger than {self._max_bytes} bytes")
+            human_token = request.identity.human_token
+            if len(human_token) > MAX_HUMAN_TOKEN:
+                await self._reject(context, f"identity.human_token longer than {MAX_HUMAN_TOKEN}")
+            request.identity.human_token = ""  # a credential: never stored with the request
             try:
                 action_request = to_action_request(request, self._limits)
             except RequestInvalid as exc:
                 await self._reject(context, exc.detail)
                 raise  # unreachable: abort raises
+            try:
+                action_request = dataclasses.replace(
+                    action_request, identity=bind_identity(action_request.identity)
+                )
+            except AarmError as exc:
+                self._guard.refused(exc)
+                status, _ = grpc_status(exc.code)
+                await context.abort(status, client_message(exc))
+                raise
+            action_request = self._guard.verify_human(action_request, human_token)
             remaining = context.time_remaining()
             if remaining is not None:  # leave time for the DENY to reach the client
-                remaining = max(0.0, remaining - _DEADLINE_MARGIN_SECONDS)
+                remaining = max(0.0, remaining - min(_DEADLINE_MARGIN_SECONDS, remaining / 4))
             # Shielded: a client that hangs up does not cut a decision (and its
             # metrics and, later, receipt) in half.
             try:

@@ -6,22 +6,44 @@ never by a string. :func:`generic_handler` walks that descriptor's methods, so a
 RPC added to the proto is either served or the server refuses to start: the
 servicer must override every method of the generated base with a coroutine.
 
+Before any servicer code runs, the :class:`~aarm_pdp.api.auth.CallGuard`
+authenticates the call and checks its role: no credential is UNAUTHENTICATED, a
+principal without the method's role is PERMISSION_DENIED, on every RPC but the open
+ones (health, reflection, GetPublicKeys).
+
 Its request deserializer never raises. A body protobuf cannot decode reaches no
 servicer: it is answered INVALID_ARGUMENT with a short reason, on every RPC, and
 nothing is logged (a raising deserializer would make grpc log a traceback and
 answer INTERNAL).
+
+:func:`run` is the one mapper from our errors to a gRPC status, for every servicer
+(the table is :data:`aarm_pdp.errors.ERRORS`).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
+
+from aarm_pdp.api.auth import CallGuard
+from aarm_pdp.errors import AarmError, ErrorCode, client_message, grpc_status
+from aarm_pdp.observability.metrics import Metrics
+
+log = logging.getLogger("aarm_pdp.api")
+_AUTH_CODES = frozenset(
+    {
+        ErrorCode.UNAUTHENTICATED,
+        ErrorCode.PERMISSION_DENIED,
+        ErrorCode.IDENTITY_UNVERIFIED,
+    }
+)
 
 Rpc = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], Awaitable[Any]]
 MAX_REASON = 200
@@ -62,14 +84,49 @@ def _deserializer(message_type: Any) -> Callable[[bytes], Any]:
     return deserialize
 
 
-def _guarded(rpc: Rpc, rejected: Callable[[], object]) -> Rpc:
+def _guarded(rpc: Rpc, rejected: Callable[[], object], guard: CallGuard, path: str) -> Rpc:
     async def behaviour(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            who = guard.admit(path, context)
+        except AarmError as exc:
+            status, message = grpc_status(exc.code)
+            await context.abort(status, message)
+            raise  # unreachable: abort raises
         if type(request) is Unparseable:
             rejected()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
-        return await rpc(request, context)
+        token = guard.enter(who)
+        try:
+            return await rpc(request, context)
+        finally:
+            guard.leave(token)
 
     return behaviour
+
+
+async def run(
+    context: grpc.aio.ServicerContext[Any, Any],
+    body: Callable[[], Awaitable[Any]],
+    metrics: Metrics,
+    guard: CallGuard | None = None,
+) -> Any:
+    """``body()``, with every :class:`AarmError` answered by its row of the error table.
+
+    Counted in ``aarm_errors_total{code}`` (and, for a refusal at the trust boundary,
+    ``aarm_auth_failures_total{code}``); the detail goes to the log, the client gets
+    the table's message (or its own request's validation detail).
+    """
+    try:
+        return await body()
+    except AarmError as exc:
+        metrics.errors.labels(exc.code.value).inc()
+        if guard is not None and exc.code in _AUTH_CODES:
+            guard.refused(exc)
+        else:
+            log.warning("rpc refused: %s: %s", exc.code.value, exc.detail)
+        status, _ = grpc_status(exc.code)
+        await context.abort(status, client_message(exc))
+        raise  # unreachable: abort raises
 
 
 def _nothing() -> None:
@@ -77,9 +134,11 @@ def _nothing() -> None:
 
 
 def generic_handler(
-    servicer: Servicer, *, rejected: Callable[[], object] = _nothing
+    servicer: Servicer, *, guard: CallGuard, rejected: Callable[[], object] = _nothing
 ) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
-    """The handler serving every method of ``servicer.SERVICE``; ``rejected()`` counts bad bodies.
+    """The handler serving every method of ``servicer.SERVICE`` behind ``guard``.
+
+    ``rejected()`` counts bodies that do not decode.
 
     Raises ``TypeError`` when the servicer does not subclass its generated base, leaves
     a method of it unimplemented (or synchronous), or the service has a streaming RPC.
@@ -99,7 +158,12 @@ def generic_handler(
         request_type = message_factory.GetMessageClass(method.input_type)
         response_type = message_factory.GetMessageClass(method.output_type)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _guarded(getattr(servicer, method.name), rejected),
+            _guarded(
+                getattr(servicer, method.name),
+                rejected,
+                guard,
+                f"/{service.full_name}/{method.name}",
+            ),
             request_deserializer=_deserializer(request_type),
             response_serializer=response_type.SerializeToString,
         )

@@ -13,8 +13,11 @@ from typing import Any
 import grpc
 from aarm.v1 import decision_pb2, receipt_pb2, receipt_pb2_grpc
 
-from aarm_pdp.api.handlers import generic_handler
-from aarm_pdp.errors import AarmError
+from aarm_pdp.api.auth import CallGuard, tenant_for
+from aarm_pdp.api.handlers import generic_handler, run
+from aarm_pdp.auth.principals import Role
+from aarm_pdp.errors import RequestInvalid, SessionNotFound
+from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.receipts.canonical import canonicalize
 from aarm_pdp.receipts.keys import KeyRing
 from aarm_pdp.receipts.store import ReceiptStore
@@ -37,44 +40,54 @@ class ReceiptServicer(receipt_pb2_grpc.ReceiptServiceServicer):
 
     SERVICE = receipt_pb2.DESCRIPTOR.services_by_name["ReceiptService"]
 
-    def __init__(self, store: ReceiptStore, keyring: Callable[[], KeyRing]) -> None:
+    def __init__(
+        self,
+        store: ReceiptStore,
+        keyring: Callable[[], KeyRing],
+        metrics: Metrics,
+        guard: CallGuard,
+    ) -> None:
         self._store = store
         self._keyring = keyring
+        self._metrics = metrics
+        self._guard = guard
 
     def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
         """The generic handler for every ReceiptService RPC."""
-        return generic_handler(self)
+        return generic_handler(self, guard=self._guard)
 
     async def GetReceipt(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if not request.receipt_id or len(request.receipt_id) > MAX_ID:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "receipt_id is required")
-        try:
+        """One receipt, to an auditor of its tenant."""
+
+        async def body() -> Any:
+            if not request.receipt_id or len(request.receipt_id) > MAX_ID:
+                raise RequestInvalid("receipt_id is required")
             receipt = await self._store.get(request.receipt_id)
-        except AarmError as exc:
-            log.warning("receipt store: %s", exc.detail)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "receipt store unavailable")
-            raise
-        if receipt is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such receipt")
-            raise AssertionError("unreachable")
-        return receipt_pb2.GetReceiptResponse(receipt=_pb(receipt))
+            if receipt is None:
+                raise SessionNotFound("no such receipt")
+            tenant_for(str(receipt["chain"]["tenant"]), Role.AUDITOR)
+            return receipt_pb2.GetReceiptResponse(receipt=_pb(receipt))
+
+        return await run(context, body, self._metrics, self._guard)
 
     async def ListReceipts(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if (
-            not request.session_id
-            or len(request.session_id) > MAX_ID
-            or len(request.tenant) > MAX_ID
-        ):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "tenant and session_id required")
-        try:
-            lines = await self._store.export(request.tenant, request.session_id)
-        except AarmError as exc:
-            log.warning("receipt store: %s", exc.detail)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "receipt store unavailable")
-            raise
-        return receipt_pb2.ListReceiptsResponse(
-            receipts=[_pb(json.loads(line), line) for line in lines]
-        )
+        """One session's chain, to an auditor of the tenant."""
+
+        async def body() -> Any:
+            if (
+                not request.session_id
+                or len(request.session_id) > MAX_ID
+                or len(request.tenant) > MAX_ID
+            ):
+                raise RequestInvalid("tenant and session_id required")
+            tenant = tenant_for(request.tenant, Role.AUDITOR)
+            lines = await self._store.export(tenant, request.session_id)
+            return receipt_pb2.ListReceiptsResponse(
+                receipts=[_pb(json.loads(line), line) for line in lines]
+            )
+
+        return await run(context, body, self._metrics, self._guard)
 
     async def GetPublicKeys(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        """The verification keys (public, open to anyone: offline verification needs them)."""
         return receipt_pb2.GetPublicKeysResponse(jwks=json.dumps(self._keyring().jwks()))

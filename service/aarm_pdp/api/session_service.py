@@ -11,12 +11,13 @@ from typing import Any
 import grpc
 from aarm.v1 import session_pb2, session_pb2_grpc
 
-from aarm_pdp.api.handlers import generic_handler
+from aarm_pdp.api.auth import CallGuard, bind_identity
+from aarm_pdp.api.handlers import generic_handler, run
 from aarm_pdp.api.validation import to_identity
 from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.followups import Followups
 from aarm_pdp.decision.ports import Sessions
-from aarm_pdp.errors import AarmError, ErrorCode, RequestInvalid, grpc_status
+from aarm_pdp.errors import ErrorCode, RequestInvalid
 from aarm_pdp.model.levels import LEVELS
 from aarm_pdp.model.request import Identity
 from aarm_pdp.model.timestamps import rfc3339
@@ -48,7 +49,7 @@ def _session_identity(msg: Any, lim: LimitsConfig) -> Identity:
     missing = ident.missing()
     if missing:
         raise RequestInvalid("identity missing " + ", ".join(missing))
-    return ident
+    return bind_identity(ident)
 
 
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
@@ -62,8 +63,10 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         followups: Followups,
         metrics: Metrics,
         limits: LimitsConfig,
+        guard: CallGuard,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
+        self._guard = guard
         self._sessions = sessions
         self._followups = followups
         self._metrics = metrics
@@ -73,22 +76,12 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
         """The generic handler for every SessionService RPC."""
         rejected = self._metrics.errors.labels(ErrorCode.REQUEST_INVALID.value)
-        return generic_handler(self, rejected=rejected.inc)
+        return generic_handler(self, guard=self._guard, rejected=rejected.inc)
 
     async def _call(
         self, context: grpc.aio.ServicerContext[Any, Any], body: Callable[[], Awaitable[Any]]
     ) -> Any:
-        try:
-            return await body()
-        except AarmError as exc:
-            self._metrics.errors.labels(exc.code.value).inc()
-            if exc.code is ErrorCode.REQUEST_INVALID:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.detail)
-            status, message = grpc_status(exc.code)
-            log.warning("session rpc failed: %s: %s", exc.code.value, exc.detail)
-            detail = exc.detail if exc.code is not ErrorCode.SESSION_STORE_UNAVAILABLE else message
-            await context.abort(status, detail)
-            raise
+        return await run(context, body, self._metrics, self._guard)
 
     async def StartSession(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         """Bind the session to the user's original request."""

@@ -35,6 +35,8 @@ class _Budget:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+RESERVED_SESSION_PREFIX = "aarm:"
+"""Session ids the service keeps for itself (the revocation chain, ``aarm:revocations``)."""
 
 
 def _ident(value: str, field: str, *, required: bool = False) -> str:
@@ -45,6 +47,14 @@ def _ident(value: str, field: str, *, required: bool = False) -> str:
     if _CONTROL.search(value):
         raise RequestInvalid(f"{field} contains control characters")
     return value
+
+
+def _session_id(value: str) -> str:
+    if value.startswith(RESERVED_SESSION_PREFIX):
+        raise RequestInvalid(
+            f"identity.session_id: {RESERVED_SESSION_PREFIX!r} names the service's own chains"
+        )
+    return _ident(value, "identity.session_id")
 
 
 def _ids(values: Any, field: str, limit: int) -> tuple[str, ...]:
@@ -135,7 +145,7 @@ def to_identity(ident: Any, lim: Limits) -> Identity:
         human=_ident(ident.human, "identity.human"),
         service=_ident(ident.service, "identity.service"),
         agent=_ident(ident.agent, "identity.agent"),
-        session_id=_ident(ident.session_id, "identity.session_id"),
+        session_id=_session_id(ident.session_id),
         roles=_ids(ident.roles, "identity.roles", lim.max_roles),
         delegation_chain=delegations,
         expires_at_ns=ident.expires_at.seconds * 1_000_000_000 + ident.expires_at.nanos

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aarm_pdp.approvals import tickets as tk
-from aarm_pdp.approvals.auth import Approver
+from aarm_pdp.auth.principals import Principal
 from aarm_pdp.errors import ApprovalRejected, ErrorCode, SessionConflict, SessionNotFound
 from aarm_pdp.model.decision import Decision, DecisionResult, PolicyVersion, Reason, RiskLevel
 from aarm_pdp.model.request import ActionRequest
@@ -146,14 +146,15 @@ class Workflow:
         return sorted((t for t in out if t.status == tk.PENDING), key=lambda t: t.created_ns)
 
     @staticmethod
-    def may_resolve(approver: Approver, ticket: tk.Ticket) -> bool:
-        """Group membership from the policy's verdict, and four-eyes."""
+    def may_resolve(approver: Principal, ticket: tk.Ticket) -> bool:
+        """Group membership from the policy's verdict, and four-eyes: neither the
+        enforcing principal nor the acting agent, service or human approves."""
         req = ticket.context.get("identity", {})
-        actors = {req.get("agent"), req.get("service"), req.get("human")} - {None, ""}
-        return bool(approver.groups & set(ticket.approvers)) and approver.id not in actors
+        actors = {req.get(k) for k in ("agent", "service", "human", "principal")} - {None, ""}
+        return approver.approves_for(ticket.approvers) and approver.id not in actors
 
     async def resolve(
-        self, approver: Approver, ticket_id: str, *, grant: bool, reason: str, now_ns: int
+        self, approver: Principal, ticket_id: str, *, grant: bool, reason: str, now_ns: int
     ) -> tuple[tk.Ticket, str]:
         """Grant (returns the token) or reject a pending approval."""
         secret = secrets.token_urlsafe(32)
@@ -221,6 +222,21 @@ class Workflow:
 
         ticket = await self._store.ticket_update(ticket_id, apply, None)
         return _approved(ticket)
+
+    async def token_still_valid(self, token: str, now_ns: int) -> bool:
+        """Whether a spent grant token is still within its lifetime (a replayed Decide
+        that carried it may return its cached verdict only while it is)."""
+        ticket_id, _, _ = token.partition(".")
+        raw = await self._store.ticket_get(ticket_id)
+        if raw is None:
+            return False
+        t = tk.Ticket.from_bytes(raw)
+        return (
+            t.kind == "approval"
+            and bool(t.token_sha256)
+            and t.token_sha256 == tk.token_hash(token)
+            and now_ns < t.token_expires_ns
+        )
 
     # -- deferrals -----------------------------------------------------------
 

@@ -146,7 +146,10 @@ def ensure_dev_principal(
             if token is None:
                 raise AuthConfigError(str(path), ["the dev token file changed while starting"])
     principal = Principal(
-        DEV_PRINCIPAL_ID, PrincipalKind.DEVELOPMENT, {DEV_TENANT: frozenset(Role)}
+        DEV_PRINCIPAL_ID,
+        PrincipalKind.DEVELOPMENT,
+        {DEV_TENANT: frozenset(Role)},
+        approver_groups=frozenset({"*"}),
     )
     directory = PrincipalDirectory.build(
         [PrincipalRecord(principal, token_hashes=(token_hash(token),))], source=str(path)

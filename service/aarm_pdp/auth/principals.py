@@ -24,6 +24,7 @@ types are errors, and every problem is reported at once, naming its entry)::
                   {"subject": "CN=agent-platform,O=Acme"}],
          "jwt": [{"issuer": "https://login.example.com/", "subject": "agent-platform"}]},
         {"id": "alice", "kind": "user", "roles": {"acme": ["approver", "auditor"]},
+         "approver_groups": ["finance", "security"],
          "jwt": [{"issuer": "https://login.example.com/", "subject": "alice@acme.example"}]}
       ],
       "end_user_identity": {
@@ -42,6 +43,9 @@ types are errors, and every problem is reported at once, naming its entry)::
   certificate subject as RFC 4514, as ``openssl x509 -noout -subject -nameopt RFC2253``
   prints it; compared after normalisation).
 - ``jwt``: the verified ``iss`` (one of ``jwt_issuers``) and ``sub`` of a bearer JWT.
+- ``approver_groups``: for an approver, the policy's approver groups it answers for
+  (a STEP_UP names the groups that may approve it, e.g. ``["finance"]``); ``"*"``
+  answers for every group.
 - ``end_user_identity``: per tenant, the IdP whose tokens prove the end user
   (:mod:`aarm_pdp.auth.idp`).
 
@@ -113,9 +117,18 @@ class Principal:
     id: str
     kind: PrincipalKind
     roles: Mapping[str, frozenset[Role]]
+    approver_groups: frozenset[str] = frozenset()
+    """The policy's approver groups this principal answers for (``approvers`` of a
+    STEP_UP); ``*`` is every group (the development principal)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "roles", MappingProxyType(dict(self.roles)))
+        object.__setattr__(self, "approver_groups", frozenset(self.approver_groups))
+
+    def approves_for(self, groups: Iterable[str]) -> bool:
+        """True when this principal is in one of the approver ``groups``."""
+        wanted = set(groups)
+        return bool(wanted) and ("*" in self.approver_groups or bool(self.approver_groups & wanted))
 
     def tenants_with(self, role: Role) -> frozenset[str]:
         """The tenants in which this principal holds ``role``."""
@@ -287,7 +300,8 @@ def _index(
 _TOP_REQUIRED = frozenset({"version", "principals"})
 _TOP_OPTIONAL = frozenset({"jwt_issuers", "end_user_identity"})
 _ENTRY_REQUIRED = frozenset({"id", "kind", "roles"})
-_ENTRY_OPTIONAL = frozenset({"tokens", "mtls", "jwt", "description"})
+_ENTRY_OPTIONAL = frozenset({"tokens", "mtls", "jwt", "description", "approver_groups"})
+_GROUP_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 
 
 def load_principals(path: Path) -> PrincipalDirectory:
@@ -408,12 +422,20 @@ def _parse_entry(entry: Any, where: str, problems: Problems) -> PrincipalRecord 
         iss, sub = string(js, "issuer", at, problems), string(js, "subject", at, problems)
         if iss is not None and sub is not None:
             jwt_subjects.append((iss, sub))
+    groups: list[str] = []
+    for j, g in enumerate(_string_list(entry, "approver_groups", where, problems)):
+        if isinstance(g, str) and (g == "*" or _GROUP_RE.fullmatch(g)):
+            groups.append(g)
+        else:
+            problems.add(f"{where}: approver_groups[{j}]", f"{g!r} is not a group name")
+    if groups and not any(Role.APPROVER in r for r in roles.values()):
+        problems.add(where, "approver_groups given, but the approver role in no tenant")
     if not any(entry.get(k) for k in ("tokens", "mtls", "jwt")):
         problems.add(where, "no credential: give tokens, mtls or jwt")
     if len(problems.items) > before or pid is None or kind is None:
         return None
     return PrincipalRecord(
-        Principal(pid, kind, roles),
+        Principal(pid, kind, roles, frozenset(groups)),
         tuple(hashes),
         tuple(spiffe_ids),
         tuple(subjects),

@@ -79,6 +79,7 @@ def fail_closed(code: ErrorCode, detail: str = "") -> DecisionResult:
 _SUSPENDED = (Decision.STEP_UP, Decision.DEFER)
 _INLINE_ANALYSIS_CHARS = 2048
 """Analysed text up to this size is parsed on the event loop (well under a millisecond)."""
+_RUNS = (Decision.ALLOW, Decision.MODIFY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +199,18 @@ class DecisionEngine:
             key = (request.identity.tenant, request.identity.session_id, request.request_id)
             hit = self._cache.lookup(key, request.fingerprint, now_ns)
             if hit is not None:
-                self._metrics.idempotent_replays.inc()
-                return hit if isinstance(hit, DecisionRecord) else await asyncio.shield(hit)
+                cached = hit if isinstance(hit, DecisionRecord) else await asyncio.shield(hit)
+                refusal = await self._recheck(request, cached, now_ns)
+                if refusal is None:
+                    self._metrics.idempotent_replays.inc()
+                    return cached
+                # What made the cached verdict right no longer holds: decide DENY anew.
+                return await self._record(
+                    Evaluation(request, self._failed(refusal)),
+                    self._new_id(),
+                    now_ns,
+                    time.perf_counter(),
+                )
             self._cache.begin(key, request.fingerprint)
 
         try:
@@ -211,6 +222,30 @@ class DecisionEngine:
         if key is not None:
             self._cache.finish(key, record, now_ns, store=not record.result.fail_closed)
         return record
+
+    async def _recheck(
+        self, request: ActionRequest, cached: DecisionRecord, now_ns: int
+    ) -> ErrorCode | None:
+        """Why a cached verdict that let the action run may not be replayed, if any.
+
+        A replayed request_id gets its cached verdict only while the identity is not
+        revoked or expired and the approval token it carried is still valid.
+        """
+        if cached.result.decision not in _RUNS:
+            return None
+        expires = request.identity.expires_at_ns
+        if expires and expires <= now_ns:
+            return ErrorCode.IDENTITY_EXPIRED
+        try:
+            if await self._sessions.revoked(request.identity):
+                return ErrorCode.IDENTITY_REVOKED
+            if request.approval_token and not await self._tickets.token_still_valid(
+                request.approval_token, now_ns
+            ):
+                return ErrorCode.APPROVAL_REJECTED
+        except AarmError as exc:
+            return exc.code
+        return None
 
     async def _decide_new(
         self, request: ActionRequest, now_ns: int, deadline: float | None
@@ -241,6 +276,9 @@ class DecisionEngine:
             expires = request.identity.expires_at_ns
             if expires and expires <= now_ns:
                 return Evaluation(request, self._failed(ErrorCode.IDENTITY_EXPIRED))
+            if request.unverified:
+                failed = self._failed(ErrorCode.IDENTITY_UNVERIFIED, request.unverified)
+                return Evaluation(request, failed)
             action = metatools.resolve(request.action, self._meta_tools)
             if action is not request.action:
                 request = dataclasses.replace(request, action=action)

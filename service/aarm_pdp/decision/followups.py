@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+import orjson
 
 from aarm_pdp.approvals.tickets import Ticket
 from aarm_pdp.decision.ports import Events, Receipts, Sessions
@@ -23,10 +25,13 @@ from aarm_pdp.model.request import Identity, identity_doc
 from aarm_pdp.observability.events import approval_event
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.receipts import body as receipt_body
+from aarm_pdp.receipts.store import ReceiptStore
 
 log = logging.getLogger("aarm_pdp.decision.followups")
 
 MAX_ERROR_TEXT = 512
+REVOCATIONS = "aarm:revocations"
+"""The receipt chain of a tenant's revocations (a session id no request may use)."""
 
 
 class Followups:
@@ -121,6 +126,46 @@ class Followups:
             )
         )
         return head, count
+
+    async def revoke(self, tenant: str, subject: str, *, by: str) -> None:
+        """Revoke ``subject`` (a human, service, agent or credential id) in ``tenant``.
+
+        Durable first: a ``revocation`` receipt in the tenant's revocation chain (the
+        receipt store is durable and shared by replicas), then the session store that
+        every Decide reads. :meth:`load_revocations` replays the chain at start.
+        """
+        await self._append(
+            receipt_body.follow_up_receipt(
+                receipt_id=self._new_id(),
+                kind="revocation",
+                tenant=tenant,
+                session_id=REVOCATIONS,
+                decision_id="",
+                identity={"principal": by},
+                detail={"subject": subject, "revoked_by": by},
+                now_ns=self._clock(),
+            )
+        )
+        await self._sessions.revoke(tenant, subject)
+
+    async def load_revocations(self, tenants: Iterable[str], store: ReceiptStore) -> int:
+        """Replay the revocation chains of ``tenants`` into the session store; how many."""
+        count = 0
+        for tenant in sorted(set(tenants)):
+            for line in await store.export(tenant, REVOCATIONS):
+                doc = orjson.loads(line)
+                if doc.get("kind") != "revocation":
+                    continue
+                subject = (doc.get("detail") or {}).get("subject")
+                if isinstance(subject, str) and subject:
+                    await self._sessions.revoke(tenant, subject)
+                    count += 1
+        await self._sessions.mark_revocations_loaded()
+        return count
+
+    async def revocations_current(self) -> bool:
+        """Whether the session store still holds the replayed revocations."""
+        return await self._sessions.revocations_current()
 
     async def settle_ticket(
         self, ticket: Ticket, verdict: str, kind: str, detail: dict[str, Any]

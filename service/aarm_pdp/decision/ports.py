@@ -67,6 +67,14 @@ class Sessions(Protocol):
 
     async def end(self, ident: Identity) -> tuple[str, int]: ...
 
+    async def revoke(self, tenant: str, subject: str) -> None: ...
+
+    async def revoked(self, ident: Identity) -> bool: ...
+
+    async def revocations_current(self) -> bool: ...
+
+    async def mark_revocations_loaded(self) -> None: ...
+
 
 class Tickets(Protocol):
     """Approval and deferral tickets (AARM R4 STEP_UP and DEFER)."""
@@ -94,6 +102,8 @@ class Tickets(Protocol):
     async def record_attempt(
         self, ticket_id: str, *, facts: list[str], verdict: str, decision_id: str, now_ns: int
     ) -> Ticket: ...
+
+    async def token_still_valid(self, token: str, now_ns: int) -> bool: ...
 
 
 class Receipts(Protocol):
@@ -157,6 +167,18 @@ class NoSessions:
     async def end(self, ident: Identity) -> tuple[str, int]:
         return "", 0
 
+    async def revoke(self, tenant: str, subject: str) -> None:
+        return None
+
+    async def revoked(self, ident: Identity) -> bool:
+        return False
+
+    async def revocations_current(self) -> bool:
+        return True
+
+    async def mark_revocations_loaded(self) -> None:
+        return None
+
 
 class NoTickets:
     """Approvals and deferrals off: a STEP_UP or DEFER carries no ticket id, and no
@@ -189,6 +211,9 @@ class NoTickets:
         self, ticket_id: str, *, facts: list[str], verdict: str, decision_id: str, now_ns: int
     ) -> Ticket:
         raise SessionNotFound("deferrals are not enabled on this engine")
+
+    async def token_still_valid(self, token: str, now_ns: int) -> bool:
+        return False
 
 
 class NoReceipts:

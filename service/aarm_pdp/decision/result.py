@@ -20,6 +20,7 @@ from aarm_pdp.model.decision import (
     RiskLevel,
 )
 from aarm_pdp.model.levels import LEVELS
+from aarm_pdp.model.redaction import redact_values
 
 MAX_REASONS = 64
 MAX_TEXT = 1024
@@ -79,7 +80,7 @@ def _reasons(value: Any) -> tuple[Reason, ...]:
             Reason(
                 code=_str(item, "code", where),
                 rule_id=_str(item, "rule_id", where),
-                message=_str(item, "message", where),
+                message=redact_values(_str(item, "message", where)),
             )
         )
     return tuple(out)

@@ -32,6 +32,10 @@ class Identity:
     delegation_chain: tuple[Delegation, ...] = ()
     expires_at_ns: int = 0
     credential_id: str = ""
+    principal: str = ""
+    """The authenticated caller (enforcement point) that asserted this identity."""
+    human_verified: bool = False
+    """``human`` comes from the verified claims of the tenant's IdP token (AARM R6)."""
 
     def missing(self) -> tuple[str, ...]:
         """Names of the identity parts AARM R6 requires that are absent."""
@@ -82,6 +86,9 @@ class ActionRequest:
     fingerprint: str = ""
     approval_token: str = ""
     raw: bytes = b""
+    unverified: str = ""
+    """Why the end user's identity did not verify where the tenant requires it: the
+    engine answers DENY ``identity_unverified`` (with a receipt); empty when fine."""
 
 
 def delegation_doc(d: Delegation) -> dict[str, Any]:
@@ -107,4 +114,6 @@ def identity_doc(ident: Identity) -> dict[str, Any]:
         "delegation_chain": [delegation_doc(d) for d in ident.delegation_chain],
         "credential_id": ident.credential_id,
         "expires_at": rfc3339(ident.expires_at_ns) if ident.expires_at_ns else "",
+        "principal": ident.principal,
+        "human_verified": ident.human_verified,
     }

@@ -81,6 +81,13 @@ class Metrics:
             ["decision", "code"],
             registry=r,
         )
+        self.auth_failures = Counter(
+            "aarm_auth_failures_total",
+            "Calls refused at the trust boundary (unauthenticated, permission_denied, "
+            "identity_unverified, session ownership), by error code.",
+            ["code"],
+            registry=r,
+        )
         self.drift = Histogram(
             "aarm_drift_score",
             "Per-action drift score (0 aligned .. 1 drifted) computed before policy.",

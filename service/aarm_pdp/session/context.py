@@ -32,6 +32,8 @@ from aarm_pdp.session.store import SessionStore, session_key
 DECODED_CACHE_SIZE = 256
 _ARTIFACT_KINDS = ("path", "url")
 _WRITE_CATEGORIES = ("write", "external_communication")
+_RAN = ("ALLOW", "MODIFY")
+"""Verdicts that let an action run (an approved STEP_UP runs as its own ALLOW)."""
 
 
 @dataclass
@@ -97,6 +99,7 @@ def _open(
             service=ident.service,
             agent=ident.agent,
             now_ns=now_ns,
+            principal=ident.principal,
         )
     state = st.SessionState.from_bytes(raw)
     if check:
@@ -104,9 +107,22 @@ def _open(
     return state
 
 
+def _subjects(ident: Identity) -> list[str]:
+    """What a revocation can name: the human, service, agent, credential and principal."""
+    return [ident.human, ident.service, ident.agent, ident.credential_id, ident.principal]
+
+
 def _check_identity(state: st.SessionState, ident: Identity) -> None:
-    if (state.human and ident.human and state.human != ident.human) or (
-        state.agent and ident.agent and state.agent != ident.agent
+    """The session belongs to the principal and identity that opened it: exactly.
+
+    Leaving a part out is no wildcard (a session of alice is not one of "no human"),
+    and another enforcement point cannot act in it, whatever identity it asserts.
+    """
+    if (
+        state.human != ident.human
+        or state.agent != ident.agent
+        or state.service != ident.service
+        or state.principal != ident.principal
     ):
         raise SessionConflict("identity does not match the session's bound identity")
 
@@ -125,6 +141,10 @@ class SessionContext:
         self._weights = weights or DriftWeights()
         self.semantic: SemanticWorker | None = None
         self._decoded = DecodedStates()
+        # Every revocation this replica knows (its own, and those replayed from the
+        # receipt store): a session store that lost them (a restarted Redis) still
+        # cannot let a revoked subject through.
+        self._revoked: dict[str, set[str]] = {}
 
     async def prepare(self, request: ActionRequest, now_ns: int) -> Prepared:
         """Load the session and compute the context parts of the OPA input."""
@@ -136,9 +156,9 @@ class SessionContext:
         artifacts = sorted(
             {fp for pairs in per_param.values() for kind, fp in pairs if kind in _ARTIFACT_KINDS}
         )
-        subjects = [ident.human, ident.service, ident.agent, ident.credential_id]
+        subjects = _subjects(ident)
         loaded = await self.store.load(key, fps, ident.tenant, artifacts, subjects)
-        if loaded.revoked:
+        if loaded.revoked or self._known_revoked(ident):
             raise IdentityRejected("identity revoked", code=ErrorCode.IDENTITY_REVOKED)
         raw, seen, art_level = loaded.state, loaded.masks, loaded.artifact_level
         state = None if raw is None else self._decoded.peek(key, raw)
@@ -251,23 +271,23 @@ class SessionContext:
         key = session_key(ident.tenant, ident.session_id)
 
         def apply(raw: bytes | None) -> tuple[bytes, tuple[dict[str, Any], str]]:
-            if raw is None:
-                state = st.new_session(
-                    ident.session_id,
-                    tenant=ident.tenant,
-                    human=ident.human,
-                    service=ident.service,
-                    agent=ident.agent,
-                    now_ns=now_ns,
-                    original=original,
+            if raw is not None:
+                # The original request is set only when the session is created: a session
+                # opened implicitly by a Decide cannot be re-seeded with another request.
+                _check_identity(st.SessionState.from_bytes(raw), ident)
+                raise SessionConflict(
+                    "session already exists: start a session before its first action"
                 )
-            else:
-                state = st.SessionState.from_bytes(raw)
-                _check_identity(state, ident)
-                if state.original is not None:
-                    raise SessionConflict("session already started with an original request")
-                state.original = original
-                state.known = True
+            state = st.new_session(
+                ident.session_id,
+                tenant=ident.tenant,
+                human=ident.human,
+                service=ident.service,
+                agent=ident.agent,
+                now_ns=now_ns,
+                original=original,
+                principal=ident.principal,
+            )
             entry = {
                 "kind": "start",
                 "at_ns": now_ns,
@@ -309,9 +329,12 @@ class SessionContext:
             rec = state.decisions.get(decision_id)
             if rec is None:
                 raise SessionNotFound("no such decision in this session")
-            if rec[2] in ("DENY", "DEFER"):
+            if rec[2] not in _RAN:
                 raise SessionConflict(f"decision was {rec[2]}: the action must not have run")
-            trusted = trust if trust is not None else self._catalogue().get(rec[0]).trusted_output
+            # The catalogue's output trust is a floor: an enforcement point may report an
+            # output as less trusted than the catalogue says, never as more.
+            catalogued = self._catalogue().get(rec[0]).trusted_output
+            trusted = catalogued and trust is not False
             trusted_box[:] = [trusted]
             entry = st.record_outcome(
                 state,
@@ -362,6 +385,29 @@ class SessionContext:
 
         _, head = await self.store.update(key, apply, lambda r: _log_bytes(r[0]) if r[0] else [])
         return head
+
+    async def revoked(self, ident: Identity) -> bool:
+        """Whether any subject of ``ident`` is revoked now (one store read)."""
+        if self._known_revoked(ident):
+            return True
+        key = session_key(ident.tenant, ident.session_id)
+        return (await self.store.load(key, [], ident.tenant, [], _subjects(ident))).revoked
+
+    async def revoke(self, tenant: str, subject: str) -> None:
+        """Revoke a subject in a tenant: every later Decide naming it is DENY."""
+        self._revoked.setdefault(tenant, set()).add(subject)
+        await self.store.revoke(tenant, subject)
+
+    async def revocations_current(self) -> bool:
+        """Whether the store still holds the revocations last replayed into it."""
+        return await self.store.revocations_current()
+
+    async def mark_revocations_loaded(self) -> None:
+        await self.store.mark_revocations_loaded()
+
+    def _known_revoked(self, ident: Identity) -> bool:
+        known = self._revoked.get(ident.tenant, set())
+        return any(s and s in known for s in _subjects(ident))
 
     async def end(self, ident: Identity) -> tuple[str, int]:
         """Close a session; returns (final log head, action count)."""

@@ -93,6 +93,7 @@ class RedisSessionStore:
         self._ttl = ttl_seconds
         self._art_ttl = artifact_ttl_seconds
         self._p = prefix
+        self._loaded_key = f"{self._p}rv:loaded"
         self._index_add = self._r.register_script(_INDEX_ADD)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._artifacts_raise = self._r.register_script(_ARTIFACTS_RAISE)
@@ -115,7 +116,12 @@ class RedisSessionStore:
                 pipe.hmget(f"{self._p}a:{tenant_key(tenant)}", arts)
             if subs:
                 pipe.smismember(f"{self._p}r:{tenant_key(tenant)}", subs)
+            pipe.exists(self._loaded_key)
             out: list[Any] = await pipe.execute()
+        if not out[-1]:
+            # Emptied (a restart without persistence): the revocations are gone until
+            # they are replayed from the receipt store. Fail closed until then.
+            raise SessionStoreUnavailable("session store lost its state; revocations not loaded")
         raw = _as_bytes(out[0])
         pos = 1
         masks: dict[str, int] = {}
@@ -245,6 +251,14 @@ class RedisSessionStore:
                 f"{self._p}due", "-inf", now_ns / 1e9, start=0, num=limit
             )
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    async def revocations_current(self) -> bool:
+        with _translate():
+            return bool(await self._r.exists(self._loaded_key))
+
+    async def mark_revocations_loaded(self) -> None:
+        with _translate():
+            await self._r.set(self._loaded_key, b"1")
 
     async def healthy(self) -> bool:
         try:

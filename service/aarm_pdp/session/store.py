@@ -108,6 +108,15 @@ class SessionStore(Protocol):
         """True when the store answers."""
         ...
 
+    async def revocations_current(self) -> bool:
+        """False when the store lost its state (a restarted Redis) since revocations were
+        last replayed into it with :meth:`mark_revocations_loaded`; loads then fail closed."""
+        ...
+
+    async def mark_revocations_loaded(self) -> None:
+        """Say the durable revocations were replayed into this store."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...
@@ -256,6 +265,12 @@ class MemorySessionStore:
 
     async def healthy(self) -> bool:
         return True
+
+    async def revocations_current(self) -> bool:
+        return True  # lives and dies with the process that replays into it
+
+    async def mark_revocations_loaded(self) -> None:
+        return None
 
     async def aclose(self) -> None:
         return None

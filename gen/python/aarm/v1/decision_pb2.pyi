@@ -54,7 +54,7 @@ class Delegation(_message.Message):
     def __init__(self, delegator: _Optional[str] = ..., delegatee: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., issued_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Identity(_message.Message):
-    __slots__ = ("tenant", "human", "service", "agent", "session_id", "roles", "delegation_chain", "expires_at", "credential_id")
+    __slots__ = ("tenant", "human", "service", "agent", "session_id", "roles", "delegation_chain", "expires_at", "credential_id", "human_token")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     HUMAN_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,7 @@ class Identity(_message.Message):
     DELEGATION_CHAIN_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    HUMAN_TOKEN_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     human: str
     service: str
@@ -73,7 +74,8 @@ class Identity(_message.Message):
     delegation_chain: _containers.RepeatedCompositeFieldContainer[Delegation]
     expires_at: _timestamp_pb2.Timestamp
     credential_id: str
-    def __init__(self, tenant: _Optional[str] = ..., human: _Optional[str] = ..., service: _Optional[str] = ..., agent: _Optional[str] = ..., session_id: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., delegation_chain: _Optional[_Iterable[_Union[Delegation, _Mapping]]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., credential_id: _Optional[str] = ...) -> None: ...
+    human_token: str
+    def __init__(self, tenant: _Optional[str] = ..., human: _Optional[str] = ..., service: _Optional[str] = ..., agent: _Optional[str] = ..., session_id: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., delegation_chain: _Optional[_Iterable[_Union[Delegation, _Mapping]]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., credential_id: _Optional[str] = ..., human_token: _Optional[str] = ...) -> None: ...
 
 class Action(_message.Message):
     __slots__ = ("tool", "operation", "parameters", "depends_on", "original_tool")
