@@ -15,10 +15,15 @@ import pytest
 import yaml
 from aarm_pdp.analysis import analyse
 
-CORPUS = Path(__file__).resolve().parents[2] / "tests" / "cases" / "evasion"
-TYPES: dict[str, dict[str, Any]] = json.loads(
-    (CORPUS / "param_types.json").read_text(encoding="utf-8")
-)["tools"]
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "tests" / "cases" / "evasion"
+# The analysed type of each parameter, as the catalogue declares it (its "analysis" key).
+TYPES: dict[str, dict[str, Any]] = {
+    name: {p: spec["analysis"] for p, spec in tool["parameters"].items() if "analysis" in spec}
+    for name, tool in json.loads(
+        (ROOT / "rego" / "aarm" / "catalogue" / "data.json").read_text(encoding="utf-8")
+    )["tools"].items()
+}
 
 
 def _calls() -> list[tuple[str, dict[str, Any]]]:

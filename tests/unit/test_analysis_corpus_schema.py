@@ -99,16 +99,24 @@ def test_every_class_has_benign_look_alikes_and_attacks() -> None:
         assert any(w == "DENY" or (isinstance(w, list) and "DENY" in w) for w in wants)
 
 
-def test_param_types_name_catalogued_parameters() -> None:
+def test_every_corpus_tool_types_its_parameters_in_the_catalogue() -> None:
+    """The catalogue's ``analysis`` key types the parameters the corpus uses (it replaced
+    tests/cases/evasion/param_types.json), and every companion it names exists."""
     tools = _tools()
-    types = json.loads((CORPUS / "param_types.json").read_text(encoding="utf-8"))["tools"]
     known = {"sql", "sql_condition", "shell", "url", "host", "path", "email", "amount", "name"}
-    for tool, params in types.items():
-        assert tool in tools, tool
-        for param, spec in params.items():
-            assert param in tools[tool]["parameters"], f"{tool}.{param}"
+    used = {
+        call["tool"]
+        for path in FILES
+        for case in _load(path)["cases"]
+        for call in [*case.get("history", []), case["call"]]
+    }
+    for tool in used:
+        typed = {p: s["analysis"] for p, s in tools[tool]["parameters"].items() if "analysis" in s}
+        assert typed, f"{tool}: no analysed parameter"
+        for param, spec in typed.items():
             kind = spec if isinstance(spec, str) else spec["type"]
             assert kind in known, f"{tool}.{param}: {kind}"
             if isinstance(spec, dict):
                 for companion in set(spec) - {"type"}:
                     assert spec[companion] in tools[tool]["parameters"], f"{tool}.{param}"
+    assert not (CORPUS / "param_types.json").exists()

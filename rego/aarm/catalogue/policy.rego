@@ -49,7 +49,7 @@ else := "untrusted"
 # title: errors
 # description: |
 #   Problems in the catalogue data (unknown category, tier or type, invalid regex,
-#   malformed egress or cap). Tests require this set to be empty.
+#   malformed egress, cap, analysis or schemes). Tests require this set to be empty.
 errors contains sprintf("%s: unknown category %v", [name, tool.category]) if {
 	some name, tool in data.aarm.catalogue.tools
 	not _known_category(tool)
@@ -119,6 +119,55 @@ errors contains sprintf("%s: requires_facts must be a list of fact names", [name
 	some name, tool in data.aarm.catalogue.tools
 	facts := tool.requires_facts
 	not _string_list(facts)
+}
+
+errors contains sprintf("%s.%s: analysis must be a type of analysis_types (%s) or {\"type\": <type>, <role>: <parameter>}", [name, param, concat(", ", sort(object.keys(data.aarm.catalogue.analysis_types)))]) if {
+	some name, param
+	spec := _specs[name][param]
+	spec.analysis
+	not _known_analysis(spec.analysis)
+}
+
+errors contains sprintf("%s.%s: analysis type %s takes no companion %q (allowed: %v)", [name, param, kind, role, allowed]) if {
+	some name, param
+	spec := _specs[name][param]
+	kind := _analysis_type(spec.analysis)
+	allowed := data.aarm.catalogue.analysis_types[kind]
+	some role, _ in object.remove(spec.analysis, ["type"])
+	not role in allowed
+}
+
+errors contains sprintf("%s.%s: analysis companion %q names %v, which is not a parameter of the tool", [name, param, role, other]) if {
+	some name, param
+	spec := _specs[name][param]
+	is_object(spec.analysis)
+	some role, other in object.remove(spec.analysis, ["type"])
+	not _specs[name][other]
+}
+
+errors contains sprintf("%s.%s: egress of kind %s needs \"analysis\": %q (egress is decided on the parsed facts)", [name, param, spec.egress.kind, spec.egress.kind]) if {
+	some name, param
+	spec := _specs[name][param]
+	spec.egress.kind in {"email", "url"}
+	not _analysis_type(object.get(spec, "analysis", "")) == spec.egress.kind
+}
+
+errors contains sprintf("%s.%s: schemes must be a list of URL schemes on a parameter with \"analysis\": \"url\"", [name, param]) if {
+	some name, param
+	spec := _specs[name][param]
+	schemes := spec.schemes
+	not _valid_schemes(spec, schemes)
+}
+
+_known_analysis(spec) if data.aarm.catalogue.analysis_types[_analysis_type(spec)]
+
+_analysis_type(spec) := spec if is_string(spec)
+
+_analysis_type(spec) := spec.type if is_object(spec)
+
+_valid_schemes(spec, schemes) if {
+	_analysis_type(spec.analysis) == "url"
+	_string_list(schemes)
 }
 
 _specs[name][param] := spec if {

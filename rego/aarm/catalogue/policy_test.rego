@@ -99,3 +99,38 @@ test_allow_catalogue_has_the_scenario_tools if {
 	}
 	data.aarm.catalogue.tools["external_analytics.process"].category == "external_communication"
 }
+
+test_errors_flag_bad_analysis_declarations if {
+	errors := catalogue.errors with data.aarm.catalogue.tools as {"x.y": {
+		"category": "read",
+		"risk_tier": "low",
+		"output_trust": "trusted",
+		"parameters": {
+			"a": {"type": "string", "analysis": "yaml"},
+			"b": {"type": "string", "analysis": {"type": "shell", "currency": "c", "cwd": "nope"}},
+			"c": {"type": "string", "analysis": {"kind": "sql"}},
+			"d": {"type": "string", "egress": {"kind": "url", "mode": "blocklist"}},
+			"e": {"type": "string", "egress": {"kind": "email", "mode": "blocklist"}, "analysis": "url"},
+			"f": {"type": "string", "analysis": "path", "schemes": ["https"]},
+			"g": {"type": "string", "analysis": "url", "schemes": "https"},
+			"h": {"type": "string", "analysis": {"type": "sql", "database": "c"}, "schemes": ["https"]},
+		},
+	}}
+	errors == {
+		`x.y.a: analysis must be a type of analysis_types (amount, email, host, name, path, shell, sql, sql_condition, url) or {"type": <type>, <role>: <parameter>}`,
+		`x.y.c: analysis must be a type of analysis_types (amount, email, host, name, path, shell, sql, sql_condition, url) or {"type": <type>, <role>: <parameter>}`,
+		`x.y.b: analysis type shell takes no companion "currency" (allowed: ["cwd"])`,
+		`x.y.b: analysis companion "cwd" names nope, which is not a parameter of the tool`,
+		`x.y.c: analysis companion "kind" names sql, which is not a parameter of the tool`,
+		`x.y.d: egress of kind url needs "analysis": "url" (egress is decided on the parsed facts)`,
+		`x.y.e: egress of kind email needs "analysis": "email" (egress is decided on the parsed facts)`,
+		`x.y.f: schemes must be a list of URL schemes on a parameter with "analysis": "url"`,
+		`x.y.g: schemes must be a list of URL schemes on a parameter with "analysis": "url"`,
+		`x.y.h: schemes must be a list of URL schemes on a parameter with "analysis": "url"`,
+	}
+}
+
+test_allow_every_analysis_type_is_one_the_service_analyses if {
+	# The Python side checks the same list against aarm_pdp.analysis.TYPES.
+	object.keys(data.aarm.catalogue.analysis_types) == {"amount", "email", "host", "name", "path", "shell", "sql", "sql_condition", "url"}
+}

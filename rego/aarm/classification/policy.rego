@@ -3,8 +3,9 @@
 # description: |
 #   Predicts the classification level (PUBLIC < INTERNAL < CONFIDENTIAL < RESTRICTED) and
 #   labels (PII, FINANCIAL, SECRET, ...) of the data an action reads, before it runs, from
-#   data.aarm.config.classification: tables named by the action (parameter or SQL text),
-#   path rules, a per-tool floor and the tenant-wide classification of the artifacts the
+#   data.aarm.config.classification: tables named by the action (a parameter, or the
+#   tables its parsed SQL reads and targets: input.analysis), path rules (matched on the
+#   path as given and as it resolves), a per-tool floor and the tenant-wide classification of the artifacts the
 #   action names (input.session.artifact_classification). The highest candidate wins.
 #   A read that nothing classifies is predicted at the configured unclassified level
 #   (RESTRICTED: AARM R2, default to the highest sensitivity). main copies the result
@@ -17,6 +18,7 @@
 #   - input: schema.input
 package aarm.classification
 
+import data.aarm.analysis
 import data.aarm.catalogue
 
 _cfg := data.aarm.config.classification
@@ -65,17 +67,21 @@ candidates contains _table_spec(table) if {
 	is_string(table)
 }
 
-candidates contains _table_spec(match[1]) if {
+candidates contains _table_spec(table) if {
 	param := _cfg.sql_params[_name]
-	sql := _params[param]
-	is_string(sql)
-	some match in regex.find_all_string_submatch_n(_cfg.sql_table_pattern, sql, -1)
+	some table in _sql_tables(analysis.facts[param])
+}
+
+# SQL that did not reach policy parsed names nothing we can classify: unclassified.
+candidates contains {"level": _cfg.unclassified} if {
+	param := _cfg.sql_params[_name]
+	analysis.given(param)
+	not _parsed(param)
 }
 
 candidates contains rule if {
 	param := _cfg.path_params[_name]
-	path := _params[param]
-	is_string(path)
+	some path in _path_readings(param)
 	some rule in _cfg.paths
 	regex.match(rule.pattern, path)
 }
@@ -85,6 +91,17 @@ candidates contains _cfg.tools[_name]
 candidates contains {"level": artifact} if {
 	artifact := input.session.artifact_classification
 	level(artifact) >= 0
+}
+
+_sql_tables(f) := {t.name | some t in f.reads; t.object == "table"} | {name | some name in f.tables}
+
+_parsed(param) if analysis.facts[param].parsed == true
+
+# The path as given, and, when analysed, as it resolves and percent-decodes.
+_path_readings(param) := {path | path := _params[param]; is_string(path)} | {reading |
+	some f in analysis.values(param)
+	some reading in [f.normalized, object.get(f, "decoded", null)]
+	is_string(reading)
 }
 
 # A table the config does not know is unclassified: it counts at the unclassified level.

@@ -7,8 +7,8 @@ import data.aarm.testing
 _session(overrides) := {"session": object.union({"artifact_classification": "NONE"}, overrides)}
 
 _predict(name, parameters) := [level, labels] if {
-	level := classification.data_classification with input as testing.input_with(name, parameters, _session({}))
-	labels := classification.data_labels with input as testing.input_with(name, parameters, _session({}))
+	level := classification.data_classification with input as testing.analysed(name, parameters, _session({}), _canned)
+	labels := classification.data_labels with input as testing.analysed(name, parameters, _session({}), _canned)
 }
 
 test_allow_config_has_no_errors if {
@@ -44,7 +44,26 @@ test_classify_sensitive_tables if {
 	_predict("db.query", {"table": "orders"}) == ["INTERNAL", []]
 }
 
+_reads(tables) := testing.sql_facts([testing.statement("SELECT", {"reads": [testing.target("table", null, null, t) | some t in tables]}, [])])
+
+# The tables the analysis finds in each SQL text (reads and statement targets).
+_canned := {
+	"SELECT * FROM customers": _reads(["customers"]),
+	"select o.id from orders o join payroll p on p.id = o.id": _reads(["orders", "payroll"]),
+	"SELECT * FROM orders JOIN mystery ON 1=1": _reads(["orders", "mystery"]),
+	"SELECT * FROM public.orders": _reads(["public.orders"]),
+	"INSERT INTO payroll VALUES (1)": testing.sql_facts([testing.statement("INSERT", {"writes": true}, [testing.target("table", null, null, "payroll")])]),
+	"SELEC": testing.unparsed_facts("sql", "syntax_error", {"statements": []}),
+	"/tmp/../confidential/x.pdf": testing.path_facts("/confidential/x.pdf", {"traversal": true}),
+	"/%63onfidential/x": testing.path_facts("/%63onfidential/x", {"percent_encoded": true, "decoded": "/confidential/x"}),
+}
+
 test_classify_tables_named_in_sql if {
+	_predict("db.query", {"sql": "SELECT * FROM public.orders"}) == ["INTERNAL", []]
+	_predict("db.query", {"sql": "INSERT INTO payroll VALUES (1)"}) == ["RESTRICTED", ["FINANCIAL", "PII"]]
+	_predict("db.query", {"sql": "SELEC"}) == ["RESTRICTED", []]
+	not_analysed := classification.data_classification with input as testing.input_with("db.query", {"sql": "SELECT * FROM public_pricing"}, _session({}))
+	not_analysed == "RESTRICTED"
 	_predict("db.query", {"sql": "SELECT * FROM customers"}) == ["CONFIDENTIAL", ["PII"]]
 	_predict("db.query", {"sql": "select o.id from orders o join payroll p on p.id = o.id"}) == ["RESTRICTED", ["FINANCIAL", "PII"]]
 }
@@ -53,6 +72,11 @@ test_classify_unknown_table_as_restricted if {
 	_predict("db.query", {"table": "mystery"}) == ["RESTRICTED", []]
 	_predict("db.query", {"sql": "SELECT * FROM orders JOIN mystery ON 1=1"}) == ["RESTRICTED", []]
 	_predict("db.query", {"limit": 5}) == ["RESTRICTED", []]
+}
+
+test_classify_paths_in_every_reading if {
+	_predict("file.read", {"path": "/tmp/../confidential/x.pdf"}) == ["RESTRICTED", []]
+	_predict("file.read", {"path": "/%63onfidential/x"}) == ["CONFIDENTIAL", []]
 }
 
 test_classify_paths if {

@@ -17,12 +17,11 @@ package aarm.composition
 
 import data.aarm.catalogue
 import data.aarm.classification
+import data.aarm.egress
 import data.aarm.intent
 import data.aarm.params
 
 _cfg := data.aarm.config.composition
-
-_internal_domains := data.aarm.config.params.egress.internal_domains
 
 _name := input.action.name
 
@@ -30,11 +29,11 @@ _name := input.action.name
 # title: destinations
 # description: |
 #   Where the action sends to: one {param, value, internal} object per e-mail address or
-#   URL in a parameter with an egress spec, and per channel in a configured channel parameter.
-destinations contains {"param": param, "value": text, "internal": _internal(spec.egress.kind, text)} if {
-	some param, spec in catalogue.entry.parameters
-	spec.egress.kind
-	some text in params.strings(input.action.parameters[param])
+#   URL in a parameter with an egress spec (aarm.egress: decided on the host a client
+#   contacts), and per channel in a configured channel parameter.
+destinations contains {"param": d.param, "value": d.value, "internal": _internal(d)} if {
+	some d in egress.destinations
+	d.source == "parameter"
 }
 
 destinations contains {"param": param, "value": text, "internal": _internal_channel(text)} if {
@@ -42,9 +41,9 @@ destinations contains {"param": param, "value": text, "internal": _internal_chan
 	some text in params.strings(input.action.parameters[param])
 }
 
-_internal(kind, text) if {
-	params.domain_in(params.domain(kind, text), _internal_domains)
-} else := false
+_internal(d) if egress.internal(d)
+
+else := false
 
 _internal_channel(text) if {
 	_channel(text) in {_channel(c) | some c in _cfg.external.internal_channels}

@@ -7,10 +7,15 @@ import data.aarm.testing
 _session(overrides) := {"session": object.union_n([testing.session, {"action_count": 1}, overrides])}
 
 _codes(name, parameters, session) := {reason.code | some reason in reasons} if {
-	reasons := composition.deny_reasons with input as testing.input_with(name, parameters, _session(session))
+	reasons := composition.deny_reasons with input as testing.analysed(name, parameters, _session(session), _canned)
 }
 
-_external(name, parameters) if composition.external with input as testing.input_with(name, parameters, _session({}))
+_external(name, parameters) if composition.external with input as testing.analysed(name, parameters, _session({}), _canned)
+
+_canned := {
+	"https://hooks.slack.com/x": testing.url_facts("https", "hooks.slack.com"),
+	"https://api.acme.example/v1/x": testing.url_facts("https", "api.acme.example"),
+}
 
 _confidential := {"highest_classification": "CONFIDENTIAL"}
 
@@ -49,7 +54,7 @@ test_deny_exfiltration_of_tainted_artifact if {
 }
 
 test_deny_exfiltration_message_names_targets_and_taint if {
-	reasons := composition.deny_reasons with input as testing.input_with("email.send", {"to": ["bob@acme.example", "x@partner.com"]}, _session({"highest_classification": "RESTRICTED", "labels": ["PII", "OTHER"]}))
+	reasons := composition.deny_reasons with input as testing.analysed("email.send", {"to": ["bob@acme.example", "x@partner.com"]}, _session({"highest_classification": "RESTRICTED", "labels": ["PII", "OTHER"]}), _canned)
 	some reason in reasons
 	reason.message == "email.send sends to x@partner.com after the session accessed RESTRICTED data and labels PII; data may not leave at the first external hop"
 	reasons2 := composition.deny_reasons with input as testing.input_with("external_analytics.process", {"data": "x"}, _session(_confidential))
@@ -65,7 +70,7 @@ test_allow_send_after_public_or_internal_reads if {
 }
 
 test_deny_exfiltration_threshold_comes_from_config if {
-	codes := {reason.code | some reason in composition.deny_reasons} with input as testing.input_with("email.send", {"to": "x@partner.com"}, _session({"highest_classification": "INTERNAL"}))
+	codes := {reason.code | some reason in composition.deny_reasons} with input as testing.analysed("email.send", {"to": "x@partner.com"}, _session({"highest_classification": "INTERNAL"}), _canned)
 		with data.aarm.config.composition.exfiltration.min_level as "INTERNAL"
 	codes == {"exfiltration_risk"}
 }

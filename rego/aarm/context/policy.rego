@@ -8,6 +8,8 @@
 #   context-dependent DENY (tier 5, code context_rule_denied), STEP_UP a context STEP_UP
 #   (tier 6, code context_supported), ALLOW suppresses lower-priority rules. If they
 #   disagree, conflict is true and aarm.deferral DEFERs with trigger conflict (AARM R3).
+#   A rule that can lower a decision (ALLOW, STEP_UP) holds on a fact only when the
+#   fact's source is authoritative for it (aarm.facts); DENY rules take any source.
 # related_resources:
 #   - ref: docs/policies/context.md
 #     description: context policy page
@@ -16,6 +18,7 @@
 package aarm.context
 
 import data.aarm.catalogue
+import data.aarm.facts
 
 _rules := data.aarm.config.context_rules
 
@@ -27,8 +30,30 @@ applicable contains rule if {
 	_matches(rule.match)
 	every condition in object.get(rule, "conditions", []) {
 		_holds(condition)
+		_trusted(rule, condition)
 	}
 }
+
+# A condition on input.facts lets a rule that lowers the decision apply only when the
+# fact it reads comes from an authoritative source; a DENY rule may use any fact.
+_trusted(rule, _) if rule.decision == "DENY"
+
+_trusted(rule, c) if {
+	rule.decision != "DENY"
+	every name in _fact_names(c) {
+		facts.authoritative[name]
+	}
+}
+
+_fact_names(c) := {name |
+	some path in [c.path, _value_path(c)]
+	path[0] == "facts"
+	name := path[1]
+}
+
+_value_path(c) := c.value if c.op == "eq_path"
+
+else := []
 
 _matches(match) if input.action.name in object.get(match, "names", [])
 

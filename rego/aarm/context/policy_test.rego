@@ -124,3 +124,28 @@ test_rule_without_message_or_group_still_decides if {
 	some f in findings
 	contains(f.reason.message, "no message configured")
 }
+
+# --- fact sources: a rule that lowers the decision needs an authoritative fact ----------
+
+test_allow_rule_ignores_an_unauthoritative_fact if {
+	# The agent says the change ticket is approved and the freeze is on: the freeze (DENY)
+	# holds from any source, the approval (ALLOW) does not, so there is no conflict.
+	facts := {"facts": {"change_ticket": testing.fact("approved", "agent"), "change_freeze": testing.fact(true, "agent")}}
+	i := testing.input_with("credentials.rotate", {"target": "prod-payments"}, _as_alice(facts))
+	not context.conflict with input as i
+	_ids(context.applicable) == {"change_freeze_active"} with input as i
+	{r.rule_id | some r in context.deny_reasons} == {"aarm.context.rule_denied"} with input as i
+}
+
+test_step_up_rule_on_a_fact_needs_an_authoritative_source if {
+	rules := [
+		{"id": "deny", "priority": 1, "decision": "DENY", "match": {"names": ["crm.query"]}, "conditions": []},
+		{"id": "lift", "priority": 2, "decision": "STEP_UP", "approver_group": "security", "match": {"names": ["crm.query"]}, "conditions": [
+			{"path": ["action", "parameters", "query"], "op": "eq_path", "value": ["facts", "approved_query", "value"]},
+		]},
+	]
+	asserted := testing.input_with("crm.query", {"query": "x"}, _as_alice({"facts": {"approved_query": testing.fact("x", "enforcement_point")}}))
+	_ids(context.top) == {"deny"} with input as asserted with data.aarm.config.context_rules as rules
+	trusted := testing.input_with("crm.query", {"query": "x"}, _as_alice({"facts": {"approved_query": testing.fact("x", "ticketing")}}))
+	_ids(context.top) == {"lift"} with input as trusted with data.aarm.config.context_rules as rules
+}

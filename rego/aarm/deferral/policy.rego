@@ -2,15 +2,17 @@
 # title: DEFER triggers and the denies that bound deferral
 # description: |
 #   Tier 4 (DEFER): no confident decision is possible yet. Each finding names its trigger
-#   (AARM R3, docs/opa-contract.md): missing_context (a fact the tool requires is absent
-#   or not a boolean), dependency (the action consumes the output of a still-deferred
+#   (AARM R3, docs/opa-contract.md): missing_context (a fact the tool requires is absent,
+#   not a boolean, or true only by the word of a source that is not authoritative for
+#   it: aarm.facts), dependency (the action consumes the output of a still-deferred
 #   action; context_needed names resolution:<decision_id>), conflict (the facts report an
 #   environment-state conflict, or top-priority context rules disagree), low_confidence
 #   (risk_signals.intent_confidence below the threshold). The deferral part names the
 #   first trigger in the configured order and every context item needed.
 #   Tier 3 (DENY): a dependency that was denied (dependency_denied) or a deferral cascade
 #   deeper than the limit (defer_depth_exceeded): no further context could help.
-#   Tier 5 (context-dependent DENY): a required fact is present and false (context_denied).
+#   Tier 5 (context-dependent DENY): a required fact is present and false (context_denied),
+#   whoever asserts it: a fact may always tighten.
 # related_resources:
 #   - ref: docs/policies/deferral.md
 #     description: deferral policy page
@@ -20,6 +22,7 @@ package aarm.deferral
 
 import data.aarm.catalogue
 import data.aarm.context
+import data.aarm.facts
 
 _cfg := data.aarm.config.deferral
 
@@ -27,13 +30,20 @@ _name := input.action.name
 
 _required contains fact if some fact in catalogue.entry.requires_facts
 
-# Absent, or present without a boolean value: the rule cannot be evaluated.
+# Absent, present without a boolean value, or true only by an unauthoritative word: the
+# requirement is not met and cannot be refused either, so the action waits for it.
 _missing contains fact if {
 	some fact in _required
-	not _decidable(fact)
+	not _satisfied(fact)
+	not fact in _refused
 }
 
-_decidable(fact) if is_boolean(input.facts[fact].value)
+_satisfied(fact) if facts.authoritative[fact].value == true
+
+_unauthoritative contains fact if {
+	some fact in _missing
+	facts.asserted[fact].value == true
+}
 
 _refused contains fact if {
 	some fact in _required
@@ -54,6 +64,18 @@ _findings contains _finding(rego.metadata.rule(), [fact], sprintf(
 	[_name, fact],
 )) if {
 	some fact in _missing
+	not fact in _unauthoritative
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.deferral.missing_context
+#   code: missing_context
+_findings contains _finding(rego.metadata.rule(), [fact], sprintf(
+	"%s needs context fact %q from an authoritative source; %q asserts it, and only the sources configured for it in config.facts can lower a tier",
+	[_name, fact, facts.source(fact)],
+)) if {
+	some fact in _unauthoritative
 }
 
 # METADATA
@@ -73,7 +95,7 @@ _findings contains _finding(rego.metadata.rule(), [concat("", ["resolution:", id
 #   code: conflict
 _findings contains _finding(rego.metadata.rule(), [fact], sprintf(
 	"fact %q from %v reports that environment signals disagree (for example an approved ticket and a frozen monitor); %s waits until they are reconciled",
-	[fact, object.get(input.facts[fact], "source", "the request"), _name],
+	[fact, facts.source(fact), _name],
 )) if {
 	fact := _cfg.conflict_fact
 	input.facts[fact].value == true
@@ -137,7 +159,7 @@ dependency_deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 #   code: context_denied
 deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 	"%s requires context fact %q to be true; %v reports false",
-	[_name, fact, object.get(input.facts[fact], "source", "the request")],
+	[_name, fact, facts.source(fact)],
 )) if {
 	some fact in _refused
 }

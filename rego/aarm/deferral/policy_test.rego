@@ -46,6 +46,43 @@ test_allow_when_fact_is_true if {
 	count(deferral.deny_reasons) == 0 with input as testing.input_with("credentials.rotate", _target, _window(true))
 }
 
+test_defer_when_only_an_unauthoritative_source_says_true if {
+	every source in ["agent", "enforcement_point", "Agent ", "unknown-system", ""] {
+		i := testing.input_with("credentials.rotate", _target, {"facts": {"maintenance_window": testing.fact(true, source)}})
+		reasons := deferral.reasons with input as i
+		[r.rule_id | some r in reasons] == ["aarm.deferral.missing_context"]
+		some r in reasons
+		contains(r.message, "authoritative")
+		deferral.deferral.context_needed == ["maintenance_window"] with input as i
+		count(deferral.deny_reasons) == 0 with input as i
+	}
+}
+
+test_deny_when_any_source_says_false if {
+	# A fact may always tighten: the agent's own "false" denies like the calendar's.
+	i := testing.input_with("credentials.rotate", _target, {"facts": {"maintenance_window": testing.fact(false, "agent")}})
+	{r.code | some r in deferral.deny_reasons} == {"context_denied"} with input as i
+	count(deferral.reasons) == 0 with input as i
+}
+
+test_allow_authoritative_sources_come_from_config if {
+	i := testing.input_with("credentials.rotate", _target, {"facts": {"maintenance_window": testing.fact(true, "my-cmdb")}})
+	count(deferral.reasons) == 1 with input as i
+	count(deferral.reasons) == 0 with input as i
+		with data.aarm.config.facts as _sources({"*": ["my-cmdb"]})
+	count(deferral.reasons) == 0 with input as i
+		with data.aarm.config.facts as _sources({"maintenance_window": ["My-CMDB"]})
+	count(deferral.reasons) == 1 with input as i
+		with data.aarm.config.facts as _sources({"maintenance_window": ["other"], "*": ["my-cmdb"]})
+
+	# A self-asserted source stays unauthoritative even when a list names it.
+	j := testing.input_with("credentials.rotate", _target, {"facts": {"maintenance_window": testing.fact(true, "agent")}})
+	count(deferral.reasons) == 1 with input as j
+		with data.aarm.config.facts as _sources({"*": ["agent"]})
+}
+
+_sources(lists) := {"authoritative_sources": lists, "self_asserted_sources": data.aarm.config.facts.self_asserted_sources}
+
 test_allow_tools_without_required_facts if {
 	count(deferral.reasons) == 0 with input as testing.input_for("db.query", _target)
 	count(deferral.reasons) == 0 with input as testing.input_for("mcp.mystery", _target)
@@ -59,7 +96,7 @@ test_defer_timeout_and_trigger_come_from_config if {
 
 # --- issue 4 triggers ---------------------------------------------------------------
 
-_fact(value) := testing.fact(value, "monitor")
+_fact(value) := testing.fact(value, "monitoring")
 
 test_defer_dependency_on_deferred_action if {
 	i := testing.input_with("crm.query", _target, {"dependencies": {"deferred": ["d-2", "d-1"], "denied": [], "unknown": [], "depth": 1}})

@@ -2,9 +2,15 @@
 # title: Forbidden actions
 # description: |
 #   Tier 1 of the AARM precedence. Actions that are never acceptable, whatever the
-#   facts, identity or approvals say: dropping a production database (by tool, by SQL
-#   text or through a shell), wiping the root filesystem, and disabling security
-#   controls or audit logging. Each finding is a DENY reason with code "forbidden".
+#   facts, identity or approvals say, decided on what the action does (input.analysis),
+#   never on how its strings are spelled: dropping a production database, schema or
+#   table (by tool, by SQL wherever it is: statements, DO blocks, function bodies,
+#   dynamic SQL folded from constants, a shell's psql -c); running a program on the
+#   database server (COPY ... TO PROGRAM); recursively deleting a protected path or
+#   deleting inside a system tree (by tool or by shell, through any quoting, globbing,
+#   cd, nesting or encoding); writing to or formatting a block device and wiping
+#   permissions of protected paths; disabling security controls or audit logging.
+#   Each finding is a DENY reason with code "forbidden". No fact can lift one.
 # related_resources:
 #   - ref: docs/policies/forbidden.md
 #     description: forbidden policy page
@@ -12,7 +18,11 @@
 #   - input: schema.input
 package aarm.forbidden
 
+import data.aarm.analysis
+
 _cfg := data.aarm.config.forbidden
+
+_production := data.aarm.config.production
 
 _name := input.action.name
 
@@ -20,17 +30,16 @@ _params := input.action.parameters
 
 # METADATA
 # title: reasons
-# description: A DENY reason for each forbidden pattern the action matches.
+# description: A DENY reason for each forbidden effect the action has.
 # custom:
 #   rule_id: aarm.forbidden.drop_production_database
 #   code: forbidden
 reasons contains _reason(rego.metadata.rule(), sprintf(
 	"%s of database %q is forbidden: production databases are never dropped by an agent, whatever the request context claims",
-	[_name, target],
+	[_name, _params[param]],
 )) if {
 	param := _cfg.drop_database_tools[_name]
-	target := _params[param]
-	_is_production(target)
+	analysis.production_param(param)
 }
 
 # METADATA
@@ -38,37 +47,27 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 #   rule_id: aarm.forbidden.drop_production_database
 #   code: forbidden
 reasons contains _reason(rego.metadata.rule(), sprintf(
-	"%s runs a DROP statement against a production (or unspecified) database; dropping production data is forbidden",
-	[_name],
+	"%s parameter %q runs %s %s on a production (or unspecified) database; dropping production data is forbidden",
+	[_name, s.param, statement.command, _targets(statement)],
 )) if {
-	tool := _cfg.sql_tools[_name]
-	sql := _params[tool.sql_param]
-	regex.match(_cfg.drop_sql_pattern, sql)
-	_sql_targets_production(tool, sql)
+	some s in analysis.sql
+	s.facts.parsed == true
+	some statement in s.facts.statements
+	statement.command in _cfg.drop_commands
+	_on_production(s, statement)
 }
 
 # METADATA
 # custom:
-#   rule_id: aarm.forbidden.drop_production_database
+#   rule_id: aarm.forbidden.sql_server_program
 #   code: forbidden
 reasons contains _reason(rego.metadata.rule(), sprintf(
-	"%s command contains a DROP DATABASE/SCHEMA/TABLE statement; the shell path gets the same rule as the database tools",
-	[_name],
+	"%s parameter %q runs a program on the database server (COPY ... TO/FROM PROGRAM); agents never execute commands on a database host",
+	[_name, s.param],
 )) if {
-	command := _params[_cfg.shell_tools[_name]]
-	regex.match(_cfg.drop_sql_pattern, command)
-}
-
-# METADATA
-# custom:
-#   rule_id: aarm.forbidden.recursive_root_delete
-#   code: forbidden
-reasons contains _reason(rego.metadata.rule(), sprintf(
-	"%s command recursively deletes a protected system path (rm -rf / and variants are forbidden)",
-	[_name],
-)) if {
-	command := _params[_cfg.shell_tools[_name]]
-	_wipes_root(command)
+	some s in analysis.sql
+	s.facts.parsed == true
+	s.facts.executes_program == true
 }
 
 # METADATA
@@ -76,12 +75,67 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 #   rule_id: aarm.forbidden.recursive_root_delete
 #   code: forbidden
 reasons contains _reason(rego.metadata.rule(), sprintf(
-	"%s of protected path %q is forbidden",
-	[_name, path],
+	"%s parameter %q recursively deletes a protected path (%s); rm -rf / and its variants are forbidden",
+	[_name, s.param, _deleted(s.facts)],
+)) if {
+	some s in analysis.shell
+	s.facts.effects.root_wipe == true
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.forbidden.recursive_root_delete
+#   code: forbidden
+reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s of protected path %q (resolves to %s) is forbidden",
+	[_name, _params[tool.path_param], _resolved(tool.path_param)],
 )) if {
 	tool := _cfg.file_delete_tools[_name]
-	path := _params[tool.path_param]
-	_protected_path(path)
+	_path_flag(tool.path_param, "protected")
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.forbidden.system_path_delete
+#   code: forbidden
+reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s parameter %q deletes inside a system tree (%s); agents never delete system files",
+	[_name, s.param, _deleted(s.facts)],
+)) if {
+	some s in analysis.shell
+	s.facts.effects.system_delete == true
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.forbidden.system_path_delete
+#   code: forbidden
+reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s of %q (resolves to %s) deletes inside a system tree; agents never delete system files",
+	[_name, _params[tool.path_param], _resolved(tool.path_param)],
+)) if {
+	tool := _cfg.file_delete_tools[_name]
+	_path_flag(tool.path_param, "system")
+	not _path_flag(tool.path_param, "protected")
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.forbidden.device_or_permission_wipe
+#   code: forbidden
+reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s parameter %q %s; destroying a disk or the permissions of the system is forbidden",
+	[_name, s.param, concat(" and ", sort(effects))],
+)) if {
+	some s in analysis.shell
+	effects := {_wipe_effects[effect] | some effect, _ in _wipe_effects; s.facts.effects[effect] == true}
+	count(effects) > 0
+}
+
+_wipe_effects := {
+	"device_write": "writes to a block device",
+	"format_device": "formats a device",
+	"permission_wipe": "wipes the permissions or ownership of a protected path",
 }
 
 # METADATA
@@ -101,12 +155,13 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 #   rule_id: aarm.forbidden.disable_security_control
 #   code: forbidden
 reasons contains _reason(rego.metadata.rule(), sprintf(
-	"%s command disables a security control or audit logging (matched %q)",
-	[_name, pattern],
+	"%s parameter %q runs %q, which disables a security control or audit logging",
+	[_name, s.param, concat(" ", command.argv)],
 )) if {
-	command := _params[_cfg.shell_tools[_name]]
-	some pattern in _cfg.security_disable_command_patterns
-	regex.match(pattern, command)
+	some s in analysis.shell
+	some command in s.facts.commands
+	some rule in _cfg.security_disable_commands
+	_disables(rule, command)
 }
 
 _reason(meta, message) := {
@@ -115,78 +170,67 @@ _reason(meta, message) := {
 	"message": message,
 }
 
-_is_production(value) if regex.match(_cfg.production_pattern, value)
-
-# The SQL names a production database, or a target parameter does.
-_sql_targets_production(_, sql) if _is_production(sql)
-
-_sql_targets_production(tool, _) if {
-	some param in tool.target_params
-	_is_production(_params[param])
+# A statement runs against production when a database or schema it targets reads as
+# production, or the parameters naming its connection do, or none names it (the
+# default connection, a shell client's unknown one) and the config assumes production.
+_on_production(_, statement) if {
+	some target in statement.targets
+	some raw in [target.database, target.schema]
+	analysis.production_target(raw)
 }
 
-# No target parameter at all: the default connection, which we treat as production.
-_sql_targets_production(tool, _) if {
-	_cfg.assume_production_when_unspecified == true
-	every param in tool.target_params {
-		not _params[param]
+_on_production(s, _) if {
+	some param in s.connection
+	analysis.production_param(param)
+}
+
+_on_production(s, _) if {
+	_production.assume_when_unspecified == true
+	every param in s.connection {
+		not analysis.given(param)
 	}
 }
+
+_targets(statement) := concat(", ", sort({_target_name(t) | some t in statement.targets}))
+
+_target_name(t) := concat(".", [part | some part in [t.database, t.schema, t.name]; is_string(part)])
+
+_deleted(f) := concat(", ", sort({t.normalized |
+	some d in f.deletes
+	some t in d.targets
+	is_string(t.normalized)
+}))
+
+_path_flag(param, flag) if {
+	some f in analysis.values(param)
+	f[flag] == true
+}
+
+# A path parameter given but not analysed is read as protected (its most dangerous reading).
+_path_flag(param, _) if {
+	analysis.given(param)
+	not analysis.facts[param]
+}
+
+_resolved(param) := concat(" / ", sort({reading |
+	some f in analysis.values(param)
+	some reading in [f.normalized, object.get(f, "decoded", null)]
+	is_string(reading)
+})) if analysis.facts[param]
+
+else := "an unanalysed path"
 
 _security_tool if data.aarm.catalogue.tools[_name].category == "security_control"
 
 _security_tool if input.action.tool in _cfg.security_tool_namespaces
 
-_wipes_root(command) if {
-	some pattern in _cfg.root_wipe_command_patterns
-	regex.match(pattern, command)
-}
-
-_wipes_root(command) if {
-	some segment in regex.split(`[;&|\n]+|\$\(|\x60`, command)
-	tokens := [token |
-		some raw in regex.split(`\s+`, trim_space(segment))
-		token := trim(raw, `"'`)
-		token != ""
-	]
-	some i, program in tokens
-	_is_rm(program)
-	args := array.slice(tokens, i + 1, count(tokens))
-	_recursive_rm(args)
-}
-
-_is_rm(program) if program == "rm"
-
-_is_rm(program) if endswith(program, "/rm")
-
-_recursive_rm(args) if "--no-preserve-root" in args
-
-_recursive_rm(args) if {
-	_has_recursive_flag(args)
-	some arg in args
-	not startswith(arg, "-")
-	_protected_path(arg)
-}
-
-_has_recursive_flag(args) if "--recursive" in args
-
-_has_recursive_flag(args) if {
-	some arg in args
-	regex.match(`^-[a-zA-Z]*[rR]`, arg)
-}
-
-_protected_path(path) if _normalize(path) in _cfg.protected_paths
-
-# "/etc/*" protects like "/etc".
-_protected_path(path) if {
-	normalized := _normalize(path)
-	endswith(normalized, "/*")
-	_normalize(trim_suffix(normalized, "/*")) in _cfg.protected_paths
-}
-
-_normalize(path) := "/" if trim_right(trim_space(path), "/") == ""
-
-_normalize(path) := trimmed if {
-	trimmed := trim_right(trim_space(path), "/")
-	trimmed != ""
+# A command disables a control when its program is one the rule names and, for each
+# alternative set of the rule, one of its arguments is in the set (case-insensitive).
+_disables(rule, command) if {
+	lower(command.program) in rule.programs
+	args := {lower(arg) | some i, arg in command.argv; i > 0}
+	every alternatives in rule.all_of {
+		some arg in args
+		arg in alternatives
+	}
 }

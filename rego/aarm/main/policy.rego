@@ -2,7 +2,8 @@
 # title: AARM decision entrypoint
 # description: |
 #   Combines the tiers of the reference pack into exactly one decision document, in
-#   the AARM precedence order of docs/opa-contract.md: forbidden DENY, parameter DENY,
+#   the AARM precedence order of docs/opa-contract.md: forbidden DENY, parameter DENY
+#   (validation, egress, unparseable values),
 #   compositional-risk DENY, DEFER, context-dependent DENY, context STEP_UP, baseline
 #   high-impact STEP_UP, parameter MODIFY, catalogued ALLOW, and the default posture for
 #   tools not in the catalogue. The first tier with a finding decides; lower tiers never
@@ -16,11 +17,13 @@
 #   - input: schema.input
 package aarm.main
 
+import data.aarm.analysis
 import data.aarm.catalogue
 import data.aarm.classification
 import data.aarm.composition
 import data.aarm.context
 import data.aarm.deferral
+import data.aarm.egress
 import data.aarm.forbidden
 import data.aarm.intent
 import data.aarm.params
@@ -52,7 +55,7 @@ _context_stepups := ((intent.stepup_findings | context.stepup_findings) | proven
 # The finding tiers in precedence order. The first tier with a reason decides.
 _finding_tiers := [
 	{"decision": "DENY", "reasons": forbidden.reasons},
-	{"decision": "DENY", "reasons": params.deny_reasons},
+	{"decision": "DENY", "reasons": ((params.deny_reasons | egress.deny_reasons) | analysis.deny_reasons)},
 	{"decision": "DENY", "reasons": (((composition.deny_reasons | provenance.deny_reasons) | signals.deny_reasons) | deferral.dependency_deny_reasons)},
 	{"decision": "DEFER", "reasons": deferral.reasons},
 	{"decision": "DENY", "reasons": ((deferral.deny_reasons | context.deny_reasons) | intent.deny_reasons)},

@@ -6,7 +6,26 @@ import data.aarm.testing
 _decide(name, parameters) := _decide_with_facts(name, parameters, {})
 
 _decide_with_facts(name, parameters, facts) := d if {
-	d := main.decision with input as testing.input_with(name, parameters, object.union(testing.contract, {"facts": facts}))
+	d := main.decision with input as testing.analysed(name, parameters, object.union(testing.contract, {"facts": facts}), _canned)
+}
+
+# The facts the service's analysis step gives the values these tests use (aarm.testing
+# derives amounts, names, e-mail domains and plain paths itself).
+_canned := {
+	"rm -rf /": testing.shell_facts(
+		[testing.command(["rm", "-rf", "/"])],
+		{"recursive_delete": true, "root_wipe": true, "system_delete": true},
+		{"deletes": [{"program": "rm", "recursive": true, "targets": [testing.path_facts("/", {"protected": true, "system": true})]}]},
+	),
+	"DROP TABLE users": testing.sql_facts([testing.statement(
+		"DROP TABLE", {"writes": true, "destructive": true},
+		[testing.target("table", null, null, "users")],
+	)]),
+	"SELECT * FROM customers": testing.sql_facts([testing.statement("SELECT", {"reads": [testing.target("table", null, null, "customers")]}, [])]),
+	"created_at >= '2026-11-25'": testing.condition_facts("present", []),
+	"https://steal-keys.com/form": testing.url_facts("https", "steal-keys.com"),
+	"https://webhook.site/abc": testing.url_facts("https", "webhook.site"),
+	"/tmp/*": testing.path_facts("/tmp/*", {"glob": true}),
 }
 
 _fact(value) := testing.fact(value, "ticketing")
@@ -107,10 +126,10 @@ test_deny_forbidden_whatever_the_facts_claim if {
 }
 
 test_deny_forbidden_beats_default_posture_allow if {
-	d := main.decision with input as testing.input_with("shell.exec", {"command": "rm -rf /"}, testing.contract)
+	d := main.decision with input as testing.analysed("shell.exec", {"command": "rm -rf /"}, testing.contract, _canned)
 		with data.aarm.config.default_posture as "ALLOW"
 	d.decision == "DENY"
-	d.matched_rules == ["aarm.forbidden.recursive_root_delete"]
+	d.matched_rules == ["aarm.forbidden.recursive_root_delete", "aarm.forbidden.system_path_delete"]
 }
 
 test_deny_forbidden_for_uncatalogued_security_tool if {
@@ -141,9 +160,25 @@ test_defer_beats_step_up if {
 }
 
 test_step_up_once_the_fact_is_present if {
-	d := _decide_with_facts("db.drop_database", {"database": "staging"}, {"backup_verified": _fact(true)})
+	d := _decide_with_facts("db.drop_database", {"database": "staging"}, {"backup_verified": testing.fact(true, "backup-service")})
 	d.decision == "STEP_UP"
 	d.approval.approvers == ["data-owners"]
+}
+
+test_defer_while_only_an_unauthoritative_source_asserts_the_fact if {
+	# backup_verified lowers the tier only from the configured backup-service: the agent's
+	# own word, the enforcement point's, or a source trusted for other facts leave it deferred.
+	every source in ["agent", "enforcement_point", "ticketing", ""] {
+		d := _decide_with_facts("db.drop_database", {"database": "staging"}, {"backup_verified": testing.fact(true, source)})
+		d.decision == "DEFER"
+		d.deferral.context_needed == ["backup_verified"]
+	}
+}
+
+test_deny_forbidden_whatever_an_authoritative_source_says if {
+	d := _decide_with_facts("db.drop_database", {"database": "prod1"}, {"backup_verified": testing.fact(true, "backup-service")})
+	d.decision == "DENY"
+	[reason.code | some reason in d.reasons] == ["forbidden"]
 }
 
 test_step_up_beats_modify if {
@@ -206,20 +241,20 @@ test_allow_default_posture_does_not_touch_catalogued_tools if {
 # --- totality, shape and determinism --------------------------------------------------
 
 _samples := [
-	testing.input_with("db.query", {"table": "customers", "limit": 10}, testing.contract),
-	testing.input_with("db.query", {"table": "customers", "limit": 5000}, testing.contract),
-	testing.input_with("db.query", "SELECT 1", testing.contract),
-	testing.input_with("db.query", null, testing.contract),
-	testing.input_with("db.query", {"table": ["customers"], "limit": "10"}, testing.contract),
-	testing.input_with("payments.transfer", _transfer(25000), testing.contract),
-	testing.input_with("payments.transfer", {}, testing.contract),
-	testing.input_with("credentials.rotate", {"target": "prod-payments"}, testing.contract),
-	testing.input_with("credentials.rotate", {"target": "prod-payments"}, object.union(testing.contract, {"facts": {"maintenance_window": "yes"}})),
-	testing.input_with("database.drop", {"database": "production"}, testing.contract),
-	testing.input_with("shell.exec", {"command": 42}, testing.contract),
-	testing.input_with("email.send", {"to": ["a@acme.example", {"nested": true}]}, testing.contract),
-	testing.input_with("mcp.mystery", {}, testing.contract),
-	testing.input_with("", {}, testing.contract),
+	testing.analysed("db.query", {"table": "customers", "limit": 10}, testing.contract, _canned),
+	testing.analysed("db.query", {"table": "customers", "limit": 5000}, testing.contract, _canned),
+	testing.analysed("db.query", "SELECT 1", testing.contract, _canned),
+	testing.analysed("db.query", null, testing.contract, _canned),
+	testing.analysed("db.query", {"table": ["customers"], "limit": "10"}, testing.contract, _canned),
+	testing.analysed("payments.transfer", _transfer(25000), testing.contract, _canned),
+	testing.analysed("payments.transfer", {}, testing.contract, _canned),
+	testing.analysed("credentials.rotate", {"target": "prod-payments"}, testing.contract, _canned),
+	testing.analysed("credentials.rotate", {"target": "prod-payments"}, object.union(testing.contract, {"facts": {"maintenance_window": "yes"}}), _canned),
+	testing.analysed("database.drop", {"database": "production"}, testing.contract, _canned),
+	testing.analysed("shell.exec", {"command": 42}, testing.contract, _canned),
+	testing.analysed("email.send", {"to": ["a@acme.example", {"nested": true}]}, testing.contract, _canned),
+	testing.analysed("mcp.mystery", {}, testing.contract, _canned),
+	testing.analysed("", {}, testing.contract, _canned),
 	{"version": "aarm.v1", "action": {}, "identity": {}, "facts": {}, "risk_signals": {}},
 	{},
 ]
@@ -287,7 +322,7 @@ test_deny_reasons_sorted_by_rule_id if {
 	d.decision == "DENY"
 	ids := [reason.rule_id | some reason in d.reasons]
 	ids == sort(ids)
-	count(ids) == 3
+	ids == ["aarm.analysis.unparsed", "aarm.egress.blocklist", "aarm.params.type", "aarm.params.type"]
 }
 
 # --- issue 4: session context, provenance and drift, end to end ------------------------
@@ -297,9 +332,10 @@ test_deny_reasons_sorted_by_rule_id if {
 
 # A full aarm.v1 input: the contract example's request fields and the issue-4 keys of a
 # known session with no history, with `extra` deep-merged over them.
-_step(name, parameters, extra) := testing.input_with(
+_step(name, parameters, extra) := testing.analysed(
 	name, parameters,
 	object.union_n([testing.contract, testing.known_session, extra]),
+	_canned,
 )
 
 _run(name, parameters, extra) := d if {

@@ -3,8 +3,11 @@
 # description: |
 #   Checks the action's parameters against the catalogue schema of its tool.
 #   Tier 2 (DENY): a value that is missing, of the wrong type, out of range, not
-#   matching its pattern or enum (code parameter_invalid), or on a block list / off an
-#   allow list such as the egress domain lists (code parameter_blocked).
+#   matching its pattern, enum or URL schemes (code parameter_invalid), or on a block
+#   list (code parameter_blocked; a path's block patterns are matched against every
+#   reading of the path: as given, resolved, and percent-decoded). Analysed SQL decides
+#   the read-only contract: a read tool whose SQL writes, and a filter parameter that
+#   carries more than a condition, are parameter_blocked. Egress lists: aarm.egress.
 #   Tier 7 (MODIFY): a value above its cap, or a capped value left out, is replaced and
 #   the whole corrected parameter object is returned (code parameter_modified).
 # related_resources:
@@ -14,9 +17,8 @@
 #   - input: schema.input
 package aarm.params
 
+import data.aarm.analysis
 import data.aarm.catalogue
-
-_egress := data.aarm.config.params.egress
 
 _name := input.action.name
 
@@ -197,45 +199,57 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 #   rule_id: aarm.params.blocklist
 #   code: parameter_blocked
 deny_reasons contains _reason(rego.metadata.rule(), sprintf(
-	"%s parameter %q value %q matches blocked pattern %s",
-	[_name, param, text, pattern],
+	"%s parameter %q value %q (read as %q) matches blocked pattern %s",
+	[_name, param, text, reading, pattern],
 )) if {
 	some param, value in _given
 	spec := _specs[param]
 	some text in _strings(value)
+	some reading in _readings(param, text)
 	some pattern in spec.blocked_patterns
-	regex.match(pattern, text)
+	regex.match(pattern, reading)
 }
 
 # METADATA
 # custom:
-#   rule_id: aarm.params.egress_blocklist
-#   code: parameter_blocked
+#   rule_id: aarm.params.scheme
+#   code: parameter_invalid
 deny_reasons contains _reason(rego.metadata.rule(), sprintf(
-	"%s parameter %q sends to %q, and domain %q is on the egress block list",
-	[_name, param, text, domain],
+	"%s parameter %q uses scheme %q; allowed: %s",
+	[_name, param, f.scheme, concat(", ", spec.schemes)],
 )) if {
-	some param, value in _given
-	kind := _specs[param].egress.kind
-	some text in _strings(value)
-	domain := _domain(kind, text)
-	_domain_in(domain, _egress.blocked_domains)
+	some param, spec in _specs
+	is_array(spec.schemes)
+	some f in analysis.values(param)
+	f.parsed == true
+	not f.scheme in spec.schemes
 }
 
 # METADATA
 # custom:
-#   rule_id: aarm.params.egress_allowlist
+#   rule_id: aarm.params.read_only_sql
 #   code: parameter_blocked
 deny_reasons contains _reason(rego.metadata.rule(), sprintf(
-	"%s parameter %q sends to %q, and domain %q is not internal or on the egress allow list",
-	[_name, param, text, domain],
+	"%s is a read tool, and its parameter %q %s; a read tool may only read",
+	[_name, s.param, concat(", ", sort(effects))],
 )) if {
-	some param, value in _given
-	egress := _specs[param].egress
-	egress.mode == "allowlist"
-	some text in _strings(value)
-	domain := _domain(egress.kind, text)
-	not _domain_in(domain, array.concat(_egress.internal_domains, _egress.allowed_domains))
+	catalogue.category == "read"
+	some s in analysis.sql
+	effects := _sql_write_effects(s.facts)
+	count(effects) > 0
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.params.condition_injection
+#   code: parameter_blocked
+deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s parameter %q is a filter condition but carries more than a condition (%s)",
+	[_name, s.param, concat(", ", object.get(s.facts, "commands", []))],
+)) if {
+	some s in analysis.sql
+	analysis.declared[s.param].type == "sql_condition"
+	s.facts.injection == true
 }
 
 # METADATA
@@ -273,16 +287,6 @@ modified_parameters := object.union(object.union(_given, _filled), _capped)
 #   The string values a parameter value holds: the value itself, or the string items of
 #   a list. Shared with aarm.composition, which finds a send's destinations.
 strings(value) := _strings(value)
-
-# METADATA
-# title: domain
-# description: The lower-cased domain of an e-mail address (kind "email") or URL (kind "url"); "" when none.
-domain(kind, text) := _domain(kind, text)
-
-# METADATA
-# title: domain_in
-# description: True when a domain equals, or is a subdomain of, an entry of the list.
-domain_in(domain, domains) if _domain_in(domain, domains)
 
 _reason(meta, message) := {
 	"code": meta.custom.code,
@@ -347,30 +351,28 @@ _scalars(value) := [value] if not is_array(value)
 
 _scalars(value) := value if is_array(value)
 
-_domain("email", text) := _email_domain(text)
-
-_domain("url", text) := _url_domain(text)
-
-_email_domain(text) := trim(parts[count(parts) - 1], " <>.") if {
-	parts := split(lower(trim_space(text)), "@")
-	count(parts) > 1
-} else := ""
-
-_url_domain(text) := trim_right(lower(match[0][1]), ".") if {
-	match := regex.find_all_string_submatch_n(
-		`^[A-Za-z][A-Za-z0-9+.-]*://(?:[^@/?#]*@)?\[?([^/:?#\]]+)`,
-		trim_space(text),
-		1,
-	)
-	count(match) == 1
-} else := ""
-
-_domain_in(domain, domains) if {
-	domain != ""
-	some listed in domains
-	_domain_matches(domain, lower(listed))
+# Every reading of a string value: as given, and for an analysed path also resolved
+# (.., ., //, ~) and percent-decoded, so a block pattern cannot be walked around.
+_readings(param, text) := {text} | {reading |
+	some f in analysis.values(param)
+	f.type == "path"
+	some reading in [f.normalized, object.get(f, "decoded", null)]
+	is_string(reading)
 }
 
-_domain_matches(domain, listed) if domain == listed
+# What a statement does beyond reading, by the facts (the dangerous reading for SQL
+# that does not parse: it writes, destroys and runs programs).
+_sql_write_effects(f) := {effect |
+	some flag, effect in _write_flags
+	f[flag] == true
+} | {"calls functions with side effects" | count(object.get(f, "side_effect_functions", [])) > 0}
 
-_domain_matches(domain, listed) if endswith(domain, concat("", [".", listed]))
+_write_flags := {
+	"writes": "writes",
+	"destructive": "destroys data",
+	"privilege": "changes privileges",
+	"executes_program": "runs a program on the server",
+	"server_file": "reads or writes server files",
+	"opaque": "runs statements that cannot be seen through",
+	"injection": "injects statements",
+}

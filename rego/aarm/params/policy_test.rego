@@ -4,17 +4,17 @@ import data.aarm.params
 import data.aarm.testing
 
 _deny_rules(name, parameters) := rules if {
-	reasons := params.deny_reasons with input as testing.input_for(name, parameters)
+	reasons := params.deny_reasons with input as testing.analysed(name, parameters, {}, _canned)
 	rules := {reason.rule_id | some reason in reasons}
 }
 
 _deny_codes(name, parameters) := codes if {
-	reasons := params.deny_reasons with input as testing.input_for(name, parameters)
+	reasons := params.deny_reasons with input as testing.analysed(name, parameters, {}, _canned)
 	codes := {reason.code | some reason in reasons}
 }
 
 _modify_rules(name, parameters) := rules if {
-	reasons := params.modify_reasons with input as testing.input_for(name, parameters)
+	reasons := params.modify_reasons with input as testing.analysed(name, parameters, {}, _canned)
 	rules := {reason.rule_id | some reason in reasons}
 }
 
@@ -79,8 +79,21 @@ test_deny_too_long if {
 
 test_deny_pattern_mismatch if {
 	_deny_rules("db.query", {"table": "customers; DROP TABLE x", "limit": 1}) == {"aarm.params.pattern"}
-	_deny_rules("email.send", {"to": "not-an-address"}) == {"aarm.params.pattern"}
-	_deny_rules("http.post", {"url": "http://api.stripe.com/v1"}) == {"aarm.params.pattern"}
+	_deny_rules("payments.transfer", object.union(_payment, {"to_account": "de89 bad!"})) == {"aarm.params.pattern"}
+}
+
+test_allow_object_parameters if {
+	_deny_rules("http.get", {"url": "https://docs.python.org/3/", "headers": {"accept": "text/html"}}) == set()
+}
+
+test_deny_url_scheme_not_allowed if {
+	_deny_rules("http.post", {"url": "http://api.stripe.com/v1"}) == {"aarm.params.scheme"}
+	_deny_rules("http.get", {"url": "ftp://files.example/x"}) == {"aarm.params.scheme"}
+	some reason in params.deny_reasons with input as testing.analysed("http.post", {"url": "http://api.stripe.com/v1"}, {}, _canned)
+	contains(reason.message, `scheme "http"; allowed: https`)
+
+	# A URL that did not parse has no scheme to check (aarm.analysis denies it).
+	_deny_rules("http.get", {"url": "not a url"}) == set()
 }
 
 test_deny_enum_mismatch if {
@@ -94,35 +107,49 @@ test_deny_blocklisted_value if {
 	_deny_rules("file.write", {"path": "/etc/cron.d/job", "content": "x"}) == {"aarm.params.blocklist"}
 }
 
-test_deny_egress_blocklisted_email_domain if {
-	_deny_rules("email.send", {"to": ["alice@acme.example", "Compliance@Attacker.com"]}) == {"aarm.params.egress_blocklist"}
-	_deny_codes("email.send", {"to": "x@mail.evil.com"}) == {"parameter_blocked"}
-	_deny_rules("email.send", {"to": "a@acme.example", "bcc": ["drop@webhook.site"]}) == {"aarm.params.egress_blocklist"}
+test_deny_blocked_path_in_every_reading if {
+	# As given, as it resolves, and as it percent-decodes.
+	_deny_rules("file.read", {"path": "/tmp/../etc/shadow"}) == {"aarm.params.blocklist"}
+	_deny_rules("file.read", {"path": "/home/alice/.aws/%63redentials"}) == {"aarm.params.blocklist"}
+	_deny_rules("file.write", {"path": "/home/alice/project/../.bashrc", "content": "x"}) == {"aarm.params.blocklist"}
+	some reason in params.deny_reasons with input as testing.analysed("file.read", {"path": "/tmp/../etc/shadow"}, {}, _canned)
+	contains(reason.message, `(read as "/etc/shadow")`)
+	_deny_rules("file.read", {"path": "/home/alice/project/docs/../src/main.py"}) == set()
 }
 
-test_deny_egress_blocklisted_url if {
-	_deny_rules("http.get", {"url": "https://pastebin.com/raw/abc"}) == {"aarm.params.egress_blocklist"}
-	_deny_rules("browser.get", {"url": "http://x.ngrok.io:8080/hook"}) == {"aarm.params.egress_blocklist"}
+test_deny_sql_that_writes_through_a_read_tool if {
+	every sql in ["DELETE FROM orders", "GRANT ALL ON users TO PUBLIC", "SELEC * FRM", "SELECT pg_terminate_backend(1)"] {
+		_deny_rules("db.query", {"sql": sql, "limit": 10}) == {"aarm.params.read_only_sql"}
+	}
+	some reason in params.deny_reasons with input as testing.analysed("db.query", {"sql": "DELETE FROM orders", "limit": 10}, {}, _canned)
+	reason.message == `db.query is a read tool, and its parameter "sql" destroys data, writes; a read tool may only read`
+	_deny_rules("db.query", {"sql": "SELECT 1", "limit": 10}) == set()
+	_deny_rules("db.execute", {"sql": "DELETE FROM orders"}) == set()
 }
 
-test_deny_egress_allowlist_email if {
-	_deny_rules("email.forward", {"message_id": "m1", "to": "legal-review@evil-corp.io"}) == {"aarm.params.egress_allowlist"}
-	_deny_rules("email.forward", {"message_id": "m1", "to": "legal@acme.example"}) == set()
-	_deny_rules("email.forward", {"message_id": "m1", "to": "legal@eu.partner.example"}) == set()
+test_deny_filter_that_carries_more_than_a_condition if {
+	_deny_rules("db.query", {"table": "orders", "where": "id = 1; DROP TABLE users", "limit": 1}) == {"aarm.params.condition_injection", "aarm.params.read_only_sql"}
+	_deny_rules("db.delete", {"table": "orders", "where": "id = 1; DROP TABLE users"}) == {"aarm.params.condition_injection"}
+	_deny_rules("db.delete", {"table": "orders", "where": "id = 1"}) == set()
 }
 
-test_deny_egress_allowlist_url if {
-	_deny_rules("http.post", {"url": "https://steal-keys.com/form", "body": {"k": "v"}}) == {"aarm.params.egress_allowlist", "aarm.params.egress_blocklist"}
-	_deny_rules("http.post", {"url": "https://hooks.slack.com/services/T0/B0/x"}) == set()
-}
-
-test_deny_egress_allowlist_userinfo_trick if {
-	_deny_rules("http.post", {"url": "https://api.stripe.com@steal.io/x"}) == {"aarm.params.egress_allowlist"}
-}
-
-test_deny_egress_allowlist_unparseable_destination if {
-	rules := _deny_rules("http.post", {"url": "https://"})
-	"aarm.params.egress_allowlist" in rules
+_canned := {
+	"/home/alice/.ssh/id_rsa": testing.path_facts("/home/alice/.ssh/id_rsa", {}),
+	"/tmp/../etc/shadow": testing.path_facts("/etc/shadow", {"system": true, "traversal": true}),
+	"/home/alice/.aws/%63redentials": testing.path_facts("/home/alice/.aws/%63redentials", {"percent_encoded": true, "decoded": "/home/alice/.aws/credentials"}),
+	"/home/alice/project/../.bashrc": testing.path_facts("/home/alice/.bashrc", {"traversal": true}),
+	"/home/alice/project/docs/../src/main.py": testing.path_facts("/home/alice/project/src/main.py", {"traversal": true}),
+	"http://api.stripe.com/v1": testing.url_facts("http", "api.stripe.com"),
+	"ftp://files.example/x": testing.url_facts("ftp", "files.example"),
+	"https://docs.python.org/3/": testing.url_facts("https", "docs.python.org"),
+	"not a url": testing.unparsed_facts("url", "invalid_url", {"host": null}),
+	"DELETE FROM orders": testing.sql_facts([testing.statement("DELETE", {"writes": true, "destructive": true}, [testing.target("table", null, null, "orders")])]),
+	"GRANT ALL ON users TO PUBLIC": testing.sql_facts([testing.statement("GRANT", {"writes": true, "privilege": true}, [])]),
+	"SELEC * FRM": testing.unparsed_facts("sql", "syntax_error", {"writes": true, "destructive": true, "opaque": true, "statements": []}),
+	"SELECT pg_terminate_backend(1)": object.union(testing.sql_facts([testing.statement("SELECT", {}, [])]), {"side_effect_functions": ["pg_terminate_backend"]}),
+	"SELECT 1": testing.sql_facts([testing.statement("SELECT", {}, [])]),
+	"id = 1; DROP TABLE users": testing.condition_facts("present", [testing.statement("DROP TABLE", {"writes": true, "destructive": true, "via": "injection"}, [testing.target("table", null, null, "users")])]),
+	"id = 1": testing.condition_facts("present", []),
 }
 
 test_modify_caps_value_above_cap if {

@@ -47,7 +47,7 @@ test_deny_session_risk_codes_are_critical_or_high if {
 
 test_every_reason_code_has_a_floor if {
 	codes := {
-		"forbidden", "parameter_invalid", "parameter_blocked", "exfiltration_risk", "rate_limited",
+		"forbidden", "parameter_invalid", "parameter_blocked", "parameter_unparsed", "exfiltration_risk", "rate_limited",
 		"chain_length_exceeded", "untrusted_argument", "untrusted_context", "injection_risk",
 		"delegation_scope_exceeded", "dependency_denied", "defer_depth_exceeded", "missing_context",
 		"dependency", "conflict", "low_confidence", "context_denied", "context_rule_denied",

@@ -14,7 +14,7 @@ _deny(name, identity, risk_signals) := {r.code | some r in reasons} if {
 }
 
 _stepup(name, parameters, identity, risk_signals) := {f.reason.code | some f in findings} if {
-	findings := signals.stepup_findings with input as testing.input_with(name, parameters, _actor(identity, risk_signals))
+	findings := signals.stepup_findings with input as testing.analysed(name, parameters, _actor(identity, risk_signals), {})
 }
 
 test_deny_high_injection_score_on_risky_tools if {

@@ -3,9 +3,12 @@
 # description: |
 #   Tier 6 of the AARM precedence (STEP_UP, code high_impact). The action is
 #   understood and allowed in principle, but its impact is high enough that a human
-#   from a named approver group must authorize it: large payments, privileged role
-#   grants, bulk or unfiltered deletes, destructive SQL on non-production databases, and
-#   any tool whose catalogue risk tier is configured as approval-only (critical).
+#   from a named approver group must authorize it: large payments (one, or the session's
+#   payments added up: input.analysis.amounts), privileged role grants, bulk or
+#   unfiltered deletes, destructive or privilege-changing SQL (decided on the parsed
+#   statements), shell commands that may be destructive without being known to be
+#   (a download or decoded payload piped to a shell, interpreter code, system writes),
+#   and any tool whose catalogue risk tier is configured as approval-only (critical).
 # related_resources:
 #   - ref: docs/policies/stepup.md
 #     description: stepup policy page
@@ -13,6 +16,7 @@
 #   - input: schema.input
 package aarm.stepup
 
+import data.aarm.analysis
 import data.aarm.catalogue
 
 _cfg := data.aarm.config.stepup
@@ -64,13 +68,54 @@ _group(name) := _cfg.approver_groups[_cfg.fallback_approver_group] if not _cfg.a
 #   code: high_impact
 _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
 	"%s of %v %v is above the approval threshold of %v",
-	[_name, amount, object.get(_params, "currency", ""), rule.amount_threshold],
+	[_name, payment.value, payment.currency, rule.amount_threshold],
 )) if {
 	rule := _cfg.large_payment
-	amount := _params[rule.tools[_name]]
-	is_number(amount)
-	amount > rule.amount_threshold
+	some payment in _payments
+	payment.value > rule.amount_threshold
 }
+
+# METADATA
+# custom:
+#   rule_id: aarm.stepup.cumulative_payment
+#   code: high_impact
+_findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
+	"%s of %v %v brings the payments of %s to %v (%d earlier), above the approval threshold of %v",
+	[_name, payment.value, payment.currency, _span(window), total, prior.count, threshold],
+)) if {
+	rule := _cfg.large_payment
+	some payment in _payments
+	some window, threshold in rule.cumulative_thresholds
+	prior := _prior(window)
+	prior.count > 0
+	total := prior.total + payment.value
+	total > threshold
+}
+
+# What this action pays: each parsed amount-typed parameter of a tool of a payment
+# category, with its currency (its own, else its companion's).
+_payments contains {"param": param, "value": f.value, "currency": _currency(f)} if {
+	catalogue.category in _cfg.large_payment.categories
+	some param, d in analysis.declared
+	d.type == "amount"
+	some f in analysis.values(param)
+	f.parsed == true
+	is_number(f.value)
+}
+
+_currency(f) := f.currency if is_string(f.currency)
+
+else := f.currency_param if is_string(f.currency_param)
+
+else := ""
+
+_prior("session") := input.analysis.amounts.session
+
+_prior(window) := input.analysis.amounts.windows[window] if window != "session"
+
+_span("session") := "this session"
+
+_span(window) := sprintf("the last %s s", [window]) if window != "session"
 
 # METADATA
 # custom:
@@ -90,13 +135,12 @@ _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
 #   rule_id: aarm.stepup.bulk_delete
 #   code: high_impact
 _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
-	"%s on table %v has no real filter (%s=%q); a delete of every row needs approval",
-	[_name, object.get(_params, "table", "?"), tool.filter_param, filter],
+	"%s on table %v has no real filter (%s=%v); a delete of every row needs approval",
+	[_name, object.get(_params, "table", "?"), tool.filter_param, object.get(_params, tool.filter_param, "none")],
 )) if {
 	rule := _cfg.bulk_delete
 	tool := rule.table_tools[_name]
-	filter := object.get(_params, tool.filter_param, "")
-	_trivial_filter(rule, filter)
+	_unfiltered(tool.filter_param)
 }
 
 # METADATA
@@ -125,7 +169,7 @@ _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
 	rule := _cfg.bulk_delete
 	tool := rule.path_tools[_name]
 	path := _params[tool.path_param]
-	_bulk_path(rule, tool, path)
+	_bulk_path(tool)
 }
 
 # METADATA
@@ -133,14 +177,41 @@ _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
 #   rule_id: aarm.stepup.destructive_sql
 #   code: high_impact
 _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
-	"%s runs destructive SQL (matched %q); schema drops, truncates and unfiltered deletes need approval",
-	[_name, pattern],
+	"%s parameter %q runs SQL that %s (%s); drops, truncates, unfiltered deletes and privilege changes need approval",
+	[_name, s.param, concat(", ", sort(effects)), concat(", ", object.get(s.facts, "commands", []))],
 )) if {
 	rule := _cfg.destructive_sql
-	sql := _params[rule.tools[_name]]
-	some pattern in rule.patterns
-	regex.match(pattern, sql)
+	some s in analysis.sql
+	s.facts.parsed == true
+	effects := _sql_effects(s.facts)
+	count(effects) > 0
 }
+
+_sql_effects(f) := {effect |
+	some flag, effect in {
+		"destructive": "destroys data",
+		"privilege": "changes privileges",
+		"server_file": "reads or writes server files",
+		"opaque": "cannot be seen through",
+	}
+	f[flag] == true
+} | {"calls functions with side effects" | count(object.get(f, "side_effect_functions", [])) > 0}
+
+# METADATA
+# custom:
+#   rule_id: aarm.stepup.risky_shell
+#   code: high_impact
+_findings contains _finding(rego.metadata.rule(), _cfg.risky_shell.approver_group, sprintf(
+	"%s parameter %q may be destructive (%s); a human must read it before it runs",
+	[_name, s.param, concat(", ", sort(_shell_risks(s.facts)))],
+)) if {
+	some s in analysis.shell
+	s.facts.parsed == true
+	s.facts.destructive == false
+	s.facts.destructive_possible == true
+}
+
+_shell_risks(f) := {effect | some effect, held in f.effects; held == true} | {"a nested script does not parse" | count(f.nested_unparsed) > 0}
 
 # METADATA
 # custom:
@@ -164,11 +235,20 @@ _finding(meta, group, message) := {
 	},
 }
 
-_trivial_filter(rule, filter) if regex.match(rule.trivial_filter_pattern, filter)
+# No filter given, or one whose parsed condition filters nothing (true, 1 = 1, x = x,
+# an OR with such a branch), or a filter that did not reach policy analysed.
+_unfiltered(param) if not analysis.given(param)
 
-# A filter that is not a string (null, a number) filters nothing we can check.
-_trivial_filter(_, filter) if not is_string(filter)
+_unfiltered(param) if analysis.facts[param].filter in {"none", "trivial"}
 
-_bulk_path(rule, _, path) if regex.match(rule.glob_pattern, path)
+_unfiltered(param) if {
+	analysis.given(param)
+	not analysis.facts[param]
+}
 
-_bulk_path(_, tool, _) if _params[tool.recursive_param] == true
+_bulk_path(tool) if {
+	some f in analysis.values(tool.path_param)
+	f.glob == true
+}
+
+_bulk_path(tool) if _params[tool.recursive_param] == true

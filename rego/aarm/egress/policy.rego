@@ -1,0 +1,170 @@
+# METADATA
+# title: Egress (where an action sends, decided on the host a client contacts)
+# description: |
+#   The destinations of an action, from input.analysis (never from the raw strings):
+#   every e-mail address or URL of a parameter with a catalogue egress spec, and every
+#   URL a shell command fetches. A URL's host is the one a WHATWG client (browsers,
+#   Node, curl's URL API) contacts (ada-url), ASCII and lower case; an address's domain
+#   is its IDNA-mapped delivery domain (email-validator). Domains match a listed domain
+#   or a subdomain of it, label by label. Tier 2 DENY, code parameter_blocked: a
+#   destination on the block list, off the allow list (for parameters in allowlist
+#   mode), that looks like a listed domain without being it (confusable skeleton), or a
+#   URL whose host is an IP address that is not globally routable (loopback, private,
+#   link-local: cloud metadata). Also tells aarm.composition which destinations are
+#   internal.
+# related_resources:
+#   - ref: docs/policies/egress.md
+#     description: egress policy page
+# schemas:
+#   - input: schema.input
+package aarm.egress
+
+import data.aarm.analysis
+import data.aarm.catalogue
+
+_cfg := data.aarm.config.egress
+
+_name := input.action.name
+
+# METADATA
+# title: destinations
+# description: |
+#   One {param, kind, mode, source, value, host, skeleton, ip} per destination:
+#   source "parameter" for an egress parameter (kind email or url, mode allowlist or
+#   blocklist, as its spec says), "shell" for a URL in a shell command (blocklist).
+#   host is null when the value did not parse (for an e-mail address the text after
+#   its last @ is still offered to the block list).
+destinations contains _destination(param, spec.egress, "parameter", _text(param, i, f), f) if {
+	some param, spec in catalogue.entry.parameters
+	spec.egress.kind
+	some i, f in analysis.values(param)
+}
+
+destinations contains _destination(s.param, {"kind": "url", "mode": "blocklist"}, "shell", object.get(u, "href", "?"), u) if {
+	some s in analysis.shell
+	some u in s.facts.urls
+}
+
+_destination(param, egress, source, text, f) := {
+	"param": param,
+	"kind": egress.kind,
+	"mode": egress.mode,
+	"source": source,
+	"value": text,
+	"host": _host(egress.kind, f),
+	"skeleton": _skeleton(egress.kind, f),
+	"ip": object.get(f, "ip", null),
+}
+
+_host("url", f) := object.get(f, "host", null)
+
+_host("email", f) := f.ascii_domain if f.parsed == true
+
+else := object.get(f, "fallback_domain", null)
+
+_skeleton("url", f) := object.get(f, "skeleton", null)
+
+_skeleton("email", f) := f.skeleton if f.parsed == true
+
+else := object.get(f, "fallback_skeleton", null)
+
+# The raw value a facts document was made from (for messages).
+_text(param, i, _) := input.action.parameters[param][i] if is_array(input.action.parameters[param])
+
+else := input.action.parameters[param]
+
+# METADATA
+# title: matches
+# description: True when host equals a listed domain or is a subdomain of one (label-wise, case-insensitive).
+matches(host, domains) if {
+	is_string(host)
+	some listed in domains
+	_label_match(host, lower(listed))
+}
+
+_label_match(host, listed) if host == listed
+
+# A subdomain: the host's last labels are the listed domain's labels.
+_label_match(host, listed) if {
+	labels := split(host, ".")
+	suffix := split(listed, ".")
+	count(labels) > count(suffix)
+	array.slice(labels, count(labels) - count(suffix), count(labels)) == suffix
+}
+
+# METADATA
+# title: internal
+# description: True for a destination whose host is an internal domain.
+internal(d) if matches(d.host, _cfg.internal_domains)
+
+_allowed(d) if matches(d.host, array.concat(_cfg.internal_domains, _cfg.allowed_domains))
+
+_listed := array.concat(array.concat(_cfg.internal_domains, _cfg.allowed_domains), _cfg.blocked_domains)
+
+# The listed domains the skeleton reads as while the host itself is none of them.
+_lookalikes(d) := {listed |
+	some listed in _listed
+	matches(d.skeleton, [listed])
+	not matches(d.host, [listed])
+}
+
+# METADATA
+# title: deny_reasons
+# description: Tier 2 DENY reasons for destinations that may not be contacted.
+# custom:
+#   rule_id: aarm.egress.blocklist
+#   code: parameter_blocked
+deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s parameter %q sends to %q, whose host %s is on the egress block list",
+	[_name, d.param, d.value, d.host],
+)) if {
+	some d in destinations
+	matches(d.host, _cfg.blocked_domains)
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.egress.allowlist
+#   code: parameter_blocked
+deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s parameter %q sends to %q, whose host %v is not internal or on the egress allow list",
+	[_name, d.param, d.value, d.host],
+)) if {
+	some d in destinations
+	d.mode == "allowlist"
+	not _allowed(d)
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.egress.lookalike
+#   code: parameter_blocked
+deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s parameter %q sends to %q, whose host %s looks like %s (confusable characters) without being it",
+	[_name, d.param, d.value, d.host, listed],
+)) if {
+	some d in destinations
+	some listed in _lookalikes(d)
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.egress.private_address
+#   code: parameter_blocked
+deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s parameter %q reaches %q, the address %s, which is not globally routable (loopback, private, link-local, reserved: local services and cloud metadata)",
+	[_name, d.param, d.value, d.ip.address],
+)) if {
+	_cfg.block_non_global_addresses == true
+	some d in destinations
+	d.source == "parameter"
+	d.kind == "url"
+	d.ip.global == false
+	not _allowed(d)
+}
+
+_reason(meta, message) := {
+	"code": meta.custom.code,
+	"rule_id": meta.custom.rule_id,
+	"message": message,
+}
