@@ -194,13 +194,15 @@ def forged_approval(ctx: Ctx) -> None:
     aid = first.approval.approval_id
     req = approval_pb2.ResolveApprovalRequest(approval_id=aid, grant=True, reason="lgtm")
     tries = {
-        "no credential (agent-controlled channel)": (),
+        "no approver credential (the agent-controlled channel)": (),
         "made-up token": bearer("forged-token"),
         "the agent's own credential": bearer(ctx.tokens.agent),
         "approver outside the group": bearer(ctx.tokens.outsider),
     }
+    # The enforcement point's channel carries its own credential, which holds no approver
+    # role: refused as not allowed (a service without authentication: as unauthenticated).
     want = {
-        "no credential (agent-controlled channel)": grpc.StatusCode.UNAUTHENTICATED,
+        "no approver credential (the agent-controlled channel)": grpc.StatusCode.PERMISSION_DENIED,
         "made-up token": grpc.StatusCode.UNAUTHENTICATED,
         "the agent's own credential": grpc.StatusCode.PERMISSION_DENIED,
         "approver outside the group": grpc.StatusCode.PERMISSION_DENIED,
