@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,8 +16,13 @@ Answer = Callable[[bytes], list[bytes] | None]
 
 
 @contextlib.asynccontextmanager
-async def server(answer: Answer, *, close_after: bool = False) -> AsyncIterator[list[int]]:
-    """A loopback server; yields a list holding [port, connections accepted]."""
+async def server(
+    answer: Answer, *, close_after: bool = False, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[list[int]]:
+    """A loopback server (TLS with ``tls``); yields a list holding [port, connections accepted].
+
+    Over TLS a connection counts once its handshake succeeded.
+    """
     state = [0, 0]
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -43,7 +49,7 @@ async def server(answer: Answer, *, close_after: bool = False) -> AsyncIterator[
         finally:
             writer.close()
 
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
     state[0] = srv.sockets[0].getsockname()[1]
     try:
         yield state
@@ -56,8 +62,10 @@ def fixed(*chunks: bytes) -> Answer:
     return lambda _req: list(chunks)
 
 
-def pool_for(state: list[int], **kw: int) -> HttpPool:
-    return HttpPool(host="127.0.0.1", port=state[0], **kw)
+def pool_for(state: list[int], *, max_connections: int = 64, max_body: int = 4 << 20) -> HttpPool:
+    return HttpPool(
+        host="127.0.0.1", port=state[0], max_connections=max_connections, max_body=max_body
+    )
 
 
 async def post(

@@ -3,12 +3,16 @@
 Transport is :mod:`aarm_pdp.opa.http`, a minimal client for exactly this peer,
 chosen by measurement over aiohttp, which had replaced httpx (docs/performance.md).
 Its errors are translated here into :mod:`aarm_pdp.errors` types; none escapes.
+An ``https://`` OPA is TLS with verification and host name check (TLS 1.2 or newer,
+``ca_file`` or the system trust store, optionally a client certificate); every TLS
+failure is :class:`~aarm_pdp.errors.OpaUnavailable`, so the decision fails closed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,7 +21,13 @@ import orjson
 from aarm_pdp.config import ENTRYPOINT_RE
 from aarm_pdp.errors import OpaBadResponse, OpaTimeout, OpaUnavailable
 from aarm_pdp.model.decision import PolicyVersion
-from aarm_pdp.opa.http import HttpPool, HttpProtocolError, HttpTimeout, HttpUnavailable
+from aarm_pdp.opa.http import (
+    HttpPool,
+    HttpProtocolError,
+    HttpTimeout,
+    HttpUnavailable,
+    tls_context,
+)
 
 _MAX_BODY = 4 * 1024 * 1024
 
@@ -32,7 +42,12 @@ def _decode(status: int, content: bytes) -> Any:
 
 
 class OpaClient:
-    """Queries one OPA sidecar over its REST Data API (``http://host:port`` or ``unix://``)."""
+    """Queries one OPA over its REST Data API (``http(s)://host:port`` or ``unix://``).
+
+    ``ca_file``, ``client_cert`` and ``client_key`` apply to ``https://`` only: the
+    CAs trusted for OPA's certificate (None: the system store) and a client
+    certificate for mutual TLS. Unusable files raise :class:`ValueError`.
+    """
 
     def __init__(
         self,
@@ -41,9 +56,15 @@ class OpaClient:
         entrypoint: str = "aarm/main/decision",
         max_connections: int = 64,
         file_hash: str | None = None,
+        ca_file: str | Path | None = None,
+        client_cert: str | Path | None = None,
+        client_key: str | Path | None = None,
     ) -> None:
         if not ENTRYPOINT_RE.fullmatch(entrypoint):
             raise ValueError(f"invalid entrypoint path {entrypoint!r}")
+        https = url.startswith("https://")
+        if not https and (ca_file or client_cert or client_key):
+            raise ValueError("ca_file, client_cert and client_key need an https:// OPA url")
         if url.startswith("unix://"):
             self._pool = HttpPool(
                 unix_path=url[len("unix://") :], max_connections=max_connections, max_body=_MAX_BODY
@@ -51,13 +72,22 @@ class OpaClient:
             self._prefix = ""
         else:
             parts = urlsplit(url)
-            if parts.scheme != "http" or not parts.hostname:
-                raise ValueError(f"OPA url must be http://host:port or unix:///path, not {url!r}")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(
+                    f"OPA url must be http(s)://host:port or unix:///path, not {url!r}"
+                )
+            tls = None
+            if https:
+                try:
+                    tls = tls_context(ca_file, client_cert, client_key)
+                except OSError as exc:  # ssl.SSLError too: not PEM, key does not match
+                    raise ValueError(f"OPA TLS files unusable: {exc}") from exc
             self._pool = HttpPool(
                 host=parts.hostname,
-                port=parts.port or 80,
+                port=parts.port or (443 if https else 80),
                 max_connections=max_connections,
                 max_body=_MAX_BODY,
+                tls=tls,
             )
             self._prefix = parts.path.rstrip("/")
         self._file_hash = file_hash

@@ -10,8 +10,9 @@ else. Measured in ``docs/performance.md``.
 Every way the exchange can go wrong is an exception, never a partial answer:
 
 * :class:`HttpTimeout` the deadline passed (the connection is dropped, not reused);
-* :class:`HttpUnavailable` cannot connect, or the peer closed the connection before a
-  whole answer arrived;
+* :class:`HttpUnavailable` cannot connect, the TLS handshake failed (untrusted or
+  expired certificate, wrong host name, refused client certificate), or the peer
+  closed the connection before a whole answer arrived;
 * :class:`HttpProtocolError` the answer is not HTTP/1.1 as this client reads it, or is
   larger than ``max_body``.
 
@@ -19,11 +20,19 @@ A request that fails on a *reused* connection before any answer byte arrived is 
 once more on a new connection: the peer may have closed the idle connection just as
 it was taken from the pool, and every request this client makes is a side-effect-free
 query, so repeating it is safe.
+
+TLS (``https://`` OPA) is the event loop's: an :class:`ssl.SSLContext` made by
+:func:`tls_context` is handed to ``loop.create_connection`` with the peer's host name,
+so the pool and the parser see only plaintext bytes and a plain ``http://`` pool does
+exactly what it did before. There is no fallback: a pool with a context never opens a
+plaintext connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
+from pathlib import Path
 from typing import Final, cast
 
 __all__ = [
@@ -32,9 +41,11 @@ __all__ = [
     "HttpProtocolError",
     "HttpTimeout",
     "HttpUnavailable",
+    "tls_context",
 ]
 
 MAX_HEAD: Final = 16 * 1024
+_CLOSE_GRACE_SECONDS: Final = 1.0
 _CRLF: Final = b"\r\n"
 
 
@@ -52,6 +63,33 @@ class HttpUnavailable(HttpError):
 
 class HttpProtocolError(HttpError):
     """The answer is malformed or too large."""
+
+
+def tls_context(
+    ca_file: str | Path | None = None,
+    cert_file: str | Path | None = None,
+    key_file: str | Path | None = None,
+) -> ssl.SSLContext:
+    """A client context for one OPA peer: verified, host name checked, TLS 1.2 or newer.
+
+    ``ca_file`` None trusts the system store; given, only the CAs in it are trusted.
+    ``cert_file`` and ``key_file`` (both or neither) present a client certificate for
+    mutual TLS (unencrypted PEM key). Raises :class:`OSError` (an :class:`ssl.SSLError`
+    among them) when a file is unreadable or not PEM or the key does not match.
+    """
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("a client certificate needs its key, and a key its certificate")
+    ctx = ssl.create_default_context(
+        ssl.Purpose.SERVER_AUTH, cafile=None if ca_file is None else str(ca_file)
+    )
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.check_hostname = True
+    ctx.set_alpn_protocols(["http/1.1"])
+    if cert_file is not None and key_file is not None:
+        # An encrypted key fails here instead of prompting on the terminal.
+        ctx.load_cert_chain(str(cert_file), str(key_file), password=lambda: b"")
+    return ctx
 
 
 class _Connection(asyncio.Protocol):
@@ -73,6 +111,8 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.received = False
         """Some answer bytes arrived for the current request."""
+        self.lost: asyncio.Future[None] = loop.create_future()
+        """Done once the transport is gone (a TLS close waits for the peer's goodbye)."""
 
     # --- asyncio.Protocol -----------------------------------------------------------
 
@@ -99,6 +139,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if not self.lost.done():
+            self.lost.set_result(None)
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
@@ -129,6 +171,11 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self._transport is not None:
             self._transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self._transport is not None:
+            self._transport.abort()
 
     # --- parsing --------------------------------------------------------------------
 
@@ -236,7 +283,11 @@ class _Connection(asyncio.Protocol):
 
 
 class HttpPool:
-    """Keep-alive connections to one host (``host``/``port``, or a unix socket path)."""
+    """Keep-alive connections to one host (``host``/``port``, or a unix socket path).
+
+    With ``tls`` every connection is TLS to ``host`` (its certificate must name it);
+    a failed handshake is :class:`HttpUnavailable`, never a plaintext retry.
+    """
 
     def __init__(
         self,
@@ -246,12 +297,17 @@ class HttpPool:
         unix_path: str | None = None,
         max_connections: int = 64,
         max_body: int = 4 * 1024 * 1024,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be >= 1")
+        if tls is not None and unix_path is not None:
+            raise ValueError("TLS is for host:port peers, not unix sockets")
         self._host = host
         self._port = port
         self._unix = unix_path
+        self._tls = tls
+        self._tls_host = host if tls is not None else None
         self._max_body = max_body
         self._idle: list[_Connection] = []
         self._slots: asyncio.Semaphore | None = None
@@ -328,13 +384,28 @@ class HttpPool:
             if self._unix is not None:
                 _, conn = await loop.create_unix_connection(factory, self._unix)
             else:
-                _, conn = await loop.create_connection(factory, self._host, self._port)
-        except OSError as exc:
-            raise HttpUnavailable(f"cannot connect: {exc}") from exc
+                _, conn = await loop.create_connection(
+                    factory, self._host, self._port, ssl=self._tls, server_hostname=self._tls_host
+                )
+        except ssl.SSLError as exc:  # an OSError, named apart: bad CA, host, expiry, alert
+            raise HttpUnavailable(f"TLS handshake with {self._host} failed: {exc}") from exc
+        except OSError as exc:  # a TLS peer hanging up mid-handshake is a bare reset
+            raise HttpUnavailable(f"cannot connect: {str(exc) or type(exc).__name__}") from exc
+        if conn.closed:  # the peer hung up (or refused our certificate) right away
+            raise HttpUnavailable("connection closed before the request")
         return conn
 
     async def aclose(self) -> None:
         self._closed = True
-        while self._idle:
-            self._idle.pop().close()
+        closing, self._idle = self._idle, []
+        for conn in closing:
+            conn.close()
+        # A TLS close sends close_notify and waits for the peer's: give it a moment,
+        # then cut what is left, so that no socket outlives the pool.
+        pending = [conn.lost for conn in closing if not conn.lost.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=_CLOSE_GRACE_SECONDS)
+        for conn in closing:
+            if not conn.lost.done():
+                conn.abort()
         await asyncio.sleep(0)
