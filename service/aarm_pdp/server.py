@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -215,15 +216,17 @@ def _principals(cfg: Config) -> PrincipalDirectory:
     except AuthConfigError as exc:
         raise StartupError(str(exc)) from exc
     log.warning(
-        "no principals configured: development principal %r (every role, tenant %r); "
-        "its token is in %s (mode 0600)%s; call with: "
-        'grpcurl -H "authorization: Bearer $(cat %s)" ...',
+        "no principals configured: development principal %r (every role, tenant %r, "
+        "loopback only); its token is in %s (mode 0600)%s",
         dev.principal.id,
         DEV_TENANT,
         dev.token_file,
         " (new)" if dev.created else "",
-        dev.token_file,
     )
+    # The header itself, once, straight to the terminal: it names the file, not the token
+    # (and the log's secret redaction would mangle an "authorization:" line).
+    header = f'-H "authorization: Bearer $(cat {dev.token_file})"'
+    print(f"aarm-pdp: call with: grpcurl -plaintext {header}", file=sys.stderr, flush=True)
     return dev.directory
 
 
