@@ -348,3 +348,89 @@ async def test_forged_credentials_are_unauthenticated(world: tuple[str, World]) 
                 metadata=bearer("not-a-token"),
             )
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_tenant_that_requires_it_takes_the_human_from_its_idp_token(
+    tmp_path: Path,
+) -> None:
+    """AARM R6: the end user's identity as a signed IdP token, verified per tenant."""
+    idp = SigningKey.generate("ES256", kid="idp-1")
+    write_jwks(tmp_path / "idp.json", idp)
+    platform = f"tok-platform-{uuid.uuid4().hex}"
+    doc = {
+        "version": 1,
+        "principals": [
+            {
+                "id": "platform",
+                "kind": "service",
+                "roles": {"acme": ["enforcer", "auditor"]},
+                "tokens": [token_hash(platform)],
+            }
+        ],
+        "end_user_identity": {
+            "acme": {
+                "issuer": "https://idp.acme.example/",
+                "audience": "agent-platform",
+                "jwks_file": "idp.json",
+                "human_claim": "email",
+                "required": True,
+            }
+        },
+    }
+    (tmp_path / "principals.json").write_text(json.dumps(doc))
+    cfg = fake_config(tmp_path, auth=AuthConfig(principals_file=tmp_path / "principals.json"))
+
+    def token(email: str, **over: Any) -> str:
+        claims = {
+            "iss": "https://idp.acme.example/",
+            "aud": "agent-platform",
+            "sub": "u-1",
+            "email": email,
+            "exp": time.time() + 300,
+            **over,
+        }
+        return idp.sign(claims)
+
+    app = await server.start(cfg, policy_engine=FakePolicyEngine(_answer))
+    try:
+        async with aio_channel(f"127.0.0.1:{app.port}", platform) as ch:
+            c = Clients(ch)
+
+            async def decide(human: str, human_token: str) -> Any:
+                req = decide_request(
+                    "db", "query", identity={**IDENT, "human": human, "session_id": "idp"}
+                )
+                req.identity.human_token = human_token
+                return await c.decide.Decide(req)
+
+            missing = await decide("alice@acme.example", "")
+            assert (missing.decision, missing.reasons[0].code) == (
+                D.DECISION_DENY,
+                "identity_unverified",
+            )
+            ok = await decide("", token("alice@acme.example"))
+            assert ok.decision == D.DECISION_ALLOW
+            receipt = json.loads(ok.receipt.payload)
+            assert receipt["identity"]["human"] == "alice@acme.example"
+            assert receipt["identity"]["human_verified"] is True
+            assert receipt["identity"]["principal"] == "platform"
+            assert token("alice@acme.example") not in ok.receipt.payload
+            other = await decide("bob@acme.example", token("alice@acme.example"))
+            assert other.reasons[0].code == "identity_unverified"
+            expired = await decide("", token("alice@acme.example", exp=time.time() - 600))
+            assert expired.reasons[0].code == "identity_unverified"
+            forged = await decide(
+                "",
+                SigningKey.generate("ES256", kid="idp-1").sign(
+                    {
+                        "iss": "https://idp.acme.example/",
+                        "aud": "agent-platform",
+                        "sub": "x",
+                        "email": "alice@acme.example",
+                        "exp": time.time() + 300,
+                    }
+                ),
+            )
+            assert forged.reasons[0].code == "identity_unverified"
+    finally:
+        await app.stop()

@@ -269,6 +269,9 @@ class DecisionEngine:
         prepared: Prepared | None = None
         received = request
         try:
+            if request.unverified:  # first: a token that failed is the root cause
+                failed = self._failed(ErrorCode.IDENTITY_UNVERIFIED, request.unverified)
+                return Evaluation(request, failed)
             missing = request.identity.missing()
             if missing:
                 failed = self._failed(ErrorCode.IDENTITY_MISSING, "missing " + ", ".join(missing))
@@ -276,9 +279,6 @@ class DecisionEngine:
             expires = request.identity.expires_at_ns
             if expires and expires <= now_ns:
                 return Evaluation(request, self._failed(ErrorCode.IDENTITY_EXPIRED))
-            if request.unverified:
-                failed = self._failed(ErrorCode.IDENTITY_UNVERIFIED, request.unverified)
-                return Evaluation(request, failed)
             action = metatools.resolve(request.action, self._meta_tools)
             if action is not request.action:
                 request = dataclasses.replace(request, action=action)
