@@ -1,14 +1,22 @@
-"""Cost of the analysis step, in microseconds per call, over the evasion corpus' inputs.
+"""Cost of the analysis step, in microseconds per decision, over the evasion corpus' inputs.
 
+    make bench-analysis                                # this, alone (seconds)
     .venv/bin/python bench/analysis_cost.py            # table
     .venv/bin/python bench/analysis_cost.py --json     # machine-readable
     .venv/bin/python bench/analysis_cost.py --compare  # also the candidates not chosen
 
+``make bench`` and ``make bench-quick`` report the same numbers (``bench/run.py``, key
+``analysis`` of the results). The analysed types are the catalogue's (the ``analysis``
+key of each parameter in ``rego/aarm/catalogue/data.json``), exactly as the engine uses
+them: the step the engine runs before each query is
+``analyse(parameters, Catalogue.analysis_types(tool))``.
+
 For each analysed type: every corpus value of that type through ``analyse_value``, timed
 over several rounds (best round kept: the machine is shared and noisy), reported as mean
-and worst µs per value. Then per call: ``analyse(parameters, param_types)`` for every
-corpus call (what a decision pays), and the same call with no analysed types (what a
-decision for a tool with no typed parameters pays: the floor, ~0).
+and worst µs per value. Then per decision: that ``analyse`` call for every corpus call
+(what a decision pays), the same for the 40 requests of the bench load corpus
+(``bench/corpus.py``: mostly tools with no analysed parameter), and the same calls with no
+analysed types (what a decision for a tool with no typed parameters pays: the floor, ~0).
 
 ``--compare`` times the alternatives measured when the libraries were chosen
 (docs/analysis.md): sqlglot against pglast on the corpus SQL (and how many statements
@@ -35,14 +43,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "service"))
 
 from aarm_pdp.analysis import analyse, analyse_value  # noqa: E402
+from aarm_pdp.session.catalogue import Catalogue  # noqa: E402
 
 CORPUS = ROOT / "tests" / "cases" / "evasion"
+CATALOGUE = ROOT / "rego" / "aarm" / "catalogue" / "data.json"
+
+
+def _types() -> dict[str, dict[str, Any]]:
+    """Tool -> the analysed types of its parameters, as the engine reads them."""
+    catalogue = Catalogue.from_policy_data(json.loads(CATALOGUE.read_text())["tools"])
+    names = json.loads(CATALOGUE.read_text())["tools"]
+    return {name: dict(catalogue.analysis_types(name)) for name in names}
 
 
 def _load() -> tuple[list[tuple[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
-    types: dict[str, dict[str, Any]] = json.loads((CORPUS / "param_types.json").read_text())[
-        "tools"
-    ]
+    types = _types()
     calls: list[tuple[str, dict[str, Any]]] = []
     for path in sorted(CORPUS.glob("*.yaml")):
         for case in yaml.safe_load(path.read_text(encoding="utf-8"))["cases"]:
@@ -119,6 +134,7 @@ def _per_call(
     n = len(typed)
     return {
         "calls": n,
+        # What one decision of the corpus pays for input.analysis (the key make bench reports).
         "analysed_us_per_call": round(_time_each(all_typed, rounds, 1) / n * 1e6, 1),
         "no_analysed_types_us_per_call": round(_time_each(none_typed, rounds, 5) / n * 1e6, 3),
         "empty_function_us_per_call": round(_time_each(baseline, rounds, 5) / n * 1e6, 3),
@@ -127,6 +143,53 @@ def _per_call(
 
 def _noop(parameters: object, param_types: object) -> dict[str, Any]:
     return {}
+
+
+def _bench_corpus(types: dict[str, dict[str, Any]], rounds: int) -> dict[str, Any]:
+    """The same step for the bench load corpus (realistic mix, few analysed parameters)."""
+    sys.path.insert(0, str(ROOT))
+    from bench.corpus import CORPUS as LOAD_CORPUS
+
+    typed = [(c.parameters, types.get(f"{c.tool}.{c.operation}", {})) for c in LOAD_CORPUS]
+
+    def run() -> None:
+        for params, spec in typed:
+            analyse(params, spec)
+
+    return {
+        "calls": len(typed),
+        "with_analysed_parameters": sum(1 for _, spec in typed if spec),
+        "analysed_us_per_call": round(_time_each(run, rounds, 3) / len(typed) * 1e6, 1),
+    }
+
+
+def measure(rounds: int = 5, *, compare: bool = False) -> dict[str, Any]:
+    """Every number of this module, as one document (``make bench`` stores it)."""
+    calls, types = _load()
+    values = _values(calls, types)
+    result: dict[str, Any] = {
+        "per_type": {kind: _per_value(kind, vals, rounds) for kind, vals in sorted(values.items())},
+        "per_call": _per_call(calls, types, rounds),
+        "bench_corpus": _bench_corpus(types, rounds),
+        "rounds": rounds,
+    }
+    if compare:
+        result["compare"] = _compare(calls, rounds)
+    return result
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    """One line for the bench report."""
+    pc, bc = result["per_call"], result["bench_corpus"]
+    worst = max(result["per_type"].items(), key=lambda kv: kv[1]["mean_us"])
+    return (
+        f"analysis step (input.analysis, in-process, best of {result['rounds']}): "
+        f"{pc['analysed_us_per_call']} µs per decision over the evasion corpus "
+        f"({pc['calls']} calls); {bc['analysed_us_per_call']} µs over the bench corpus "
+        f"({bc['with_analysed_parameters']} of {bc['calls']} requests analysed); "
+        f"{pc['no_analysed_types_us_per_call']} µs with no analysed parameter; "
+        f"costliest type {worst[0]} {worst[1]['mean_us']} µs mean per value"
+    )
 
 
 def _compare(calls: list[tuple[str, dict[str, Any]]], rounds: int) -> dict[str, Any]:
@@ -192,16 +255,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--compare", action="store_true", help="also time the candidates not chosen")
     args = ap.parse_args()
-    calls, types = _load()
-    values = _values(calls, types)
-    result: dict[str, Any] = {
-        "per_type": {
-            kind: _per_value(kind, vals, args.rounds) for kind, vals in sorted(values.items())
-        },
-        "per_call": _per_call(calls, types, args.rounds),
-    }
-    if args.compare:
-        result["compare"] = _compare(calls, args.rounds)
+    result = measure(args.rounds, compare=args.compare)
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -212,10 +266,16 @@ def main() -> None:
         )
     per_call = result["per_call"]
     print(
-        f"\nper corpus call ({per_call['calls']} calls): "
+        f"\nper decision over the corpus ({per_call['calls']} calls): "
         f"analysed {per_call['analysed_us_per_call']} µs; "
         f"no analysed types {per_call['no_analysed_types_us_per_call']} µs "
         f"(an empty function call: {per_call['empty_function_us_per_call']} µs)"
+    )
+    bench = result["bench_corpus"]
+    print(
+        f"per decision over the bench load corpus ({bench['calls']} requests, "
+        f"{bench['with_analysed_parameters']} with analysed parameters): "
+        f"{bench['analysed_us_per_call']} µs"
     )
     if args.compare:
         print("\ncompare:", json.dumps(result["compare"], indent=2))

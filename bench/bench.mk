@@ -1,10 +1,13 @@
 # Benchmark targets, included by the Makefile (`-include bench/bench.mk`).
 # See docs/performance.md for what the lanes mean and the latest numbers.
 
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-analysis
 
 bench: $(VENV)/.installed $(OPA) ## full benchmark (~17 min): 3 lanes, c=1/8/32, open loop, catalogue, session-history and memory sweeps, profile
 	$(PY) -m bench.run --mode full
 
 bench-quick: $(VENV)/.installed $(OPA) ## quick benchmark (< 2 min): same lanes, shorter, no sweeps
 	$(PY) -m bench.run --mode quick
+
+bench-analysis: $(VENV)/.installed ## seconds: the analysis step alone, µs per decision over the evasion corpus (bench/analysis_cost.py)
+	$(PY) bench/analysis_cost.py

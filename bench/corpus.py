@@ -7,9 +7,9 @@ running OPA and the running service before it times anything.
 
 ``opa_body`` builds the exact JSON the service would POST to OPA for the same request
 in a fresh session (``to_action_request``, the session context a fresh session gets
-from ``SessionContext.prepare`` with the pack's tool catalogue, ``build_input``, the
-client's encoding), so the opa-direct lane sends what Decide sends, except for
-``now``/``now_ns`` and the session id.
+from ``SessionContext.prepare`` with the pack's tool catalogue, the analysis of the
+parameters the catalogue types, ``build_input``, the client's encoding), so the
+opa-direct lane sends what Decide sends, except for ``now``/``now_ns`` and the session id.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from aarm_pdp.analysis import analyse
 from aarm_pdp.api.validation import to_action_request
 from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.input import build_input
@@ -108,7 +109,9 @@ class Case:
         request = to_action_request(self.request(), LimitsConfig())
         context = SessionContext(MemorySessionStore(), _catalogue)
         parts = _complete(context.prepare(request, now_ns)).input_parts
-        return build_input(request, now_ns=now_ns, context=parts)
+        action = request.action
+        analysis = analyse(action.parameters, _catalogue().analysis_types(action.name))
+        return build_input(request, now_ns=now_ns, context=parts, analysis=analysis)
 
     def opa_body(self, now_ns: int = FIXED_NOW_NS) -> bytes:
         """The Data API request body, encoded exactly as ``OpaClient.evaluate`` does."""

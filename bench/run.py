@@ -16,7 +16,9 @@ process. Then:
    memory per 100000 sessions (``memory_per_100k_sessions``, ``bench/session_memory.py``);
 5. a py-spy profile of the hot path under the decide-stub-opa lane (and, in full mode,
    the decide lane);
-6. prints one table and writes ``bench/results/bench-<mode>-<stamp>.json``
+6. the analysis step's cost (``bench/analysis_cost.py``: µs per decision over the evasion
+   corpus, in-process; key ``analysis``);
+7. prints one table and writes ``bench/results/bench-<mode>-<stamp>.json``
    (+ ``latest-<mode>.json``); every ratio sits under a key containing ``ratio``.
 """
 
@@ -492,6 +494,9 @@ _BUCKETS = (
     ("concurrent/futures/thread.py", "executor thread parked in queue.get (not CPU)"),
     ("json/", "json encode/decode"),
     ("aarm_pdp/api/validation.py", "validation (to_action_request)"),
+    ("aarm_pdp/analysis/", "analysis (input.analysis parsers)"),
+    ("pglast/", "analysis (input.analysis parsers)"),
+    ("bashlex/", "analysis (input.analysis parsers)"),
     ("aarm_pdp/decision/input.py", "build_input"),
     ("aarm_pdp/decision/result.py", "parse_result"),
     ("aarm_pdp/session/", "session context (prepare/commit)"),
@@ -664,6 +669,10 @@ def report(res: dict[str, Any]) -> str:
             out.append(f"sweep {name}: not available ({sweep['reason']})")
             continue
         out.extend(SWEEP_REPORTS[name](sweep))
+    if "analysis" in res:
+        from bench import analysis_cost
+
+        out.append(analysis_cost.summary_line(res["analysis"]))
     for lane, prof in res["profile"].items():
         if not prof.get("available"):
             out.append(f"profile {lane}: not available ({prof.get('reason')})")
@@ -1073,6 +1082,17 @@ def memory_sweep(_gen: LoadGen, _mode: Mode, _cases: list[Any], rego: Path) -> d
     return {"available": True, **json.loads(run.stdout)}
 
 
+def analysis_step(mode: Mode) -> dict[str, Any]:
+    """µs per decision of input.analysis over the evasion corpus (bench/analysis_cost.py).
+
+    Measured in this process, after the load lanes (nothing else of the bench runs): the
+    same pure call the engine makes before each query, best of a few rounds.
+    """
+    from bench import analysis_cost
+
+    return analysis_cost.measure(rounds=7 if mode.sweeps else 3)
+
+
 # Sweeps: name -> runner. A sweep that needs something the service does not have yet
 # says so instead of inventing numbers; wire its runner in when the feature lands.
 SWEEPS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -1205,6 +1225,8 @@ def _run(
             res["sweeps"][name] = sweep(gen, mode, list(VERDICT_CASES), rego)
     finally:
         gen.close()
+    log("analysis step cost")
+    res["analysis"] = analysis_step(mode)
     res["ratios"] = {
         **ratios(res["closed"], "closed_c"),
         **ratios(res["open"], "open_rate"),
