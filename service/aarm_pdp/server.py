@@ -230,6 +230,10 @@ def _principals(cfg: Config) -> PrincipalDirectory:
     return dev.directory
 
 
+def _public_keys(rlog: ReceiptLog) -> dict[str, Any]:
+    return rlog.keyring.jwks()
+
+
 async def _always_true() -> bool:
     return True
 
@@ -329,7 +333,13 @@ async def start(
             ),
         )
         await engine.refresh_policy_version()
-        revoked = await followups.load_revocations(_tenants(directory), rlog.store)
+        public_keys = functools.partial(_public_keys, rlog)
+        try:
+            revoked = await followups.load_revocations(
+                _tenants(directory), rlog.store, public_keys
+            )
+        except AarmError as exc:
+            raise StartupError(f"revocations not loaded: {exc.detail}") from exc
         if revoked:
             log.info("%d revocations loaded from the receipt store", revoked)
         server = grpc.aio.server(
@@ -410,7 +420,7 @@ async def start(
     metrics.opa_up.set(1)
     app.notifier = notifier
     app.reload_revocations = functools.partial(
-        followups.load_revocations, _tenants(directory), rlog.store
+        followups.load_revocations, _tenants(directory), rlog.store, public_keys
     )
     app.revocations_current = followups.revocations_current
     app.receipts = rlog

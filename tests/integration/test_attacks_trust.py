@@ -8,6 +8,7 @@ tenant) and nothing else.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -314,3 +315,55 @@ async def test_a_revocation_is_seen_by_a_second_replica_and_outlives_a_redis_res
                 await asyncio.sleep(0.1)
     finally:
         redis.stop()
+
+
+async def test_a_replay_by_another_principal_gets_no_one_elses_verdict(
+    svc: tuple[server.App, Clients],
+) -> None:
+    app, c = svc
+    who = ident("replay-owner")
+    req = decide_request(
+        "db", "query", {"table": "t", "limit": 1}, identity=who, request_id="r-own"
+    )
+    first = await c.decide.Decide(req)
+    assert verdict(first) == "ALLOW"
+    async with aio_channel(f"127.0.0.1:{app.port}", OPERATOR_TOKEN) as ch:
+        other = await Clients(ch).decide.Decide(req)
+    assert other.decision_id != first.decision_id
+    assert (verdict(other), other.reasons[0].code) == ("DENY", "session_conflict")
+
+
+async def test_approvers_see_the_action_with_its_secrets_withheld(
+    svc: tuple[server.App, Clients],
+) -> None:
+    app, c = svc
+    secret = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    pay = {"amount": 25000, "currency": "USD", "to_account": IBAN, "memo": f"token {secret}"}
+    step = await c.decide.Decide(
+        decide_request("payments", "transfer", pay, identity=ident("redacted-ticket"))
+    )
+    assert verdict(step) == "STEP_UP"
+    async with aio_channel(f"127.0.0.1:{app.port}", OPERATOR_TOKEN) as ch:
+        got = await Clients(ch).approvals.GetApproval(
+            A.GetApprovalRequest(approval_id=step.approval.approval_id)
+        )
+    shown = json_format.MessageToJson(got.approval.context)
+    assert secret not in shown
+    assert "<redacted>" in shown and IBAN in shown
+
+
+async def test_a_revocation_chain_edited_in_the_store_refuses_to_start(opa_binary: str) -> None:
+    cfg = service_config(opa_binary)
+    async with running(cfg) as (_, c):
+        for who in ("gina@acme.example", "hank@acme.example"):
+            await c.approvals.RevokeIdentity(A.RevokeIdentityRequest(tenant="acme", subject=who))
+    db = sqlite3.connect(cfg.receipts.store)
+    try:
+        db.execute("DROP TRIGGER receipts_no_delete")
+        db.execute("DELETE FROM receipts WHERE session_id = 'aarm:revocations' AND seq = 1")
+        db.commit()
+    finally:
+        db.close()
+    with pytest.raises(server.StartupError) as err:
+        await server.start(cfg)
+    assert "revocation chain" in str(err.value)

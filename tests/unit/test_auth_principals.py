@@ -268,3 +268,50 @@ def test_normalize_subject():
     assert normalize_subject("CN=x = y") == "CN=x = y"
     with pytest.raises(ValueError, match="not an RFC 4514"):
         normalize_subject("garbage")
+
+
+def test_four_eyes_sees_a_principal_under_its_jwt_subject() -> None:
+    """An approver known as 'alice' whose JWT subject is alice@acme.example cannot
+    approve a request acting for alice@acme.example (docs/threat-model.md gap 3)."""
+    from aarm_pdp.approvals import tickets as tk
+    from aarm_pdp.approvals.workflow import Workflow
+    from aarm_pdp.auth.principals import parse_principals
+
+    doc = {
+        "version": 1,
+        "jwt_issuers": [],
+        "principals": [
+            {
+                "id": "alice",
+                "kind": "user",
+                "roles": {"acme": ["approver"]},
+                "approver_groups": ["finance"],
+                "mtls": [{"spiffe_id": "spiffe://acme.example/alice"}],
+            }
+        ],
+    }
+    directory = parse_principals(doc, source="<test>", base_dir=Path("."))
+    alice = directory.principals["alice"]
+    assert "spiffe://acme.example/alice" in alice.names()
+
+    def ticket(human: str) -> tk.Ticket:
+        return tk.Ticket(
+            ticket_id="t",
+            kind="approval",
+            decision_id="d",
+            tenant="acme",
+            session_id="s",
+            status=tk.PENDING,
+            created_ns=0,
+            deadline_ns=1,
+            action_hash="",
+            request_b64="",
+            policy_hash="",
+            policy_revision="",
+            approvers=["finance"],
+            context={"identity": {"human": human, "agent": "agent-7"}},
+        )
+
+    assert Workflow.may_resolve(alice, ticket("bob@acme.example"))
+    assert not Workflow.may_resolve(alice, ticket("spiffe://acme.example/alice"))
+    assert not Workflow.may_resolve(alice, ticket("alice"))

@@ -182,7 +182,11 @@ class ApprovalServicer(_Base, approval_pb2_grpc.ApprovalServiceServicer):
             if not request.subject or len(request.subject) > 256:
                 raise RequestInvalid("subject is required")
             tenant = tenant_for(request.tenant, Role.ADMIN)
-            await self._followups.revoke(tenant, request.subject, by=principal().id)
+            if len(request.reason) > 1024:
+                raise RequestInvalid("reason longer than 1024")
+            await self._followups.revoke(
+                tenant, request.subject, by=principal().id, reason=request.reason
+            )
             log.warning("identity revoked by %s: %s", principal().id, request.subject)
             return approval_pb2.RevokeIdentityResponse(subject=request.subject)
 

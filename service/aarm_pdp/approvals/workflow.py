@@ -151,7 +151,7 @@ class Workflow:
         enforcing principal nor the acting agent, service or human approves."""
         req = ticket.context.get("identity", {})
         actors = {req.get(k) for k in ("agent", "service", "human", "principal")} - {None, ""}
-        return approver.approves_for(ticket.approvers) and approver.id not in actors
+        return approver.approves_for(ticket.approvers) and not (approver.names() & actors)
 
     async def resolve(
         self, approver: Principal, ticket_id: str, *, grant: bool, reason: str, now_ns: int

@@ -120,10 +120,18 @@ class Principal:
     approver_groups: frozenset[str] = frozenset()
     """The policy's approver groups this principal answers for (``approvers`` of a
     STEP_UP); ``*`` is every group (the development principal)."""
+    aliases: frozenset[str] = frozenset()
+    """Other names of this principal (its JWT subjects, SPIFFE ids, certificate
+    subjects): a request acting as any of them is this principal's own (four-eyes)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "roles", MappingProxyType(dict(self.roles)))
         object.__setattr__(self, "approver_groups", frozenset(self.approver_groups))
+        object.__setattr__(self, "aliases", frozenset(self.aliases))
+
+    def names(self) -> frozenset[str]:
+        """Its id and every alias."""
+        return self.aliases | {self.id}
 
     def approves_for(self, groups: Iterable[str]) -> bool:
         """True when this principal is in one of the approver ``groups``."""
@@ -435,7 +443,13 @@ def _parse_entry(entry: Any, where: str, problems: Problems) -> PrincipalRecord 
     if len(problems.items) > before or pid is None or kind is None:
         return None
     return PrincipalRecord(
-        Principal(pid, kind, roles, frozenset(groups)),
+        Principal(
+            pid,
+            kind,
+            roles,
+            frozenset(groups),
+            frozenset([*spiffe_ids, *subjects, *(sub for _, sub in jwt_subjects)]),
+        ),
         tuple(hashes),
         tuple(spiffe_ids),
         tuple(subjects),

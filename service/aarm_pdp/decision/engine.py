@@ -45,6 +45,7 @@ from aarm_pdp.model.decision import (
     RiskLevel,
 )
 from aarm_pdp.model.levels import NO_CLASSIFICATION
+from aarm_pdp.model.redaction import redact
 from aarm_pdp.model.request import ActionRequest, identity_doc
 from aarm_pdp.observability import logging as aarm_logging
 from aarm_pdp.observability.events import decision_events
@@ -196,7 +197,10 @@ class DecisionEngine:
         now_ns = self._clock()
         key = None
         if request.request_id:
-            key = (request.identity.tenant, request.identity.session_id, request.request_id)
+            # Keyed by the calling principal too: another enforcement point replaying the
+            # same bytes gets no one else's verdict.
+            ident = request.identity
+            key = (ident.tenant, ident.session_id, request.request_id, ident.principal)
             hit = self._cache.lookup(key, request.fingerprint, now_ns)
             if hit is not None:
                 cached = hit if isinstance(hit, DecisionRecord) else await asyncio.shield(hit)
@@ -233,6 +237,8 @@ class DecisionEngine:
         """
         if cached.result.decision not in _RUNS:
             return None
+        if request.unverified:
+            return ErrorCode.IDENTITY_UNVERIFIED
         expires = request.identity.expires_at_ns
         if expires and expires <= now_ns:
             return ErrorCode.IDENTITY_EXPIRED
@@ -461,7 +467,8 @@ class DecisionEngine:
                 "tool": request.action.tool,
                 "operation": request.action.operation,
                 "original_tool": request.action.original_tool,
-                "parameters": request.action.parameters,
+                # Approvers (GetApproval, the webhook) see them: secrets withheld.
+                "parameters": redact(request.action.parameters),
             },
             "prior_actions": session.get("recent", []),
             "highest_classification": session.get("highest_classification", NO_CLASSIFICATION),

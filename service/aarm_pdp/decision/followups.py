@@ -18,7 +18,7 @@ import orjson
 
 from aarm_pdp.approvals.tickets import Ticket
 from aarm_pdp.decision.ports import Events, Receipts, Sessions
-from aarm_pdp.errors import AarmError
+from aarm_pdp.errors import AarmError, ReceiptInvalid
 from aarm_pdp.model.levels import NO_CLASSIFICATION
 from aarm_pdp.model.redaction import redact_values
 from aarm_pdp.model.request import Identity, identity_doc
@@ -26,6 +26,7 @@ from aarm_pdp.observability.events import approval_event
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.receipts import body as receipt_body
 from aarm_pdp.receipts.store import ReceiptStore
+from aarm_pdp.receipts.verify import KeysLike, verify_chain
 
 log = logging.getLogger("aarm_pdp.decision.followups")
 
@@ -127,7 +128,7 @@ class Followups:
         )
         return head, count
 
-    async def revoke(self, tenant: str, subject: str, *, by: str) -> None:
+    async def revoke(self, tenant: str, subject: str, *, by: str, reason: str = "") -> None:
         """Revoke ``subject`` (a human, service, agent or credential id) in ``tenant``.
 
         Durable first: a ``revocation`` receipt in the tenant's revocation chain (the
@@ -142,17 +143,33 @@ class Followups:
                 session_id=REVOCATIONS,
                 decision_id="",
                 identity={"principal": by},
-                detail={"subject": subject, "revoked_by": by},
+                detail={"subject": subject, "revoked_by": by, "reason": reason[:512]},
                 now_ns=self._clock(),
             )
         )
         await self._sessions.revoke(tenant, subject)
 
-    async def load_revocations(self, tenants: Iterable[str], store: ReceiptStore) -> int:
-        """Replay the revocation chains of ``tenants`` into the session store; how many."""
+    async def load_revocations(
+        self, tenants: Iterable[str], store: ReceiptStore, keys: Callable[[], KeysLike]
+    ) -> int:
+        """Replay the revocation chains of ``tenants`` into the session store; how many.
+
+        Each chain is verified first (signatures, sequence, hash links) against the
+        service's own public keys: a chain edited in the store (a revocation deleted
+        from its middle, one altered) raises ``ReceiptInvalid`` instead of quietly
+        un-revoking someone. (A deletion at the very end of a chain leaves no trace in
+        the chain itself: anchor exports elsewhere, docs/threat-model.md.)
+        """
         count = 0
         for tenant in sorted(set(tenants)):
-            for line in await store.export(tenant, REVOCATIONS):
+            lines = await store.export(tenant, REVOCATIONS)
+            checked = verify_chain(lines, keys(), session=(tenant, REVOCATIONS))
+            if not checked.ok:
+                raise ReceiptInvalid(
+                    f"revocation chain of {tenant!r} does not verify: "
+                    f"{checked}"
+                )
+            for line in lines:
                 doc = orjson.loads(line)
                 if doc.get("kind") != "revocation":
                     continue

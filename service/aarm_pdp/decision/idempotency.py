@@ -14,7 +14,8 @@ from collections import OrderedDict
 from aarm_pdp.errors import RequestInvalid
 from aarm_pdp.model.decision import DecisionRecord
 
-Key = tuple[str, str, str]
+Key = tuple[str, str, str, str]
+"""(tenant, session id, request id, calling principal)."""
 
 
 class IdempotencyCache:
