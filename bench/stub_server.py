@@ -18,6 +18,7 @@ from typing import Any
 
 from aarm_pdp import server
 from aarm_pdp.config import (
+    AuthConfig,
     Config,
     MetricsConfig,
     ReceiptConfig,
@@ -28,6 +29,7 @@ from aarm_pdp.loop import run_loop
 from aarm_pdp.observability import logging as aarm_logging
 from aarm_pdp.opa.fake import FakePolicyEngine
 
+from tests.support.principals import default_file
 from tests.support.processes import announce_ready_and_wait
 
 DECISION: dict[str, Any] = {
@@ -67,6 +69,8 @@ def make_engine() -> FakePolicyEngine:
 async def _run(listen: str, receipts: str, key_dir: str, telemetry: str) -> None:
     cfg = Config(
         server=ServerConfig(listen=listen),
+        # Authenticated like the decide lane: the same principals, the same token.
+        auth=AuthConfig(principals_file=default_file()),
         metrics=MetricsConfig(listen=""),
         receipts=ReceiptConfig(store=receipts, key_dir=Path(key_dir)),
         telemetry=TelemetryConfig(file=Path(telemetry) if telemetry else None),
