@@ -21,11 +21,23 @@ pytestmark = pytest.mark.integration
 GRPCURL = BIN / "grpcurl"
 
 
+def _private_stores(directory: Path) -> list[str]:
+    """Receipts, keys and telemetry of a test's own: never the checkout's var/."""
+    return [
+        "--receipts",
+        str(directory / "receipts.db"),
+        "--key-dir",
+        str(directory / "keys"),
+        "--telemetry-file",
+        "",
+    ]
+
+
 @pytest.fixture
-def served() -> Iterator[tuple[subprocess.Popen[str], int]]:
+def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port, mport = free_port(), free_port()
     proc = subprocess.Popen(
-        serve_command(port, metrics_port=mport),
+        serve_command(port, *_private_stores(tmp_path), metrics_port=mport),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -141,7 +153,9 @@ def test_dev_principal_token_file_and_readme_header(tmp_path: Path) -> None:
     """No principals: a development principal on loopback, its token in a 0600 file."""
     port, mport = free_port(), free_port()
     token_file = tmp_path / "var" / "dev-token"
-    cmd = serve_command(port, "--dev-token-file", str(token_file), metrics_port=mport)
+    cmd = serve_command(
+        port, "--dev-token-file", str(token_file), *_private_stores(tmp_path), metrics_port=mport
+    )
     at = cmd.index("--principals")
     del cmd[at : at + 2]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
