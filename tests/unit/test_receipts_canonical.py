@@ -78,11 +78,48 @@ def test_number_formatting(value: float, want: str) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [math.nan, math.inf, -math.inf, 2**53, -(2**53), {1: "non-string key"}, "\ud800", object()],
+    [
+        math.nan,
+        math.inf,
+        -math.inf,
+        2**53 + 1,  # no double is 2**53 + 1: it would be written 9007199254740992
+        -(2**53) - 1,
+        1_777_600_000_000_000_001,  # a nanosecond timestamp
+        10**400,  # beyond any double
+        pytest.param(10**5000, id="10**5000"),  # beyond what str() converts
+        {1: "non-string key"},
+        "\ud800",
+        {"a": {"\ud800": 1}},  # a lone surrogate in a nested key (rfc8785's own sort)
+        object(),
+    ],
 )
 def test_values_without_a_canonical_form_are_refused(bad: object) -> None:
     with pytest.raises(ReceiptInvalid):
         canonicalize(bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        # An integral double of 2**53 or more is written in full below 1e21, so receipt
+        # text holds such integers and every JSON parser reads them back as ints: an int
+        # that is a double, or is written like one, is that double.
+        (2**53, "9007199254740992"),
+        (-(2**53), "-9007199254740992"),
+        (10**20, "100000000000000000000"),
+        (1_152_921_504_606_847_000, "1152921504606847000"),  # how the double 2**60 is written
+        (2**60, "1152921504606847000"),  # exactly a double: its value is kept
+        (2**63, "9223372036854776000"),
+        (999_999_999_999_999_900_000, "999999999999999900000"),
+        (
+            {"é": [10**20, 1e20, 2.0**53]},
+            '{"é":[100000000000000000000,100000000000000000000,9007199254740992]}',
+        ),
+    ],
+)
+def test_big_integers_that_are_canonical_doubles(value: object, want: str) -> None:
+    assert canonicalize(value) == want.encode()
+    assert canonicalize(parse(canonicalize(value))) == want.encode()
 
 
 def test_strings_escape_only_what_json_requires() -> None:
@@ -207,6 +244,6 @@ def test_fast_path_refuses_what_orjson_would_bend() -> None:
     class Point:
         x: int
 
-    for bad in ({"a": [1.5, math.nan]}, [None, math.inf], {"p": Point(1)}, [2**63]):
+    for bad in ({"a": [1.5, math.nan]}, [None, math.inf], {"p": Point(1)}, [2**63 + 1]):
         with pytest.raises(ReceiptInvalid):
             canonicalize(bad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -312,7 +313,8 @@ async def test_rotated_key_old_receipts_still_verify_with_the_new_jwks(tmp_path:
     log = ReceiptLog(store, ring)
     for i in range(3):
         await log.append(body(i))
-    new_kid = rotate(tmp_path)
+    # Rotated at the bodies' clock: body(3) on is dated after the rotation.
+    new_kid = rotate(tmp_path, now=datetime(2026, 5, 1, 10, 0, 3, tzinfo=UTC))
     log.keyring = KeyRing.load(tmp_path)
     for i in range(3, 5):
         await log.append(body(i))

@@ -4,14 +4,14 @@ Public API::
 
     canonicalize(value) -> bytes                    RFC 8785 bytes
     KeyRing.open(dir) / KeyRing.load(dir)           Ed25519 keys of a key directory
-    init_key_dir(dir) -> key_id, rotate(dir) -> key_id, jwks(dir) -> dict
+    init_key_dir(dir) -> key_id, rotate(dir, retire_after=) -> key_id, jwks(dir) -> dict
     ReceiptLog(store, keyring).append(body)         chain + sign + durably store
     SqliteReceiptStore(path), PostgresReceiptStore(dsn), open_store(path_or_dsn)
     MemoryReceiptStore()                            the fake, for unit tests
-    PublicKeys.from_jwks(doc)                       verifier keys
+    PublicKeys.from_jwks(doc)                       verifier keys, with their KeyWindow
     verify_receipt / verify_chain / verify_export   offline, pure -> VerifyResult
 
-See :mod:`aarm_pdp.receipts.envelope` for the receipt format.
+The format, for an independent verifier, with test vectors: ``docs/receipts.md``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from aarm_pdp.receipts.postgres_store import PostgresReceiptStore
 from aarm_pdp.receipts.sqlite_store import SqliteReceiptStore
 from aarm_pdp.receipts.store import ReceiptStore
 from aarm_pdp.receipts.verify import (
+    KeyWindow,
     PublicKeys,
     Reason,
     VerifyResult,
@@ -50,6 +51,7 @@ __all__ = [
     "TERMINAL_KIND",
     "VERSION",
     "KeyRing",
+    "KeyWindow",
     "LogStats",
     "MemoryReceiptStore",
     "PostgresReceiptStore",

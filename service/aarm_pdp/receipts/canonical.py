@@ -2,9 +2,20 @@
 
 JCS sorts object members by the UTF-16 code units of their names, writes numbers the
 way ECMAScript ``Number.prototype.toString`` does (``1e+30``, ``0.002``, ``4.5``),
-escapes only what JSON requires and emits UTF-8 with no whitespace. Values outside
-I-JSON (integers beyond +/-(2**53 - 1), NaN, infinities, lone surrogates, non-string
-keys) have no canonical form and are refused.
+escapes only what JSON requires and emits UTF-8 with no whitespace. NaN, infinities,
+lone surrogates and non-string keys have no canonical form and are refused.
+
+Numbers are IEEE 754 doubles (RFC 8785 §3.2.2.3, I-JSON). An integral double of
+2**53 or more is written in full below 1e21 (``1e20`` -> ``100000000000000000000``),
+so a receipt's text holds integers that JSON parsers (ours included) read back as
+ints beyond +/-(2**53 - 1). Such an int is written as the double nearest to it when
+nothing is lost: the double equals it (``2**53``, ``2**63``, written
+``9007199254740992``, ``9223372036854776000``) or is written with exactly its digits
+(``100000000000000000000``, ``1152921504606847000``, which is how 2**60 is written).
+So parsing a canonical text and canonicalising it again gives the same bytes, and an
+int computed elsewhere (OPA's modified parameters) keeps its value. An int no double
+holds (``2**53 + 1``, most nanosecond timestamps, ``10**400``) is refused rather than
+silently rounded.
 
 The ``rfc8785`` package is the reference; its errors are translated into
 :class:`~aarm_pdp.errors.ReceiptInvalid` here, at the boundary. It is pure Python
@@ -77,9 +88,38 @@ def canonicalize(value: Any) -> bytes:
     except (_Slow, orjson.JSONEncodeError, TypeError):
         pass
     try:
-        return rfc8785.dumps(value)
-    except (rfc8785.CanonicalizationError, RecursionError) as exc:
+        try:
+            return rfc8785.dumps(value)
+        except rfc8785.IntegerDomainError:  # rare: walk the value only then
+            return rfc8785.dumps(_as_doubles(value))
+    except (ValueError, RecursionError) as exc:
+        # ValueError: rfc8785's CanonicalizationError, and also the UnicodeEncodeError
+        # its UTF-16 key sort raises on a lone surrogate in a nested key.
         raise ReceiptInvalid(f"not canonicalisable: {exc}") from exc
+
+
+_BIG_INT = "an integer beyond +/-(2**53 - 1) that no double holds"
+
+
+def _big_int_as_double(value: int) -> float:
+    """``value`` (beyond +/-(2**53 - 1)) as its double, if that loses nothing."""
+    if value.bit_length() > 1024:  # beyond any double (and str() may refuse it)
+        raise rfc8785.CanonicalizationError(_BIG_INT)
+    as_float = float(value)
+    if int(as_float) != value and rfc8785.dumps(as_float) != str(value).encode("ascii"):
+        raise rfc8785.CanonicalizationError(_BIG_INT)
+    return as_float
+
+
+def _as_doubles(value: Any) -> Any:
+    """``value`` with every int beyond +/-(2**53 - 1) replaced by its double, or refused."""
+    if isinstance(value, bool) or not isinstance(value, int | dict | list | tuple):
+        return value
+    if isinstance(value, int):
+        return value if -_MAX_INT <= value <= _MAX_INT else _big_int_as_double(value)
+    if isinstance(value, dict):
+        return {k: _as_doubles(v) for k, v in value.items()}
+    return [_as_doubles(v) for v in value]
 
 
 def parse(text: str | bytes) -> Any:

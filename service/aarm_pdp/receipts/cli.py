@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -19,13 +21,19 @@ from aarm_pdp.errors import AarmError
 from aarm_pdp.receipts.canonical import canonicalize
 from aarm_pdp.receipts.envelope import ALGORITHM, b64encode, signing_payload
 from aarm_pdp.receipts.factory import open_store
-from aarm_pdp.receipts.keys import KeyRing
+from aarm_pdp.receipts.keys import DEFAULT_RETIRE_AFTER, KeyRing
 from aarm_pdp.receipts.keys import rotate as rotate_keys
 from aarm_pdp.receipts.store import SessionKey
-from aarm_pdp.receipts.verify import PublicKeys, VerifyResult, export_header, verify_chain
+from aarm_pdp.receipts.verify import (
+    NOT_AFTER,
+    PublicKeys,
+    VerifyResult,
+    export_header,
+    verify_chain,
+)
 from aarm_pdp.receipts.verify import verify_export as verify_export_lines
 
-__all__ = ["export", "export_lines", "keys", "rotate", "verify"]
+__all__ = ["export", "export_lines", "keys", "parse_duration", "rotate", "verify"]
 
 OK: Final = 0
 FAILED: Final = 1
@@ -83,7 +91,9 @@ def verify(
         return ERROR
     if export_file is not None:
         try:
-            lines = Path(export_file).read_text(encoding="utf-8").splitlines()
+            # Lines end at "\n" only: str.splitlines() would also split inside a receipt
+            # at U+2028, U+2029 or U+0085, which RFC 8785 leaves unescaped in strings.
+            lines = Path(export_file).read_text(encoding="utf-8").split("\n")
         except (OSError, UnicodeDecodeError) as exc:
             print(f"error: cannot read {export_file}: {exc}", file=out)
             return ERROR
@@ -191,13 +201,55 @@ def keys(directory: str | os.PathLike[str], *, out: TextIO | None = None) -> int
     return OK
 
 
-def rotate(directory: str | os.PathLike[str], *, out: TextIO | None = None) -> int:
-    """Add a new active key to a key directory (old keys kept) and print its id."""
+_DURATION = re.compile(r"([0-9]+)([smhd]?)", re.ASCII)
+_UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``0``, ``90``/``90s``, ``15m``, ``1h``, ``7d`` as a timedelta.
+
+    Raises:
+        ValueError: anything else.
+    """
+    m = _DURATION.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 0, 90s, 15m, 1h, 7d)")
+    return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+
+
+def rotate(
+    directory: str | os.PathLike[str],
+    *,
+    retire_after: str | timedelta | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Add a new active key to a key directory and print its id (alone, on stdout).
+
+    Older keys are kept and retired ``retire_after`` from now (default
+    :data:`~aarm_pdp.receipts.keys.DEFAULT_RETIRE_AFTER`); the retirement time goes
+    to ``err`` (stderr).
+    """
     out = out or sys.stdout
+    err = err or sys.stderr
     try:
-        kid = rotate_keys(directory)
+        if retire_after is None:
+            overlap = DEFAULT_RETIRE_AFTER
+        elif isinstance(retire_after, str):
+            overlap = parse_duration(retire_after)
+        else:
+            overlap = retire_after
+    except ValueError as exc:
+        print(f"error: --retire-after: {exc}", file=err)
+        return ERROR
+    try:
+        kid = rotate_keys(directory, retire_after=overlap)
+        ring = KeyRing.load(directory)
     except AarmError as exc:
         print(f"error: {exc.detail}", file=out)
         return ERROR
     print(kid, file=out)
+    for jwk in ring.jwks()["keys"][1:]:
+        if NOT_AFTER in jwk:
+            print(f"key {jwk['kid']} retired from {jwk[NOT_AFTER]}", file=err)
     return OK

@@ -129,6 +129,8 @@ class PreparedBody:
     kind: str
     members: dict[str, bytes]
     """Every top-level member except ``chain``, as RFC 8785 bytes."""
+    issued_at: str = ""
+    """The body's ``issued_at`` (checked against the signing key's validity window)."""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -190,7 +192,7 @@ def validate_body(body: Mapping[str, Any]) -> PreparedBody:
         _name(name)  # names too must be valid Unicode
         if name != "chain":
             members[name] = canonicalize(value)
-    return PreparedBody(receipt_id, tenant, session_id, kind, members)
+    return PreparedBody(receipt_id, tenant, session_id, kind, members, issued_at)
 
 
 def complete(

@@ -21,6 +21,12 @@ head fell out of the cache, another replica started it) makes that insert confli
 on seq 1, and the retry reads its head from the store. So a new session's first
 receipt costs one writer round trip, not two.
 
+Keys: each batch is signed by the key ring's active key, after
+:meth:`~aarm_pdp.receipts.keys.KeyRing.refresh` (a rotation in the key directory is
+picked up within a second). A receipt whose ``issued_at`` lies outside the active
+key's validity window is not signed (it would not verify): it fails alone with
+:class:`ReceiptInvalid`.
+
 Failure: when the store fails, every waiter of the batch gets
 :class:`ReceiptStoreUnavailable` (the engine answers DENY). When the queue is full
 ``append`` waits (back-pressure) for at most ``enqueue_timeout`` and then fails the
@@ -50,7 +56,7 @@ from aarm_pdp.receipts.envelope import (
     receipt_hash,
     validate_body,
 )
-from aarm_pdp.receipts.keys import KeyRing
+from aarm_pdp.receipts.keys import KeyRing, SigningKey
 from aarm_pdp.receipts.store import (
     ChainHead,
     ReceiptStore,
@@ -58,6 +64,7 @@ from aarm_pdp.receipts.store import (
     StoreConflict,
     StoredReceipt,
 )
+from aarm_pdp.receipts.verify import parse_timestamp
 
 __all__ = ["LogStats", "ReceiptLog"]
 
@@ -276,6 +283,7 @@ class ReceiptLog:
     def _chain_and_sign(
         self, batch: list[_Pending], heads: dict[SessionKey, ChainHead | None]
     ) -> tuple[list[StoredReceipt], list[tuple[_Pending, Receipt]], dict[SessionKey, ChainHead]]:
+        self.keyring.refresh()
         key = self.keyring.active
 
         def sign(payload: bytes) -> tuple[str, bytes]:
@@ -293,6 +301,11 @@ class ReceiptLog:
                 continue
             if rid in seen_ids:
                 self._reject(p, f"receipt_id {rid!r} appended twice")
+                continue
+            if key.window.bounded and not _in_window(key, p.body.issued_at):
+                self._reject(
+                    p, f"issued_at is outside the validity window of signing key {key.key_id!r}"
+                )
                 continue
             seen_ids.add(rid)
             canonical, receipt = complete(
@@ -340,6 +353,13 @@ class ReceiptLog:
                 return
             _fail([p], exc)
             self._queue.task_done()
+
+
+def _in_window(key: SigningKey, issued_at: str) -> bool:
+    try:
+        return key.window.check(parse_timestamp(issued_at)) is None
+    except ValueError:  # not RFC 3339: no verifier could place it in the window
+        return False
 
 
 def _retrieve(future: asyncio.Future[Receipt]) -> None:

@@ -11,6 +11,8 @@ tampering                 reason                 index
 ========================  =====================  ======================================
 edited field              ``bad_signature``      the edited receipt
 unknown key id            ``unknown_key``        the receipt signed by it
+signed after key retired  ``key_retired``        that receipt
+signed before key valid   ``key_not_yet_valid``  that receipt
 deleted receipt           ``missing_receipt``    the receipt after the gap
 two receipts swapped      ``reordered``          the first out-of-place receipt
 duplicate seq             ``duplicate_seq``      the second copy
@@ -24,6 +26,13 @@ export last hash differs  ``last_hash_mismatch`` the last receipt
 
 For the truncation reasons the index is one past the end, with ``receipt_id`` None:
 the first bad receipt is the one that is missing.
+
+Key validity windows: a JWKS entry may carry ``aarm_not_before`` and ``aarm_not_after``
+(RFC 3339 timestamps, our extension; see :class:`KeyWindow` and ``docs/receipts.md``).
+A receipt whose signature verifies under such a key but whose ``issued_at`` lies
+outside ``[aarm_not_before, aarm_not_after)`` fails as ``key_not_yet_valid`` or
+``key_retired``. A key without them is valid for every ``issued_at`` (keys published
+before windows existed, and the first key of a key directory).
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
@@ -55,10 +65,15 @@ from aarm_pdp.receipts.envelope import (
 
 __all__ = [
     "EXPORT_TYPE",
+    "NOT_AFTER",
+    "NOT_BEFORE",
+    "KeyWindow",
     "PublicKeys",
     "Reason",
     "VerifyResult",
     "export_header",
+    "format_timestamp",
+    "parse_timestamp",
     "public_jwk",
     "verify_chain",
     "verify_export",
@@ -76,6 +91,8 @@ class Reason(enum.StrEnum):
     UNSUPPORTED = "unsupported"
     UNKNOWN_KEY = "unknown_key"
     BAD_SIGNATURE = "bad_signature"
+    KEY_NOT_YET_VALID = "key_not_yet_valid"
+    KEY_RETIRED = "key_retired"
     SESSION_MISMATCH = "session_mismatch"
     DUPLICATE_SEQ = "duplicate_seq"
     MISSING_RECEIPT = "missing_receipt"
@@ -113,7 +130,106 @@ def _fail(
     return VerifyResult(False, index, receipt_id, reason, message, checked)
 
 
+# --- time ------------------------------------------------------------------------------
+
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,9}))?(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
+)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND: Final = timedelta(seconds=1)
+
+
+def parse_timestamp(text: object) -> int:
+    """An RFC 3339 date-time (``2026-05-01T12:00:00.123456Z``, an offset allowed) as
+    nanoseconds since the Unix epoch. Leap seconds (``:60``) and more than nine
+    fraction digits are refused.
+
+    Raises:
+        ValueError: ``text`` is not such a timestamp.
+    """
+    m = _RFC3339.fullmatch(text) if isinstance(text, str) else None
+    if m is None:
+        raise ValueError("not an RFC 3339 date-time")
+    year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    seconds = (datetime(year, month, day, hour, minute, second, tzinfo=UTC) - _EPOCH) // _SECOND
+    if m.group(8):
+        hours, minutes = int(m.group(9)), int(m.group(10))
+        if hours > 23 or minutes > 59:
+            raise ValueError("bad UTC offset")
+        offset = hours * 3600 + minutes * 60
+        seconds -= offset if m.group(8) == "+" else -offset
+    return seconds * 1_000_000_000 + int((m.group(7) or "").ljust(9, "0"))
+
+
+def format_timestamp(ns: int) -> str:
+    """Nanoseconds since the epoch as RFC 3339 UTC: microseconds, or nanoseconds if needed."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    stamp = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{rest // 1000:06d}" if rest % 1000 == 0 else f"{rest:09d}"
+    return f"{stamp}.{fraction}Z"
+
+
 # --- keys ------------------------------------------------------------------------------
+
+NOT_BEFORE: Final = "aarm_not_before"
+"""JWK member: the first instant (RFC 3339) at which the key may have signed."""
+NOT_AFTER: Final = "aarm_not_after"
+"""JWK member: the instant (RFC 3339) from which the key is retired (exclusive end)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyWindow:
+    """When a key may have signed: ``not_before <= issued_at < not_after`` (ns; None = open)."""
+
+    not_before: int | None = None
+    not_after: int | None = None
+
+    def __post_init__(self) -> None:
+        if (
+            self.not_before is not None
+            and self.not_after is not None
+            and self.not_after <= self.not_before
+        ):
+            raise ValueError("a key's window must end after it starts")
+
+    @property
+    def bounded(self) -> bool:
+        return self.not_before is not None or self.not_after is not None
+
+    def check(self, issued_at_ns: int) -> Reason | None:
+        """None when ``issued_at_ns`` is inside the window, else why not."""
+        if self.not_before is not None and issued_at_ns < self.not_before:
+            return Reason.KEY_NOT_YET_VALID
+        if self.not_after is not None and issued_at_ns >= self.not_after:
+            return Reason.KEY_RETIRED
+        return None
+
+    def jwk_members(self) -> dict[str, str]:
+        """The window as JWK members (none for an open window)."""
+        out: dict[str, str] = {}
+        if self.not_before is not None:
+            out[NOT_BEFORE] = format_timestamp(self.not_before)
+        if self.not_after is not None:
+            out[NOT_AFTER] = format_timestamp(self.not_after)
+        return out
+
+    @classmethod
+    def from_jwk(cls, entry: Mapping[str, Any]) -> KeyWindow:
+        """The window a JWK declares.
+
+        Raises:
+            ValueError: a member is present but not an RFC 3339 timestamp, or the
+                window is empty.
+        """
+        bounds = [
+            parse_timestamp(entry[name]) if name in entry else None
+            for name in (NOT_BEFORE, NOT_AFTER)
+        ]
+        return cls(*bounds)
+
+
+OPEN: Final = KeyWindow()
 
 
 def _b64url(data: bytes) -> str:
@@ -126,8 +242,9 @@ def _b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def public_jwk(key_id: str, key: Ed25519PublicKey) -> dict[str, str]:
-    """An Ed25519 public key as a JWK (RFC 8037): kty OKP, crv Ed25519, x base64url."""
+def public_jwk(key_id: str, key: Ed25519PublicKey, window: KeyWindow = OPEN) -> dict[str, str]:
+    """An Ed25519 public key as a JWK (RFC 8037): kty OKP, crv Ed25519, x base64url,
+    plus its validity window (``aarm_not_before``/``aarm_not_after``) when it has one."""
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return {
         "kty": "OKP",
@@ -136,14 +253,20 @@ def public_jwk(key_id: str, key: Ed25519PublicKey) -> dict[str, str]:
         "kid": key_id,
         "alg": "EdDSA",
         "use": "sig",
+        **window.jwk_members(),
     }
 
 
 class PublicKeys:
-    """Verification keys by key id, usually read from a published JWKS."""
+    """Verification keys by key id, usually read from a published JWKS, with their windows."""
 
-    def __init__(self, keys: Mapping[str, Ed25519PublicKey]) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, Ed25519PublicKey],
+        windows: Mapping[str, KeyWindow] | None = None,
+    ) -> None:
         self._keys = dict(keys)
+        self._windows = {k: w for k, w in (windows or {}).items() if w.bounded}
 
     def __repr__(self) -> str:
         return f"PublicKeys({sorted(self._keys)!r})"
@@ -154,6 +277,10 @@ class PublicKeys:
     def get(self, key_id: str) -> Ed25519PublicKey | None:
         return self._keys.get(key_id)
 
+    def window(self, key_id: str) -> KeyWindow:
+        """When ``key_id`` may have signed (open when the JWKS gives no window)."""
+        return self._windows.get(key_id, OPEN)
+
     @property
     def key_ids(self) -> list[str]:
         return sorted(self._keys)
@@ -163,13 +290,16 @@ class PublicKeys:
         """Parse a JWKS document (object or JSON text).
 
         Keys that are not Ed25519 signing keys are ignored, so a receipt naming one
-        fails as ``unknown_key``. A structurally broken JWKS raises ReceiptInvalid.
+        fails as ``unknown_key``. A structurally broken JWKS raises ReceiptInvalid, and
+        so does a window member that is not an RFC 3339 timestamp or an empty window
+        (refused, not ignored: ignoring it would trust the key for ever).
         """
         doc = parse(jwks) if isinstance(jwks, str | bytes) else jwks
         entries = doc.get("keys") if isinstance(doc, Mapping) else None
         if not isinstance(entries, list):
             raise ReceiptInvalid("JWKS must be an object with a 'keys' array")
         keys: dict[str, Ed25519PublicKey] = {}
+        windows: dict[str, KeyWindow] = {}
         for entry in entries:
             if not isinstance(entry, Mapping):
                 raise ReceiptInvalid("JWKS keys must be objects")
@@ -185,7 +315,11 @@ class PublicKeys:
                 keys[kid] = Ed25519PublicKey.from_public_bytes(raw)
             except (ValueError, binascii.Error) as exc:
                 raise ReceiptInvalid(f"JWKS key {kid!r}: bad x") from exc
-        return cls(keys)
+            try:
+                windows[kid] = KeyWindow.from_jwk(entry)
+            except ValueError as exc:
+                raise ReceiptInvalid(f"JWKS key {kid!r}: bad validity window: {exc}") from exc
+        return cls(keys, windows)
 
 
 KeysLike = PublicKeys | Mapping[str, Any]
@@ -255,6 +389,26 @@ def _check_signature(receipt: Mapping[str, Any], keys: PublicKeys) -> tuple[Reas
         key.verify(value, payload)
     except InvalidSignature:
         return Reason.BAD_SIGNATURE, f"signature does not verify under key {sig['key_id']!r}"
+    return _check_window(receipt, sig["key_id"], keys.window(sig["key_id"]))
+
+
+def _check_window(
+    receipt: Mapping[str, Any], key_id: str, window: KeyWindow
+) -> tuple[Reason, str] | None:
+    """After the signature: ``issued_at`` (now known authentic) inside the key's window."""
+    if not window.bounded:
+        return None
+    try:
+        issued_at = parse_timestamp(receipt["issued_at"])
+    except ValueError:
+        return Reason.MALFORMED, f"issued_at is not RFC 3339 (key {key_id!r} has a window)"
+    reason = window.check(issued_at)
+    if reason is Reason.KEY_NOT_YET_VALID:
+        since = window.jwk_members()[NOT_BEFORE]
+        return reason, f"issued_at is before key {key_id!r} became valid ({since})"
+    if reason is Reason.KEY_RETIRED:
+        since = window.jwk_members()[NOT_AFTER]
+        return reason, f"issued_at is after key {key_id!r} was retired ({since})"
     return None
 
 
