@@ -169,8 +169,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--key-dir", help="sign the export header with the active key")
     k = rsub.add_parser("keys", help="print the public keys (JWKS)")
     k.add_argument("--key-dir", default="var/keys")
-    rot = rsub.add_parser("rotate", help="create a new active signing key (old keys kept)")
+    rot = rsub.add_parser("rotate", help="new active signing key; older keys kept, then retired")
     rot.add_argument("--key-dir", default="var/keys")
+    rot.add_argument(
+        "--retire-after",
+        help="overlap before the older keys are retired: 0, 90s, 15m, 1h (default), 7d",
+    )
 
     sub.add_parser("version", help="print the version")
     return p
@@ -311,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if rc == "keys":
             return rcli.keys(args.key_dir)
-        return rcli.rotate(args.key_dir)
+        return rcli.rotate(args.key_dir, retire_after=args.retire_after)
 
     from aarm_pdp import server
     from aarm_pdp.observability import logging as aarm_logging
