@@ -335,9 +335,7 @@ async def start(
         await engine.refresh_policy_version()
         public_keys = functools.partial(_public_keys, rlog)
         try:
-            revoked = await followups.load_revocations(
-                _tenants(directory), rlog.store, public_keys
-            )
+            revoked = await followups.load_revocations(_tenants(directory), rlog.store, public_keys)
         except AarmError as exc:
             raise StartupError(f"revocations not loaded: {exc.detail}") from exc
         if revoked:

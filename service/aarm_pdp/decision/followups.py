@@ -165,10 +165,7 @@ class Followups:
             lines = await store.export(tenant, REVOCATIONS)
             checked = verify_chain(lines, keys(), session=(tenant, REVOCATIONS))
             if not checked.ok:
-                raise ReceiptInvalid(
-                    f"revocation chain of {tenant!r} does not verify: "
-                    f"{checked}"
-                )
+                raise ReceiptInvalid(f"revocation chain of {tenant!r} does not verify: {checked}")
             for line in lines:
                 doc = orjson.loads(line)
                 if doc.get("kind") != "revocation":
