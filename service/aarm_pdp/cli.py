@@ -137,6 +137,36 @@ def _parser() -> argparse.ArgumentParser:
         help="export only these verdicts, comma-separated (default: all)",
     )
     s.add_argument("--no-reflection", action="store_true", help="disable gRPC reflection")
+    s.add_argument(
+        "--max-inflight-decisions",
+        type=int,
+        default=_env("MAX_INFLIGHT_DECISIONS"),
+        help="Decide calls admitted at once; more are RESOURCE_EXHAUSTED (32 per CPU)",
+    )
+    s.add_argument(
+        "--max-inflight-calls",
+        type=int,
+        default=_env("MAX_INFLIGHT_CALLS"),
+        help="other aarm.v1 calls admitted at once (32 per CPU)",
+    )
+    s.add_argument(
+        "--max-inflight-bytes",
+        type=int,
+        default=_env("MAX_INFLIGHT_BYTES"),
+        help="request bytes in flight over all calls (one largest request)",
+    )
+    s.add_argument(
+        "--max-connections",
+        type=int,
+        default=_env("MAX_CONNECTIONS"),
+        help="client connections open at once (half the descriptor limit, at most 4096)",
+    )
+    s.add_argument(
+        "--connection-idle",
+        type=float,
+        default=_env("CONNECTION_IDLE"),
+        help="seconds without calls before a connection is closed (300)",
+    )
     s.add_argument("--grace", type=float, help="seconds to drain on SIGTERM (10)")
     s.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
     s.add_argument("--log-format", default=_env("LOG_FORMAT", "json"))
@@ -202,6 +232,16 @@ def config_from_args(args: argparse.Namespace) -> Config:
         server = replace(server, reflection=False)
     if args.grace is not None:
         server = replace(server, grace_seconds=args.grace)
+    for flag, name in (
+        ("max_inflight_decisions", "max_inflight_decisions"),
+        ("max_inflight_calls", "max_inflight_calls"),
+        ("max_inflight_bytes", "max_inflight_bytes"),
+        ("max_connections", "max_connections"),
+        ("connection_idle", "connection_idle_seconds"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            server = replace(server, **{name: value})
     opa = OpaConfig()
     if args.opa_url:
         opa = replace(opa, url=args.opa_url)

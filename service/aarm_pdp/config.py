@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import ssl
 from dataclasses import dataclass, field
@@ -17,6 +18,20 @@ DEFAULT_GRPC_LISTEN = "127.0.0.1:50051"
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 DEFAULT_GRACE_SECONDS = 10.0
 DEFAULT_MAX_REQUEST_BYTES = 1 << 20
+INFLIGHT_PER_CPU = 32
+"""Decisions admitted per CPU: enough to keep the CPUs busy while each waits ~100 ms on
+OPA or a store; at the limit an admitted call queues at most limit / throughput
+(~130 ms at 64 on 2 cores, 500 decisions/s: docs/performance.md, "Admission control")."""
+MIN_INFLIGHT = 16
+INFLIGHT_BYTES_REQUESTS = 1
+"""Request bytes in flight by default: one largest request's worth. Big requests are CPU
+work on the one event loop (~0.37 us per byte: a 1 MiB Decide takes ~0.4 s), so more of
+them at once only queue; small requests never come near it (docs/performance.md)."""
+MAX_CONNECTIONS_CAP = 4096
+DEFAULT_STREAMS_PER_CONNECTION = 1000
+DEFAULT_CONNECTION_IDLE_SECONDS = 300.0
+DEFAULT_CONNECTION_AGE_SECONDS = 3600.0
+DEFAULT_HANDSHAKE_TIMEOUT_SECONDS = 10.0
 EVENT_LOOPS = ("uvloop", "asyncio")
 DEFAULT_OPA_TIMEOUT_SECONDS = 1.0
 DEFAULT_OPA_STARTUP_SECONDS = 20.0
@@ -43,6 +58,27 @@ _LISTEN_RE = re.compile(r"(\[[0-9a-fA-F:]*\]|[A-Za-z0-9.\-]*):\d{1,5}")
 
 class ConfigError(ValueError):
     """One or more configuration problems, all listed in the message."""
+
+
+def cpus() -> int:
+    """CPUs this process may run on (its affinity mask; a cgroup quota is not seen)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_inflight() -> int:
+    """Decisions (and other calls) admitted at once: :data:`INFLIGHT_PER_CPU` per CPU."""
+    return max(MIN_INFLIGHT, INFLIGHT_PER_CPU * cpus())
+
+
+def default_max_connections() -> int:
+    """Half the descriptor limit (the rest for OPA, stores, files), at most 4096."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS_CAP
+    return max(16, min(MAX_CONNECTIONS_CAP, soft // 2))
 
 
 def default_policy_dir() -> Path | None:
@@ -93,6 +129,31 @@ def _auth_problems(a: AuthConfig, listen: str) -> list[str]:
             f"server.listen {listen!r} is not loopback: configure auth.principals_file "
             "(the development principal serves loopback only)"
         )
+    return problems
+
+
+def _server_limit_problems(s: ServerConfig) -> list[str]:
+    """Admission and connection limits: positive, and the byte budget holds one request."""
+    problems: list[str] = []
+    for name in (
+        "max_inflight_decisions",
+        "max_inflight_calls",
+        "max_connections",
+        "max_streams_per_connection",
+    ):
+        if getattr(s, name) < 1:
+            problems.append(f"server.{name} must be >= 1")
+    if s.max_inflight_bytes < 0:
+        problems.append("server.max_inflight_bytes must be >= 0 (0: the default)")
+    if s.max_inflight_bytes and s.max_inflight_bytes < s.max_request_bytes:
+        problems.append(
+            "server.max_inflight_bytes must be >= server.max_request_bytes "
+            "(room for one largest request)"
+        )
+    if s.connection_idle_seconds <= 0 or s.handshake_timeout_seconds <= 0:
+        problems.append("server.connection_idle_seconds and handshake_timeout_seconds must be > 0")
+    if s.connection_age_seconds < 0:
+        problems.append("server.connection_age_seconds must be >= 0 (0: never)")
     return problems
 
 
@@ -149,6 +210,34 @@ class ServerConfig:
     """Largest DecideRequest accepted; larger is INVALID_ARGUMENT."""
     event_loop: str = "uvloop"
     """``uvloop`` (measured ~10 % less CPU per Decide, docs/performance.md) or ``asyncio``."""
+    max_inflight_decisions: int = field(default_factory=default_inflight)
+    """Decide calls admitted at once (32 per CPU, at least 16); beyond it RESOURCE_EXHAUSTED
+    ``overloaded``. A call whose client hung up keeps its slot until its decision is made."""
+    max_inflight_calls: int = field(default_factory=default_inflight)
+    """The other aarm.v1 calls (sessions, approvals, deferrals, receipts) admitted at once:
+    their own budget, so approvers get through while Decide is saturated."""
+    max_inflight_bytes: int = 0
+    """Request bytes in flight over all aarm.v1 calls; 0: one largest request
+    (``max_request_bytes``). Must hold at least one largest request."""
+    max_connections: int = field(default_factory=default_max_connections)
+    """Client connections open at once (half the descriptor limit, at most 4096); more are
+    closed as they are accepted."""
+    max_streams_per_connection: int = DEFAULT_STREAMS_PER_CONNECTION
+    """Concurrent calls on one connection (HTTP/2 streams); a stream past it is refused
+    (REFUSED_STREAM: UNAVAILABLE, never processed, safe to retry). Far above the admission
+    limits, so an overloaded client sees RESOURCE_EXHAUSTED ``overloaded`` instead."""
+    connection_idle_seconds: float = DEFAULT_CONNECTION_IDLE_SECONDS
+    """A connection without calls for this long is closed (GOAWAY; clients reconnect)."""
+    connection_age_seconds: float = DEFAULT_CONNECTION_AGE_SECONDS
+    """Connections are closed after this long (±10 %, 30 s grace for calls in flight);
+    0: never."""
+    handshake_timeout_seconds: float = DEFAULT_HANDSHAKE_TIMEOUT_SECONDS
+    """A connection that has not finished its TLS/HTTP/2 handshake by then is closed."""
+
+    @property
+    def inflight_bytes(self) -> int:
+        """The request-byte budget in force (``max_inflight_bytes`` or its default)."""
+        return self.max_inflight_bytes or INFLIGHT_BYTES_REQUESTS * self.max_request_bytes
 
 
 @dataclass(frozen=True)
@@ -341,6 +430,7 @@ class Config:
             errors.append("server.grace_seconds must be >= 0")
         if not 1024 <= self.server.max_request_bytes <= 64 << 20:
             errors.append("server.max_request_bytes must be within 1 KiB..64 MiB")
+        errors.extend(_server_limit_problems(self.server))
         errors.extend(_auth_problems(self.auth, self.server.listen))
         o = self.opa
         if o.url is not None:

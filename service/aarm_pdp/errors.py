@@ -27,7 +27,8 @@ Exception hierarchy::
     │   ├── DecisionUndefined      the entrypoint is undefined for this input
     │   └── DecisionMalformed      wrong shape, type or unknown verdict
     ├── ReceiptStoreUnavailable    the receipt store failed; the action is DENY
-    └── ReceiptInvalid             a receipt body that cannot be signed or stored
+    ├── ReceiptInvalid             a receipt body that cannot be signed or stored
+    └── Overloaded                 admission control refused the call (RESOURCE_EXHAUSTED)
 
 Third-party exceptions (aiohttp, redis, grpc, json) are translated into these at the
 module boundary that calls the library; none escapes it.
@@ -65,6 +66,7 @@ class ErrorCode(enum.StrEnum):
     INTERNAL = "internal"
     RECEIPT_STORE_UNAVAILABLE = "receipt_store_unavailable"
     RECEIPT_INVALID = "receipt_invalid"
+    OVERLOADED = "overloaded"
 
 
 class AarmError(Exception):
@@ -193,6 +195,16 @@ class ReceiptInvalid(AarmError):
     code = ErrorCode.RECEIPT_INVALID
 
 
+class Overloaded(AarmError):
+    """Too many calls or request bytes in flight: refused before any work is done.
+
+    The detail names the limit that was reached (never its value or the load), so the
+    caller knows to back off and retry.
+    """
+
+    code = ErrorCode.OVERLOADED
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorRow:
     """Everything said about one error code, in one place."""
@@ -307,6 +319,12 @@ ERRORS: dict[ErrorCode, ErrorRow] = {
         _S.FAILED_PRECONDITION,
         "receipt refused",
         "the receipt could not be written (its chain may have ended); failing closed",
+    ),
+    ErrorCode.OVERLOADED: ErrorRow(
+        _S.RESOURCE_EXHAUSTED,
+        "overloaded: retry with backoff",
+        "the service is overloaded; failing closed",
+        True,
     ),
 }
 """The one error table: a row for every :class:`ErrorCode` (a unit test checks it)."""

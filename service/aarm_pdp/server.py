@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from aarm_pdp.api import approval_service, receipt_service, session_service
+from aarm_pdp.api.admission import Admission
 from aarm_pdp.api.auth import CallGuard
 from aarm_pdp.api.decision_service import DecisionServicer
 from aarm_pdp.approvals.notifier import WebhookNotifier
@@ -35,7 +36,7 @@ from aarm_pdp.auth import (
     server_credentials,
 )
 from aarm_pdp.auth.devtoken import DEV_TENANT
-from aarm_pdp.config import Config
+from aarm_pdp.config import Config, ServerConfig
 from aarm_pdp.decision.engine import DecisionEngine
 from aarm_pdp.decision.followups import Followups
 from aarm_pdp.decision.idempotency import IdempotencyCache
@@ -74,6 +75,83 @@ class StartupError(RuntimeError):
     """The service refused to become ready; the message says why."""
 
 
+KEEPALIVE_SECONDS = 60.0
+"""A connection quiet this long is pinged; one that does not answer in
+:data:`KEEPALIVE_TIMEOUT_SECONDS` is closed (a peer that vanished without a FIN)."""
+KEEPALIVE_TIMEOUT_SECONDS = 20.0
+MIN_CLIENT_PING_SECONDS = 10.0
+"""Clients may ping this often (with or without calls); two pings sooner and the
+connection is closed (GOAWAY ``too_many_pings``)."""
+CONNECTION_AGE_GRACE_SECONDS = 30.0
+PENDING_CALLS = 20_000
+"""Calls gRPC core holds for the event loop to take (it takes them one by one). Past
+its default (1000 soft, 3000 hard) core cancels them at random: that was the
+unexplained CANCELLED of 3 000-5 000 in-flight Decides. This many are taken, in
+order, and answered: admitted, or RESOURCE_EXHAUSTED ``overloaded``."""
+
+
+def server_options(s: ServerConfig) -> list[tuple[str, int]]:
+    """The grpc core channel arguments that bound connections, streams and messages.
+
+    Each is honoured by grpcio's server (checked in tests/api/test_admission.py).
+    """
+
+    def ms(seconds: float) -> int:
+        return max(1, round(seconds * 1000))
+
+    options = [
+        ("grpc.max_receive_message_length", s.max_request_bytes + 4096),
+        ("grpc.so_reuseport", 0),
+        # Descriptors: connections past the limit are closed as they are accepted; idle
+        # and half-open ones are reclaimed by the idle timeout, the handshake timeout
+        # and keep-alive pings.
+        ("grpc.max_allowed_incoming_connections", s.max_connections),
+        ("grpc.max_concurrent_streams", s.max_streams_per_connection),
+        ("grpc.server.max_pending_requests", PENDING_CALLS),
+        ("grpc.server.max_pending_requests_hard_limit", PENDING_CALLS),
+        ("grpc.max_connection_idle_ms", ms(s.connection_idle_seconds)),
+        ("grpc.server_handshake_timeout_ms", ms(s.handshake_timeout_seconds)),
+        ("grpc.keepalive_time_ms", ms(KEEPALIVE_SECONDS)),
+        ("grpc.keepalive_timeout_ms", ms(KEEPALIVE_TIMEOUT_SECONDS)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", ms(MIN_CLIENT_PING_SECONDS)),
+        ("grpc.http2.max_ping_strikes", 2),
+    ]
+    if s.connection_age_seconds:
+        options += [
+            ("grpc.max_connection_age_ms", ms(s.connection_age_seconds)),
+            ("grpc.max_connection_age_grace_ms", ms(CONNECTION_AGE_GRACE_SECONDS)),
+        ]
+    return options
+
+
+PROBE_TIMEOUT_SECONDS = 2.0
+"""A health check (OPA, session store, receipt store) that has not answered by then
+counts as down: a hung store makes readiness NOT_SERVING, it does not stall it."""
+
+
+class _Probe:
+    """One part's health check, bounded by :data:`PROBE_TIMEOUT_SECONDS`; a check still
+    running then is waited for again next round, not started a second time."""
+
+    def __init__(self, check: Callable[[], Awaitable[bool]]) -> None:
+        self._check = check
+        self._task: asyncio.Future[bool] | None = None
+
+    async def __call__(self) -> bool:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._check())
+        done, _ = await asyncio.wait({self._task}, timeout=PROBE_TIMEOUT_SECONDS)
+        if not done:
+            return False
+        task, self._task = self._task, None
+        return not task.cancelled() and task.exception() is None and bool(task.result())
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 @dataclass
 class App:
     """A running service: what tests and ``serve`` start and stop."""
@@ -108,38 +186,61 @@ class App:
             await self.health.set(name, status)
 
     async def _watch(self) -> None:
-        """Readiness follows OPA health; the policy version is re-read periodically."""
+        """Readiness follows the health of OPA, the session store and the receipt store
+        (one that cannot write is down); the policy version is re-read periodically."""
         loop = asyncio.get_running_loop()
         o = self.cfg.opa
         next_refresh = loop.time() + o.policy_refresh_seconds
         was_up: bool | None = None
-        while True:
-            opa_up = await self.policy.healthy()
-            self.metrics.opa_up.set(1 if opa_up else 0)
-            up = opa_up and await self.store.healthy()
-            if up and self.receipts is not None:
-                up = await self.receipts.healthy()
-            recovered = up and was_up is False
-            if up and self.reload_revocations is not None:
-                with contextlib.suppress(AarmError):
-                    recovered = recovered or not await self.revocations_current()
-            if up != was_up:
-                await self._set_serving(up)
-                if was_up is not None:
-                    log.warning("policy engine %s", "healthy" if up else "DOWN: denying all")
-                was_up = up
-            if up and (loop.time() >= next_refresh or recovered):
-                with contextlib.suppress(Exception):
-                    await self.engine.refresh_policy_version()
-                    self.catalogue_box[0] = await _load_catalogue(self.policy)
-                # Also right after a store comes back: a restarted Redis forgot them.
-                if self.reload_revocations is not None:
-                    try:
-                        await self.reload_revocations()
-                    except AarmError as exc:
-                        log.error("revocations not reloaded: %s", exc)
-                next_refresh = loop.time() + o.policy_refresh_seconds
-            await asyncio.sleep(o.health_interval_seconds)
+        probes = [("policy engine", _Probe(self.policy.healthy))]
+        probes.append(("session store", _Probe(self.store.healthy)))
+        if self.receipts is not None:
+            probes.append(("receipt store", _Probe(self.receipts.healthy)))
+        try:
+            while True:
+                was_up, next_refresh = await self._watch_once(probes, was_up, next_refresh)
+                await asyncio.sleep(o.health_interval_seconds)
+        finally:
+            for _, probe in probes:
+                probe.cancel()
+
+    async def _watch_once(
+        self, probes: list[tuple[str, _Probe]], was_up: bool | None, next_refresh: float
+    ) -> tuple[bool, float]:
+        loop = asyncio.get_running_loop()
+        o = self.cfg.opa
+        down = None
+        for name, probe in probes:  # in order: the first one down is named
+            healthy = await probe()
+            if name == "policy engine":
+                self.metrics.opa_up.set(1 if healthy else 0)
+            if not healthy:
+                down = name
+                break
+        up = down is None
+        recovered = up and was_up is False
+        if up and self.reload_revocations is not None:
+            with contextlib.suppress(AarmError):
+                recovered = recovered or not await self.revocations_current()
+        if up != was_up:
+            await self._set_serving(up)
+            if was_up is not None and up:
+                log.warning("readiness: SERVING again (policy engine and stores healthy)")
+            elif was_up is not None:
+                log.warning("readiness: NOT_SERVING, %s down: denying all", down)
+            was_up = up
+        if up and (loop.time() >= next_refresh or recovered):
+            with contextlib.suppress(Exception):
+                await self.engine.refresh_policy_version()
+                self.catalogue_box[0] = await _load_catalogue(self.policy)
+            # Also right after a store comes back: a restarted Redis forgot them.
+            if self.reload_revocations is not None:
+                try:
+                    await self.reload_revocations()
+                except AarmError as exc:
+                    log.error("revocations not reloaded: %s", exc)
+            next_refresh = loop.time() + o.policy_refresh_seconds
+        return up, next_refresh
 
     async def stop(self) -> None:
         """SIGTERM path: NOT_SERVING, drain in-flight calls, stop OPA, close."""
@@ -340,28 +441,36 @@ async def start(
             raise StartupError(f"revocations not loaded: {exc.detail}") from exc
         if revoked:
             log.info("%d revocations loaded from the receipt store", revoked)
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", cfg.server.max_request_bytes + 4096),
-                ("grpc.so_reuseport", 0),
-            ]
+        # No maximum_concurrent_rpcs: grpc.aio does not refuse past it, it stops taking
+        # calls, which then wait in core (health checks too) until core cancels them.
+        server = grpc.aio.server(options=server_options(cfg.server))
+        admission = Admission(
+            metrics,
+            max_decisions=cfg.server.max_inflight_decisions,
+            max_calls=cfg.server.max_inflight_calls,
+            max_bytes=cfg.server.inflight_bytes,
+            decide_methods=(f"/{DecisionServicer.SERVICE.full_name}/Decide",),
         )
+
+        def add_admitted(*handlers: grpc.GenericRpcHandler) -> None:  # type: ignore[type-arg]
+            server.add_generic_rpc_handlers(tuple(admission.wrap(h) for h in handlers))
+
         servicer = DecisionServicer(
             engine, metrics, cfg.limits, guard, max_request_bytes=cfg.server.max_request_bytes
         )
-        server.add_generic_rpc_handlers((servicer.handler(),))
+        add_admitted(servicer.handler())
         session_servicer = session_service.SessionServicer(
             sessions, followups, metrics, cfg.limits, guard
         )
-        server.add_generic_rpc_handlers((session_servicer.handler(),))
+        add_admitted(session_servicer.handler())
         approvals = approval_service.ApprovalServicer(workflow, followups, metrics, guard)
         deferrals = approval_service.DeferralServicer(engine, workflow, metrics, cfg.limits, guard)
-        server.add_generic_rpc_handlers((approvals.handler(), deferrals.handler()))
+        add_admitted(approvals.handler(), deferrals.handler())
         keyring = rlog.keyring
         receipts_servicer = receipt_service.ReceiptServicer(
             rlog.store, lambda: keyring, metrics, guard
         )
-        server.add_generic_rpc_handlers((receipts_servicer.handler(),))
+        add_admitted(receipts_servicer.handler())
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         if cfg.server.reflection:

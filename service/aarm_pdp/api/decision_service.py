@@ -14,6 +14,7 @@ from typing import Any, cast
 import grpc
 from aarm.v1 import decision_pb2, decision_pb2_grpc
 
+from aarm_pdp.api.admission import hold_until_done
 from aarm_pdp.api.auth import CallGuard, bind_identity
 from aarm_pdp.api.handlers import generic_handler
 from aarm_pdp.api.validation import to_action_request
@@ -25,10 +26,12 @@ from aarm_pdp.observability.metrics import Metrics
 
 log = logging.getLogger("aarm_pdp.api")
 
-_DEADLINE_MARGIN_SECONDS = 0.1
-"""Time kept back from the client's deadline for what follows the policy query (the
-durable receipt, the session commit, the answer on the wire): at most this, and at
-most a quarter of the deadline."""
+_DEADLINE_MARGIN_SECONDS = 0.5
+_DEADLINE_MARGIN_SHARE = 0.1
+"""Time kept back from the client's deadline for the answer to reach the client (and the
+event loop's lag under load): a tenth of the deadline, at most 0.5 s. The engine gets
+the rest, and keeps its own share for the receipt and the session commit
+(decision/engine.py)."""
 MAX_HUMAN_TOKEN = 8192
 """Longest end-user identity token (a JWT) accepted."""
 
@@ -107,8 +110,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, detail)
 
     async def Decide(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        """Judge one action."""
-        self._metrics.inflight.inc()
+        """Judge one action (``aarm_inflight_requests`` counts it: api/admission.py)."""
         try:
             if request.ByteSize() > self._max_bytes:
                 await self._reject(context, f"request larger than {self._max_bytes} bytes")
@@ -133,13 +135,18 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             action_request = self._guard.verify_human(action_request, human_token)
             remaining = context.time_remaining()
             if remaining is not None:  # leave time for the DENY to reach the client
-                remaining = max(0.0, remaining - min(_DEADLINE_MARGIN_SECONDS, remaining / 4))
+                margin = min(_DEADLINE_MARGIN_SECONDS, remaining * _DEADLINE_MARGIN_SHARE)
+                remaining = max(0.0, remaining - margin)
             # Shielded: a client that hangs up does not cut a decision (and its
-            # metrics and, later, receipt) in half.
+            # metrics and receipt) in half; its admission slot is held until it ends.
+            decision = asyncio.ensure_future(
+                self._engine.decide(action_request, deadline=remaining)
+            )
             try:
-                record = await asyncio.shield(
-                    self._engine.decide(action_request, deadline=remaining)
-                )
+                record = await asyncio.shield(decision)
+            except asyncio.CancelledError:
+                hold_until_done(decision)
+                raise
             except RequestInvalid as exc:
                 await self._reject(context, exc.detail)
                 raise
@@ -152,5 +159,3 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             self._metrics.errors.labels(ErrorCode.INTERNAL.value).inc()
             await context.abort(status, message)
             raise
-        finally:
-            self._metrics.inflight.dec()

@@ -124,7 +124,8 @@ class Metrics:
         )
         self.inflight = Gauge(
             "aarm_inflight_requests",
-            "Decide calls in progress.",
+            "Decide calls in progress (admitted, until their decision is made, even when "
+            "the client hung up first).",
             registry=r,
         )
         self.opa_errors = Counter(
@@ -158,6 +159,29 @@ class Metrics:
             "aarm_requests_rejected_total",
             "Decide calls rejected before evaluation (INVALID_ARGUMENT), by error code.",
             ["code"],
+            registry=r,
+        )
+        self.admission_rejected = Counter(
+            "aarm_admission_rejected_total",
+            "aarm.v1 calls refused by admission control (RESOURCE_EXHAUSTED), by method and "
+            "the limit reached: decisions, calls or bytes in flight.",
+            ["method", "reason"],
+            registry=r,
+        )
+        self.admission_limit = Gauge(
+            "aarm_admission_limit",
+            "Admission limits in force: decisions, calls (other aarm.v1 RPCs), bytes.",
+            ["resource"],
+            registry=r,
+        )
+        self.inflight_calls = Gauge(
+            "aarm_inflight_calls",
+            "aarm.v1 calls other than Decide in progress.",
+            registry=r,
+        )
+        self.inflight_bytes = Gauge(
+            "aarm_inflight_bytes",
+            "Request bytes of the aarm.v1 calls in progress (serialized size).",
             registry=r,
         )
         self._codes: set[str] = set()

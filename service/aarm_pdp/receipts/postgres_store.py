@@ -11,6 +11,7 @@ replicas starting together do not race.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -88,6 +89,16 @@ CROSS JOIN LATERAL (
 ) AS r
 """
 
+_WRITABLE: Final = (
+    "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
+)
+_PROBE: Final = (
+    "CREATE TABLE IF NOT EXISTS aarm_write_probe"
+    " (id INTEGER PRIMARY KEY CHECK (id = 1), probed_at TIMESTAMPTZ NOT NULL)",
+    "INSERT INTO aarm_write_probe (id, probed_at) VALUES (1, now())"
+    " ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+)
+
 DEFAULT_POOL_SIZE: Final = 4
 DEFAULT_TIMEOUT_SECONDS: Final = 5.0
 
@@ -95,8 +106,10 @@ DEFAULT_TIMEOUT_SECONDS: Final = 5.0
 class PostgresReceiptStore(ReceiptStore):
     """Receipts in PostgreSQL at ``dsn`` (a libpq URI or key=value string).
 
-    ``timeout`` bounds waiting for a pooled connection; past it the store is
-    unavailable (and the engine answers DENY).
+    ``timeout`` bounds each operation, from waiting for a pooled connection to its last
+    row; past it the store is unavailable (and the engine answers DENY). A server that
+    hangs (stopped, not dead: TCP still acknowledges) is cut there too; psycopg then
+    cancels the query and drops the connection, which can take it ~10 s more.
     """
 
     def __init__(
@@ -123,6 +136,8 @@ class PostgresReceiptStore(ReceiptStore):
         self._pool_open = False
         self._started = False
         self._closed = False
+        self._write_failed = False
+        """The last insert failed (not a conflict): unhealthy until a write succeeds."""
 
     def __repr__(self) -> str:
         return "PostgresReceiptStore(<dsn>)"  # the DSN may hold a password
@@ -133,13 +148,18 @@ class PostgresReceiptStore(ReceiptStore):
         if self._closed:
             raise ReceiptStoreUnavailable("receipt store is closed")
         try:
-            if not self._pool_open:
-                await self._pool.open(wait=False)
-                self._pool_open = True
-            async with self._pool.connection(timeout=self._timeout) as conn:
-                yield conn
+            async with asyncio.timeout(self._timeout):
+                if not self._pool_open:
+                    await self._pool.open(wait=False)
+                    self._pool_open = True
+                async with self._pool.connection(timeout=self._timeout) as conn:
+                    yield conn
         except pg_errors.UniqueViolation as exc:
             raise StoreConflict(str(exc)) from exc
+        except TimeoutError:
+            raise ReceiptStoreUnavailable(
+                f"postgres receipt store: no answer within {self._timeout:g}s"
+            ) from None
         except (psycopg.Error, psycopg_pool.PoolTimeout, OSError) as exc:
             raise ReceiptStoreUnavailable(
                 f"postgres receipt store: {type(exc).__name__}: {exc}"
@@ -172,8 +192,13 @@ class PostgresReceiptStore(ReceiptStore):
             )
             for r in rows
         ]
-        async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(_INSERT, params)
+        try:
+            async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(_INSERT, params)
+        except ReceiptStoreUnavailable:
+            self._write_failed = True
+            raise
+        self._write_failed = False
 
     async def heads(self, keys: Sequence[SessionKey]) -> dict[SessionKey, ChainHead]:
         await self.start()
@@ -236,9 +261,19 @@ class PostgresReceiptStore(ReceiptStore):
         return int(row[0]) if row else 0
 
     async def healthy(self) -> bool:
+        """The server answers and takes writes: not a read-only standby (a failover
+        that left us on one), and after a failed insert a probe write commits."""
         try:
             async with self._conn() as conn:
-                await conn.execute("SELECT 1")
+                cur = await conn.execute(_WRITABLE)
+                row = await cur.fetchone()
+                if not (row and row[0]):
+                    return False
+                if self._write_failed:
+                    async with conn.transaction():
+                        for statement in _PROBE:
+                            await conn.execute(statement)
+                    self._write_failed = False
         except ReceiptStoreUnavailable:
             return False
         return True

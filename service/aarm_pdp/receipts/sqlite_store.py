@@ -6,11 +6,17 @@ never contend for the lock inside the process; reads go through a second thread 
 connection (WAL lets them run beside the writer). Triggers RAISE on UPDATE and
 DELETE, and a BEFORE INSERT trigger refuses duplicates so ``INSERT OR REPLACE``
 cannot delete a row behind the DELETE trigger's back.
+
+Health (readiness) means the store can take writes, checked cheaply: the file opens
+and reads, its file system is not read-only and has :data:`MIN_FREE_BYTES` free, the
+files are writable; and after a write failed, a real write (one row of
+``aarm_write_probe``, committed) must succeed before it is healthy again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import time
@@ -33,6 +39,7 @@ from aarm_pdp.receipts.store import (
 __all__ = ["SqliteReceiptStore"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS receipts (
@@ -73,6 +80,49 @@ INSERT INTO receipts (receipt_id, tenant, session_id, seq, kind, decision_id, is
                       principal, decision, hash, canonical)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+
+
+MIN_FREE_BYTES: Final = 16 << 20
+"""Free space below this (for an unprivileged user) where the store lives: not healthy,
+the disk is (nearly) full. A batch of 256 receipts needs ~1 MiB."""
+
+_PROBE: Final = (
+    "CREATE TABLE IF NOT EXISTS aarm_write_probe"
+    " (id INTEGER PRIMARY KEY CHECK (id = 1), probed_at INTEGER NOT NULL)",
+    "INSERT INTO aarm_write_probe (id, probed_at) VALUES (1, ?)"
+    " ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
+)
+
+
+def unwritable(path: str) -> str | None:
+    """Why the SQLite file at ``path`` cannot take writes now, as far as the file system
+    says (None: nothing against it): read-only mount, disk full, files not writable."""
+    if path == ":memory:":
+        return None
+    directory = os.path.dirname(os.path.abspath(path))
+    st = os.statvfs(directory)
+    if st.f_flag & os.ST_RDONLY:
+        return f"{directory} is on a read-only file system"
+    free = st.f_bavail * st.f_frsize
+    if free < MIN_FREE_BYTES:
+        return f"{directory} has {free} bytes free (< {MIN_FREE_BYTES})"
+    for name in (path, f"{path}-wal"):
+        if os.path.exists(name) and not os.access(name, os.W_OK):
+            return f"{name} is not writable"
+    return None
+
+
+def _probe_write(conn: sqlite3.Connection) -> None:
+    """One committed write (and its fsync): proof the store writes again."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_PROBE[0])
+        conn.execute(_PROBE[1], (time.time_ns(),))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -141,6 +191,9 @@ class SqliteReceiptStore(ReceiptStore):
         self._started = False
         self._start_lock = asyncio.Lock()
         self._closed = False
+        self._write_failed = False
+        """The last write failed (not a conflict): unhealthy until a write succeeds."""
+        self._healthy = True
 
     def __repr__(self) -> str:
         return f"SqliteReceiptStore({self.path!r})"
@@ -205,7 +258,12 @@ class SqliteReceiptStore(ReceiptStore):
                     raise StoreConflict(str(exc)) from exc
                 raise
 
-        await self._call(self._writer, _insert)
+        try:
+            await self._call(self._writer, _insert)
+        except ReceiptStoreUnavailable:
+            self._write_failed = True
+            raise
+        self._write_failed = False
 
     async def heads(self, keys: Sequence[SessionKey]) -> dict[SessionKey, ChainHead]:
         def _heads(conn: sqlite3.Connection) -> dict[SessionKey, ChainHead]:
@@ -278,11 +336,27 @@ class SqliteReceiptStore(ReceiptStore):
         )
 
     async def healthy(self) -> bool:
+        """The store reads, its file system takes writes, and (after a failed write) a
+        probe write succeeds. A few system calls on the reader's thread per check."""
+
+        def _check(conn: sqlite3.Connection) -> str | None:
+            conn.execute("SELECT 1").fetchone()
+            return unwritable(self.path)
+
         try:
-            await self._read(lambda c: c.execute("SELECT 1").fetchone())
-        except ReceiptStoreUnavailable:
-            return False
-        return True
+            why = await self._read(_check)
+            if why is None and self._write_failed:
+                await self._call(self._writer, _probe_write)
+                self._write_failed = False
+        except ReceiptStoreUnavailable as exc:
+            why = exc.detail
+        if (why is None) != self._healthy:  # log the changes, not every probe
+            self._healthy = why is None
+            if why is None:
+                log.warning("receipt store %s takes writes again", self.path)
+            else:
+                log.error("receipt store %s cannot take writes: %s", self.path, why)
+        return why is None
 
     async def aclose(self) -> None:
         if self._closed:
