@@ -19,9 +19,11 @@
 #   - input: schema.input
 package aarm.analysis
 
+import data.aarm.layers
+
 import data.aarm.catalogue
 
-_production := data.aarm.config.production
+_production := layers.config.production
 
 _params := input.action.parameters
 

@@ -1,7 +1,7 @@
 # METADATA
 # title: Tool catalogue
 # description: |
-#   Lookup of the action in the tool catalogue (data.aarm.catalogue.tools, keyed by
+#   Lookup of the action in the tool catalogue (layers.tools, keyed by
 #   "tool.operation") and a lint of the catalogue data itself. Every other package reads
 #   the catalogue through the rules here.
 # related_resources:
@@ -11,10 +11,12 @@
 #   - input: schema.input
 package aarm.catalogue
 
+import data.aarm.layers
+
 # METADATA
 # title: entry
 # description: The catalogue entry for input.action.name; undefined for an unknown tool.
-entry := data.aarm.catalogue.tools[input.action.name]
+entry := layers.tool(input.action.name)
 
 # METADATA
 # title: known
@@ -51,22 +53,22 @@ else := "untrusted"
 #   Problems in the catalogue data (unknown category, tier or type, invalid regex,
 #   malformed egress, cap, analysis or schemes). Tests require this set to be empty.
 errors contains sprintf("%s: unknown category %v", [name, tool.category]) if {
-	some name, tool in data.aarm.catalogue.tools
+	some name, tool in layers.tools
 	not _known_category(tool)
 }
 
 errors contains sprintf("%s: unknown risk_tier %v", [name, tool.risk_tier]) if {
-	some name, tool in data.aarm.catalogue.tools
+	some name, tool in layers.tools
 	not _known_tier(tool)
 }
 
 errors contains sprintf("%s: name is not tool.operation", [name]) if {
-	some name, _ in data.aarm.catalogue.tools
+	some name, _ in layers.tools
 	not regex.match(`^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$`, name)
 }
 
 errors contains sprintf("%s: parameters is not an object", [name]) if {
-	some name, tool in data.aarm.catalogue.tools
+	some name, tool in layers.tools
 	not _has_parameters(tool)
 }
 
@@ -105,18 +107,18 @@ errors contains sprintf("%s.%s: default_value above cap", [name, param]) if {
 }
 
 errors contains sprintf("%s: output_trust must be trusted or untrusted", [name]) if {
-	some name, tool in data.aarm.catalogue.tools
+	some name, tool in layers.tools
 	not _known_trust(tool)
 }
 
 errors contains sprintf("%s: reads_data must be a boolean", [name]) if {
-	some name, tool in data.aarm.catalogue.tools
+	some name, tool in layers.tools
 	flag := tool.reads_data
 	not is_boolean(flag)
 }
 
 errors contains sprintf("%s: requires_facts must be a list of fact names", [name]) if {
-	some name, tool in data.aarm.catalogue.tools
+	some name, tool in layers.tools
 	facts := tool.requires_facts
 	not _string_list(facts)
 }
@@ -171,7 +173,7 @@ _valid_schemes(spec, schemes) if {
 }
 
 _specs[name][param] := spec if {
-	some name, tool in data.aarm.catalogue.tools
+	some name, tool in layers.tools
 	some param, spec in tool.parameters
 }
 

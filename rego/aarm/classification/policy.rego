@@ -3,7 +3,7 @@
 # description: |
 #   Predicts the classification level (PUBLIC < INTERNAL < CONFIDENTIAL < RESTRICTED) and
 #   labels (PII, FINANCIAL, SECRET, ...) of the data an action reads, before it runs, from
-#   data.aarm.config.classification: tables named by the action (a parameter, or the
+#   layers.config.classification: tables named by the action (a parameter, or the
 #   tables its parsed SQL reads and targets: input.analysis), path rules (matched on the
 #   path as given and as it resolves), a per-tool floor and the tenant-wide classification of the artifacts the
 #   action names (input.session.artifact_classification). The highest candidate wins.
@@ -18,10 +18,12 @@
 #   - input: schema.input
 package aarm.classification
 
+import data.aarm.layers
+
 import data.aarm.analysis
 import data.aarm.catalogue
 
-_cfg := data.aarm.config.classification
+_cfg := layers.config.classification
 
 _name := input.action.name
 
@@ -143,7 +145,7 @@ errors contains sprintf("classification: invalid regex %v", [rule.pattern]) if {
 errors contains sprintf("classification: unknown tool %v", [tool]) if {
 	some table in [_cfg.table_params, _cfg.sql_params, _cfg.path_params, _cfg.tools]
 	some tool, _ in table
-	not data.aarm.catalogue.tools[tool]
+	not layers.tools[tool]
 }
 
 _specs contains spec if some spec in _cfg.tables

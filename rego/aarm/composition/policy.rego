@@ -15,13 +15,15 @@
 #   - input: schema.input
 package aarm.composition
 
+import data.aarm.layers
+
 import data.aarm.catalogue
 import data.aarm.classification
 import data.aarm.egress
 import data.aarm.intent
 import data.aarm.params
 
-_cfg := data.aarm.config.composition
+_cfg := layers.config.composition
 
 _name := input.action.name
 

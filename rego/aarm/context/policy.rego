@@ -1,7 +1,7 @@
 # METADATA
 # title: Data-driven context rules
 # description: |
-#   Evaluates data.aarm.config.context_rules: each rule has an id, a priority, a match
+#   Evaluates layers.config.context_rules: each rule has an id, a priority, a match
 #   (action names, tool namespaces or catalogue categories), conditions on input paths
 #   (session, facts, identity, parameters) and a decision (ALLOW, DENY or STEP_UP).
 #   Only the applicable rules of the highest priority count. If they agree: DENY is a
@@ -17,10 +17,12 @@
 #   - input: schema.input
 package aarm.context
 
+import data.aarm.layers
+
 import data.aarm.catalogue
 import data.aarm.facts
 
-_rules := data.aarm.config.context_rules
+_rules := layers.config.context_rules
 
 # METADATA
 # title: applicable
@@ -200,7 +202,7 @@ errors contains sprintf("context rule %v: priority must be a number", [rule.id])
 errors contains sprintf("context rule %v: STEP_UP needs an approver_group", [rule.id]) if {
 	some rule in _rules
 	rule.decision == "STEP_UP"
-	not data.aarm.config.stepup.approver_groups[rule.approver_group]
+	not layers.config.stepup.approver_groups[rule.approver_group]
 }
 
 errors contains sprintf("duplicate context rule id %v", [id]) if {

@@ -20,11 +20,13 @@
 #   - input: schema.input
 package aarm.deferral
 
+import data.aarm.layers
+
 import data.aarm.catalogue
 import data.aarm.context
 import data.aarm.facts
 
-_cfg := data.aarm.config.deferral
+_cfg := layers.config.deferral
 
 _name := input.action.name
 

@@ -19,10 +19,12 @@
 #   - input: schema.input
 package aarm.egress
 
+import data.aarm.layers
+
 import data.aarm.analysis
 import data.aarm.catalogue
 
-_cfg := data.aarm.config.egress
+_cfg := layers.config.egress
 
 _name := input.action.name
 

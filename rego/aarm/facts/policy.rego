@@ -5,7 +5,7 @@
 #   tighten a decision (a false requirement denies, a freeze denies, a conflict defers,
 #   whoever says so), but it may only lower one (satisfy a required fact, make an ALLOW
 #   or STEP_UP context rule apply) when its source is configured as authoritative for
-#   it: data.aarm.config.facts.authoritative_sources[<fact name>], else its "*" list.
+#   it: layers.config.facts.authoritative_sources[<fact name>], else its "*" list.
 #   The agent or the enforcement point asserting something about itself
 #   (self_asserted_sources: agent, enforcement_point, ...) is never authoritative,
 #   whatever the lists say. No rule here produces a reason; aarm.deferral and
@@ -17,7 +17,9 @@
 #   - input: schema.input
 package aarm.facts
 
-_cfg := data.aarm.config.facts
+import data.aarm.layers
+
+_cfg := layers.config.facts
 
 # METADATA
 # title: authoritative

@@ -30,7 +30,7 @@ test_self_asserted_sources_are_never_authoritative if {
 test_no_star_list_trusts_only_named_facts if {
 	i := _with({"maintenance_window": testing.fact(true, "ticketing")})
 	count(facts.authoritative) == 0 with input as i
-		with data.aarm.config.facts as {"authoritative_sources": {"backup_verified": ["backup-service"]}, "self_asserted_sources": []}
+		with data.aarm.config.facts as {"authoritative_sources": {"*": [], "backup_verified": ["backup-service"]}, "self_asserted_sources": []}
 }
 
 test_source_names_who_asserts_it if {

@@ -18,11 +18,13 @@
 #   - input: schema.input
 package aarm.forbidden
 
+import data.aarm.layers
+
 import data.aarm.analysis
 
-_cfg := data.aarm.config.forbidden
+_cfg := layers.config.forbidden
 
-_production := data.aarm.config.production
+_production := layers.config.production
 
 _name := input.action.name
 
@@ -220,7 +222,7 @@ _resolved(param) := concat(" / ", sort({reading |
 
 else := "an unanalysed path"
 
-_security_tool if data.aarm.catalogue.tools[_name].category == "security_control"
+_security_tool if layers.tools[_name].category == "security_control"
 
 _security_tool if input.action.tool in _cfg.security_tool_namespaces
 

@@ -3,7 +3,7 @@
 # description: |
 #   AARM R3 intent-aware predicates and R7 drift, checked symbolically against the
 #   session's original request (input.session.original_request) and the intent-class
-#   profiles in data.aarm.config.intents.classes.
+#   profiles in layers.config.intents.classes.
 #   Tier 5 (context-dependent DENY, code intent_violation): a sensitive tool (secrets,
 #   credentials, identity, admin, package changes) outside the intent's allowed tools.
 #   Tier 6 (context STEP_UP): a read predicted above the request's maximum
@@ -16,10 +16,12 @@
 #   - input: schema.input
 package aarm.intent
 
+import data.aarm.layers
+
 import data.aarm.catalogue
 import data.aarm.classification
 
-_cfg := data.aarm.config.intents
+_cfg := layers.config.intents
 
 _name := input.action.name
 

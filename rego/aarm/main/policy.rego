@@ -17,6 +17,8 @@
 #   - input: schema.input
 package aarm.main
 
+import data.aarm.layers
+
 import data.aarm.analysis
 import data.aarm.catalogue
 import data.aarm.classification
@@ -50,13 +52,13 @@ decision := object.union_n([
 	_classification_part,
 ])
 
-_context_stepups := ((intent.stepup_findings | context.stepup_findings) | provenance.stepup_findings) | signals.stepup_findings
+_context_stepups := (((intent.stepup_findings | context.stepup_findings) | provenance.stepup_findings) | signals.stepup_findings) | layers.stepup_findings
 
 # The finding tiers in precedence order. The first tier with a reason decides.
 _finding_tiers := [
 	{"decision": "DENY", "reasons": forbidden.reasons},
 	{"decision": "DENY", "reasons": ((params.deny_reasons | egress.deny_reasons) | analysis.deny_reasons)},
-	{"decision": "DENY", "reasons": (((composition.deny_reasons | provenance.deny_reasons) | signals.deny_reasons) | deferral.dependency_deny_reasons)},
+	{"decision": "DENY", "reasons": ((((composition.deny_reasons | provenance.deny_reasons) | signals.deny_reasons) | deferral.dependency_deny_reasons) | layers.deny_reasons)},
 	{"decision": "DEFER", "reasons": deferral.reasons},
 	{"decision": "DENY", "reasons": ((deferral.deny_reasons | context.deny_reasons) | intent.deny_reasons)},
 	{
@@ -112,7 +114,7 @@ _sorted(reasons) := [{"rule_id": key[0], "message": key[1], "code": key[2]} |
 
 # Only ALLOW and DENY are valid postures (the others need an approval or deferral
 # part); anything else configured falls back to DENY.
-_default_posture := data.aarm.config.default_posture if data.aarm.config.default_posture in {"ALLOW", "DENY"}
+_default_posture := layers.config.default_posture if layers.config.default_posture in {"ALLOW", "DENY"}
 
 else := "DENY"
 

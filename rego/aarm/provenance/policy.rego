@@ -16,9 +16,11 @@
 #   - input: schema.input
 package aarm.provenance
 
+import data.aarm.layers
+
 import data.aarm.catalogue
 
-_cfg := data.aarm.config.provenance
+_cfg := layers.config.provenance
 
 _name := input.action.name
 

@@ -4,13 +4,15 @@
 #   Derives the decision's risk {level, score} from the tool's catalogue risk tier and
 #   the reason codes of the winning tier: the score is the highest of the tier score and
 #   each code's floor, and the level is the highest level whose minimum the score
-#   reaches. All numbers live in data.aarm.config.risk.
+#   reaches. All numbers live in layers.config.risk.
 # related_resources:
 #   - ref: docs/policies/risk.md
 #     description: risk policy page
 package aarm.risk
 
-_cfg := data.aarm.config.risk
+import data.aarm.layers
+
+_cfg := layers.config.risk
 
 # METADATA
 # title: assess

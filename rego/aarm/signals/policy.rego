@@ -16,10 +16,12 @@
 #   - input: schema.input
 package aarm.signals
 
+import data.aarm.layers
+
 import data.aarm.catalogue
 import data.aarm.composition
 
-_cfg := data.aarm.config.signals
+_cfg := layers.config.signals
 
 _name := input.action.name
 

@@ -16,10 +16,12 @@
 #   - input: schema.input
 package aarm.stepup
 
+import data.aarm.layers
+
 import data.aarm.analysis
 import data.aarm.catalogue
 
-_cfg := data.aarm.config.stepup
+_cfg := layers.config.stepup
 
 _name := input.action.name
 
