@@ -1,4 +1,7 @@
-"""Command line: ``aarm-pdp serve | decide | version``. Thin: parse, configure, delegate."""
+"""Command line: ``aarm-pdp serve | decide | receipts | mcp-gateway | version``.
+
+Thin: parse, configure, delegate.
+"""
 
 from __future__ import annotations
 
@@ -206,6 +209,10 @@ def _parser() -> argparse.ArgumentParser:
         help="overlap before the older keys are retired: 0, 90s, 15m, 1h (default), 7d",
     )
 
+    from aarm_pdp.gateway.command import register as register_gateway
+
+    register_gateway(sub)
+
     sub.add_parser("version", help="print the version")
     return p
 
@@ -334,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(__version__)
         return 0
+    if args.command == "mcp-gateway":
+        from aarm_pdp.gateway.command import run as run_gateway
+
+        return run_gateway(args)
     if args.command == "decide":
         return _decide(args.target, args.request, args.token_file, args.ca_file)
     if args.command == "receipts":

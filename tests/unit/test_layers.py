@@ -33,6 +33,8 @@ LAYERS: dict[str, int] = {
     "session": 2,
     "decision": 3,
     "api": 4,
+    # the MCP gateway: an enforcement point, a gRPC client of the service (never the engine)
+    "gateway": 4,
     # entrypoints and wiring
     "server": 5,
     "cli": 5,

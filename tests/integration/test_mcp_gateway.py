@@ -1,0 +1,339 @@
+"""`aarm-pdp mcp-gateway` end to end, every part real.
+
+The real service (managed OPA, a temporary copy of rego/ whose catalogue holds the
+test's MCP tools) decides; behind the gateway run a FastMCP server written for the
+tests (tests/support/mcp_upstream.py) over stdio and over streamable HTTP, and the
+reference filesystem server from the npm registry over stdio. A real MCP client
+session talks to the gateway process over stdio (and one over streamable HTTP): tools
+listed, reads answered, a forbidden call an MCP tool error with its rule id, a MODIFY
+forwarded with the capped arguments, a STEP_UP call held until an approver resolves
+it over gRPC or denied when the wait times out; then `aarm-pdp receipts verify` of
+the service's receipt store is ok, offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aarm.v1 import approval_pb2, receipt_pb2
+from aarm_pdp.config import ApprovalConfig, ReceiptConfig
+from mcp import ClientSession, StdioServerParameters, types
+from mcp.client.stdio import stdio_client
+
+from tests.support.grpc_clients import Clients, bearer
+from tests.support.paths import REGO, ROOT
+from tests.support.ports import accepts, free_port
+from tests.support.principals import PLATFORM_TOKEN, TENANT
+from tests.support.processes import wait_until
+from tests.support.service import running, service_config, with_approvers
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+FS_PACKAGE = "@modelcontextprotocol/server-filesystem"
+FS_VERSION = "2026.8.31"
+FS_CACHE = ROOT / "var" / "mcp-servers"
+APPROVER = {"dora-token": ("dora@acme.example", ["data-owners"])}
+HUMAN = "alice@acme.example"
+USER_REQUEST = "summarise the roadmap note for me"
+
+
+def _notes_tools(server: str) -> dict[str, Any]:
+    name = {"type": "string", "required": True, "max_length": 64}
+    return {
+        f"{server}.read_note": {
+            "category": "read",
+            "risk_tier": "low",
+            "output_trust": "trusted",
+            "description": "Read one note.",
+            "parameters": {"name": name},
+        },
+        f"{server}.search_notes": {
+            "category": "read",
+            "risk_tier": "low",
+            "output_trust": "trusted",
+            "description": "Search the notes.",
+            "parameters": {
+                "query": {"type": "string", "required": True, "max_length": 256},
+                "limit": {"type": "integer", "minimum": 1, "cap": 3, "default_value": 3},
+            },
+        },
+        f"{server}.disable_audit_logging": {
+            "category": "security_control",
+            "risk_tier": "high",
+            "output_trust": "trusted",
+            "description": "Switch the audit log off.",
+            "parameters": {"reason": {"type": "string", "max_length": 256}},
+        },
+        f"{server}.purge_records": {
+            "category": "destructive",
+            "risk_tier": "critical",
+            "output_trust": "trusted",
+            "description": "Delete every record of a table.",
+            "parameters": {"table": {"type": "string", "required": True, "max_length": 64}},
+        },
+    }
+
+
+FS_TOOLS = {
+    "fs.read_text_file": {
+        "category": "read",
+        "risk_tier": "low",
+        "output_trust": "untrusted",
+        "description": "Read a text file (reference filesystem server).",
+        "parameters": {
+            "path": {"type": "string", "required": True, "max_length": 4096, "analysis": "path"},
+            "head": {"type": "integer"},
+            "tail": {"type": "integer"},
+        },
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """rego/ with the test's tools in its catalogue (a copy: rego/ itself is never edited)."""
+    root = tmp_path_factory.mktemp("gateway-policy") / "rego"
+    shutil.copytree(REGO, root)
+    data = root / "aarm" / "catalogue" / "data.json"
+    doc = json.loads(data.read_text())
+    doc["tools"].update({**_notes_tools("local"), **_notes_tools("remote"), **FS_TOOLS})
+    data.write_text(json.dumps(doc, indent=1))
+    return root
+
+
+@pytest.fixture(scope="module")
+def filesystem_server() -> Path:
+    """The reference filesystem server, installed from the npm registry once into var/."""
+    entry = FS_CACHE / "node_modules" / FS_PACKAGE / "dist" / "index.js"
+    if not entry.exists() or _installed_version() != FS_VERSION:
+        npm = shutil.which("npm")
+        if npm is None or shutil.which("node") is None:
+            pytest.skip(f"node/npm not installed: {FS_PACKAGE} comes from the npm registry")
+        FS_CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--silent", f"{FS_PACKAGE}@{FS_VERSION}"],
+            cwd=FS_CACHE,
+            check=True,
+            timeout=180,
+        )
+    return entry
+
+
+def _installed_version() -> str | None:
+    pkg = FS_CACHE / "node_modules" / FS_PACKAGE / "package.json"
+    return json.loads(pkg.read_text())["version"] if pkg.exists() else None
+
+
+@pytest.fixture
+def http_upstream(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The FastMCP server over streamable HTTP: (its URL, its call log)."""
+    port, log = free_port(), tmp_path / "remote.jsonl"
+    log.touch()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.mcp_upstream",
+            "--http",
+            str(port),
+            "--log",
+            str(log),
+        ],
+        cwd=ROOT,
+    )
+    try:
+        wait_until("FastMCP over HTTP", lambda: accepts(port), proc=proc, timeout=30)
+        yield f"http://127.0.0.1:{port}/mcp", log
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@dataclass
+class Env:
+    clients: Clients
+    config: Path
+    local_log: Path
+    remote_log: Path
+    receipts: Path
+    files: Path
+    work: Path
+
+
+@contextlib.asynccontextmanager
+async def _environment(
+    opa_binary: str,
+    tmp_path: Path,
+    policy: Path,
+    fs_entry: Path,
+    remote: tuple[str, Path],
+    *,
+    step_up_timeout: float = 60,
+) -> AsyncIterator[Env]:
+    cfg = service_config(opa_binary, policy=policy)
+    receipts = tmp_path / "receipts.db"
+    cfg = replace(
+        cfg,
+        auth=with_approvers(tmp_path, APPROVER),
+        approvals=ApprovalConfig(sweep_interval_seconds=0.1),
+        receipts=ReceiptConfig(store=str(receipts), key_dir=tmp_path / "keys"),
+    )
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "hello.txt").write_text("hello from the filesystem server\n")
+    token = tmp_path / "gateway-token"
+    token.write_text(PLATFORM_TOKEN + "\n")
+    token.chmod(0o600)
+    local_log = tmp_path / "local.jsonl"
+    local_log.touch()
+    async with running(cfg.validate()) as (app, clients):
+        config = tmp_path / "gateway.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "decision_service": {
+                        "target": f"127.0.0.1:{app.port}",
+                        "token_file": str(token),
+                    },
+                    "identity": {"tenant": TENANT, "human": HUMAN, "agent": "mcp-test-agent"},
+                    "step_up_timeout_seconds": step_up_timeout,
+                    "servers": [
+                        {
+                            "name": "local",
+                            "command": sys.executable,
+                            "args": ["-m", "tests.support.mcp_upstream", "--log", str(local_log)],
+                            "cwd": str(ROOT),
+                            "output_classification": "internal",
+                        },
+                        {"name": "remote", "url": remote[0], "output_classification": "internal"},
+                        {
+                            "name": "fs",
+                            "command": "node",
+                            "args": [str(fs_entry), str(files)],
+                            "output_classification": "internal",
+                        },
+                    ],
+                }
+            )
+        )
+        yield Env(clients, config, local_log, remote[1], receipts, files, tmp_path)
+
+
+def _gateway_argv(config: Path, *extra: str) -> list[str]:
+    return ["-m", "aarm_pdp", "mcp-gateway", "--config", str(config), *extra]
+
+
+@contextlib.asynccontextmanager
+async def _mcp_client(config: Path) -> AsyncIterator[ClientSession]:
+    """An MCP client session with the gateway, which the client starts over stdio."""
+    params = StdioServerParameters(command=sys.executable, args=_gateway_argv(config), cwd=ROOT)
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+def _text(result: types.CallToolResult) -> str:
+    return "\n".join(b.text for b in result.content if isinstance(b, types.TextContent))
+
+
+def _calls(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+async def _verify_offline(env: Env, session_id: str) -> str:
+    jwks = (await env.clients.receipts.GetPublicKeys(receipt_pb2.GetPublicKeysRequest())).jwks
+    jwks_file = env.work / "jwks.json"
+    jwks_file.write_text(jwks)
+    argv = [sys.executable, "-m", "aarm_pdp", "receipts", "verify", "--store", str(env.receipts)]
+    argv += ["--jwks", str(jwks_file), "--tenant", TENANT, "--session", session_id, "--complete"]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def _pending_approval(clients: Clients) -> approval_pb2.ApprovalRequest:
+    """The one pending approval, as the approver sees it (polled until it is opened)."""
+    for _ in range(400):
+        listed = await clients.approvals.ListPendingApprovals(
+            approval_pb2.ListPendingApprovalsRequest(tenant=TENANT), metadata=bearer("dora-token")
+        )
+        if listed.approvals:
+            return listed.approvals[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError("no approval was opened")
+
+
+async def test_reads_answered_forbidden_denied_modify_forwarded(
+    opa_binary: str,
+    tmp_path: Path,
+    policy: Path,
+    filesystem_server: Path,
+    http_upstream: tuple[str, Path],
+) -> None:
+    async with _environment(opa_binary, tmp_path, policy, filesystem_server, http_upstream) as env:
+        async with _mcp_client(env.config) as mcp:
+            names = {t.name for t in (await mcp.list_tools()).tools}
+            assert {"local.read_note", "remote.read_note", "fs.read_text_file"} <= names
+            assert "fs.write_file" in names  # listed; uncatalogued: the default posture decides
+
+            # Reads answered: FastMCP over stdio, over HTTP, the npm filesystem server.
+            first = await mcp.call_tool(
+                "local.read_note", {"name": "roadmap"}, meta={"aarm/original_request": USER_REQUEST}
+            )
+            assert not first.isError, _text(first)
+            assert "ship the MCP gateway" in _text(first)
+            assert first.meta is not None
+            session_id = first.meta["aarm"]["session_id"]
+            assert first.meta["aarm"]["decision"] == "ALLOW"
+            remote = await mcp.call_tool("remote.read_note", {"name": "oncall"})
+            assert not remote.isError, _text(remote)
+            assert "bob@acme.example" in _text(remote)
+            path = str(env.files / "hello.txt")
+            fs = await mcp.call_tool("fs.read_text_file", {"path": path})
+            assert not fs.isError, _text(fs)
+            assert "hello from the filesystem server" in _text(fs)
+
+            # A forbidden call: an MCP tool error naming the rule; the upstream never saw it.
+            denied = await mcp.call_tool("local.disable_audit_logging", {"reason": "noise"})
+            assert denied.isError
+            assert "aarm.forbidden.disable_security_control" in _text(denied)
+            assert denied.meta is not None
+            assert denied.meta["aarm"]["decision"] == "DENY"
+            # An uncatalogued tool of the third-party server: the default posture denies it.
+            unknown = await mcp.call_tool("fs.write_file", {"path": path, "content": "x"})
+            assert unknown.isError, _text(unknown)
+
+            # MODIFY: forwarded with the capped limit, an integer again.
+            capped = await mcp.call_tool("remote.search_notes", {"query": "q", "limit": 50})
+            assert not capped.isError, _text(capped)
+            assert capped.meta is not None
+            assert capped.meta["aarm"]["decision"] == "MODIFY"
+            assert json.loads(_text(capped))["limit"] == 3
+
+        assert (env.files / "hello.txt").read_text() == "hello from the filesystem server\n"
+        assert [c["tool"] for c in _calls(env.local_log)] == ["read_note"]
+        assert _calls(env.remote_log) == [
+            {"tool": "read_note", "arguments": {"name": "oncall"}},
+            {"tool": "search_notes", "arguments": {"query": "q", "limit": 3}},
+        ]
+        # The MCP client session ended, so did the AARM session: the chain is complete
+        # and verifies offline; its outcomes carry the upstream outputs.
+        assert "ok" in await _verify_offline(env, session_id)
+        listed = await env.clients.receipts.ListReceipts(
+            receipt_pb2.ListReceiptsRequest(tenant=TENANT, session_id=session_id)
+        )
+        kinds = [json.loads(r.payload)["kind"] for r in listed.receipts]
+        assert kinds[-1] == "session_end", kinds
