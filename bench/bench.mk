@@ -1,7 +1,7 @@
 # Benchmark targets, included by the Makefile (`-include bench/bench.mk`).
 # See docs/performance.md for what the lanes mean and the latest numbers.
 
-.PHONY: bench bench-quick bench-analysis
+.PHONY: bench bench-quick bench-analysis efficacy efficacy-check
 
 bench: $(VENV)/.installed $(OPA) ## full benchmark (~17 min): 3 lanes, c=1/8/32, open loop, catalogue, session-history and memory sweeps, profile
 	$(PY) -m bench.run --mode full
@@ -11,3 +11,10 @@ bench-quick: $(VENV)/.installed $(OPA) ## quick benchmark (< 2 min): same lanes,
 
 bench-analysis: $(VENV)/.installed ## seconds: the analysis step alone, µs per decision over the evasion corpus (bench/analysis_cost.py)
 	$(PY) bench/analysis_cost.py
+
+# EFFICACY_ARGS: e.g. --only banking- or --explain banking-injected-001 or --source HEAD
+efficacy: $(VENV)/.installed $(OPA) ## ~1 min: replay the efficacy corpus over gRPC against the real service, print and write bench/results/efficacy.json (bench/efficacy/README.md)
+	$(PY) -m bench.efficacy.run $(EFFICACY_ARGS)
+
+efficacy-check: $(VENV)/.installed $(OPA) ## make efficacy, exit 1 when an issue 13 target is missed (the CI regression check)
+	$(PY) -m bench.efficacy.run --check $(EFFICACY_ARGS)
