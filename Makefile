@@ -15,9 +15,11 @@ BUF_VERSION := v1.75.0
 export GOFLAGS := -mod=readonly
 export GOTOOLCHAIN := local
 
-PY_DIRS := $(wildcard service tests scripts bench conformance)
+PY_DIRS := $(wildcard service tests scripts bench conformance client)
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 GEN_DIR := gen/python
+# The client package's own copy of the stubs (client/gen.sh), checked by gen-check too.
+CLIENT_GEN := client/src/aarm_pdp_client/_gen
 # The API as released: one buf image per release, proto/releases/vX.Y.Z.binpb, written
 # by `make proto-release VERSION=vX.Y.Z` and committed with the release. `buf breaking`
 # runs against the newest image rather than a git tag (`.git#tag=...`): a committed image
@@ -32,11 +34,11 @@ BREAKING_AGAINST ?= $(PROTO_BASELINE)
 help: ## this menu
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml scripts/install_semantic.sh
+$(VENV)/.installed: pyproject.toml client/pyproject.toml scripts/install_semantic.sh
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' -e './client[openai-agents,langchain,test]'
 	scripts/install_semantic.sh $(PY)
 	touch $@
 
@@ -58,6 +60,7 @@ gen: setup ## format the protos and regenerate gen/python
 	rm -rf $(GEN_DIR)/aarm && mkdir -p $(GEN_DIR)
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=$(GEN_DIR) --pyi_out=$(GEN_DIR) \
 		--grpc_python_out=$(GEN_DIR) $(PROTO_FILES)
+	rm -rf $(CLIENT_GEN) && client/gen.sh $(PY) $(CLIENT_GEN) && touch $(CLIENT_GEN)/__init__.py
 
 gen-check: setup ## regenerate into a scratch dir; fail on any drift from the committed code
 	@$(BUF) lint
@@ -66,6 +69,8 @@ gen-check: setup ## regenerate into a scratch dir; fail on any drift from the co
 	  $(PY) -m grpc_tools.protoc -Iproto --python_out=$$tmp --pyi_out=$$tmp \
 	    --grpc_python_out=$$tmp $(PROTO_FILES) && \
 	  diff -r -x __pycache__ -x '__init__.py' $$tmp/aarm $(GEN_DIR)/aarm && echo "generated code up to date"
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && client/gen.sh $(PY) $$tmp && \
+	  diff -r -x __pycache__ $$tmp/aarm $(CLIENT_GEN)/aarm && echo "client stubs up to date"
 
 proto-breaking: $(BUF) ## buf breaking (buf.yaml rules) against the last released API image
 	@test -n "$(BREAKING_AGAINST)" || { echo "no released API image in $(PROTO_RELEASES)/"; exit 1; }
@@ -87,6 +92,7 @@ lint: setup ## ruff, ruff format --check, mypy --strict, buf lint
 	$(VENV)/bin/ruff check $(PY_DIRS)
 	$(VENV)/bin/ruff format --check $(PY_DIRS)
 	$(VENV)/bin/mypy
+	cd client && ../$(VENV)/bin/mypy
 	$(BUF) lint
 
 fmt: setup ## apply ruff format and opa fmt

@@ -138,6 +138,7 @@ def _server_limit_problems(s: ServerConfig) -> list[str]:
     for name in (
         "max_inflight_decisions",
         "max_inflight_calls",
+        "max_inflight_watches",
         "max_connections",
         "max_streams_per_connection",
     ):
@@ -216,6 +217,9 @@ class ServerConfig:
     max_inflight_calls: int = field(default_factory=default_inflight)
     """The other aarm.v1 calls (sessions, approvals, deferrals, receipts) admitted at once:
     their own budget, so approvers get through while Decide is saturated."""
+    max_inflight_watches: int = 1024
+    """WatchApproval streams open at once (agents waiting for an approver): a budget of
+    their own, so waiting agents never take the slots ResolveApproval needs."""
     max_inflight_bytes: int = 0
     """Request bytes in flight over all aarm.v1 calls; 0: one largest request
     (``max_request_bytes``). Must hold at least one largest request."""

@@ -448,6 +448,7 @@ async def start(
             metrics,
             max_decisions=cfg.server.max_inflight_decisions,
             max_calls=cfg.server.max_inflight_calls,
+            max_watches=cfg.server.max_inflight_watches,
             max_bytes=cfg.server.inflight_bytes,
             decide_methods=(f"/{DecisionServicer.SERVICE.full_name}/Decide",),
         )
@@ -463,7 +464,9 @@ async def start(
             sessions, followups, metrics, cfg.limits, guard
         )
         add_admitted(session_servicer.handler())
-        approvals = approval_service.ApprovalServicer(workflow, followups, metrics, guard)
+        approvals = approval_service.ApprovalServicer(
+            workflow, followups, metrics, guard, limits=cfg.limits
+        )
         deferrals = approval_service.DeferralServicer(engine, workflow, metrics, cfg.limits, guard)
         add_admitted(approvals.handler(), deferrals.handler())
         keyring = rlog.keyring

@@ -71,6 +71,16 @@ class _AioBearer(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         return await continuation(_with_token(client_call_details, self._token), request)
 
 
+class _AioStreamBearer(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return await continuation(_with_token(client_call_details, self._token), request)
+
+
 class _SyncBearer(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     def __init__(self, token: str) -> None:
         self._token = token
@@ -89,7 +99,7 @@ def aio_channel(
     options: Any = None,
 ) -> grpc.aio.Channel:
     """A grpc.aio channel to ``target`` whose calls carry ``token`` (None: no credential)."""
-    interceptors = [_AioBearer(token)] if token else None
+    interceptors = [_AioBearer(token), _AioStreamBearer(token)] if token else None
     if credentials is not None:
         return grpc.aio.secure_channel(target, credentials, options, interceptors=interceptors)
     return grpc.aio.insecure_channel(target, options, interceptors=interceptors)

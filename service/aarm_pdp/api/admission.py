@@ -3,7 +3,9 @@
 :meth:`Admission.wrap` wraps a servicer's generic handler before the server sees it.
 Each call's serialized request size counts against one byte budget, and the call
 against its class's budget: Decide, or every other aarm.v1 RPC (sessions, approvals,
-deferrals, receipts: approvers still get through while Decide is saturated). A call
+deferrals, receipts: approvers still get through while Decide is saturated), or a
+server stream (WatchApproval: agents waiting for a human hold theirs for minutes, and
+must never take the slots of the ResolveApproval that ends their wait). A call
 that would exceed either is refused at once, before its body is decoded or its caller
 authenticated, with ``RESOURCE_EXHAUSTED`` and a message naming the limit reached (the
 ``overloaded`` row of the error table), counted in
@@ -24,7 +26,7 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any, Final
 
 import grpc
@@ -36,11 +38,12 @@ __all__ = ["REASONS", "Admission", "hold_until_done"]
 
 log = logging.getLogger("aarm_pdp.api")
 
-REASONS: Final = ("decisions", "calls", "bytes")
+REASONS: Final = ("decisions", "calls", "watches", "bytes")
 """Why a call was refused: the ``reason`` label of ``aarm_admission_rejected_total``."""
 _DETAIL: Final = {
     "decisions": "overloaded: too many decisions in flight; retry with backoff",
     "calls": "overloaded: too many calls in flight; retry with backoff",
+    "watches": "overloaded: too many approval watches open; retry with backoff",
     "bytes": "overloaded: too many request bytes in flight; retry with backoff",
 }
 LOG_EVERY_SECONDS: Final = 10.0
@@ -92,6 +95,7 @@ class Admission:
         max_calls: int,
         max_bytes: int,
         decide_methods: Collection[str],
+        max_watches: int = 1024,
     ) -> None:
         self.max_decisions = max_decisions
         self.max_calls = max_calls
@@ -100,6 +104,9 @@ class Admission:
         """Decide calls admitted and not yet decided."""
         self.calls = 0
         """Other aarm.v1 calls admitted and not yet answered."""
+        self.max_watches = max_watches
+        self.watches = 0
+        """Server streams (WatchApproval) open."""
         self.bytes = 0
         """Serialized request bytes of the admitted calls."""
         self._decide_methods = frozenset(decide_methods)
@@ -110,6 +117,7 @@ class Admission:
         for resource, limit in (
             ("decisions", max_decisions),
             ("calls", max_calls),
+            ("watches", max_watches),
             ("bytes", max_bytes),
         ):
             metrics.admission_limit.labels(resource).set(limit)
@@ -136,12 +144,29 @@ class Admission:
         self.bytes += nbytes
         return None
 
+    def _enter_watch(self, nbytes: int) -> str | None:
+        """Take a stream slot and ``nbytes`` (held while the stream is open)."""
+        if self.watches >= self.max_watches:
+            return "watches"
+        if self.bytes and self.bytes + nbytes > self.max_bytes:
+            return "bytes"
+        self.watches += 1
+        self.bytes += nbytes
+        return None
+
+    def _leave_watch(self, nbytes: int) -> None:
+        self.watches -= 1
+        self.bytes -= nbytes
+
     def _leave(self, decide: bool, nbytes: int) -> None:
         if decide:
             self.decisions -= 1
         else:
             self.calls -= 1
         self.bytes -= nbytes
+
+    def _stream(self, method: str, inner: Any) -> Any:
+        return _stream_method(self, method, inner)
 
     def _refused_now(self, method: str, reason: str) -> None:
         self._refused += 1
@@ -166,14 +191,14 @@ class Admission:
     # --- the wrapper -----------------------------------------------------------------
 
     def wrap(self, handler: grpc.GenericRpcHandler) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
-        """``handler`` with every unary method behind these budgets."""
+        """``handler`` with every unary and server-streaming method behind these budgets."""
         return _Admitted(handler, self)
 
     def _method(self, method: str, inner: Any) -> Any:
         """The unary method handler ``inner`` (of ``method``) behind the budgets."""
         behaviour = inner.unary_unary
-        if behaviour is None:  # streaming: not an aarm.v1 shape; left as it is
-            return inner
+        if behaviour is None:
+            return self._stream(method, inner)
         decide = method in self._decide_methods
         parse: Callable[[bytes], Any] = inner.request_deserializer or _identity
         name = method.rpartition("/")[2]
@@ -200,6 +225,38 @@ class Admission:
             request_deserializer=None,  # bytes in: sized, then decoded by ``parse``
             response_serializer=inner.response_serializer,
         )
+
+
+def _stream_method(admission: Admission, method: str, inner: Any) -> Any:
+    """The server-streaming handler ``inner`` behind the watch and byte budgets."""
+    behaviour = inner.unary_stream
+    if behaviour is None:  # client streaming: no aarm.v1 RPC has that shape
+        raise TypeError(f"{method}: client-streaming RPCs are not admitted")
+    parse: Callable[[bytes], Any] = inner.request_deserializer or _identity
+    name = method.rpartition("/")[2]
+    refused = {r: admission._metrics.admission_rejected.labels(name, r) for r in REASONS}
+    messages = {r: client_message(Overloaded(_DETAIL[r])) for r in REASONS}
+
+    async def admitted(
+        raw: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        nbytes = len(raw)
+        reason = admission._enter_watch(nbytes)
+        if reason is not None:
+            refused[reason].inc()
+            admission._refused_now(name, reason)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, messages[reason])
+        try:
+            async for message in behaviour(parse(raw), context):
+                yield message
+        finally:
+            admission._leave_watch(nbytes)
+
+    return grpc.unary_stream_rpc_method_handler(
+        admitted,
+        request_deserializer=None,
+        response_serializer=inner.response_serializer,
+    )
 
 
 def _identity(raw: bytes) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import grpc
@@ -20,7 +20,7 @@ from google.protobuf import timestamp_pb2
 
 from aarm_pdp.api.auth import CallGuard, bind_identity, principal, tenant_for
 from aarm_pdp.api.decision_service import to_response
-from aarm_pdp.api.handlers import generic_handler, run
+from aarm_pdp.api.handlers import generic_handler, run, run_stream
 from aarm_pdp.api.validation import FACT_RE, to_action_request, to_identity
 from aarm_pdp.approvals import tickets as tk
 from aarm_pdp.approvals.workflow import Workflow
@@ -108,11 +108,16 @@ class ApprovalServicer(_Base, approval_pb2_grpc.ApprovalServiceServicer):
         metrics: Metrics,
         guard: CallGuard,
         clock_ns: Callable[[], int] = time.time_ns,
+        *,
+        limits: LimitsConfig | None = None,
+        watch_poll_seconds: float = 1.0,
     ) -> None:
         super().__init__(metrics, guard)
         self._wf = workflow
         self._followups = followups
         self._clock = clock_ns
+        self._limits = limits or LimitsConfig()
+        self._watch_poll = watch_poll_seconds
 
     async def _approval(self, approval_id: str) -> tk.Ticket:
         """The approval ticket, if the caller approves in its tenant (else refused)."""
@@ -191,6 +196,57 @@ class ApprovalServicer(_Base, approval_pb2_grpc.ApprovalServiceServicer):
             return approval_pb2.RevokeIdentityResponse(subject=request.subject)
 
         return await self._call(context, body)
+
+    async def _watched(self, request: Any) -> tk.Ticket:
+        """The approval the caller may wait on: its own STEP_UP, in its own session."""
+        if not request.approval_id or len(request.approval_id) > 256:
+            raise RequestInvalid("approval_id is required")
+        ident = bind_identity(to_identity(request.identity, self._limits))
+        ticket = await self._wf.get(request.approval_id)
+        owner = ticket.context.get("identity", {}).get("principal", "")
+        if (
+            ticket.kind != "approval"
+            or ticket.tenant != ident.tenant
+            or ticket.session_id != ident.session_id
+            or owner != ident.principal
+        ):
+            raise SessionNotFound("no such approval")
+        return ticket
+
+    def _watch_message(self, t: tk.Ticket, token: str = "") -> Any:
+        msg = approval_pb2.WatchApprovalResponse(
+            status=_STATUS.get(t.status, approval_pb2.APPROVAL_STATUS_UNSPECIFIED),
+            approval_token=token,
+            reason=t.resolution_reason[:1024],
+        )
+        if t.status == tk.PENDING:
+            msg.expires_at.CopyFrom(_ts(t.deadline_ns))
+        if token:
+            msg.token_expires_at.CopyFrom(_ts(t.token_expires_ns))
+        return msg
+
+    async def WatchApproval(
+        self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        """PENDING at once (with its expiry), then the resolution; the stream ends there.
+
+        A grant is sent with a token issued to this watcher (the approver's own token
+        stays valid too; whichever is presented first redeems the grant). The caller's
+        deadline ends the wait: gRPC cancels the stream, DEADLINE_EXCEEDED.
+        """
+
+        async def body() -> AsyncIterator[Any]:
+            first = await self._watched(request)
+            async for t in self._wf.watch(first.ticket_id, poll_seconds=self._watch_poll):
+                if t.status != tk.GRANTED:
+                    yield self._watch_message(t)
+                    continue
+                granted, token = await self._wf.issue_watch_token(t.ticket_id, self._clock())
+                yield self._watch_message(granted, token)
+                return
+
+        async for message in run_stream(context, body(), self._metrics, self._guard):
+            yield message
 
 
 class DeferralServicer(_Base, deferral_pb2_grpc.DeferralServiceServicer):

@@ -17,7 +17,8 @@ nothing is logged (a raising deserializer would make grpc log a traceback and
 answer INTERNAL).
 
 :func:`run` is the one mapper from our errors to a gRPC status, for every servicer
-(the table is :data:`aarm_pdp.errors.ERRORS`).
+(the table is :data:`aarm_pdp.errors.ERRORS`); :func:`run_stream` is the same for a
+server-streaming RPC (WatchApproval), whose servicer method is an async generator.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 import grpc
@@ -46,6 +47,7 @@ _AUTH_CODES = frozenset(
 )
 
 Rpc = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], Awaitable[Any]]
+StreamRpc = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], AsyncIterator[Any]]
 MAX_REASON = 200
 """Longest reason text sent back for an undecodable request."""
 
@@ -104,6 +106,52 @@ def _guarded(rpc: Rpc, rejected: Callable[[], object], guard: CallGuard, path: s
     return behaviour
 
 
+def _guarded_stream(
+    rpc: StreamRpc, rejected: Callable[[], object], guard: CallGuard, path: str
+) -> StreamRpc:
+    async def behaviour(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        try:
+            who = guard.admit(path, context)
+        except AarmError as exc:
+            status, message = grpc_status(exc.code)
+            await context.abort(status, message)
+            raise  # unreachable: abort raises
+        if type(request) is Unparseable:
+            rejected()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+        token = guard.enter(who)
+        try:
+            async for message in rpc(request, context):
+                yield message
+        finally:
+            guard.leave(token)
+
+    return behaviour
+
+
+async def run_stream(
+    context: grpc.aio.ServicerContext[Any, Any],
+    body: AsyncIterator[Any],
+    metrics: Metrics,
+    guard: CallGuard | None = None,
+) -> AsyncIterator[Any]:
+    """The messages of ``body``, an :class:`AarmError` raised by it answered like
+    :func:`run` does (the stream then ends with that status)."""
+    try:
+        async for message in body:
+            yield message
+    except AarmError as exc:
+        metrics.errors.labels(exc.code.value).inc()
+        if guard is not None and exc.code in _AUTH_CODES:
+            guard.refused(exc)
+        else:
+            log.warning("rpc refused: %s: %s", exc.code.value, exc.detail)
+        status, _ = grpc_status(exc.code)
+        await context.abort(status, client_message(exc))
+
+
 async def run(
     context: grpc.aio.ServicerContext[Any, Any],
     body: Callable[[], Awaitable[Any]],
@@ -141,7 +189,8 @@ def generic_handler(
     ``rejected()`` counts bodies that do not decode.
 
     Raises ``TypeError`` when the servicer does not subclass its generated base, leaves
-    a method of it unimplemented (or synchronous), or the service has a streaming RPC.
+    a method of it unimplemented (a unary one not a coroutine, a server-streaming one
+    not an async generator), or the service has a client-streaming RPC.
     """
     cls = type(servicer)
     service = servicer.SERVICE
@@ -151,12 +200,29 @@ def generic_handler(
     handlers: dict[str, grpc.RpcMethodHandler] = {}  # type: ignore[type-arg]
     for method in service.methods:
         impl = getattr(cls, method.name)
-        if impl is getattr(base, method.name) or not inspect.iscoroutinefunction(impl):
+        if method.client_streaming:
+            raise TypeError(f"{method.full_name} streams requests; not served here")
+        shaped = (
+            inspect.isasyncgenfunction(impl)
+            if method.server_streaming
+            else inspect.iscoroutinefunction(impl)
+        )
+        if impl is getattr(base, method.name) or not shaped:
             raise TypeError(f"{cls.__name__} does not implement {method.full_name} (async)")
-        if method.client_streaming or method.server_streaming:
-            raise TypeError(f"{method.full_name} streams; only unary RPCs are served here")
         request_type = message_factory.GetMessageClass(method.input_type)
         response_type = message_factory.GetMessageClass(method.output_type)
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                _guarded_stream(
+                    getattr(servicer, method.name),
+                    rejected,
+                    guard,
+                    f"/{service.full_name}/{method.name}",
+                ),
+                request_deserializer=_deserializer(request_type),
+                response_serializer=response_type.SerializeToString,
+            )
+            continue
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             _guarded(
                 getattr(servicer, method.name),

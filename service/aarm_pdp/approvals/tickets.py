@@ -78,6 +78,9 @@ class Ticket:
     resolved_ns: int = 0
     token_sha256: str = ""
     token_expires_ns: int = 0
+    # the grant token issued to the waiting enforcement point (WatchApproval); either
+    # token redeems the grant, once
+    watch_token_sha256: str = ""
     # deferral attempts: [{at_ns, facts: [names], verdict}]
     attempts: list[dict[str, Any]] = field(default_factory=list)
     resolution: dict[str, Any] = field(default_factory=dict)
@@ -88,6 +91,11 @@ class Ticket:
     @classmethod
     def from_bytes(cls, raw: bytes) -> Ticket:
         return cls(**orjson.loads(raw))
+
+    def holds_token(self, token: str) -> bool:
+        """Whether ``token`` is this grant's (the approver's or the watcher's)."""
+        digest = token_hash(token)
+        return bool(self.token_sha256) and digest in (self.token_sha256, self.watch_token_sha256)
 
     def request_bytes(self) -> bytes:
         return base64.b64decode(self.request_b64)

@@ -11,9 +11,10 @@ an unanswered ticket into DENY. Store failures raise and become DENY upstream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aarm_pdp.approvals import tickets as tk
@@ -70,6 +71,7 @@ class Workflow:
         self._token_ttl = token_ttl_seconds
         self._max_attempts = max_defer_attempts
         self._new_id = new_id
+        self._watchers: dict[str, set[asyncio.Event]] = {}
 
     # -- opening -------------------------------------------------------------
 
@@ -183,6 +185,7 @@ class Workflow:
 
         probe = await self.get(ticket_id)
         ticket = await self._store.ticket_update(ticket_id, apply, probe.index)
+        self._changed(ticket_id)
         await self._settle(
             ticket,
             "GRANTED" if grant else "DENY",
@@ -207,7 +210,7 @@ class Workflow:
             if raw is None:
                 raise ApprovalRejected("unknown approval token")
             t = tk.Ticket.from_bytes(raw)
-            if t.kind != "approval" or not t.token_sha256 or t.token_sha256 != tk.token_hash(token):
+            if t.kind != "approval" or not t.holds_token(token):
                 raise ApprovalRejected("unknown approval token")
             if t.status != tk.GRANTED:
                 raise ApprovalRejected(f"approval is {t.status}")
@@ -221,6 +224,7 @@ class Workflow:
             return t.to_bytes(), t
 
         ticket = await self._store.ticket_update(ticket_id, apply, None)
+        self._changed(ticket_id)
         return _approved(ticket)
 
     async def token_still_valid(self, token: str, now_ns: int) -> bool:
@@ -231,12 +235,55 @@ class Workflow:
         if raw is None:
             return False
         t = tk.Ticket.from_bytes(raw)
-        return (
-            t.kind == "approval"
-            and bool(t.token_sha256)
-            and t.token_sha256 == tk.token_hash(token)
-            and now_ns < t.token_expires_ns
-        )
+        return t.kind == "approval" and t.holds_token(token) and now_ns < t.token_expires_ns
+
+    # -- waiting for a resolution ---------------------------------------------
+
+    def _changed(self, ticket_id: str) -> None:
+        for event in self._watchers.get(ticket_id, ()):
+            event.set()
+
+    async def watch(self, ticket_id: str, *, poll_seconds: float = 1.0) -> AsyncIterator[tk.Ticket]:
+        """The ticket now, then again each time its status changes, until it is no longer
+        PENDING. A change made by this process wakes the watch at once; one made by
+        another replica (a shared store) is seen within ``poll_seconds``."""
+        event = asyncio.Event()
+        self._watchers.setdefault(ticket_id, set()).add(event)
+        try:
+            last = ""
+            while True:
+                event.clear()
+                ticket = await self.get(ticket_id)
+                if ticket.status != last:
+                    last = ticket.status
+                    yield ticket
+                if ticket.status != tk.PENDING:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), poll_seconds)
+        finally:
+            waiting = self._watchers.get(ticket_id)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._watchers[ticket_id]
+
+    async def issue_watch_token(self, ticket_id: str, now_ns: int) -> tuple[tk.Ticket, str]:
+        """A grant token for the enforcement point waiting on a GRANTED approval (replacing
+        one issued to an earlier watch); "" with the ticket when it is no longer GRANTED."""
+        token = f"{ticket_id}.{secrets.token_urlsafe(32)}"
+
+        def apply(raw: bytes | None) -> tuple[bytes | None, tuple[tk.Ticket, str]]:
+            if raw is None:
+                raise SessionNotFound("no such approval")
+            t = tk.Ticket.from_bytes(raw)
+            if t.kind != "approval" or t.status != tk.GRANTED or now_ns >= t.token_expires_ns:
+                return None, (t, "")
+            t.watch_token_sha256 = tk.token_hash(token)
+            return t.to_bytes(), (t, token)
+
+        result: tuple[tk.Ticket, str] = await self._store.ticket_update(ticket_id, apply, None)
+        return result
 
     # -- deferrals -----------------------------------------------------------
 
@@ -298,6 +345,7 @@ class Workflow:
             ticket = await self._store.ticket_update(ticket_id, apply, index)
             if ticket is not None:
                 expired += 1
+                self._changed(ticket_id)
                 await self._settle(ticket, "DENY", "timeout", {"method": "timeout"})
         return expired
 

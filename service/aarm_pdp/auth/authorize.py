@@ -54,6 +54,8 @@ RPC_ROLES: Mapping[str, Role] = MappingProxyType(
         _method(approval_pb2, "ApprovalService", "ListPendingApprovals"): Role.APPROVER,
         _method(approval_pb2, "ApprovalService", "ResolveApproval"): Role.APPROVER,
         _method(approval_pb2, "ApprovalService", "RevokeIdentity"): Role.ADMIN,
+        # The enforcement point that got STEP_UP waits for the answer (its own session).
+        _method(approval_pb2, "ApprovalService", "WatchApproval"): Role.ENFORCER,
         _method(receipt_pb2, "ReceiptService", "GetReceipt"): Role.AUDITOR,
         _method(receipt_pb2, "ReceiptService", "ListReceipts"): Role.AUDITOR,
     }

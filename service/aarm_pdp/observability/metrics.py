@@ -164,13 +164,14 @@ class Metrics:
         self.admission_rejected = Counter(
             "aarm_admission_rejected_total",
             "aarm.v1 calls refused by admission control (RESOURCE_EXHAUSTED), by method and "
-            "the limit reached: decisions, calls or bytes in flight.",
+            "the limit reached: decisions, calls, watches (WatchApproval streams) or bytes "
+            "in flight.",
             ["method", "reason"],
             registry=r,
         )
         self.admission_limit = Gauge(
             "aarm_admission_limit",
-            "Admission limits in force: decisions, calls (other aarm.v1 RPCs), bytes.",
+            "Admission limits in force: decisions, calls (other aarm.v1 RPCs), watches, bytes.",
             ["resource"],
             registry=r,
         )

@@ -112,3 +112,25 @@ class RevokeIdentityResponse(_message.Message):
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     subject: str
     def __init__(self, subject: _Optional[str] = ...) -> None: ...
+
+class WatchApprovalRequest(_message.Message):
+    __slots__ = ("identity", "approval_id")
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    identity: _decision_pb2.Identity
+    approval_id: str
+    def __init__(self, identity: _Optional[_Union[_decision_pb2.Identity, _Mapping]] = ..., approval_id: _Optional[str] = ...) -> None: ...
+
+class WatchApprovalResponse(_message.Message):
+    __slots__ = ("status", "approval_token", "token_expires_at", "expires_at", "reason")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    status: ApprovalStatus
+    approval_token: str
+    token_expires_at: _timestamp_pb2.Timestamp
+    expires_at: _timestamp_pb2.Timestamp
+    reason: str
+    def __init__(self, status: _Optional[_Union[ApprovalStatus, str]] = ..., approval_token: _Optional[str] = ..., token_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...

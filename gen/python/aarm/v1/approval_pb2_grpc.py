@@ -55,6 +55,11 @@ class ApprovalServiceStub:
                 request_serializer=aarm_dot_v1_dot_approval__pb2.RevokeIdentityRequest.SerializeToString,
                 response_deserializer=aarm_dot_v1_dot_approval__pb2.RevokeIdentityResponse.FromString,
                 _registered_method=True)
+        self.WatchApproval = channel.unary_stream(
+                '/aarm.v1.ApprovalService/WatchApproval',
+                request_serializer=aarm_dot_v1_dot_approval__pb2.WatchApprovalRequest.SerializeToString,
+                response_deserializer=aarm_dot_v1_dot_approval__pb2.WatchApprovalResponse.FromString,
+                _registered_method=True)
 
 
 class ApprovalServiceServicer:
@@ -89,6 +94,16 @@ class ApprovalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchApproval(self, request, context):
+        """WatchApproval lets the enforcement point that got STEP_UP wait for the answer: the
+        stream sends the current status at once, then the resolution, and ends. A grant
+        carries a single-use token of its own for the re-submitted Decide. Only the
+        principal that submitted the action, in its session, may watch it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApprovalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +126,11 @@ def add_ApprovalServiceServicer_to_server(servicer, server):
                     servicer.RevokeIdentity,
                     request_deserializer=aarm_dot_v1_dot_approval__pb2.RevokeIdentityRequest.FromString,
                     response_serializer=aarm_dot_v1_dot_approval__pb2.RevokeIdentityResponse.SerializeToString,
+            ),
+            'WatchApproval': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchApproval,
+                    request_deserializer=aarm_dot_v1_dot_approval__pb2.WatchApprovalRequest.FromString,
+                    response_serializer=aarm_dot_v1_dot_approval__pb2.WatchApprovalResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +242,33 @@ class ApprovalService:
             '/aarm.v1.ApprovalService/RevokeIdentity',
             aarm_dot_v1_dot_approval__pb2.RevokeIdentityRequest.SerializeToString,
             aarm_dot_v1_dot_approval__pb2.RevokeIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchApproval(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/aarm.v1.ApprovalService/WatchApproval',
+            aarm_dot_v1_dot_approval__pb2.WatchApprovalRequest.SerializeToString,
+            aarm_dot_v1_dot_approval__pb2.WatchApprovalResponse.FromString,
             options,
             channel_credentials,
             insecure,
