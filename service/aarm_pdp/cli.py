@@ -194,6 +194,13 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--tenant")
     v.add_argument("--session")
     v.add_argument("--complete", action="store_true", help="require a session_end receipt")
+    v.add_argument(
+        "--archive",
+        dest="archives",
+        action="append",
+        default=[],
+        help="archive file (repeatable): verify archived prefixes and the store end to end",
+    )
     e = rsub.add_parser("export", help="export one session's chain as JSONL")
     e.add_argument("--store", default="var/receipts.db")
     e.add_argument("--tenant", required=True)
@@ -208,6 +215,16 @@ def _parser() -> argparse.ArgumentParser:
         "--retire-after",
         help="overlap before the older keys are retired: 0, 90s, 15m, 1h (default), 7d",
     )
+    a = rsub.add_parser(
+        "archive", help="move receipts older than a cutoff to a file; leave signed checkpoints"
+    )
+    a.add_argument("--store", default="var/receipts.db", help="SQLite path or postgresql:// URL")
+    a.add_argument(
+        "--before", required=True, help="cutoff: RFC 3339 time or an age (30d, 12h, 90m)"
+    )
+    a.add_argument("--out", required=True, help="new archive file (JSONL; never overwritten)")
+    a.add_argument("--key-dir", default="var/keys", help="signs the checkpoints and headers")
+    a.add_argument("--jwks", help="verify prefixes against this JWKS (default: the key dir's)")
 
     from aarm_pdp.gateway.command import register as register_gateway
 
@@ -359,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                 export_file=args.export_file,
                 require_complete=args.complete,
                 tenant=args.tenant,
+                archives=args.archives,
             )
         if rc == "export":
             return rcli.export(
@@ -366,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         if rc == "keys":
             return rcli.keys(args.key_dir)
+        if rc == "archive":
+            return rcli.archive(
+                args.store, args.before, args.out, key_dir=args.key_dir, jwks_path=args.jwks
+            )
         return rcli.rotate(args.key_dir, retire_after=args.retire_after)
 
     from aarm_pdp import server

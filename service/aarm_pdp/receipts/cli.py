@@ -1,4 +1,4 @@
-"""Plain functions behind ``aarm-pdp receipts verify|export|keys|rotate``.
+"""Plain functions behind ``aarm-pdp receipts verify|export|keys|rotate|archive``.
 
 Each returns a process exit code: 0 success, 1 verification failed (or nothing to
 verify), 2 the input could not be read (store unavailable, bad JWKS, bad file).
@@ -13,13 +13,21 @@ import json
 import os
 import re
 import sys
+import time
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, TextIO
 
 from aarm_pdp.errors import AarmError
-from aarm_pdp.receipts.canonical import canonicalize
-from aarm_pdp.receipts.envelope import ALGORITHM, b64encode, signing_payload
+from aarm_pdp.receipts.archive import (
+    ArchiveReport,
+    ArchiveSection,
+    export_lines,
+    read_archive,
+    verify_with_archives,
+)
+from aarm_pdp.receipts.archive import archive as archive_store
 from aarm_pdp.receipts.factory import open_store
 from aarm_pdp.receipts.keys import DEFAULT_RETIRE_AFTER, KeyRing
 from aarm_pdp.receipts.keys import rotate as rotate_keys
@@ -28,12 +36,23 @@ from aarm_pdp.receipts.verify import (
     NOT_AFTER,
     PublicKeys,
     VerifyResult,
-    export_header,
+    format_timestamp,
+    parse_timestamp,
+    split_export,
     verify_chain,
 )
 from aarm_pdp.receipts.verify import verify_export as verify_export_lines
 
-__all__ = ["export", "export_lines", "keys", "parse_duration", "rotate", "verify"]
+__all__ = [
+    "archive",
+    "export",
+    "export_lines",
+    "keys",
+    "parse_cutoff",
+    "parse_duration",
+    "rotate",
+    "verify",
+]
 
 OK: Final = 0
 FAILED: Final = 1
@@ -42,25 +61,6 @@ ERROR: Final = 2
 
 def _load_keys(jwks_path: str | os.PathLike[str]) -> PublicKeys:
     return PublicKeys.from_jwks(Path(jwks_path).read_bytes())
-
-
-def export_lines(
-    tenant: str, session_id: str, receipts: list[str], *, keyring: KeyRing | None = None
-) -> list[str]:
-    """A JSONL export: the header line, then each receipt's canonical text.
-
-    With ``keyring`` the header is signed by its active key, so the declared count
-    and last hash cannot be edited to hide a truncation.
-    """
-    header = export_header(tenant, session_id, receipts)
-    if keyring is not None:
-        key = keyring.active
-        header["signature"] = {
-            "algorithm": ALGORITHM,
-            "key_id": key.key_id,
-            "value": b64encode(key.sign(signing_payload(header))),
-        }
-    return [canonicalize(header).decode("utf-8"), *receipts]
 
 
 def _print_failure(out: TextIO, where: str, result: VerifyResult) -> None:
@@ -75,13 +75,17 @@ def verify(
     require_complete: bool = False,
     *,
     tenant: str | None = None,
+    archives: Sequence[str | os.PathLike[str]] = (),
     out: TextIO | None = None,
 ) -> int:
-    """Verify an export file, or every chain (or one session's) in a store.
+    """Verify an export or archive file, or every chain (or one session's) in a store.
 
     ``path_or_dsn`` is a SQLite path or a ``postgresql://`` DSN; ignored when
     ``export_file`` is given. ``session`` (optionally with ``tenant``) picks one
-    session. Prints the first bad receipt and why, or ``ok: N receipts, M chains``.
+    session. A chain may begin with a checkpoint (an archived prefix); with
+    ``archives`` (files ``receipts archive`` wrote) each checkpoint found in them is
+    replaced by its archived records and the chain verified end to end. Prints the
+    first bad receipt and why, or ``ok: N receipts, M chains``.
     """
     out = out or sys.stdout
     try:
@@ -89,28 +93,60 @@ def verify(
     except (OSError, AarmError) as exc:
         print(f"error: cannot load JWKS {jwks_path}: {exc}", file=out)
         return ERROR
+    try:
+        sections = [x for path in archives for x in read_archive(path)]
+    except (OSError, UnicodeDecodeError, AarmError) as exc:
+        print(f"error: cannot read archive: {exc}", file=out)
+        return ERROR
     if export_file is not None:
-        try:
-            # Lines end at "\n" only: str.splitlines() would also split inside a receipt
-            # at U+2028, U+2029 or U+0085, which RFC 8785 leaves unescaped in strings.
-            lines = Path(export_file).read_text(encoding="utf-8").split("\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            print(f"error: cannot read {export_file}: {exc}", file=out)
-            return ERROR
-        result = verify_export_lines(lines, keys, require_complete=require_complete)
-        if not result.ok:
-            _print_failure(out, str(export_file), result)
-            return FAILED
-        print(f"ok: {result.receipts} receipts, 1 chains", file=out)
-        return OK
+        return _verify_file(export_file, keys, sections, require_complete, out)
     if path_or_dsn is None:
         print("error: give a store (path or DSN) or an export file", file=out)
         return ERROR
     try:
-        return asyncio.run(_verify_store(path_or_dsn, keys, session, tenant, require_complete, out))
+        return asyncio.run(
+            _verify_store(path_or_dsn, keys, session, tenant, require_complete, sections, out)
+        )
     except AarmError as exc:
         print(f"error: {exc.code}: {exc.detail}", file=out)
         return ERROR
+
+
+def _verify_file(
+    export_file: str | os.PathLike[str],
+    keys: PublicKeys,
+    archived: Sequence[ArchiveSection],
+    require_complete: bool,
+    out: TextIO,
+) -> int:
+    """An export file (one section) or an archive (one section per chain)."""
+    try:
+        # Lines end at "\n" only: str.splitlines() would also split inside a receipt
+        # at U+2028, U+2029 or U+0085, which RFC 8785 leaves unescaped in strings.
+        lines = Path(export_file).read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {export_file}: {exc}", file=out)
+        return ERROR
+    sections = split_export(lines) or [[]]
+    total = resolved = 0
+    for n, section in enumerate(sections):
+        where = str(export_file) if len(sections) == 1 else f"{export_file} section {n + 1}"
+        result = verify_export_lines(section, keys, require_complete=require_complete)
+        if result.ok and archived:
+            result, k = verify_with_archives(
+                [str(x) for x in section[1:]], keys, archived, require_complete=require_complete
+            )
+            resolved += k
+        if not result.ok:
+            _print_failure(out, where, result)
+            return FAILED
+        total += result.receipts
+    print(f"ok: {total} receipts, {len(sections)} chains{_resolved(resolved)}", file=out)
+    return OK
+
+
+def _resolved(n: int) -> str:
+    return f" ({n} checkpoints verified against their archives)" if n else ""
 
 
 async def _verify_store(
@@ -119,6 +155,7 @@ async def _verify_store(
     session: str | None,
     tenant: str | None,
     require_complete: bool,
+    archived: Sequence[ArchiveSection],
     out: TextIO,
 ) -> int:
     store = open_store(path_or_dsn)
@@ -131,15 +168,21 @@ async def _verify_store(
         if not chains:
             print("FAIL: no receipts" + (f" for session {session!r}" if session else ""), file=out)
             return FAILED
-        total = 0
+        total = resolved = 0
         for t, s in chains:
             texts = await store.export(t, s)
-            result = verify_chain(texts, keys, require_complete=require_complete)
+            if archived:
+                result, k = verify_with_archives(
+                    texts, keys, archived, require_complete=require_complete, session=(t, s)
+                )
+                resolved += k
+            else:
+                result = verify_chain(texts, keys, require_complete=require_complete)
             if not result.ok:
                 _print_failure(out, f"tenant={t!r} session={s!r}", result)
                 return FAILED
             total += result.receipts
-        print(f"ok: {total} receipts, {len(chains)} chains", file=out)
+        print(f"ok: {total} receipts, {len(chains)} chains{_resolved(resolved)}", file=out)
         return OK
     finally:
         await store.aclose()
@@ -253,3 +296,89 @@ def rotate(
         if NOT_AFTER in jwk:
             print(f"key {jwk['kid']} retired from {jwk[NOT_AFTER]}", file=err)
     return OK
+
+
+def parse_cutoff(text: str, *, now_ns: int | None = None) -> int:
+    """``--before``: an RFC 3339 date-time, or a duration back from now (``30d``, ``12h``),
+    as nanoseconds since the epoch.
+
+    Raises:
+        ValueError: neither.
+    """
+    try:
+        return parse_timestamp(text.strip())
+    except ValueError:
+        pass
+    try:
+        age = parse_duration(text)
+    except ValueError:
+        raise ValueError(
+            f"not an RFC 3339 date-time or a duration: {text!r} (use e.g. 30d, 12h, "
+            "2026-05-01T00:00:00Z)"
+        ) from None
+    now = now_ns if now_ns is not None else time.time_ns()
+    return now - age // timedelta(microseconds=1) * 1000
+
+
+def archive(
+    path_or_dsn: str,
+    before: str,
+    out_file: str | os.PathLike[str],
+    *,
+    key_dir: str | os.PathLike[str],
+    jwks_path: str | os.PathLike[str] | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """Move every chain's receipts issued before ``before`` into the new file ``out_file``
+    and replace each archived prefix by a checkpoint signed with ``key_dir``'s active key.
+
+    Each prefix is verified first, against ``jwks_path`` if given, else the key
+    directory's public keys. Exit 0: done (or nothing to archive); 1: some chains were
+    left untouched (they did not verify, or the store refused); 2: nothing was done
+    (bad arguments, keys, store, or ``out_file`` exists).
+    """
+    out = out or sys.stdout
+    try:
+        cutoff = parse_cutoff(before)
+    except ValueError as exc:
+        print(f"error: --before: {exc}", file=out)
+        return ERROR
+    try:
+        keyring = KeyRing.load(key_dir)
+        keys = _load_keys(jwks_path) if jwks_path is not None else None
+    except (OSError, AarmError) as exc:
+        print(f"error: {getattr(exc, 'detail', exc)}", file=out)
+        return ERROR
+    try:
+        report = asyncio.run(_archive(path_or_dsn, keyring, cutoff, out_file, keys))
+    except AarmError as exc:
+        print(f"error: {exc.code}: {exc.detail}", file=out)
+        return ERROR
+    except OSError as exc:
+        print(f"error: cannot write {out_file}: {exc}", file=out)
+        return ERROR
+    for failure in report.failed:
+        print(f"FAIL {failure} (left in the store)", file=out)
+    if report.out is None and not report.failed:
+        print(f"nothing to archive before {format_timestamp(cutoff)}", file=out)
+    elif report.out is not None:
+        print(
+            f"archived {report.receipts} receipts of {report.chains} chains to {report.out}"
+            f" (sha256 {report.sha256})",
+            file=out,
+        )
+    return FAILED if report.failed else OK
+
+
+async def _archive(
+    path_or_dsn: str,
+    keyring: KeyRing,
+    cutoff: int,
+    out_file: str | os.PathLike[str],
+    keys: PublicKeys | None,
+) -> ArchiveReport:
+    store = open_store(path_or_dsn)
+    try:
+        return await archive_store(store, keyring, before_ns=cutoff, out=out_file, keys=keys)
+    finally:
+        await store.aclose()

@@ -38,6 +38,7 @@ from aarm_pdp.receipts.canonical import canonicalize
 __all__ = [
     "ALGORITHM",
     "CANONICALIZATION",
+    "CHECKPOINT_KIND",
     "GENESIS",
     "TERMINAL_KIND",
     "VERSION",
@@ -71,6 +72,9 @@ GENESIS: Final = "0" * 64
 """``chain.prev`` of the first receipt of a chain."""
 TERMINAL_KIND: Final = "session_end"
 """The ``kind`` of the receipt that ends a chain."""
+CHECKPOINT_KIND: Final = "checkpoint"
+"""The ``kind`` of a checkpoint record (an archived prefix's signed summary); reserved:
+no receipt body may use it."""
 
 MAX_ID_LEN: Final = 256
 _ENVELOPE_FIELDS: Final = ("version", "canonicalization", "signature")
@@ -169,6 +173,8 @@ def validate_body(body: Mapping[str, Any]) -> PreparedBody:
             raise ReceiptInvalid(f"receipt body must not set {key!r}: the log adds it")
     receipt_id = _text(body, "receipt_id", "")
     kind = _text(body, "kind", "")
+    if kind == CHECKPOINT_KIND:
+        raise ReceiptInvalid(f"kind {CHECKPOINT_KIND!r} is reserved for archive checkpoints")
     issued_at = _text(body, "issued_at", "")
     try:
         when = datetime.fromisoformat(issued_at)

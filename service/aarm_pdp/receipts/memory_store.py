@@ -1,6 +1,7 @@
 """An in-process receipt store: the fake for unit tests, with the real stores' semantics.
 
-Append-only (no method changes or removes a row), one batch is all-or-nothing, and
+Append-only (no method changes or removes a row but ``replace_prefix``, archiving),
+one batch is all-or-nothing, and
 uniqueness conflicts raise StoreConflict like the SQL stores. ``delay`` slows every
 commit (to exercise group commit); setting ``unavailable`` makes every call fail
 with ReceiptStoreUnavailable (to exercise fail-closed paths).
@@ -12,7 +13,7 @@ import asyncio
 from collections.abc import Sequence
 
 from aarm_pdp.errors import ReceiptStoreUnavailable
-from aarm_pdp.receipts.envelope import Receipt
+from aarm_pdp.receipts.envelope import CHECKPOINT_KIND, Receipt
 from aarm_pdp.receipts.store import (
     ChainHead,
     ReceiptStore,
@@ -35,6 +36,7 @@ class MemoryReceiptStore(ReceiptStore):
         self._rows: list[StoredReceipt] = []
         self._ids: set[str] = set()
         self._seqs: set[tuple[str, str, int]] = set()
+        self._checkpoint_seq: dict[SessionKey, int] = {}
 
     def _check(self) -> None:
         if self.unavailable:
@@ -53,6 +55,8 @@ class MemoryReceiptStore(ReceiptStore):
         for r in rows:
             f = r.fields
             seq = (f.tenant, f.session_id, f.seq)
+            if self._checkpoint_seq.get((f.tenant, f.session_id), 0) >= f.seq:
+                raise StoreConflict(f"seq {seq} archived behind a checkpoint")
             if f.receipt_id in self._ids or f.receipt_id in ids:
                 raise StoreConflict(f"receipt_id {f.receipt_id!r} exists")
             if seq in self._seqs or seq in seqs:
@@ -71,8 +75,47 @@ class MemoryReceiptStore(ReceiptStore):
         for r in self._rows:
             key = (r.fields.tenant, r.fields.session_id)
             if key in wanted and (key not in out or out[key].seq < r.fields.seq):
-                out[key] = ChainHead(r.fields.seq, r.hash, r.fields.kind)
+                kind = r.fields.kind
+                if kind == CHECKPOINT_KIND:
+                    kind = str(load_receipt(r.canonical)["head"]["kind"])
+                out[key] = ChainHead(r.fields.seq, r.hash, kind)
         return out
+
+    async def replace_prefix(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        through_seq: int,
+        through_hash: str,
+        expected_rows: int,
+        checkpoint: StoredReceipt,
+    ) -> None:
+        self._check()
+        key = (tenant, session_id)
+        doomed = [
+            i
+            for i, r in enumerate(self._rows)
+            if (r.fields.tenant, r.fields.session_id) == key and r.fields.seq <= through_seq
+        ]
+        at = [self._rows[i] for i in doomed if self._rows[i].fields.seq == through_seq]
+        if not at or at[0].hash != through_hash:
+            raise StoreConflict(f"seq {through_seq} is not the receipt that was archived")
+        if len(doomed) != expected_rows:
+            raise StoreConflict(f"{len(doomed)} rows up to seq {through_seq}, not {expected_rows}")
+        if checkpoint.fields.receipt_id in self._ids:
+            raise StoreConflict(f"receipt_id {checkpoint.fields.receipt_id!r} exists")
+        gone = set(doomed)
+        for i in doomed:
+            f = self._rows[i].fields
+            self._ids.discard(f.receipt_id)
+            self._seqs.discard((f.tenant, f.session_id, f.seq))
+        kept = [r for i, r in enumerate(self._rows) if i not in gone]
+        kept.insert(doomed[0], checkpoint)  # where the chain began: export order stays
+        self._rows = kept
+        self._ids.add(checkpoint.fields.receipt_id)
+        self._seqs.add((tenant, session_id, through_seq))
+        self._checkpoint_seq[key] = through_seq
 
     async def existing_ids(self, receipt_ids: Sequence[str]) -> set[str]:
         self._check()

@@ -5,8 +5,10 @@ the receipt as JSONB (for ad-hoc queries), the exact canonical signed text (for
 byte-exact verification), its sha256, and indexed columns tenant, session_id, seq,
 kind, decision_id, issued_at, principal and decision. UNIQUE (tenant, session_id, seq)
 is what keeps two replicas from forking a chain. Triggers raise on UPDATE, DELETE
-and TRUNCATE. The schema is created idempotently at start, under an advisory lock so
-replicas starting together do not race.
+and TRUNCATE (the one DELETE allowed is :meth:`PostgresReceiptStore.replace_prefix`'s,
+archiving a chain prefix, which names the chain and seq in transaction-local settings),
+and on an insert at or below a checkpoint's seq. The schema is created idempotently at
+start, under an advisory lock so replicas starting together do not race.
 """
 
 from __future__ import annotations
@@ -62,9 +64,37 @@ CREATE INDEX IF NOT EXISTS aarm_receipts_decision ON aarm_receipts (decision);
 CREATE OR REPLACE FUNCTION aarm_receipts_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- The one removal allowed: replace_prefix (receipts archive) names the chain and
+    -- the last archived seq for its own transaction only (set_config(..., true)).
+    IF TG_OP = 'DELETE'
+       AND OLD.tenant = current_setting('aarm.archive_tenant', true)
+       AND OLD.session_id = current_setting('aarm.archive_session', true)
+       AND OLD.seq <= NULLIF(current_setting('aarm.archive_through', true), '')::bigint
+    THEN
+        RETURN OLD;
+    END IF;
     RAISE EXCEPTION 'aarm_receipts is append-only: % refused', TG_OP;
 END
 $$;
+CREATE OR REPLACE FUNCTION aarm_receipts_behind_checkpoint() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- AFTER the row is in: an insert that waited on the archive's delete of its seq
+    -- sees the committed checkpoint here (a fresh snapshot) and conflicts.
+    IF NEW.kind <> 'checkpoint' AND EXISTS (
+        SELECT 1 FROM aarm_receipts
+        WHERE tenant = NEW.tenant AND session_id = NEW.session_id AND seq >= NEW.seq
+          AND kind = 'checkpoint'
+    ) THEN
+        RAISE EXCEPTION 'receipt conflict: seq % already archived behind a checkpoint', NEW.seq
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER aarm_receipts_checkpoint_guard
+    AFTER INSERT ON aarm_receipts
+    FOR EACH ROW EXECUTE FUNCTION aarm_receipts_behind_checkpoint();
 CREATE OR REPLACE TRIGGER aarm_receipts_no_update_delete
     BEFORE UPDATE OR DELETE ON aarm_receipts
     FOR EACH ROW EXECUTE FUNCTION aarm_receipts_append_only();
@@ -83,7 +113,9 @@ _HEADS: Final = """
 SELECT k.tenant, k.session_id, r.seq, r.hash, r.kind
 FROM unnest(%s::text[], %s::text[]) AS k(tenant, session_id)
 CROSS JOIN LATERAL (
-    SELECT seq, hash, kind FROM aarm_receipts
+    SELECT seq, hash,
+           CASE WHEN kind = 'checkpoint' THEN body->'head'->>'kind' ELSE kind END AS kind
+    FROM aarm_receipts
     WHERE tenant = k.tenant AND session_id = k.session_id
     ORDER BY seq DESC LIMIT 1
 ) AS r
@@ -239,10 +271,67 @@ class PostgresReceiptStore(ReceiptStore):
         return [load_receipt(t) for t in rows]
 
     async def export(self, tenant: str, session_id: str) -> list[str]:
+        # A checkpoint (inserted after the receipts that follow it) comes first.
         return await self._texts(
-            "SELECT canonical FROM aarm_receipts WHERE tenant = %s AND session_id = %s ORDER BY id",
+            "SELECT canonical FROM aarm_receipts WHERE tenant = %s AND session_id = %s"
+            " ORDER BY kind <> 'checkpoint', id",
             (tenant, session_id),
         )
+
+    async def replace_prefix(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        through_seq: int,
+        through_hash: str,
+        expected_rows: int,
+        checkpoint: StoredReceipt,
+    ) -> None:
+        await self.start()
+        f = checkpoint.fields
+        row = (
+            f.receipt_id,
+            f.tenant,
+            f.session_id,
+            f.seq,
+            f.kind,
+            f.decision_id,
+            datetime.fromisoformat(f.issued_at),
+            f.principal,
+            f.decision,
+            checkpoint.hash,
+            checkpoint.canonical,
+            checkpoint.canonical,
+        )
+        async with self._conn() as conn, conn.transaction():
+            # One archiver per chain at a time (two runs racing on one chain).
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                (_SCHEMA_LOCK, f"{tenant}\x1f{session_id}"),
+            )
+            cur = await conn.execute(
+                "SELECT hash FROM aarm_receipts WHERE tenant = %s AND session_id = %s AND seq = %s",
+                (tenant, session_id, through_seq),
+            )
+            found = await cur.fetchone()
+            if found is None or found[0] != through_hash:
+                raise StoreConflict(f"seq {through_seq} is not the receipt that was archived")
+            await conn.execute(
+                "SELECT set_config('aarm.archive_tenant', %s, true),"
+                " set_config('aarm.archive_session', %s, true),"
+                " set_config('aarm.archive_through', %s, true)",
+                (tenant, session_id, str(through_seq)),
+            )
+            cur = await conn.execute(
+                "DELETE FROM aarm_receipts WHERE tenant = %s AND session_id = %s AND seq <= %s",
+                (tenant, session_id, through_seq),
+            )
+            if cur.rowcount != expected_rows:
+                raise StoreConflict(
+                    f"{cur.rowcount} rows up to seq {through_seq}, not {expected_rows}"
+                )
+            await conn.execute(_INSERT, row)
 
     async def sessions(self) -> list[SessionKey]:
         await self.start()

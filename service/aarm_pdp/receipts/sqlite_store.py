@@ -66,6 +66,13 @@ CREATE TRIGGER IF NOT EXISTS receipts_no_update BEFORE UPDATE ON receipts
 BEGIN SELECT RAISE(ABORT, 'receipts are append-only: UPDATE refused'); END;
 CREATE TRIGGER IF NOT EXISTS receipts_no_delete BEFORE DELETE ON receipts
 BEGIN SELECT RAISE(ABORT, 'receipts are append-only: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS receipts_behind_checkpoint BEFORE INSERT ON receipts
+WHEN NEW.kind <> 'checkpoint' AND EXISTS (
+    SELECT 1 FROM receipts
+    WHERE tenant = NEW.tenant AND session_id = NEW.session_id AND seq >= NEW.seq
+      AND kind = 'checkpoint'
+)
+BEGIN SELECT RAISE(ABORT, 'receipt conflict: seq already archived behind a checkpoint'); END;
 CREATE TRIGGER IF NOT EXISTS receipts_no_replace BEFORE INSERT ON receipts
 WHEN EXISTS (
     SELECT 1 FROM receipts
@@ -74,6 +81,22 @@ WHEN EXISTS (
 )
 BEGIN SELECT RAISE(ABORT, 'receipt conflict: receipt_id or seq already stored'); END;
 """
+
+_NO_DELETE: Final = (
+    "CREATE TRIGGER receipts_no_delete BEFORE DELETE ON receipts"
+    " BEGIN SELECT RAISE(ABORT, 'receipts are append-only: DELETE refused'); END"
+)
+"""The append-only DELETE guard; :meth:`SqliteReceiptStore.replace_prefix` drops it and
+re-creates it inside its own transaction (no other writer ever sees it missing)."""
+
+_HEAD_KIND: Final = (
+    "CASE WHEN kind = 'checkpoint' THEN json_extract(canonical, '$.head.kind') ELSE kind END"
+)
+"""A chain's head kind: a checkpoint row stands for the archived receipt at its seq."""
+_HEADS: Final = (
+    f"SELECT seq, hash, {_HEAD_KIND} FROM receipts"  # noqa: S608 (constants only)
+    " WHERE tenant = ? AND session_id = ? ORDER BY seq DESC LIMIT 1"
+)
 
 _INSERT: Final = """
 INSERT INTO receipts (receipt_id, tenant, session_id, seq, kind, decision_id, issued_at,
@@ -270,8 +293,7 @@ class SqliteReceiptStore(ReceiptStore):
             out: dict[SessionKey, ChainHead] = {}
             for tenant, session_id in keys:
                 row = conn.execute(
-                    "SELECT seq, hash, kind FROM receipts WHERE tenant = ? AND session_id = ?"
-                    " ORDER BY seq DESC LIMIT 1",
+                    _HEADS,
                     (tenant, session_id),
                 ).fetchone()
                 if row is not None:
@@ -315,10 +337,68 @@ class SqliteReceiptStore(ReceiptStore):
         return [load_receipt(t) for t in rows]
 
     async def export(self, tenant: str, session_id: str) -> list[str]:
+        # A checkpoint (inserted after the receipts that follow it) comes first.
         return await self._texts(
-            "SELECT canonical FROM receipts WHERE tenant = ? AND session_id = ? ORDER BY id",
+            "SELECT canonical FROM receipts WHERE tenant = ? AND session_id = ?"
+            " ORDER BY kind <> 'checkpoint', id",
             (tenant, session_id),
         )
+
+    async def replace_prefix(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        through_seq: int,
+        through_hash: str,
+        expected_rows: int,
+        checkpoint: StoredReceipt,
+    ) -> None:
+        await self.start()
+        f = checkpoint.fields
+        params = (
+            f.receipt_id,
+            f.tenant,
+            f.session_id,
+            f.seq,
+            f.kind,
+            f.decision_id,
+            f.issued_at,
+            f.principal,
+            f.decision,
+            checkpoint.hash,
+            checkpoint.canonical,
+        )
+        chain = (tenant, session_id, through_seq)
+
+        def _replace(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    "SELECT hash FROM receipts WHERE tenant = ? AND session_id = ? AND seq = ?",
+                    chain,
+                ).fetchone()
+                if row is None or row[0] != through_hash:
+                    raise StoreConflict(f"seq {through_seq} is not the receipt that was archived")
+                conn.execute("DROP TRIGGER receipts_no_delete")
+                deleted = conn.execute(
+                    "DELETE FROM receipts WHERE tenant = ? AND session_id = ? AND seq <= ?", chain
+                ).rowcount
+                conn.execute(_NO_DELETE)
+                if deleted != expected_rows:
+                    raise StoreConflict(
+                        f"{deleted} rows up to seq {through_seq}, not {expected_rows}"
+                    )
+                conn.execute(_INSERT, params)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.IntegrityError):
+                    raise StoreConflict(str(exc)) from exc
+                raise
+
+        await self._call(self._writer, _replace)
 
     async def sessions(self) -> list[SessionKey]:
         def _q(conn: sqlite3.Connection) -> list[SessionKey]:

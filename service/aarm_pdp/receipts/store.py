@@ -4,8 +4,8 @@ Two implementations: :class:`~aarm_pdp.receipts.sqlite_store.SqliteReceiptStore`
 (one file, WAL, a dedicated writer thread) and
 :class:`~aarm_pdp.receipts.postgres_store.PostgresReceiptStore` (psycopg 3 pool,
 shared by replicas). Both keep the exact canonical signed bytes of each receipt,
-refuse UPDATE and DELETE with triggers, and enforce UNIQUE (tenant, session_id, seq)
-and a unique receipt_id.
+refuse UPDATE and DELETE with triggers (except :meth:`ReceiptStore.replace_prefix`:
+archiving), and enforce UNIQUE (tenant, session_id, seq) and a unique receipt_id.
 
 Errors: every failure of the backing database is :class:`ReceiptStoreUnavailable`,
 except a uniqueness conflict on insert, which is :class:`StoreConflict` so that the
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from aarm_pdp.errors import ReceiptStoreUnavailable
 from aarm_pdp.receipts.canonical import parse
 from aarm_pdp.receipts.envelope import IndexFields, Receipt
 
@@ -37,7 +38,8 @@ class StoreConflict(Exception):
 
 
 class ChainHead(NamedTuple):
-    """The last stored receipt of a chain."""
+    """The last stored receipt of a chain (for a chain archived up to its end, the
+    archived head its checkpoint names: that receipt's seq, hash and kind)."""
 
     seq: int
     hash: str
@@ -97,6 +99,33 @@ class ReceiptStore(abc.ABC):
     @abc.abstractmethod
     async def export(self, tenant: str, session_id: str) -> list[str]:
         """The exact canonical signed text of each receipt of one chain, stored order."""
+
+    async def replace_prefix(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        through_seq: int,
+        through_hash: str,
+        expected_rows: int,
+        checkpoint: StoredReceipt,
+    ) -> None:
+        """Archive: in ONE transaction, delete the chain's records with seq <= ``through_seq``
+        and insert ``checkpoint`` (whose ``hash`` is ``through_hash``) in their place.
+
+        The only removal the store allows, and only this way (``receipts archive``
+        calls it after the archive file is durably written). Refused, changing
+        nothing, unless the record at ``through_seq`` has hash ``through_hash`` and
+        exactly ``expected_rows`` records are deleted (another archive got there first).
+        Once a chain has a checkpoint, the store refuses any insert at or below its seq,
+        so an append from a stale chain head conflicts and re-reads the head instead of
+        restarting the chain.
+
+        Raises:
+            StoreConflict: the prefix is not what was archived.
+            ReceiptStoreUnavailable: the store failed, or does not archive.
+        """
+        raise ReceiptStoreUnavailable(f"{type(self).__name__} does not archive")
 
     @abc.abstractmethod
     async def sessions(self) -> list[SessionKey]:

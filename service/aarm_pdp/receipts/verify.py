@@ -22,7 +22,14 @@ other session's receipt   ``session_mismatch``   that receipt
 truncated (no end)        ``incomplete``         ``len(receipts)``: the missing position
 truncated (export count)  ``count_mismatch``     ``len(receipts)``
 export last hash differs  ``last_hash_mismatch`` the last receipt
+checkpoint not first      ``misplaced_checkpoint`` that checkpoint
 ========================  =====================  ======================================
+
+A chain may begin with a **checkpoint** (``kind: "checkpoint"``, ``type``
+:data:`CHECKPOINT_TYPE`): the signed record that replaced an archived prefix. It is
+checked like a receipt (structure, key, signature, window on its ``issued_at``) and
+then stands for the archived head: the next receipt must have ``seq`` =
+``chain.seq`` + 1 and ``prev`` = ``head.hash``.
 
 For the truncation reasons the index is one past the end, with ``receipt_id`` None:
 the first bad receipt is the one that is missing.
@@ -55,6 +62,7 @@ from aarm_pdp.receipts.canonical import canonicalize, parse
 from aarm_pdp.receipts.envelope import (
     ALGORITHM,
     CANONICALIZATION,
+    CHECKPOINT_KIND,
     GENESIS,
     TERMINAL_KIND,
     VERSION,
@@ -64,6 +72,7 @@ from aarm_pdp.receipts.envelope import (
 )
 
 __all__ = [
+    "CHECKPOINT_TYPE",
     "EXPORT_TYPE",
     "NOT_AFTER",
     "NOT_BEFORE",
@@ -71,16 +80,21 @@ __all__ = [
     "PublicKeys",
     "Reason",
     "VerifyResult",
+    "chain_head_hash",
     "export_header",
     "format_timestamp",
+    "is_checkpoint",
     "parse_timestamp",
     "public_jwk",
+    "split_export",
     "verify_chain",
     "verify_export",
     "verify_receipt",
 ]
 
 EXPORT_TYPE: Final = "aarm.receipt.export.v1"
+CHECKPOINT_TYPE: Final = "aarm.receipt.checkpoint.v1"
+"""``type`` of a checkpoint: the signed record that replaces an archived chain prefix."""
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -103,6 +117,8 @@ class Reason(enum.StrEnum):
     COUNT_MISMATCH = "count_mismatch"
     LAST_HASH_MISMATCH = "last_hash_mismatch"
     BAD_HEADER = "bad_header"
+    MISPLACED_CHECKPOINT = "misplaced_checkpoint"
+    ARCHIVE_MISMATCH = "archive_mismatch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,10 +386,80 @@ def _structure_error(receipt: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _is_int(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _checkpoint_structure_error(cp: Mapping[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's members (docs/receipts.md §9), or None."""
+    if cp.get("type") != CHECKPOINT_TYPE:
+        return f"a checkpoint's type must be {CHECKPOINT_TYPE!r}"
+    if cp.get("version") != VERSION:
+        return f"version is not {VERSION!r}"
+    if cp.get("canonicalization") != CANONICALIZATION:
+        return f"canonicalization is not {CANONICALIZATION!r}"
+    for key in ("receipt_id", "issued_at"):
+        if not isinstance(cp.get(key), str) or not cp[key]:
+            return f"{key} missing"
+    chain = cp.get("chain")
+    if not isinstance(chain, Mapping):
+        return "chain missing"
+    if not isinstance(chain.get("tenant"), str) or not isinstance(chain.get("session_id"), str):
+        return "chain.tenant or chain.session_id missing"
+    if not _is_int(chain.get("seq"), 1):
+        return "chain.seq must be an integer >= 1"
+    head = cp.get("head")
+    if not isinstance(head, Mapping):
+        return "head missing"
+    if not isinstance(head.get("hash"), str) or not _HEX64.match(head["hash"]):
+        return "head.hash must be 64 lowercase hex digits"
+    if not isinstance(head.get("kind"), str) or not head["kind"]:
+        return "head.kind missing"
+    archive = cp.get("archive")
+    if not isinstance(archive, Mapping):
+        return "archive missing"
+    first: Any = archive.get("first_seq")
+    count: Any = archive.get("count")
+    if not _is_int(first, 1) or not _is_int(count, 1):
+        return "archive.first_seq and archive.count must be integers >= 1"
+    if first + count - 1 != chain["seq"]:
+        return "archive.first_seq + archive.count - 1 is not chain.seq"
+    if not isinstance(archive.get("sha256"), str) or not _HEX64.match(archive["sha256"]):
+        return "archive.sha256 must be 64 lowercase hex digits"
+    previous = cp.get("previous_checkpoint", 0)
+    if first == 1 and previous is not None:
+        return "previous_checkpoint must be null when the archive starts at seq 1"
+    if first > 1 and (not isinstance(previous, str) or not _HEX64.match(previous)):
+        return "previous_checkpoint must be the hash of the checkpoint the archive starts with"
+    sig = cp.get("signature")
+    if not isinstance(sig, Mapping):
+        return "signature missing"
+    if not isinstance(sig.get("key_id"), str) or not isinstance(sig.get("value"), str):
+        return "signature.key_id or signature.value missing"
+    return None
+
+
+def is_checkpoint(record: Mapping[str, Any]) -> bool:
+    """Whether a parsed record is a checkpoint (its ``kind``), valid or not."""
+    return record.get("kind") == CHECKPOINT_KIND
+
+
+def _check_checkpoint(cp: Mapping[str, Any], keys: PublicKeys) -> tuple[Reason, str] | None:
+    problem = _checkpoint_structure_error(cp)
+    if problem is not None:
+        return Reason.MALFORMED, problem
+    return _check_signed(cp, keys)
+
+
 def _check_signature(receipt: Mapping[str, Any], keys: PublicKeys) -> tuple[Reason, str] | None:
     problem = _structure_error(receipt)
     if problem is not None:
         return Reason.MALFORMED, problem
+    return _check_signed(receipt, keys)
+
+
+def _check_signed(receipt: Mapping[str, Any], keys: PublicKeys) -> tuple[Reason, str] | None:
+    """Algorithm, key, Ed25519 signature, then the key's window (structure already checked)."""
     sig = receipt["signature"]
     if sig.get("algorithm") != ALGORITHM:
         return Reason.UNSUPPORTED, f"signature algorithm {sig.get('algorithm')!r} is not Ed25519"
@@ -469,6 +555,25 @@ def verify_chain(
     prev_kind: str | None = None
     for i, r in enumerate(parsed):
         rid = _rid(r)
+        if is_checkpoint(r):
+            if i > 0:
+                return _fail(
+                    i, rid, Reason.MISPLACED_CHECKPOINT, "a checkpoint can only begin a chain", i
+                )
+            problem = _check_checkpoint(r, ring)
+            if problem is not None:
+                return _fail(i, rid, *problem, i)
+            cp_chain = r["chain"]
+            seqs_later[cp_chain["seq"]] -= 1
+            this_session = (cp_chain["tenant"], cp_chain["session_id"])
+            if session is not None and this_session != session:
+                return _fail(
+                    i, rid, Reason.SESSION_MISMATCH, f"belongs to {this_session}, not {session}", i
+                )
+            session = this_session
+            # The checkpoint stands for the archived head: continue the chain from it.
+            prev_hash, prev_seq, prev_kind = r["head"]["hash"], cp_chain["seq"], r["head"]["kind"]
+            continue
         problem = _check_signature(r, ring)
         if problem is not None:
             return _fail(i, rid, *problem, i)
@@ -533,16 +638,55 @@ def verify_chain(
 # --- export files ----------------------------------------------------------------------
 
 
+def chain_head_hash(last: str | bytes | None) -> str:
+    """The hash the next receipt's ``chain.prev`` must hold after the record ``last``:
+    its hash for a receipt, its ``head.hash`` for a checkpoint, GENESIS for none."""
+    if last is None:
+        return GENESIS
+    obj = parse(last)
+    if isinstance(obj, Mapping) and is_checkpoint(obj):
+        head = obj.get("head")
+        if isinstance(head, Mapping) and isinstance(head.get("hash"), str):
+            return str(head["hash"])
+    return receipt_hash(last)
+
+
 def export_header(tenant: str, session_id: str, receipts: Sequence[str | bytes]) -> dict[str, Any]:
-    """The header line of a JSONL export: it declares the count and the last hash."""
+    """The header line of a JSONL export: it declares the count of records (a leading
+    checkpoint included) and the chain's last hash (:func:`chain_head_hash`)."""
     return {
         "type": EXPORT_TYPE,
         "version": VERSION,
         "tenant": tenant,
         "session_id": session_id,
         "count": len(receipts),
-        "last_hash": receipt_hash(receipts[-1]) if receipts else GENESIS,
+        "last_hash": chain_head_hash(receipts[-1] if receipts else None),
     }
+
+
+def _is_header(line: str | bytes) -> bool:
+    try:
+        obj = parse(line)
+    except ReceiptInvalid:
+        return False
+    return isinstance(obj, Mapping) and obj.get("type") == EXPORT_TYPE
+
+
+def split_export(lines: Iterable[str | bytes]) -> list[list[str | bytes]]:
+    """The sections of an export or archive file: each starts at a header line.
+
+    An export file has one section; an archive (``receipts archive``) one per chain.
+    Blank lines are dropped; lines before the first header form a section of their
+    own (which then fails as ``bad_header``).
+    """
+    sections: list[list[str | bytes]] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        if not sections or _is_header(line):
+            sections.append([])
+        sections[-1].append(line)
+    return sections
 
 
 def verify_export(
