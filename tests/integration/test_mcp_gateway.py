@@ -29,6 +29,7 @@ from aarm.v1 import approval_pb2, receipt_pb2
 from aarm_pdp.config import ApprovalConfig, ReceiptConfig
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 from tests.support.grpc_clients import Clients, bearer
 from tests.support.paths import REGO, ROOT
@@ -337,3 +338,195 @@ async def test_reads_answered_forbidden_denied_modify_forwarded(
         )
         kinds = [json.loads(r.payload)["kind"] for r in listed.receipts]
         assert kinds[-1] == "session_end", kinds
+
+
+async def test_step_up_held_until_an_approver_grants_it(
+    opa_binary: str,
+    tmp_path: Path,
+    policy: Path,
+    filesystem_server: Path,
+    http_upstream: tuple[str, Path],
+) -> None:
+    async with _environment(opa_binary, tmp_path, policy, filesystem_server, http_upstream) as env:
+        async with _mcp_client(env.config) as mcp:
+            call = asyncio.create_task(
+                mcp.call_tool(
+                    "local.purge_records",
+                    {"table": "test_records"},
+                    meta={"aarm/original_request": "purge the test records I made yesterday"},
+                )
+            )
+            pending = await _pending_approval(env.clients)
+            assert "aarm.stepup.high_impact_tool" in [r.rule_id for r in pending.reasons]
+            assert not call.done()
+            assert _calls(env.local_log) == []  # held: the upstream has not seen it
+            granted = await env.clients.approvals.ResolveApproval(
+                approval_pb2.ResolveApprovalRequest(
+                    approval_id=pending.approval_id, grant=True, reason="test data, go ahead"
+                ),
+                metadata=bearer("dora-token"),
+            )
+            assert granted.status == approval_pb2.APPROVAL_STATUS_GRANTED
+            result = await asyncio.wait_for(call, 60)
+            assert not result.isError, _text(result)
+            assert _text(result) == "purged test_records"
+            assert result.meta is not None
+            assert result.meta["aarm"]["decision"] == "ALLOW"
+            session_id = result.meta["aarm"]["session_id"]
+        assert _calls(env.local_log) == [
+            {"tool": "purge_records", "arguments": {"table": "test_records"}}
+        ]
+        assert "ok" in await _verify_offline(env, session_id)
+        listed = await env.clients.receipts.ListReceipts(
+            receipt_pb2.ListReceiptsRequest(tenant=TENANT, session_id=session_id)
+        )
+        docs = [json.loads(r.payload) for r in listed.receipts]
+        approval = next(d for d in docs if d["kind"] == "approval")
+        assert approval["approval"]["approver"] == "dora@acme.example"
+        allowed = next(
+            d for d in docs if d.get("decision_id") == result.meta["aarm"]["decision_id"]
+        )
+        assert allowed["links"]["approval_id"] == pending.approval_id
+
+
+async def test_step_up_without_an_answer_times_out_to_a_denial(
+    opa_binary: str,
+    tmp_path: Path,
+    policy: Path,
+    filesystem_server: Path,
+    http_upstream: tuple[str, Path],
+) -> None:
+    async with _environment(
+        opa_binary, tmp_path, policy, filesystem_server, http_upstream, step_up_timeout=1.5
+    ) as env:
+        async with _mcp_client(env.config) as mcp:
+            result = await mcp.call_tool("remote.purge_records", {"table": "customers"})
+            assert result.isError
+            text = _text(result)
+            assert "aarm.stepup.high_impact_tool" in text
+            assert "step_up_timeout" in text and "aarm.gateway.step_up" in text
+            assert result.meta is not None
+            session_id = result.meta["aarm"]["session_id"]
+            # The approval is still open for a human, but this call is over: it never ran.
+            pending = await _pending_approval(env.clients)
+            assert pending.status == approval_pb2.APPROVAL_STATUS_PENDING
+        assert _calls(env.remote_log) == []
+        assert "ok" in await _verify_offline(env, session_id)
+
+
+@contextlib.asynccontextmanager
+async def _http_gateway(config: Path) -> AsyncIterator[str]:
+    """The gateway serving streamable HTTP (a long-running process many clients share)."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *_gateway_argv(config, "--listen", f"127.0.0.1:{port}"), cwd=ROOT
+    )
+    try:
+        for _ in range(1200):
+            if accepts(port):
+                break
+            if proc.returncode is not None:
+                raise AssertionError(f"the gateway exited with {proc.returncode}")
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+async def _session_ended(clients: Clients, session_id: str) -> list[str]:
+    """The session's receipt kinds once its session_end receipt is there (polled)."""
+    for _ in range(400):
+        listed = await clients.receipts.ListReceipts(
+            receipt_pb2.ListReceiptsRequest(tenant=TENANT, session_id=session_id)
+        )
+        kinds = [json.loads(r.payload)["kind"] for r in listed.receipts]
+        if kinds and kinds[-1] == "session_end":
+            return kinds
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"session {session_id} did not end")
+
+
+async def test_http_gateway_one_aarm_session_per_mcp_client_session(
+    opa_binary: str,
+    tmp_path: Path,
+    policy: Path,
+    filesystem_server: Path,
+    http_upstream: tuple[str, Path],
+) -> None:
+    async with (
+        _environment(opa_binary, tmp_path, policy, filesystem_server, http_upstream) as env,
+        _http_gateway(env.config) as url,
+    ):
+
+        async def one_client(note: str) -> str:
+            async with (
+                streamable_http_client(url) as (read, write, _),
+                ClientSession(read, write) as mcp,
+            ):
+                await mcp.initialize()
+                result = await mcp.call_tool(
+                    "local.read_note",
+                    {"name": note},
+                    meta={"aarm/original_request": f"read {note}"},
+                )
+                assert not result.isError, _text(result)
+                assert result.meta is not None
+                return str(result.meta["aarm"]["session_id"])
+
+        first, second = await asyncio.gather(one_client("roadmap"), one_client("oncall"))
+        assert first != second
+        for session_id in (first, second):
+            # The MCP client deleted its session: the gateway ended the AARM session.
+            await _session_ended(env.clients, session_id)
+            assert "ok" in await _verify_offline(env, session_id)
+
+
+async def test_catalogue_draft_from_schemas_and_hints(
+    opa_binary: str,
+    tmp_path: Path,
+    policy: Path,
+    filesystem_server: Path,
+    http_upstream: tuple[str, Path],
+) -> None:
+    async with _environment(opa_binary, tmp_path, policy, filesystem_server, http_upstream) as env:
+        bundle = tmp_path / "draft"
+        argv = [*_gateway_argv(env.config), "catalogue-draft", "--bundle", str(bundle)]
+        argv += ["--name", "mcp_review"]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, *argv, cwd=ROOT, stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        assert "review every entry" in err.decode()
+        # A second run never overwrites a (possibly reviewed) draft.
+        again = await asyncio.create_subprocess_exec(
+            sys.executable, *argv, cwd=ROOT, stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await again.communicate()
+        assert again.returncode == 1 and "--force" in err.decode()
+    manifest = json.loads((bundle / ".manifest").read_text())
+    assert manifest["roots"] == ["aarm/overlays/mcp_review"]
+    data = bundle / "aarm" / "overlays" / "mcp_review" / "catalogue" / "data.json"
+    tools = json.loads(data.read_text())["tools"]
+    read = tools["fs.read_text_file"]
+    assert (read["category"], read["risk_tier"], read["output_trust"]) == (
+        "read",
+        "low",
+        "untrusted",
+    )
+    assert read["parameters"]["path"] == {"type": "string", "required": True}
+    assert tools["fs.write_file"]["category"] == "destructive"
+    assert tools["fs.create_directory"]["category"] == "write"  # destructiveHint false
+    assert tools["local.purge_records"]["risk_tier"] == "high"
+    assert tools["remote.search_notes"]["parameters"]["limit"] == {"type": "integer"}
+    assert all(t["description"].startswith("DRAFT") for t in tools.values())
+    # The draft loads as an overlay over the reference pack, and the catalogue lint passes.
+    lint = await asyncio.create_subprocess_exec(
+        *[opa_binary, "eval", "-f", "json", "-b", str(REGO), "-b", str(bundle)],
+        "data.aarm.catalogue.errors",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await lint.communicate()
+    assert lint.returncode == 0
+    assert json.loads(out)["result"][0]["expressions"][0]["value"] == []

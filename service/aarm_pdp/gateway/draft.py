@@ -13,7 +13,8 @@ nothing drafts as the most cautious entry:
 | not read-only, not destructive, openWorld (the default) | external_communication | medium |
 | not read-only, not destructive, closed world | write | medium |
 
-``output_trust`` is ``untrusted`` unless the tool says ``openWorldHint: false``.
+``output_trust`` is always ``untrusted``: trust is the operator's call, never drafted
+from a server's own claims (a closed-world file read still returns what anyone wrote).
 Hints are the server's claims: the description of every entry says which were given.
 """
 
@@ -60,7 +61,7 @@ def entry(tool: types.Tool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "category": category,
         "risk_tier": tier,
-        "output_trust": "untrusted" if open_world else "trusted",
+        "output_trust": "untrusted",
         "description": f"DRAFT, review before use ({note}). {text}"[:1024],
         "parameters": parameters(tool.inputSchema),
     }

@@ -8,7 +8,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -77,9 +77,20 @@ async def _serve_http(server: Server[Any, Any], host: str, port: int) -> None:
             yield
 
     app = Starlette(routes=[Mount(MCP_PATH, app=manager.handle_request)], lifespan=lifespan)
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # Ours below: a drained SIGTERM exits 0 (uvicorn's re-raises the signal).
+            yield
+
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    http = _Server(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, setattr, http, "should_exit", True)
     log.info("MCP gateway on http://%s:%d%s", host, port, MCP_PATH)
-    await uvicorn.Server(config).serve()
+    await http.serve()
 
 
 async def write_draft(
