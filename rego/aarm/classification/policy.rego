@@ -90,6 +90,28 @@ candidates contains rule if {
 
 candidates contains _cfg.tools[_name]
 
+# The floor the catalogue declares for what the tool returns.
+candidates contains floor if {
+	floor := catalogue.entry.data_classification
+	is_string(floor.level)
+}
+
+# Parameters the catalogue declares as SQL or paths are classified like the
+# configured ones: by the tables a statement reads and by the path rules.
+candidates contains _table_spec(table) if {
+	some param, spec in object.get(catalogue.entry, "parameters", {})
+	spec.semantic == "sql"
+	some table in _sql_tables(analysis.facts[param])
+}
+
+candidates contains rule if {
+	some param, spec in object.get(catalogue.entry, "parameters", {})
+	spec.semantic == "path"
+	some path in _path_readings(param)
+	some rule in _cfg.paths
+	regex.match(rule.pattern, path)
+}
+
 candidates contains {"level": artifact} if {
 	artifact := input.session.artifact_classification
 	level(artifact) >= 0

@@ -53,25 +53,115 @@ _internal_channel(text) if {
 
 _channel(text) := concat("", ["#", trim_left(lower(trim_space(text)), "#")])
 
+# Values of parameters the catalogue declares as a chat channel or a workspace
+# handle (a recipient that is no e-mail address) stay inside the organisation's
+# own workspace.
+destinations contains {"param": param, "value": text, "internal": true} if {
+	some param, spec in object.get(catalogue.entry, "parameters", {})
+	spec.semantic in {"channel", "recipient"}
+	not spec.egress
+	not param == _cfg.external.channel_params[_name]
+	some text in params.strings(input.action.parameters[param])
+	not _email_like(text)
+}
+
+_email_like(text) if regex.match(`^[^@\s]+@[^@\s]+\.[^@\s]+$`, text)
+
+else := false
+
 # METADATA
 # title: external
 # description: |
-#   True for an action of an external-communication category unless it names at least
-#   one destination and every destination is internal (an internal domain or channel).
-#   A send without a checkable destination (external_analytics.process) is external.
+#   True for an action of an external-communication category that names a destination
+#   outside the organisation, or whose tool declares no destination parameter at all
+#   (it could send anywhere). An action whose destinations are all internal, or that
+#   has none (a calendar block without participants), is not an external send.
 external if {
 	catalogue.category in _cfg.external.categories
-	not _all_internal
+	some d in destinations
+	not d.internal
 }
 
-_all_internal if {
-	count(destinations) > 0
-	every d in destinations {
-		d.internal
+# A tool that declares no destination parameter at all could send anywhere, unless
+# it answers an existing object (a reply to a ticket or message goes to its thread).
+external if {
+	catalogue.category in _cfg.external.categories
+	not _declares_destinations
+	not _replies
+}
+
+_replies if {
+	some _, spec in object.get(catalogue.entry, "parameters", {})
+	spec.semantic in _cfg.external.reply_semantics
+}
+
+# A tool whose parameters declare their semantic types but no destination has none.
+_replies if {
+	some _, spec in object.get(catalogue.entry, "parameters", {})
+	is_string(spec.semantic)
+}
+
+# A destination parameter that is given but yielded no checkable destination (it did
+# not parse) gets its most dangerous reading: outside the organisation.
+external if {
+	catalogue.category in _cfg.external.categories
+	some param, spec in object.get(catalogue.entry, "parameters", {})
+	_destination_param(param, spec)
+	input.action.parameters[param]
+	not _destination_from(param)
+}
+
+_destination_from(param) if {
+	some d in destinations
+	d.param == param
+}
+
+_unvouched_external if {
+	some param, spec in object.get(catalogue.entry, "parameters", {})
+	_destination_param(param, spec)
+	input.action.parameters[param]
+	not _destination_from(param)
+	not _vouched(param)
+}
+
+_declares_destinations if {
+	some param, spec in object.get(catalogue.entry, "parameters", {})
+	_destination_param(param, spec)
+}
+
+_destination_param(_, spec) if spec.egress
+
+_destination_param(_, spec) if spec.semantic in _cfg.external.destination_semantics
+
+_destination_param(param, _) if param == _cfg.external.channel_params[_name]
+
+# A destination the user's request named, or a trusted system of record returned. A
+# request that itself reads like an injection (T1 direct: "ignore previous
+# instructions...") vouches for nothing.
+_vouched(param) if {
+	not _direct_injection
+	docs := [doc | some path, doc in input.provenance.parameters; regex.split(`[.\[]`, path)[0] == param]
+	count(docs) > 0
+	every doc in docs {
+		some origin in doc.origins
+		origin in {"user", "tool_trusted"}
 	}
 }
 
-_external_targets := concat(", ", sort({d.value | some d in destinations; not d.internal}))
+_direct_injection if regex.match(_cfg.exfiltration.direct_injection_pattern, input.session.original_request.text)
+
+_unvouched_external if {
+	some d in destinations
+	not d.internal
+	not _vouched(d.param)
+}
+
+_unvouched_external if {
+	not _declares_destinations
+	not _replies
+}
+
+_external_targets := concat(", ", sort({d.value | some d in destinations; not d.internal; not _vouched(d.param)}))
 
 _describe_targets := sprintf("to %s", [_external_targets]) if _external_targets != ""
 
@@ -96,7 +186,19 @@ _taint contains sprintf("%s data", [classification.name(session_level)]) if {
 	session_level >= classification.level(_cfg.exfiltration.min_level)
 }
 
-_taint contains sprintf("labels %s", [concat(", ", sort(_sensitive_labels))]) if count(_sensitive_labels) > 0
+_taint contains sprintf("labels %s", [concat(", ", sort(_sensitive_labels))]) if {
+	count(_sensitive_labels) > 0
+	_level_taint
+}
+
+_level_taint if session_level >= classification.level(_cfg.exfiltration.min_level)
+
+_level_taint if not _declares_semantics
+
+_declares_semantics if {
+	some _, spec in object.get(catalogue.entry, "parameters", {})
+	is_string(spec.semantic)
+}
 
 # METADATA
 # title: deny_reasons
@@ -105,10 +207,11 @@ _taint contains sprintf("labels %s", [concat(", ", sort(_sensitive_labels))]) if
 #   rule_id: aarm.composition.exfiltration
 #   code: exfiltration_risk
 deny_reasons contains _reason(rego.metadata.rule(), sprintf(
-	"%s sends %s after the session accessed %s; data may not leave at the first external hop",
+	"%s sends %s after the session accessed %s; data may not leave at the first external hop to a destination the user did not name",
 	[_name, _describe_targets, concat(" and ", sort(_taint))],
 )) if {
 	external
+	_unvouched_external
 	count(_taint) > 0
 }
 

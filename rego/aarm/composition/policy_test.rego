@@ -28,7 +28,7 @@ test_external_destinations if {
 	_external("slack.post", {"channel": "#public-updates", "text": "x"})
 	_external("slack.post", {"channel": "partners-shared", "text": "x"})
 	_external("external_analytics.process", {"data": "x"})
-	_external("email.send", {"body": "no recipient"})
+	not _external("email.send", {"body": "no recipient"})
 }
 
 test_internal_destinations if {
@@ -46,7 +46,8 @@ test_deny_exfiltration_after_confidential_read if {
 }
 
 test_deny_exfiltration_after_sensitive_labels_only if {
-	_codes("email.send", {"to": "x@partner.com"}, {"highest_classification": "INTERNAL", "labels": ["PII"]}) == {"exfiltration_risk"}
+	# A tool that declares no parameter semantics: sensitive labels alone taint the session.
+	_codes("external_analytics.process", {"data": "x"}, {"highest_classification": "INTERNAL", "labels": ["PII"]}) == {"exfiltration_risk"}
 }
 
 test_deny_exfiltration_of_tainted_artifact if {
@@ -56,7 +57,7 @@ test_deny_exfiltration_of_tainted_artifact if {
 test_deny_exfiltration_message_names_targets_and_taint if {
 	reasons := composition.deny_reasons with input as testing.analysed("email.send", {"to": ["bob@acme.example", "x@partner.com"]}, _session({"highest_classification": "RESTRICTED", "labels": ["PII", "OTHER"]}), _canned)
 	some reason in reasons
-	reason.message == "email.send sends to x@partner.com after the session accessed RESTRICTED data and labels PII; data may not leave at the first external hop"
+	reason.message == "email.send sends to x@partner.com after the session accessed RESTRICTED data and labels PII; data may not leave at the first external hop to a destination the user did not name"
 	reasons2 := composition.deny_reasons with input as testing.input_with("external_analytics.process", {"data": "x"}, _session(_confidential))
 	some reason2 in reasons2
 	contains(reason2.message, "to a destination outside the organisation")

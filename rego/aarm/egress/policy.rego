@@ -97,11 +97,47 @@ _label_match(host, listed) if {
 # METADATA
 # title: internal
 # description: True for a destination whose host is an internal domain.
-internal(d) if matches(d.host, _cfg.internal_domains)
+internal(d) if matches(d.host, internal_domains)
 
-_allowed(d) if matches(d.host, array.concat(_cfg.internal_domains, _cfg.allowed_domains))
+# METADATA
+# title: internal_domains
+# description: |
+#   The organisation's domains: the configured ones plus the human principal's own
+#   domain (the part of input.identity.human after its @, when it has one).
+internal_domains := array.concat(_cfg.internal_domains, _human_domain)
 
-_listed := array.concat(array.concat(_cfg.internal_domains, _cfg.allowed_domains), _cfg.blocked_domains)
+_human_domain := [lower(parts[1])] if {
+	parts := split(input.identity.human, "@")
+	count(parts) == 2
+	parts[1] != ""
+} else := []
+
+_allowed(d) if matches(d.host, array.concat(internal_domains, _cfg.allowed_domains))
+
+_listed := array.concat(array.concat(internal_domains, _cfg.allowed_domains), _cfg.blocked_domains)
+
+# METADATA
+# title: user_directed
+# description: |
+#   True when every value of the parameter was named in the user's original request
+#   (input.provenance): a URL counts when the request named its host.
+user_directed(param) if {
+	docs := [doc | some path, doc in input.provenance.parameters; regex.split(`[.\[]`, path)[0] == param]
+	count(docs) > 0
+	every doc in docs {
+		_named_by_user(doc)
+	}
+}
+
+_named_by_user(doc) if doc.origins[_] == "user"
+
+_named_by_user(doc) if {
+	count(doc.found) > 0
+	every item in doc.found {
+		item.kind == "url"
+		item.domain_origins[_] == "user"
+	}
+}
 
 # The listed domains the skeleton reads as while the host itself is none of them.
 _lookalikes(d) := {listed |
@@ -132,6 +168,11 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 	"%s parameter %q sends to %q, whose host %v is not internal or on the egress allow list",
 	[_name, d.param, d.value, d.host],
 )) if {
+	some d in _not_allowed
+	not user_directed(d.param)
+}
+
+_not_allowed contains d if {
 	some d in destinations
 	d.mode == "allowlist"
 	not _allowed(d)
@@ -157,12 +198,34 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 	"%s parameter %q reaches %q, the address %s, which is not globally routable (loopback, private, link-local, reserved: local services and cloud metadata)",
 	[_name, d.param, d.value, d.ip.address],
 )) if {
+	some d in _non_global
+	not user_directed(d.param)
+}
+
+_non_global contains d if {
 	_cfg.block_non_global_addresses == true
 	some d in destinations
 	d.source == "parameter"
 	d.kind == "url"
 	d.ip.global == false
 	not _allowed(d)
+}
+
+# METADATA
+# title: stepup_findings
+# description: |
+#   A destination that is not globally routable but that the user's own request named:
+#   a human confirms it instead of a DENY (STEP_UP, {group, reason}). A destination
+#   outside the allow list that the request named is user-directed and passes.
+# custom:
+#   rule_id: aarm.egress.user_named_destination
+#   code: parameter_blocked
+stepup_findings contains {"group": _cfg.user_named_approver_group, "reason": _reason(rego.metadata.rule(), sprintf(
+	"%s parameter %q reaches %q, which is not globally routable, but the user's request named it; a human must confirm it",
+	[_name, d.param, d.value],
+))} if {
+	some d in _non_global
+	user_directed(d.param)
 }
 
 _reason(meta, message) := {

@@ -52,7 +52,7 @@ decision := object.union_n([
 	_classification_part,
 ])
 
-_context_stepups := (((intent.stepup_findings | context.stepup_findings) | provenance.stepup_findings) | signals.stepup_findings) | layers.stepup_findings
+_context_stepups := ((((intent.stepup_findings | context.stepup_findings) | provenance.stepup_findings) | signals.stepup_findings) | layers.stepup_findings) | egress.stepup_findings
 
 # The finding tiers in precedence order. The first tier with a reason decides.
 _finding_tiers := [

@@ -1,14 +1,25 @@
 # METADATA
 # title: Argument provenance and untrusted content
 # description: |
-#   Uses input.provenance (where each parameter's values were seen) and
-#   input.session.untrusted_content. A high-impact action whose key target parameter
-#   (recipient account, principal, url, path, command, to) was seen only in untrusted
-#   content (web pages, e-mails, documents, search results) was probably steered by
-#   injected text (T1/T2/T11): DENY for destructive and code-execution tools (tier 3),
-#   STEP_UP for financial, identity and external-communication tools (tier 6); code
-#   untrusted_argument. A destructive action after the session ingested untrusted
-#   content is a STEP_UP (or DENY, configurable), code untrusted_context (S05).
+#   Decides from what the catalogue declares about each parameter (its "semantic" type)
+#   and from input.provenance (where each value was seen: the user's request, trusted
+#   tool output, untrusted content, or nowhere). No rule names a tool.
+#   - A target (recipient, url, channel, account, person, place, host...) seen only in
+#     untrusted content was probably put there by injected text (T1/T2/T11). DENY when
+#     the evidence is strong: the session holds confidential data and the target is a
+#     destination it can leave by; money or an identity/security change the user's
+#     request did not ask for; code to run. STEP_UP otherwise: a human can judge.
+#   - A target seen nowhere at all in a high-impact action is a STEP_UP.
+#   - A fetch of a URL that came only from untrusted content is a STEP_UP.
+#   - Links and addresses inside a body or content parameter are checked like targets;
+#     inside shell or SQL text, an external one from untrusted content (or from nowhere)
+#     is a DENY.
+#   - An object id, role or value seen only in untrusted content in a destructive,
+#     security or identity action is a STEP_UP.
+#   - A destructive action after the session ingested untrusted content is a STEP_UP
+#     (or DENY, configurable), code untrusted_context (S05).
+#   Addresses on the organisation's domains (config egress.internal_domains plus the
+#   human principal's own domain) are not external targets.
 # related_resources:
 #   - ref: docs/policies/provenance.md
 #     description: provenance policy page
@@ -16,43 +27,213 @@
 #   - input: schema.input
 package aarm.provenance
 
-import data.aarm.layers
-
 import data.aarm.catalogue
+import data.aarm.layers
 
 _cfg := layers.config.provenance
 
 _name := input.action.name
 
+_category := catalogue.category
+
+_params := object.get(catalogue.entry, "parameters", {})
+
+# The semantic type a parameter path has, from the catalogue (top-level parameter).
+_semantic(path) := _params[_top(path)].semantic
+
+_top(path) := regex.split(`[.\[]`, path)[0]
+
 # METADATA
-# title: untrusted_key_params
-# description: The key parameter paths of this tool whose values came only from untrusted content.
-untrusted_key_params contains path if {
-	some path in input.provenance.untrusted_only
-	some key in _cfg.key_params[_name]
-	_under(path, key)
+# title: org_domains
+# description: The organisation's own domains (configured ones and the human principal's).
+org_domains contains lower(d) if some d in layers.config.egress.internal_domains
+
+org_domains contains lower(d) if {
+	parts := split(input.identity.human, "@")
+	count(parts) == 2
+	d := parts[1]
+	d != ""
 }
 
-_under(path, key) if path == key
+_internal(domain) if domain in org_domains
 
-_under(path, key) if startswith(path, concat("", [key, "["]))
+_internal(domain) if {
+	some org in org_domains
+	endswith(domain, concat("", [".", org]))
+}
 
-_under(path, key) if startswith(path, concat("", [key, "."]))
+# One judged value per (path, indicator): {path, semantic, kind, origin} where origin
+# is "user", "trusted", "untrusted" or "unseen". A path with structured indicators is
+# judged by each external one; a path without is judged as a whole value.
+_judged contains {"path": path, "semantic": sem, "kind": item.kind, "origin": _origin(item.origins)} if {
+	some path, doc in input.provenance.parameters
+	sem := _semantic(path)
+	some item in doc.found
+	not _internal(item.domain)
+}
 
-_paths := concat(", ", sort(untrusted_key_params))
+_judged contains {"path": path, "semantic": sem, "kind": "value", "origin": _origin(doc.origins)} if {
+	some path, doc in input.provenance.parameters
+	sem := _semantic(path)
+	count(doc.found) == 0
+}
+
+_origin(origins) := "unseen" if {
+	origins == ["unseen"]
+} else := "untrusted" if {
+	origins == ["tool_untrusted"]
+} else := "user" if {
+	"user" in origins
+} else := "trusted"
+
+_untrusted_targets contains j if {
+	some j in _judged
+	j.semantic in _cfg.target_semantics
+	j.origin == "untrusted"
+}
+
+_unseen_targets contains j if {
+	some j in _judged
+	j.semantic in _cfg.target_semantics
+	j.origin == "unseen"
+	j.kind != "value"
+}
+
+_unseen_targets contains j if {
+	some j in _judged
+	j.semantic in _cfg.unseen_target_semantics
+	j.origin == "unseen"
+	j.kind == "value"
+}
+
+_embedded contains j if {
+	some j in _judged
+	j.semantic in _cfg.text_semantics
+	j.kind in _cfg.embedded_kinds
+	j.origin in {"untrusted", "unseen"}
+}
+
+_code contains j if {
+	some j in _judged
+	j.semantic in _cfg.code_semantics
+	j.kind in _cfg.embedded_kinds
+	j.origin in {"untrusted", "unseen"}
+}
+
+# A command or statement copied whole from untrusted content.
+_code contains j if {
+	some j in _judged
+	j.semantic in _cfg.code_semantics
+	j.kind == "value"
+	j.origin == "untrusted"
+}
+
+_objects contains j if {
+	some j in _judged
+	j.semantic in object.get(_cfg.object_semantics_by_category, _category, [])
+	j.origin == "untrusted"
+}
+
+_side_effect if not _category in {"read", "unknown"}
+
+_confidential if input.session.highest_classification in _cfg.confidential_levels
+
+# The action's category is one the user's request asks for (its verbs, by the
+# config's request_scope patterns); no request at all asks for nothing.
+_requested if {
+	text := input.session.original_request.text
+	pattern := _cfg.request_scope[_category]
+	regex.match(pattern, text)
+}
+
+_paths(js) := concat(", ", sort({j.path | some j in js}))
+
+# --- DENY: strong evidence --------------------------------------------------------
+
+_deny_targets contains j if {
+	_side_effect
+	some j in _untrusted_targets
+	_confidential
+	j.semantic in _cfg.egress_semantics
+	_leaves_workspace(j)
+}
+
+# A workspace handle (a recipient with no address in it) stays inside the workspace;
+# a channel may be shared with other organisations.
+_leaves_workspace(j) if j.kind != "value"
+
+_leaves_workspace(j) if j.semantic != "recipient"
+
+_deny_targets contains j if {
+	_side_effect
+	some j in _untrusted_targets
+	_category in _cfg.deny_categories
+}
+
+_deny_targets contains j if {
+	_side_effect
+	some j in _untrusted_targets
+	_category in _cfg.deny_unrequested_categories
+	not _requested
+}
+
+# A role, value, host or range of a security or identity change, or any object of
+# money or a deletion the request did not ask for.
+_deny_targets contains j if {
+	some j in _objects
+	_category in _cfg.deny_categories
+	j.semantic in _cfg.deny_object_semantics
+}
+
+_deny_targets contains j if {
+	some j in _objects
+	_category in _cfg.deny_unrequested_categories
+	not _requested
+}
 
 # METADATA
 # title: deny_reasons
-# description: Tier 3 DENY reasons for destructive or code-execution tools steered by untrusted content.
+# description: DENY reasons from argument provenance and the session's untrusted content.
 # custom:
 #   rule_id: aarm.provenance.untrusted_argument
 #   code: untrusted_argument
 deny_reasons contains _reason(rego.metadata.rule(), sprintf(
-	"%s is a %s action and its %s came only from untrusted content",
-	[_name, catalogue.category, _paths],
+	"%s is a %s action and its %s came only from untrusted content%s",
+	[_name, _category, _paths(_deny_targets), _why_deny],
 )) if {
-	catalogue.category in _cfg.deny_categories
-	count(untrusted_key_params) > 0
+	count(_deny_targets) > 0
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.provenance.untrusted_code
+#   code: untrusted_argument
+deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s runs code whose %s carries an address or link that came only from untrusted content or from nowhere",
+	[_name, _paths(_code)],
+)) if {
+	_side_effect
+	count(_code) > 0
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.provenance.untrusted_fetch
+#   code: untrusted_argument
+deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+	"%s fetches %s, whose host came only from untrusted content, with a query string, after the session accessed %s data: the query can carry the data out",
+	[_name, _paths(_leaky_fetches), input.session.highest_classification],
+)) if {
+	not _side_effect
+	_confidential
+	count(_leaky_fetches) > 0
+}
+
+_leaky_fetches contains j if {
+	some j in _fetches
+	value := input.action.parameters[j.path]
+	is_string(value)
+	contains(value, "?")
 }
 
 # METADATA
@@ -64,19 +245,90 @@ deny_reasons contains _reason(rego.metadata.rule(), _context_message) if {
 	_cfg.untrusted_content.decision == "DENY"
 }
 
+_why_deny := "; the session holds confidential data" if _confidential
+
+else := sprintf("; the request did not ask for a %s action", [_category]) if not _requested
+
+else := ""
+
+# --- STEP_UP: a human can judge ---------------------------------------------------
+
+_group := object.get(_cfg.approver_group_by_category, _category, _cfg.default_approver_group)
+
 # METADATA
 # title: stepup_findings
-# description: Tier 6 STEP_UP findings, each {group, reason}.
+# description: STEP_UP findings, each {group, reason}.
 # custom:
 #   rule_id: aarm.provenance.untrusted_argument
 #   code: untrusted_argument
-stepup_findings contains _finding(rego.metadata.rule(), group, sprintf(
+stepup_findings contains _finding(rego.metadata.rule(), _group, sprintf(
 	"%s is a %s action and its %s came only from untrusted content; a human must confirm the target",
-	[_name, catalogue.category, _paths],
+	[_name, _category, _paths(_untrusted_targets)],
 )) if {
-	catalogue.category in _cfg.step_up_categories
-	count(untrusted_key_params) > 0
-	group := object.get(_cfg.approver_group_by_category, catalogue.category, _cfg.default_approver_group)
+	_side_effect
+	count(_untrusted_targets) > 0
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.provenance.unseen_target
+#   code: unseen_argument
+stepup_findings contains _finding(rego.metadata.rule(), _group, sprintf(
+	"%s is a %s action and its %s appeared nowhere before (not in the request, not in any tool output); a human must confirm the target",
+	[_name, _category, _paths(_unseen_targets)],
+)) if {
+	_side_effect
+	catalogue.risk_tier in _cfg.unseen_target_tiers
+	count(_unseen_targets) > 0
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.provenance.untrusted_fetch
+#   code: untrusted_argument
+stepup_findings contains _finding(rego.metadata.rule(), _group, sprintf(
+	"%s fetches %s, which came only from untrusted content; a human must confirm it",
+	[_name, _paths(_fetches)],
+)) if {
+	not _side_effect
+	count(_fetches) > 0
+}
+
+_fetches contains j if {
+	some j in _judged
+	j.semantic in _cfg.fetch_semantics
+	j.origin in {"untrusted", "unseen"}
+	j.kind == "url"
+	not _vouched_host(j)
+}
+
+_vouched_host(j) if {
+	some item in input.provenance.parameters[j.path].found
+	some origin in item.domain_origins
+	origin in {"user", "tool_trusted"}
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.provenance.untrusted_link
+#   code: untrusted_argument
+stepup_findings contains _finding(rego.metadata.rule(), _group, sprintf(
+	"%s carries in %s a link or address that came only from untrusted content or from nowhere; its readers would follow it",
+	[_name, _paths(_embedded)],
+)) if {
+	_side_effect
+	count(_embedded) > 0
+}
+
+# METADATA
+# custom:
+#   rule_id: aarm.provenance.untrusted_object
+#   code: untrusted_argument
+stepup_findings contains _finding(rego.metadata.rule(), _group, sprintf(
+	"%s is a %s action on %s, which came only from untrusted content; a human must confirm it",
+	[_name, _category, _paths(_objects)],
+)) if {
+	count(_objects) > 0
 }
 
 # METADATA
@@ -90,12 +342,13 @@ stepup_findings contains _finding(rego.metadata.rule(), _cfg.untrusted_content.a
 
 _after_untrusted_content if {
 	input.session.untrusted_content == true
-	catalogue.category in _cfg.untrusted_content.categories
+	_category in _cfg.untrusted_content.categories
+	not _requested
 }
 
 _context_message := sprintf(
 	"%s is a %s action and the session has ingested untrusted content (web, e-mail, documents) that may carry injected instructions",
-	[_name, catalogue.category],
+	[_name, _category],
 )
 
 _finding(meta, group, message) := {"group": group, "reason": _reason(meta, message)}

@@ -6,7 +6,7 @@ import data.aarm.testing
 # The parameters traced only to untrusted content, and whether the session ingested any.
 _untrusted(untrusted_only, untrusted_content) := {
 	"session": {"untrusted_content": untrusted_content},
-	"provenance": object.union(testing.provenance, {"untrusted_only": untrusted_only}),
+	"provenance": testing.untrusted_provenance(untrusted_only),
 }
 
 _deny(name, untrusted_only, untrusted_content) := {r.code | some r in reasons} if {
@@ -27,11 +27,16 @@ test_step_up_financial_identity_and_sends_with_untrusted_targets if {
 	_stepup("payments.transfer", ["to_account"], false) == {["finance", "untrusted_argument"]}
 	_stepup("iam.grant_role", ["principal"], false) == {["security", "untrusted_argument"]}
 	_stepup("email.send", ["to[0]"], false) == {["security", "untrusted_argument"]}
-	_stepup("http.post", ["url"], false) == {["security", "untrusted_argument"]}
 }
 
-test_untrusted_paths_match_nested_keys if {
-	provenance.untrusted_key_params == {"to[1]", "to.name"} with input as testing.input_with("email.send", {}, _untrusted(["to[1]", "to.name", "tone", "body"], false))
+# Money or an identity change the request did not ask for, to a target from untrusted
+# content, is a DENY; the same with a request that asks for it is a STEP_UP.
+test_deny_unrequested_money_and_identity_changes if {
+	_deny("payments.transfer", ["to_account"], false) == {"untrusted_argument"}
+	_deny("iam.grant_role", ["principal"], false) == {"untrusted_argument"}
+	asked := object.union(_untrusted(["to_account"], false), {"session": {"original_request": {"text": "pay the vendor invoice"}}})
+	reasons := provenance.deny_reasons with input as testing.input_with("payments.transfer", {}, asked)
+	count(reasons) == 0
 }
 
 test_allow_trusted_or_non_key_arguments if {
@@ -59,8 +64,7 @@ test_deny_destructive_after_untrusted_content_when_configured if {
 }
 
 test_step_up_uses_default_group_for_unmapped_category if {
-	findings := provenance.stepup_findings with input as testing.input_with("secrets.read", {}, _untrusted(["path"], false))
-		with data.aarm.config.provenance.key_params["secrets.read"] as ["path"]
+	findings := provenance.stepup_findings with input as testing.input_with("email.send", {}, _untrusted(["to[0]"], false))
 		with data.aarm.config.provenance.approver_group_by_category as {"financial": "finance"}
 	{f.group | some f in findings} == {"security"}
 }

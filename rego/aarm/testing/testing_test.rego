@@ -105,6 +105,14 @@ dependencies := {"deferred": [], "denied": [], "unknown": [], "depth": 0}
 provenance := {"parameters": {}, "untrusted_only": [], "unseen": []}
 
 # METADATA
+# description: input.provenance of an action whose parameters at these paths came only from untrusted content (as whole values).
+untrusted_provenance(paths) := {
+	"parameters": {path: {"origins": ["tool_untrusted"], "whole": ["tool_untrusted"], "found": [], "untrusted_share": 0} | some path in paths},
+	"untrusted_only": sort(paths),
+	"unseen": [],
+}
+
+# METADATA
 # description: input.drift of an action that has not drifted from the original request.
 drift := {
 	"action": 0, "alignment": 1, "max": 0, "ema": 0,

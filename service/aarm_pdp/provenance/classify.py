@@ -1,15 +1,20 @@
 """Where did each argument come from? PURE: lookups come in as a dict.
 
-An argument's origin is the union of the origins of the indicators inside it (and of
-the whole value, for short values):
+A value's origin is decided by what it *is*, not by the words it shares with a source:
 
-- ``user``: seen in the original user request;
-- ``tool_trusted``: seen in the output of a tool whose output the catalogue trusts;
-- ``tool_untrusted``: seen in untrusted content (web pages, e-mails, documents...);
-- ``unseen``: it carries indicators, but none was seen anywhere before.
+- an address, URL, account or phone number inside it is matched as that whole
+  indicator (a public provider's domain seen somewhere never vouches for an unseen
+  address on it: domains are reported, never decisive);
+- otherwise the whole value is matched as a phrase (a multi-word name, hotel or title
+  is one phrase of up to three words; a longer value counts as seen in a source only
+  when every three-word shingle of it was seen there);
+- ``user``: seen in the original user request; ``tool_trusted``: in the output of a
+  tool whose output the catalogue trusts; ``tool_untrusted``: in untrusted content
+  (web pages, e-mails, documents...); ``unseen``: nowhere before.
 
 Policy reads ``input.provenance``; e.g. "a payment whose recipient came only from
-untrusted content needs a human".
+untrusted content needs a human", "a link in a message body that appeared only in a
+web page is a finding".
 """
 
 from __future__ import annotations
@@ -22,14 +27,23 @@ from aarm_pdp.provenance.indicators import (
     fingerprint,
     indicators_in_text,
     parameter_strings,
-    tokens_in_text,
+    phrases_in_text,
+    value_phrases,
 )
 
 USER = 1
 TOOL_TRUSTED = 2
 TOOL_UNTRUSTED = 4
+ALL_SOURCES = USER | TOOL_TRUSTED | TOOL_UNTRUSTED
 _NAMES = ((USER, "user"), (TOOL_TRUSTED, "tool_trusted"), (TOOL_UNTRUSTED, "tool_untrusted"))
 MAX_WHOLE_VALUE = 256
+STRUCTURED = ("email", "url", "account", "phone")
+"""Indicator kinds that decide a value's origin on their own."""
+WHOLE = ("value", "phrase", "shingle")
+
+# One parameter path's lookups: (kind, fingerprint, detail); detail is the domain of an
+# e-mail address or URL (reported to policy), "" otherwise.
+Lookup = tuple[str, str, str]
 
 
 def origin_names(mask: int) -> list[str]:
@@ -37,58 +51,113 @@ def origin_names(mask: int) -> list[str]:
     return [name for bit, name in _NAMES if mask & bit]
 
 
-def value_indicators(value: str) -> list[Indicator]:
-    """The indicators of one string, plus the whole value when it is short."""
-    found = indicators_in_text(value)
+def _domain(kind: str, value: str) -> str:
+    if kind == "email":
+        return value.rsplit("@", 1)[1]
+    if kind == "url" and "://" in value:
+        host = value.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+        return host.rsplit("@", 1)[-1].split(":", 1)[0].rstrip(".")
+    return ""
+
+
+def value_lookups(value: str) -> list[Lookup]:
+    """What to look up for one string: its indicators, the whole value, its phrases."""
+    out: list[Lookup] = [
+        (kind, fingerprint((kind, val)), _domain(kind, val))
+        for kind, val in indicators_in_text(value)
+    ]
     stripped = value.strip()
     if 3 <= len(stripped) <= MAX_WHOLE_VALUE:
-        found.append(("value", stripped.lower()))
-    return found
+        out.append(("value", fingerprint(("value", stripped.lower())), ""))
+    phrases, shingled = value_phrases(value)
+    kind = "shingle" if shingled else "phrase"
+    out.extend((kind, fingerprint(ind), "") for ind in phrases)
+    return out
 
 
-def parameter_fingerprints(parameters: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
-    """Per parameter path: (indicator kind, fingerprint) pairs to look up."""
-    out: dict[str, list[tuple[str, str]]] = {}
+def parameter_fingerprints(parameters: dict[str, Any]) -> dict[str, list[Lookup]]:
+    """Per parameter path: the (kind, fingerprint, detail) lookups of its value."""
+    out: dict[str, list[Lookup]] = {}
     for path, text in parameter_strings(parameters):
-        inds = value_indicators(text)
-        if inds:
-            out[path] = [(kind, fingerprint((kind, value))) for kind, value in inds]
+        lookups = value_lookups(text)
+        if lookups:
+            out[path] = lookups
     return out
 
 
 def fingerprints_of(texts: Iterable[str]) -> set[str]:
-    """Every indicator and token fingerprint in some texts (indexing outputs and requests).
+    """Every indicator and phrase fingerprint in some texts (indexing outputs and requests).
 
-    Tokens make values the user merely mentions ("pay 25000 to ACME-OPS-1") count as
-    user-provided; structured indicators make addresses and accounts match across
-    formatting.
+    Phrases of one to three words make values the user merely mentions ("pay 25000 to
+    Darius Webb") count as user-provided, whole; structured indicators make addresses
+    and accounts match across formatting.
     """
     out: set[str] = set()
     for text in texts:
-        for ind in value_indicators(text) + tokens_in_text(text):
+        inds: list[Indicator] = indicators_in_text(text) + phrases_in_text(text)
+        stripped = text.strip()
+        if 3 <= len(stripped) <= MAX_WHOLE_VALUE:
+            inds.append(("value", stripped.lower()))
+        for ind in inds:
             out.add(fingerprint(ind))
     return out
 
 
-def classify(per_param: dict[str, list[tuple[str, str]]], seen: dict[str, int]) -> dict[str, Any]:
-    """``input.provenance`` from the parameter fingerprints and the session index."""
+def _path_doc(lookups: list[Lookup], seen: dict[str, int]) -> tuple[dict[str, Any], int]:
+    structured_mask = 0
+    has_structured = False
+    value_mask = 0
+    phrase_mask = 0
+    shingles: list[int] = []
+    found: list[dict[str, Any]] = []
+    for kind, fp, detail in lookups:
+        bits = seen.get(fp, 0)
+        if kind in STRUCTURED:
+            has_structured = True
+            structured_mask |= bits
+            dom = seen.get(fingerprint(("domain", detail)), 0) if detail else 0
+            found.append(
+                {
+                    "kind": kind,
+                    "domain": detail,
+                    "origins": origin_names(bits) or ["unseen"],
+                    "domain_origins": origin_names(dom) or ["unseen"],
+                }
+            )
+        elif kind == "value":
+            value_mask |= bits
+        elif kind == "phrase":
+            phrase_mask |= bits
+        elif kind == "shingle":
+            shingles.append(bits)
+    whole = value_mask | phrase_mask
+    untrusted_share = 0.0
+    if shingles:
+        every = ALL_SOURCES
+        for bits in shingles:
+            every &= bits
+        whole |= every
+        untrusted_share = sum(1 for b in shingles if b == TOOL_UNTRUSTED) / len(shingles)
+    decisive = structured_mask if has_structured else whole
+    doc = {
+        "origins": origin_names(decisive) or ["unseen"],
+        "whole": origin_names(whole) or ["unseen"],
+        "found": found,
+        "untrusted_share": round(untrusted_share, 3),
+    }
+    return doc, decisive
+
+
+def classify(per_param: dict[str, list[Lookup]], seen: dict[str, int]) -> dict[str, Any]:
+    """``input.provenance`` from the parameter lookups and the session index."""
     params: dict[str, Any] = {}
     untrusted_only: list[str] = []
     unseen: list[str] = []
     for path in sorted(per_param):
-        mask = 0
-        kinds: dict[str, int] = {}
-        for kind, fp in per_param[path]:
-            bits = seen.get(fp, 0)
-            mask |= bits
-            kinds[kind] = kinds.get(kind, 0) | bits
-        doc = {
-            "origins": origin_names(mask) or ["unseen"],
-            "indicators": {k: origin_names(v) or ["unseen"] for k, v in sorted(kinds.items())},
-        }
+        doc, decisive = _path_doc(per_param[path], seen)
         params[path] = doc
-        if mask == TOOL_UNTRUSTED:
+        if decisive == TOOL_UNTRUSTED:
             untrusted_only.append(path)
-        if mask == 0:
+        if decisive == 0:
             unseen.append(path)
     return {"parameters": params, "untrusted_only": untrusted_only, "unseen": unseen}

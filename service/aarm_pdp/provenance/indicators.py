@@ -19,10 +19,18 @@ DOMAIN_RE = re.compile(r"\b((?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,
 IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
 PATH_RE = re.compile(r"(?:(?<=\s)|^)(/[A-Za-z0-9._\-]+(?:/[A-Za-z0-9._\-*]+)*/?)")
 TOKEN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:/+\-]{2,127}")
+# Words of a phrase: a channel (#eng-platform) or handle (@jonas.keller) keeps its sigil.
+WORD_RE = re.compile(r"[#@]?[a-z0-9][a-z0-9._@+\-/:']{0,127}")
+_WORD_TRIM = ".,;:!?'"
 PHONE_RE = re.compile(r"(?<![\w])\+?\d[\d \-().]{7,18}\d(?![\w])")
 
 MAX_TEXT = 65_536
 MAX_INDICATORS = 256
+PHRASE_WORDS = 3
+"""Phrases of up to this many words are indexed; a longer value is matched by its shingles."""
+MAX_PHRASE_TEXT_WORDS = 4000
+"""Only the first words of a long text are indexed as phrases (a value found nowhere is
+``unseen``, which policy treats as at least as suspicious as untrusted)."""
 
 Indicator = tuple[str, str]  # (kind, normalised value)
 
@@ -69,6 +77,50 @@ def tokens_in_text(text: str) -> list[Indicator]:
         if len(out) >= MAX_INDICATORS:
             break
     return list(out)
+
+
+def words(text: str) -> list[str]:
+    """The normalised words of ``text``: lower case, trailing punctuation trimmed."""
+    out = []
+    for m in WORD_RE.finditer(text[:MAX_TEXT].lower()):
+        word = m.group(0).rstrip(_WORD_TRIM)
+        if word:
+            out.append(word)
+    return out
+
+
+def phrases_in_text(text: str) -> list[Indicator]:
+    """Every phrase of 1..PHRASE_WORDS consecutive words, for the provenance index.
+
+    A multi-word value (a person's full name, a hotel, an event title, a postal
+    address) is then matched as a whole or by its shingles, not word by word.
+    """
+    ws = words(text)[:MAX_PHRASE_TEXT_WORDS]
+    out: dict[Indicator, None] = {}
+    for n in range(1, PHRASE_WORDS + 1):
+        for i in range(len(ws) - n + 1):
+            out[("phrase", " ".join(ws[i : i + n]))] = None
+    return list(out)
+
+
+def value_phrases(value: str) -> tuple[list[Indicator], bool]:
+    """The phrase indicators of one parameter value, and whether they are shingles.
+
+    A value of up to PHRASE_WORDS words is one phrase; a longer value is its
+    PHRASE_WORDS-word shingles (bounded), all of which must have been seen in a
+    source for the value to count as seen there.
+    """
+    ws = words(value)
+    if not ws:
+        return [], False
+    if len(ws) <= PHRASE_WORDS:
+        return [("phrase", " ".join(ws))], False
+    shingles: dict[Indicator, None] = {}
+    for i in range(len(ws) - PHRASE_WORDS + 1):
+        shingles[("phrase", " ".join(ws[i : i + PHRASE_WORDS]))] = None
+        if len(shingles) >= MAX_INDICATORS:
+            break
+    return list(shingles), True
 
 
 def fingerprint(ind: Indicator) -> str:

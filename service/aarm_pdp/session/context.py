@@ -152,9 +152,9 @@ class SessionContext:
         action = request.action
         key = session_key(ident.tenant, ident.session_id)
         per_param = prov.parameter_fingerprints(action.parameters)
-        fps = sorted({fp for pairs in per_param.values() for _, fp in pairs})
+        fps = sorted({fp for pairs in per_param.values() for _, fp, _ in pairs})
         artifacts = sorted(
-            {fp for pairs in per_param.values() for kind, fp in pairs if kind in _ARTIFACT_KINDS}
+            {fp for pairs in per_param.values() for kind, fp, _ in pairs if kind in _ARTIFACT_KINDS}
         )
         subjects = _subjects(ident)
         loaded = await self.store.load(key, fps, ident.tenant, artifacts, subjects)

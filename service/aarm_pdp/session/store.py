@@ -20,7 +20,7 @@ from typing import Protocol, TypeVar
 T = TypeVar("T")
 Updater = Callable[[bytes | None], tuple[bytes | None, T]]
 
-MAX_INDEX_PER_SESSION = 4096
+MAX_INDEX_PER_SESSION = 32_768
 MAX_LOG_PER_SESSION = 20_000
 MAX_ARTIFACTS_PER_TENANT = 100_000
 REVOCATION_TTL_SECONDS = 30 * 24 * 3600
