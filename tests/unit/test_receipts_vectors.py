@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 import rfc8785
-from aarm_pdp.receipts import verify_chain, verify_export
+from aarm_pdp.receipts import PublicKeys, verify_chain, verify_export
+from aarm_pdp.receipts.archive import read_archive, verify_with_archives
 from aarm_pdp.receipts.canonical import canonicalize, parse
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -70,6 +71,7 @@ def test_the_cases_cover_what_the_spec_promises() -> None:
         "prev_mismatch",
         "incomplete",
         "count_mismatch",
+        "misplaced_checkpoint",
     } <= reasons
     assert {c["kind"] for c in CASES} == {"chain", "export"}
 
@@ -167,11 +169,33 @@ def _check_signed(obj: dict[str, Any], keys: dict[str, Any]) -> None:
         raise Refused("bad_signature") from None
 
 
+def _check_checkpoint(cp: dict[str, Any], keys: dict[str, Any]) -> None:
+    """§9: its members, then signature and window exactly as a receipt's."""
+    arch, chain = cp["archive"], cp["chain"]
+    if (
+        cp["type"] != "aarm.receipt.checkpoint.v1"
+        or cp["version"] != "aarm.receipt.v1"
+        or cp["canonicalization"] != "RFC8785"
+        or int(arch["first_seq"]) + int(arch["count"]) - 1 != int(chain["seq"])
+    ):
+        raise Refused("malformed")
+    _check_signed(cp, keys)
+    _, nbf, naf = keys[cp["signature"]["key_id"]]
+    issued = _time(cp["issued_at"])
+    if nbf is not None and issued < nbf:
+        raise Refused("key_not_yet_valid")
+    if naf is not None and issued >= naf:
+        raise Refused("key_retired")
+
+
 def _independent(case: dict[str, Any]) -> dict[str, Any]:
+    return _verify_lines(case["kind"], _lines(case), case["require_complete"])
+
+
+def _verify_lines(kind: str, lines: list[str], require_complete: bool) -> dict[str, Any]:
     keys = _keys(JWKS)
-    lines = _lines(case)
     header = None
-    if case["kind"] == "export":
+    if kind == "export":
         header, lines = _doubles(lines[0]), lines[1:]
         _check_signed(header, keys)
     receipts = [_doubles(line) for line in lines]
@@ -179,6 +203,17 @@ def _independent(case: dict[str, Any]) -> dict[str, Any]:
     prev_hash, prev_seq, prev_kind, session = "0" * 64, 0, None, None
     for i, r in enumerate(receipts):
         try:
+            if r.get("kind") == "checkpoint":
+                if i > 0:
+                    raise Refused("misplaced_checkpoint")
+                _check_checkpoint(r, keys)
+                here = (r["chain"]["tenant"], r["chain"]["session_id"])
+                if header is not None and here != (header["tenant"], header["session_id"]):
+                    raise Refused("session_mismatch")
+                session = here
+                prev_hash, prev_seq = r["head"]["hash"], int(r["chain"]["seq"])
+                prev_kind = r["head"]["kind"]
+                continue
             if r["version"] != "aarm.receipt.v1" or r["canonicalization"] != "RFC8785":
                 raise Refused("malformed")
             _check_signed(r, keys)
@@ -219,7 +254,7 @@ def _independent(case: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "index": n, "receipt_id": None, "reason": "count_mismatch"}
     if header is not None and header["last_hash"] != prev_hash:
         return {"ok": False, "index": n - 1, "receipt_id": None, "reason": "last_hash_mismatch"}
-    if case["require_complete"] and prev_kind != "session_end":
+    if require_complete and prev_kind != "session_end":
         return {"ok": False, "index": n, "receipt_id": None, "reason": "incomplete"}
     return {"ok": True, "index": None, "receipt_id": None, "reason": None}
 
@@ -228,3 +263,29 @@ def _independent(case: dict[str, Any]) -> dict[str, Any]:
 def test_an_independent_verifier_from_the_spec_agrees(case: dict[str, Any]) -> None:
     expected = {k: case["expected"][k] for k in ("ok", "index", "receipt_id", "reason")}
     assert _independent(case) == expected
+
+
+def test_a_checkpoint_and_its_archive_verify_end_to_end() -> None:
+    """§9, "With the archive": the archive is the file the checkpoint names, verifies on
+    its own, ends at the checkpoint's head, and its receipts then chain into the store's."""
+    case = next(c for c in CASES if c["name"] == "checkpoint-valid")
+    lines = _lines(case)
+    cp = _doubles(lines[0])
+    archive_file = VECTORS / str(case["archive"])
+    assert hashlib.sha256(archive_file.read_bytes()).hexdigest() == cp["archive"]["sha256"]
+    archived = archive_file.read_bytes().decode("utf-8")[:-1].split("\n")
+    assert _verify_lines("export", archived, False)["ok"]
+    header = _doubles(archived[0])
+    assert header["last_hash"] == cp["head"]["hash"]
+    assert len(archived) - 1 == int(cp["archive"]["count"])
+    assert _verify_lines("chain", archived[1:] + lines[1:], True)["ok"]
+    assert _verify_lines("chain", archived[1:] + lines[2:], True)["reason"] == "missing_receipt"
+    # Ours agrees, and counts the receipts of the whole chain.
+    result, resolved = verify_with_archives(
+        lines, PublicKeys.from_jwks(JWKS), read_archive(archive_file), require_complete=True
+    )
+    assert result.ok and resolved == 1
+    assert result.receipts == case["expected"]["receipts_end_to_end"]
+    altered = read_archive(VECTORS / "checkpoint-archive-altered.jsonl")
+    result, _ = verify_with_archives(lines, PublicKeys.from_jwks(JWKS), altered)
+    assert result.reason is not None and result.reason.value == "archive_mismatch"

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aarm_pdp.receipts.archive import make_checkpoint
 from aarm_pdp.receipts.canonical import canonicalize
 from aarm_pdp.receipts.cli import export_lines
 from aarm_pdp.receipts.envelope import GENESIS, complete, receipt_hash, validate_body
@@ -146,6 +147,52 @@ def _edited_issued_at() -> list[str]:
     # Re-dating a receipt to move it into its key's window breaks its signature.
     lines = chain([("test-key-b", _decision(1, "2026-06-01T00:00:00.000000Z", "vectors-7"))])
     return [lines[0].replace("2026-06-01T00:00:00.000000Z", "2026-02-01T00:00:00.000000Z")]
+
+
+# Checkpoints (docs/receipts.md §9): valid-chain's first two receipts archived into
+# checkpoint-archive.jsonl, replaced in the store by a checkpoint signed on 2026-04-02.
+CHECKPOINT_AT = "2026-04-02T00:00:00.000000Z"
+
+
+def _archive_lines() -> list[str]:
+    return export_lines("acme", S, chain(VALID)[:2], keyring=_active_ring())
+
+
+def _archive_bytes() -> bytes:
+    return "".join(f"{line}\n" for line in _archive_lines()).encode("utf-8")
+
+
+def _checkpoint(kid: str = "test-key-c") -> str:
+    valid = chain(VALID)
+    # The signer refuses a key outside its window; the vectors need one such checkpoint.
+    key = SigningKey(kid, signing_key(kid).private_key)
+    return make_checkpoint(
+        KeyRing({kid: key}, kid),
+        tenant="acme",
+        session_id=S,
+        head_seq=2,
+        head_hash=receipt_hash(valid[1]),
+        head_kind="decision",
+        first_seq=1,
+        count=2,
+        archive_sha256=hashlib.sha256(_archive_bytes()).hexdigest(),
+        previous_checkpoint=None,
+        issued_at_ns=_ts(CHECKPOINT_AT),
+        receipt_id=f"{S}-checkpoint-2",
+    )
+
+
+def _checkpoint_tampered() -> list[str]:
+    cp = _checkpoint()
+    assert cp.count('"kind":"decision"') == 1
+    return [cp.replace('"kind":"decision"', '"kind":"session_end"'), *chain(VALID)[2:]]
+
+
+def _archive_altered() -> list[str]:
+    lines = _archive_lines()
+    assert lines[2].count('"result":"ALLOW"') == 1
+    lines[2] = lines[2].replace('"result":"ALLOW"', '"result":"DENY"')
+    return lines
 
 
 CaseBuilder = Callable[[], list[str]]
@@ -321,6 +368,83 @@ def cases() -> list[tuple[Case, CaseBuilder]]:
                 "expected": _expect(False, 3, "count_mismatch"),
             },
             lambda: export_lines("acme", S, valid, keyring=_active_ring())[:-1],
+        ),
+        (
+            {
+                "name": "checkpoint-valid",
+                "description": "valid-chain after archiving: a checkpoint for seq 1-2 "
+                "(signed by test-key-c, naming checkpoint-archive.jsonl by its sha256), then "
+                "receipts 3 and 4",
+                "kind": "chain",
+                "require_complete": True,
+                "archive": "checkpoint-archive.jsonl",
+                "expected": {**_expect(True), "receipts": 3, "receipts_end_to_end": 4},
+            },
+            lambda: [_checkpoint(), *valid[2:]],
+        ),
+        (
+            {
+                "name": "checkpoint-archive",
+                "description": "the archive checkpoint-valid names: one export section, "
+                "receipts 1 and 2 of valid-chain under a signed header",
+                "kind": "export",
+                "require_complete": False,
+                "expected": {**_expect(True), "receipts": 2},
+            },
+            _archive_lines,
+        ),
+        (
+            {
+                "name": "checkpoint-tampered",
+                "description": "checkpoint-valid with the checkpoint's head.kind edited",
+                "kind": "chain",
+                "require_complete": False,
+                "expected": _expect(False, 0, "bad_signature", f"{S}-checkpoint-2"),
+            },
+            _checkpoint_tampered,
+        ),
+        (
+            {
+                "name": "checkpoint-retired-key",
+                "description": "the checkpoint signed by test-key-b, retired before the "
+                "checkpoint's issued_at",
+                "kind": "chain",
+                "require_complete": False,
+                "expected": _expect(False, 0, "key_retired", f"{S}-checkpoint-2"),
+            },
+            lambda: [_checkpoint("test-key-b"), *valid[2:]],
+        ),
+        (
+            {
+                "name": "checkpoint-gap",
+                "description": "checkpoint-valid without receipt 3",
+                "kind": "chain",
+                "require_complete": False,
+                "expected": _expect(False, 1, "missing_receipt", f"{S}-r4"),
+            },
+            lambda: [_checkpoint(), valid[3]],
+        ),
+        (
+            {
+                "name": "checkpoint-misplaced",
+                "description": "the checkpoint again after receipt 3: a checkpoint only "
+                "begins a chain",
+                "kind": "chain",
+                "require_complete": False,
+                "expected": _expect(False, 2, "misplaced_checkpoint", f"{S}-checkpoint-2"),
+            },
+            lambda: [_checkpoint(), valid[2], _checkpoint()],
+        ),
+        (
+            {
+                "name": "checkpoint-archive-altered",
+                "description": "checkpoint-archive with receipt 2's verdict edited (its "
+                "sha256 is then not the checkpoint's either)",
+                "kind": "export",
+                "require_complete": False,
+                "expected": _expect(False, 1, "bad_signature", f"{S}-r2"),
+            },
+            _archive_altered,
         ),
     ]
 
