@@ -10,8 +10,8 @@
 #   sorted name order: a later overlay's tool entry replaces an earlier one of the same
 #   name. Every package reads the catalogue and config through the rules here.
 # related_resources:
-#   - ref: docs/overlays.md
-#     description: how to write and load an overlay
+#   - ref: docs/policies/layers.md
+#     description: layers policy page
 # schemas:
 #   - input: schema.input
 package aarm.layers
