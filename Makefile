@@ -15,7 +15,7 @@ BUF_VERSION := v1.75.0
 export GOFLAGS := -mod=readonly
 export GOTOOLCHAIN := local
 
-PY_DIRS := $(wildcard service tests scripts bench conformance client)
+PY_DIRS := $(wildcard service tests scripts bench conformance client faults)
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 GEN_DIR := gen/python
 # The client package's own copy of the stubs (client/gen.sh), checked by gen-check too.
@@ -126,6 +126,7 @@ check: test ## alias: gen-check + lint + proto-breaking + rego-check + tests
 
 -include bench/bench.mk
 -include conformance/conformance.mk
+-include faults/faults.mk
 
 clean: ## remove the venv, built tools and caches
 	rm -rf $(VENV) $(BIN) .pytest_cache .mypy_cache .ruff_cache
