@@ -37,6 +37,7 @@ from bench.efficacy.scoring import (
     Reason,
     Step,
     TraceResult,
+    classify,
     step,
 )
 
@@ -63,6 +64,10 @@ def reasons_of(resp: Any) -> tuple[Reason, ...]:
 
 def _rpc_error(exc: grpc.aio.AioRpcError) -> str:
     return f"{exc.code().name}: {exc.details()}"
+
+
+def _fail_closed(reasons: Sequence[Reason]) -> str:
+    return "fail-closed DENY: " + "; ".join(f"{r.code}: {r.message}" for r in reasons)
 
 
 def _now() -> timestamp_pb2.Timestamp:
@@ -149,8 +154,10 @@ class Replayer:
         first = await self._decide_once(ident, action, "")
         if isinstance(first, str):
             return CallResult(index, call.tool, ERROR, error=first)
-        verdict = verdict_name(first.decision)
         reasons = reasons_of(first)
+        verdict = classify(verdict_name(first.decision), reasons)
+        if verdict == ERROR:
+            return CallResult(index, call.tool, ERROR, reasons, error=_fail_closed(reasons))
         move = step(trace, index, verdict)
         if move is Step.RUN:
             await self._record(ident, first.decision_id, call)
@@ -164,10 +171,12 @@ class Replayer:
         again = await self._decide_once(ident, action, token)
         if isinstance(again, str):
             return CallResult(index, call.tool, verdict, reasons, ERROR, error=again)
-        final = verdict_name(again.decision)
+        again_reasons = reasons_of(again)
+        final = classify(verdict_name(again.decision), again_reasons)
         if final in RAN:
             await self._record(ident, again.decision_id, call)
-        return CallResult(index, call.tool, verdict, reasons, final, reasons_of(again))
+        error = _fail_closed(again_reasons) if final == ERROR else ""
+        return CallResult(index, call.tool, verdict, reasons, final, again_reasons, error)
 
     async def _decide_once(self, ident: Any, action: Any, approval_token: str) -> Any:
         """One Decide with a fresh request id: the response, or the gRPC error as text."""

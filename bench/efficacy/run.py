@@ -80,6 +80,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run the service and the pack of this git revision (git archive), not the "
         "working tree's (which others may be editing)",
     )
+    p.add_argument(
+        "--opa-timeout",
+        type=float,
+        default=10.0,
+        help="seconds per OPA query [10]: not timed; a query cut short fails closed",
+    )
     p.add_argument("--opa-binary", type=Path, default=service.OPA)
     p.add_argument("--examples", type=int, default=3, help="examples printed per bucket [3]")
     p.add_argument(
@@ -141,7 +147,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if pack == service.REGO:
                 pack = source / "rego"
         with service.running(
-            workdir, mode=args.overlay, pack=pack, opa=args.opa_binary, source=source
+            workdir,
+            mode=args.overlay,
+            pack=pack,
+            opa=args.opa_binary,
+            source=source,
+            opa_timeout=args.opa_timeout,
         ) as endpoint:
             overlay = endpoint.overlay
             started = time.monotonic()

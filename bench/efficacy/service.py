@@ -154,11 +154,13 @@ def running(
     pack: Path = REGO,
     opa: Path = OPA,
     source: Path | None = None,
+    opa_timeout: float = 10.0,
 ) -> Iterator[Endpoint]:
     """Start the service in ``workdir``, wait until it serves Decide, stop it after.
 
     ``source`` is a tree holding ``service`` and ``gen/python`` to run instead of the
-    checkout's (see :func:`snapshot`).
+    checkout's (see :func:`snapshot`). ``opa_timeout`` is generous: the run is not
+    timed, and a query cut by CPU contention would fail closed (scored as an error).
     """
     if not opa.exists():
         raise RuntimeError(f"{opa} missing: make setup builds it")
@@ -181,6 +183,8 @@ def running(
         str(workdir / "keys"),
         "--telemetry-file",
         "",
+        "--opa-timeout",
+        str(opa_timeout),
         "--log-level",
         "warning",
         principals=principals,

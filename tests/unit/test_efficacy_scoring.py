@@ -32,6 +32,7 @@ from bench.efficacy.scoring import (
     Reason,
     Step,
     TraceResult,
+    classify,
     failures,
     outcome,
     render,
@@ -108,6 +109,13 @@ def test_step_up_is_approved_on_benign_calls_and_before_the_injection_only() -> 
 def test_deny_defer_and_errors_end_the_trace(verdict: str) -> None:
     assert step(BEN, 1, verdict) is Step.END
     assert step(INJ, 2, verdict) is Step.END
+
+
+def test_a_fail_closed_deny_is_a_service_error_not_a_policy_verdict() -> None:
+    timeout = Reason("opa_timeout", "aarm.fail_closed.opa_timeout", "policy query timed out")
+    assert classify(DENY, (timeout,)) == ERROR
+    assert classify(DENY, _why("aarm.egress.allowlist")) == DENY
+    assert classify(STEP_UP, _why("aarm.stepup.x")) == STEP_UP
 
 
 # --------------------------------------------------------------------------- outcome
