@@ -72,7 +72,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="auto",
         help="bundle: --policy <pack> --policy <overlay bundle> (bench/efficacy/"
         "overlay.py); merge: a temporary copy of the pack with the tools merged "
-        "into its catalogue; auto: bundle when overlay.py exists [auto]",
+        "into its catalogue; auto: bundle when overlay.py exists and the pack takes overlays "
+        "[auto]",
     )
     p.add_argument(
         "--source",

@@ -12,7 +12,9 @@ The policy is the reference pack plus the overlay catalogue ``tools/*.json``:
   ``bench/efficacy/overlay.py`` (``build_overlay(out_dir)``, an OPA bundle named
   ``efficacy``);
 - ``merge``: a temporary copy of the pack with the tools merged into its catalogue
-  ``data.json`` (never written back), for a service without overlay support.
+  ``data.json`` (never written back), for a pack or service without overlay support;
+- ``auto``: ``bundle`` when the builder exists and the pack's manifest leaves
+  ``aarm/overlays`` to other bundles, else ``merge``.
 """
 
 from __future__ import annotations
@@ -112,10 +114,28 @@ def overlay_builder() -> Any:
     return getattr(module, "build_overlay", None)
 
 
-def resolve_mode(mode: str) -> str:
-    """``auto`` is ``bundle`` when the overlay builder exists, else ``merge``."""
+OVERLAY_ROOT = "aarm/overlays/efficacy"
+
+
+def takes_overlays(pack: Path) -> bool:
+    """True when no root of ``pack``'s manifest covers the overlay's root (a pack from
+    before policy layers claims all of ``aarm``, and OPA refuses overlapping bundles)."""
+    manifest = pack / ".manifest"
+    if not manifest.exists():
+        return False
+    roots = json.loads(manifest.read_text(encoding="utf-8")).get("roots", [""])
+    return not any(
+        r == "" or OVERLAY_ROOT.startswith(r.rstrip("/") + "/") or r.startswith(OVERLAY_ROOT)
+        for r in roots
+    )
+
+
+def resolve_mode(mode: str, pack: Path) -> str:
+    """``auto`` is ``bundle`` when the overlay builder exists and ``pack`` takes
+    overlays, else ``merge``."""
     if mode == "auto":
-        return "bundle" if overlay_builder() is not None else "merge"
+        bundle = overlay_builder() is not None and takes_overlays(pack)
+        return "bundle" if bundle else "merge"
     return mode
 
 
@@ -169,7 +189,7 @@ def running(
     principals = workdir / "principals.json"
     principals.write_text(json.dumps(principals_doc(enforcer_token, approver_token), indent=1))
     principals.chmod(0o600)
-    mode = resolve_mode(mode)
+    mode = resolve_mode(mode, pack)
     policy = policy_args(mode, pack, workdir)
     port = free_port()
     cmd = serve_command(

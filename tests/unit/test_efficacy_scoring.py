@@ -296,3 +296,24 @@ def test_merged_pack_adds_the_overlay_tools_to_a_copy(tmp_path: Path) -> None:
     assert set(overlay) <= set(tools)
     assert set(json.loads(before)["tools"]) <= set(tools)
     assert (service.REGO / service.CATALOGUE).read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("roots", "takes"),
+    [
+        (["aarm"], False),  # a pack from before policy layers
+        ([""], False),
+        (["aarm/catalogue", "aarm/layers", "aarm/main"], True),
+        (["aarm/catalogue", "aarm/overlays"], False),
+        (None, False),  # no manifest: the bundle claims every root
+    ],
+)
+def test_auto_overlay_mode_needs_a_pack_that_leaves_the_overlay_root_free(
+    tmp_path: Path, roots: list[str] | None, takes: bool
+) -> None:
+    if roots is not None:
+        (tmp_path / ".manifest").write_text(json.dumps({"roots": roots}))
+    assert service.takes_overlays(tmp_path) is takes
+    if not takes:
+        assert service.resolve_mode("auto", tmp_path) == "merge"
+    assert service.resolve_mode("merge", tmp_path) == "merge"
