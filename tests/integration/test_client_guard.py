@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -117,8 +118,8 @@ async def test_async_guard_every_verdict(opa_binary: str, tmp_path: Path) -> Non
         listed = await c.receipts.ListReceipts(
             receipt_pb2.ListReceiptsRequest(tenant="acme", session_id="s-guard")
         )
-        payloads = "".join(r.payload for r in listed.receipts)
-        assert payloads.count('"outcome"') >= 2 or payloads.count("outcome") >= 2
+        kinds = [json.loads(r.payload)["kind"] for r in listed.receipts]
+        assert kinds.count("outcome") == 2 and kinds[-1] == "session_end"
 
 
 async def test_async_guard_waits_for_the_approver_and_resubmits(
@@ -179,15 +180,16 @@ async def test_defer_asks_the_context_provider_then_runs(opa_binary: str, tmp_pa
             return [Fact("maintenance_window", True, source="change-calendar")]
 
         async with AsyncClient(target, token=PLATFORM_TOKEN) as client:
-            verdict = await client.decide(
-                me("s-defer"),
-                "credentials",
-                "rotate",
-                {"target": "prod-payments"},
-                context_provider=provider,
-            )
-            assert verdict.decision == "ALLOW"
+            session = await client.start_session(me("s-defer"), "rotate the payment keys")
+            async with session.guard(
+                "credentials", "rotate", {"target": "prod-payments"}, context_provider=provider
+            ) as g:
+                await g.record("rotated", trust=Trust.TRUSTED)
+            verdict = g.verdict
+            assert verdict is not None and verdict.decision == "ALLOW"
             assert [i.context_needed for i in asked] == [("maintenance_window",)]
+            # The outcome went to the deferred decision, the one the session settled.
+            assert verdict.outcome_decision_id == asked[0].decision_id != verdict.decision_id
             # Without a provider DEFER is not run: ActionDeferred says what is missing.
             with pytest.raises(ActionDeferred) as deferred:
                 await client.decide(

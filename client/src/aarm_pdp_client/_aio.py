@@ -389,7 +389,7 @@ class AsyncGuard:
         self._recorded = True
         await self._client.record_outcome(
             self.identity,
-            self.verdict.decision_id,
+            self.verdict.outcome_decision_id,
             output=output,
             error=error,
             trust=self._trust if trust is None else trust,

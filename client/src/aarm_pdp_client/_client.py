@@ -398,7 +398,7 @@ class Guard:
         self._recorded = True
         self._client.record_outcome(
             self.identity,
-            self.verdict.decision_id,
+            self.verdict.outcome_decision_id,
             output=output,
             error=error,
             trust=self._trust if trust is None else trust,

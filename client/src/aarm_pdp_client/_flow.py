@@ -176,6 +176,9 @@ def decide_flow(spec: ActionSpec) -> Flow:
     request_id = spec.request_id or new_request_id()
     request = build_request(spec, request_id)
     resp: decision_pb2.DecideResponse = yield DecideOp(request)
+    # The decision an outcome is reported against: a Decide's own; for a deferral the
+    # service re-judged (ProvideContext), the deferred decision (the session settles it).
+    anchor = resp.decision_id
     approved = False
     defer_rounds = 0
     while True:
@@ -187,7 +190,7 @@ def decide_flow(spec: ActionSpec) -> Flow:
                 yield AbandonOp(
                     outcome_request(
                         spec.identity,
-                        resp.decision_id,
+                        anchor,
                         error=f"not run: modified parameters do not fit the tool: {exc}",
                     )
                 )
@@ -199,6 +202,7 @@ def decide_flow(spec: ActionSpec) -> Flow:
             return Verdict(
                 decision="ALLOW" if d == D.DECISION_ALLOW else "MODIFY",
                 decision_id=resp.decision_id,
+                outcome_decision_id=anchor,
                 parameters=params,
                 reasons=_reasons(resp),
                 receipt_id=resp.receipt.receipt_id,
@@ -242,6 +246,7 @@ def decide_flow(spec: ActionSpec) -> Flow:
             resubmit.approval_token = final.approval_token
             request = resubmit
             resp = yield DecideOp(request)
+            anchor = resp.decision_id
             continue
         if d == D.DECISION_DEFER:
             info_d = DeferralInfo(

@@ -137,6 +137,9 @@ class Verdict:
     decision: str
     """``"ALLOW"`` or ``"MODIFY"``."""
     decision_id: str
+    outcome_decision_id: str
+    """The decision the outcome is reported against: ``decision_id``, or for a deferral
+    resolved with context the deferred decision (the one the session settled)."""
     parameters: dict[str, Any]
     """The parameters to run with: the caller's (ALLOW) or the policy's, coerced (MODIFY)."""
     reasons: tuple[Reason, ...]
