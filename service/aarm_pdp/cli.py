@@ -135,6 +135,18 @@ def _parser() -> argparse.ArgumentParser:
         "--telemetry-webhook", default=_env("TELEMETRY_WEBHOOK"), help="POST telemetry batches here"
     )
     s.add_argument(
+        "--telemetry-max-bytes",
+        type=int,
+        default=_env("TELEMETRY_MAX_BYTES"),
+        help="rotate the telemetry file before it passes this size (67108864: 64 MiB)",
+    )
+    s.add_argument(
+        "--telemetry-keep",
+        type=int,
+        default=_env("TELEMETRY_KEEP"),
+        help="rotated telemetry files kept: <file>.1 ... <file>.N (5)",
+    )
+    s.add_argument(
         "--telemetry-decisions",
         default=_env("TELEMETRY_DECISIONS"),
         help="export only these verdicts, comma-separated (default: all)",
@@ -299,6 +311,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         )
     if args.telemetry_webhook:
         telemetry = replace(telemetry, webhook_url=args.telemetry_webhook)
+    if args.telemetry_max_bytes is not None:
+        telemetry = replace(telemetry, max_bytes=int(args.telemetry_max_bytes))
+    if args.telemetry_keep is not None:
+        telemetry = replace(telemetry, keep=int(args.telemetry_keep))
     if args.telemetry_decisions:
         chosen = tuple(v.strip().upper() for v in args.telemetry_decisions.split(",") if v.strip())
         telemetry = replace(telemetry, decisions=chosen)

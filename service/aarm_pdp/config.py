@@ -352,6 +352,10 @@ class TelemetryConfig:
     """Export at least this often; HIGH and CRITICAL events go out at once."""
     decisions: tuple[str, ...] = ()
     """Export only these verdicts (empty: all)."""
+    max_bytes: int = 64 << 20
+    """The file rotates (to ``<file>.1``) before it would grow past this many bytes."""
+    keep: int = 5
+    """Rotated files kept (``<file>.1`` newest … ``<file>.<keep>`` oldest); 0 keeps none."""
 
 
 @dataclass(frozen=True)
@@ -481,6 +485,8 @@ class Config:
             errors.append("telemetry.webhook_url must be an http(s) URL")
         if tc.flush_seconds <= 0:
             errors.append("telemetry.flush_seconds must be > 0")
+        if tc.max_bytes < 4096 or tc.keep < 0:
+            errors.append("telemetry.max_bytes must be >= 4096 and telemetry.keep >= 0")
         bad = set(tc.decisions) - {"ALLOW", "DENY", "MODIFY", "STEP_UP", "DEFER"}
         if bad:
             errors.append(f"telemetry.decisions: unknown verdicts {sorted(bad)}")

@@ -398,6 +398,8 @@ async def start(
                 webhook_url=tc.webhook_url,
                 flush_seconds=tc.flush_seconds,
                 decisions=frozenset(tc.decisions) or None,
+                max_bytes=tc.max_bytes,
+                keep=tc.keep,
             )
             if tc.file is not None or tc.webhook_url
             else None

@@ -57,6 +57,11 @@ class Metrics:
             "Telemetry events dropped because the buffer was full.",
             registry=r,
         )
+        self.telemetry_rotations = Counter(
+            "aarm_telemetry_file_rotations_total",
+            "Times the telemetry JSONL file was rotated (it reached its size limit).",
+            registry=r,
+        )
         self.telemetry_buffer = Gauge(
             "aarm_telemetry_buffer_size",
             "Telemetry events waiting for export.",
