@@ -68,12 +68,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--overlay",
-        choices=("auto", "bundle", "merge"),
+        choices=("auto", "bundle", "merge", "none"),
         default="auto",
         help="bundle: --policy <pack> --policy <overlay bundle> (bench/efficacy/"
         "overlay.py); merge: a temporary copy of the pack with the tools merged "
-        "into its catalogue; auto: bundle when overlay.py exists and the pack takes overlays "
-        "[auto]",
+        "into its catalogue; none: the pack alone (it holds the tools); auto: bundle when "
+        "overlay.py exists and the pack takes overlays [auto]",
     )
     p.add_argument(
         "--source",

@@ -53,7 +53,7 @@ class Endpoint:
     target: str
     enforcer_token: str
     approver_token: str
-    overlay: str  # how the overlay was loaded: bundle or merge
+    overlay: str  # how the overlay was loaded: bundle, merge or none
 
 
 def _hash(token: str) -> str:
@@ -140,7 +140,9 @@ def resolve_mode(mode: str, pack: Path) -> str:
 
 
 def policy_args(mode: str, pack: Path, workdir: Path) -> list[str]:
-    """The ``--policy`` arguments of ``mode`` (bundle or merge)."""
+    """The ``--policy`` arguments of ``mode`` (bundle, merge, or none: the pack alone)."""
+    if mode == "none":
+        return ["--policy", str(pack)]
     if mode == "bundle":
         build = overlay_builder()
         if build is None:
