@@ -38,6 +38,7 @@ HEALTH_TIMEOUT = 3.0
 BACKOFF = 0.05
 WAVE_DEADLINE = 60.0
 WAVE_CHANNELS = 10
+WAVE_SESSIONS = 2000
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
@@ -169,23 +170,36 @@ async def _wave(target: str, inflight: int, seconds: float) -> dict[str, Any]:
         aio_channel(target, options=[*CHANNEL_OPTIONS, ("faults.channel", i)])
         for i in range(WAVE_CHANNELS)
     ]
+    # Connected first: the wave is calls in flight on open connections (the idle wave is
+    # the one about connections); a channel that cannot connect ends the probe non-zero.
+    await asyncio.wait_for(asyncio.gather(*(ch.channel_ready() for ch in channels)), 60)
     stubs = [Clients(ch).decide for ch in channels]
-    start = time.monotonic()
-    end = start + seconds
+    requests = [request(f"wave-{k}", 0) for k in range(WAVE_SESSIONS)]
+    go = asyncio.Event()
+    inflight_now = peak = 0
+    end = 0.0
 
     async def worker(w: int) -> None:
+        nonlocal inflight_now, peak
         stub = stubs[w % len(stubs)]
+        await go.wait()
         i = 0
-        while time.monotonic() < end:
+        while i == 0 or time.monotonic() < end:  # at least once, then until the wave ends
             i += 1
             t = time.monotonic()
+            inflight_now += 1
+            peak = max(peak, inflight_now)
             try:
-                resp = await stub.Decide(request(f"wave-{w}", i), timeout=WAVE_DEADLINE)
+                resp = await stub.Decide(
+                    requests[(w * 7 + i) % WAVE_SESSIONS], timeout=WAVE_DEADLINE
+                )
             except grpc.aio.AioRpcError as exc:
                 codes[exc.code().name] += 1
                 details[f"{exc.code().name}: {exc.details()}"] += 1
                 await asyncio.sleep(BACKOFF)  # the client's back-off after a refusal
                 continue
+            finally:
+                inflight_now -= 1
             codes["OK"] += 1
             ok_latency.append(time.monotonic() - t)
             verdict = decision_pb2.Decision.Name(resp.decision).removeprefix("DECISION_")
@@ -193,7 +207,12 @@ async def _wave(target: str, inflight: int, seconds: float) -> dict[str, Any]:
             if resp.receipt.receipt_id:
                 receipts.append((resp.decision_id, resp.receipt.receipt_id))
 
-    await asyncio.gather(*(worker(w) for w in range(inflight)))
+    tasks = [asyncio.create_task(worker(w)) for w in range(inflight)]
+    await asyncio.sleep(0)  # every worker waits on `go`
+    start = time.monotonic()
+    end = start + seconds
+    go.set()
+    await asyncio.gather(*tasks)
     finished = time.monotonic()
     for ch in channels:
         await ch.close(None)
@@ -209,6 +228,7 @@ async def _wave(target: str, inflight: int, seconds: float) -> dict[str, Any]:
         "details": dict(details),
         "verdicts": dict(verdicts),
         "receipts": receipts,
+        "peak_inflight": peak,
         "ok_p50_s": pct(0.5),
         "ok_p99_s": pct(0.99),
     }

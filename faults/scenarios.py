@@ -529,6 +529,7 @@ def _judge_wave(row: Row, result: dict[str, Any]) -> None:
     row.detail.update(
         codes=codes,
         verdicts=result["verdicts"],
+        peak_inflight=result["peak_inflight"],
         refusals=result["details"],
         ok_p50_s=result["ok_p50_s"],
         ok_p99_s=result["ok_p99_s"],
@@ -546,6 +547,8 @@ def _judge_wave(row: Row, result: dict[str, Any]) -> None:
         row.failures.append(f"answers other than OK or a reasoned refusal: {unexplained}")
     if not codes.get("OK"):
         row.failures.append("no call of the wave was decided")
+    if result["peak_inflight"] < WAVE_INFLIGHT:
+        row.failures.append(f"the wave had only {result['peak_inflight']} calls in flight")
 
 
 def _judge_wave_load(row: Row, rig: Rig) -> None:
