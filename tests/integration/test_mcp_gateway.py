@@ -518,12 +518,12 @@ async def test_catalogue_draft_from_schemas_and_hints(
     assert read["parameters"]["path"] == {"type": "string", "required": True}
     assert tools["fs.write_file"]["category"] == "destructive"
     assert tools["fs.create_directory"]["category"] == "write"  # destructiveHint false
-    assert tools["local.purge_records"]["risk_tier"] == "high"
+    assert tools["local.purge_records"]["risk_tier"] == "critical"
     assert tools["remote.search_notes"]["parameters"]["limit"] == {"type": "integer"}
     assert all(t["description"].startswith("DRAFT") for t in tools.values())
-    # The draft loads as an overlay over the reference pack, and the catalogue lint passes.
+    # The draft loads as an overlay bundle over the pack, and the catalogue lint passes.
     lint = await asyncio.create_subprocess_exec(
-        *[opa_binary, "eval", "-f", "json", "-b", str(REGO), "-b", str(bundle)],
+        *[opa_binary, "eval", "-f", "json", "-d", str(policy), "-b", str(bundle)],
         "data.aarm.catalogue.errors",
         stdout=asyncio.subprocess.PIPE,
     )

@@ -143,7 +143,7 @@ def _tool(
     [
         ({"readOnlyHint": True, "openWorldHint": False}, "read", "low"),
         ({"readOnlyHint": True}, "read", "medium"),
-        (None, "destructive", "high"),  # no hints: the protocol's cautious defaults
+        (None, "destructive", "critical"),  # no hints: the protocol's cautious defaults
         ({"destructiveHint": False}, "external_communication", "medium"),
         ({"destructiveHint": False, "openWorldHint": False}, "write", "medium"),
     ],

@@ -9,7 +9,7 @@ nothing drafts as the most cautious entry:
 | hints | category | risk_tier |
 |---|---|---|
 | readOnlyHint | read | low (medium when openWorld) |
-| not read-only, destructiveHint (the default) | destructive | high |
+| not read-only, destructiveHint (the default) | destructive | critical (every call STEP_UP) |
 | not read-only, not destructive, openWorld (the default) | external_communication | medium |
 | not read-only, not destructive, closed world | write | medium |
 
@@ -45,7 +45,7 @@ def entry(tool: types.Tool) -> dict[str, Any]:
     if read_only:
         category, tier = "read", "medium" if open_world else "low"
     elif destructive:
-        category, tier = "destructive", "high"
+        category, tier = "destructive", "critical"
     elif open_world:
         category, tier = "external_communication", "medium"
     else:
