@@ -19,7 +19,7 @@ Regal-style rules, enforced because Regal itself is not available here:
   rules: its files end in ``_test.rego`` but have no policy sibling, and they declare
   the directory's package without ``_test``, because other tests import it as
   ``data.aarm.testing``. The suffix keeps it test code: out of the policy hash
-  (``aarm_pdp.opa.bundle``) and out of any bundle built without tests. In return it must
+  (``aarm_pdp.opa.layers``) and out of any bundle built without tests. In return it must
   open with METADATA pointing at ``docs/policies/testing.md``, declare no rule ids, and
   no policy file may refer to ``data.aarm.testing``, so a decision never depends on it.
 

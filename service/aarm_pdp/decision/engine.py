@@ -180,6 +180,9 @@ class Evaluation:
     and the events bind what the enforcement point sent (its tool and the hash of its
     parameters, which name the wrapped tool); policy, session and ticket see the
     resolved action."""
+    policy: PolicyVersion | None = None
+    """The policy that judged it, from the policy engine's own answer (``None`` when
+    evaluation stopped before asking: the last one seen is recorded)."""
 
     @property
     def as_received(self) -> ActionRequest:
@@ -233,8 +236,11 @@ class DecisionEngine:
         workflow: Tickets | None = None,
         receipts: Receipts | None = None,
         telemetry: Events | None = None,
+        on_catalogue: Callable[[Catalogue], None] | None = None,
     ) -> None:
-        """Collaborators left out are switched off (null objects of :mod:`.ports`)."""
+        """Collaborators left out are switched off (null objects of :mod:`.ports`).
+
+        ``on_catalogue`` is told every tool catalogue read (the policy changed)."""
         self._policy = policy
         self._metrics = metrics
         self._timeout = opa_timeout
@@ -248,25 +254,50 @@ class DecisionEngine:
         self._meta_tools = metatools.DEFAULT_META_TOOLS if meta_tools is None else meta_tools
         self.policy_version = PolicyVersion()
         self._catalogue = Catalogue()
+        self._on_catalogue = on_catalogue or (lambda catalogue: None)
+        self._catalogue_reload: asyncio.Future[Any] | None = None
         self._background: set[asyncio.Future[Any]] = set()
 
     async def refresh_policy_version(self) -> PolicyVersion:
-        """Ask the policy engine which policy it runs; publish it as a metric.
+        """Ask the policy engine which policy it runs; publish it; read its catalogue.
 
-        The tool catalogue is read again with it: ``input.analysis`` is computed from
-        the analysed parameter types of the catalogue the policy engine holds.
+        Decisions do not depend on this: each records the policy named in its own
+        answer (:meth:`_observe_policy`). The tool catalogue is read again with it:
+        ``input.analysis`` is computed from the analysed parameter types of the
+        catalogue the policy engine holds.
         """
-        version = await self._policy.policy_version()
-        if version != self.policy_version:
-            self.policy_version = version
-            self._metrics.policy.info({"revision": version.revision, "hash": version.hash})
         try:
-            self._catalogue = Catalogue.from_policy_data(await self._policy.tool_catalogue())
+            version = await self._policy.policy_version()
+        except AarmError as exc:
+            log.error("policy version unreadable (%s): keeping %r", exc, self.policy_version)
+            version = self.policy_version
+        self._observe_policy(version, reload=False)
+        await self._read_catalogue()
+        return version
+
+    def _observe_policy(self, version: PolicyVersion, *, reload: bool = True) -> None:
+        """Note the policy an answer came from; a new one: metric, catalogue re-read."""
+        if version == self.policy_version:
+            return
+        if self.policy_version.hash:
+            log.warning("policy changed: revision %s", version.revision)
+        self.policy_version = version
+        self._metrics.policy.info({"revision": version.revision, "hash": version.hash})
+        if reload and (self._catalogue_reload is None or self._catalogue_reload.done()):
+            self._catalogue_reload = asyncio.ensure_future(self._read_catalogue())
+            self._background.add(self._catalogue_reload)
+            self._catalogue_reload.add_done_callback(self._background.discard)
+
+    async def _read_catalogue(self) -> None:
+        try:
+            catalogue = Catalogue.from_policy_data(await self._policy.tool_catalogue())
         except AarmError as exc:
             # Keep the last snapshot; a parameter the policy declares but the service
             # did not analyse is denied by the pack (aarm.analysis.missing).
             log.error("tool catalogue unreadable (%s): analysis types unchanged", exc)
-        return version
+            return
+        self._catalogue = catalogue
+        self._on_catalogue(catalogue)
 
     # -- decide ----------------------------------------------------------------
 
@@ -385,20 +416,18 @@ class DecisionEngine:
                 "session store",
             )
             self._metrics.drift.observe(prepared.input_parts["drift"]["action"])
-            result = await self._query(request, prepared.input_parts, now_ns, until)
+            result, policy = await self._query(request, prepared.input_parts, now_ns, until)
             links: dict[str, str] = {}
             if result.decision is Decision.STEP_UP and request.approval_token:
                 # A granted, single-use token for exactly this action, same policy.
                 result = await _within(
-                    self._tickets.redeem(
-                        request.approval_token, request, self.policy_version, now_ns
-                    ),
+                    self._tickets.redeem(request.approval_token, request, policy, now_ns),
                     until,
                     SessionStoreUnavailable,
                     "session store",
                 )
                 links["approval_id"] = request.approval_token.partition(".")[0]
-            return Evaluation(request, result, prepared, links, received=received)
+            return Evaluation(request, result, prepared, links, received=received, policy=policy)
         except AarmError as exc:
             log.warning("failing closed: %s: %s", exc.code.value, exc.detail)
             failed = self._failed(exc.code)
@@ -421,6 +450,7 @@ class DecisionEngine:
         started = time.perf_counter()
         links = {"deferral_id": ticket.ticket_id, "deferred_decision_id": ticket.decision_id}
         prepared: Prepared | None = None
+        policy: PolicyVersion | None = None
         try:
             if ticket.policy_hash != self.policy_version.hash:
                 result = self._failed(ErrorCode.STALE_POLICY, "policy changed while deferred")
@@ -431,7 +461,9 @@ class DecisionEngine:
                     SessionStoreUnavailable,
                     "session store",
                 )
-                result = await self._query(request, prepared.input_parts, now_ns, until)
+                result, policy = await self._query(request, prepared.input_parts, now_ns, until)
+                if ticket.policy_hash != policy.hash:  # changed just now
+                    result = self._failed(ErrorCode.STALE_POLICY, "policy changed while deferred")
             ticket = await _within(
                 self._tickets.record_attempt(
                     ticket.ticket_id,
@@ -462,6 +494,7 @@ class DecisionEngine:
             links,
             ticket_source="defer_escalation",
             commit=False,
+            policy=policy,
         )
         return await self._record(evaluation, decision_id, now_ns, started, by)
 
@@ -485,6 +518,9 @@ class DecisionEngine:
         """
         until = by.record_by if by is not None else None
         request, result = ev.request, ev.result
+        policy = ev.policy if ev.policy is not None else self.policy_version
+        if ev.policy is None:
+            ev = dataclasses.replace(ev, policy=policy)
         ticket_id = ""
         # A new suspension opens a ticket; a re-evaluation still DEFER keeps its own.
         opens_ticket = result.decision in _SUSPENDED and not _ticket_id(result)
@@ -523,7 +559,7 @@ class DecisionEngine:
             decision_id=decision_id,
             request_id=request.request_id or decision_id,
             result=result,
-            policy=self.policy_version,
+            policy=policy,
             receipt=receipt,
         )
         for event in decision_events(ev.as_received, record, ev.context, now_ns):
@@ -552,7 +588,7 @@ class DecisionEngine:
             decision_id=decision_id,
             request=ev.as_received,
             decision=result,
-            policy=self.policy_version,
+            policy=ev.policy or self.policy_version,
             context=ev.context,
             context_hash=ev.context_hash,
             now_ns=now_ns,
@@ -650,7 +686,7 @@ class DecisionEngine:
             "matched_rules": list(result.matched_rules),
             "reasons": [r.to_doc() for r in result.reasons],
             "risk": {"level": result.risk_level.value, "score": result.risk_score},
-            "policy": dataclasses.asdict(self.policy_version),
+            "policy": dataclasses.asdict(ev.policy or self.policy_version),
         }
         await self._tickets.open(
             kind="approval" if result.decision is Decision.STEP_UP else "deferral",
@@ -658,7 +694,7 @@ class DecisionEngine:
             raw_request=request.raw,
             decision_id=decision_id,
             decision=result,
-            policy=self.policy_version,
+            policy=ev.policy or self.policy_version,
             context=snapshot,
             now_ns=now_ns,
             ticket_id=ticket_id,
@@ -672,10 +708,11 @@ class DecisionEngine:
         context: dict[str, Any] | None,
         now_ns: int,
         until: float | None,
-    ) -> DecisionResult:
+    ) -> tuple[DecisionResult, PolicyVersion]:
         """Build the input, ask the policy engine (timed, errors counted), parse.
 
-        The policy engine waits at most ``opa_timeout``, and never past ``until``.
+        The policy engine waits at most ``opa_timeout``, and never past ``until``. The
+        policy version is the one the answer itself names.
         """
         m = self._metrics
         analysis = await self._analyse(request)
@@ -692,7 +729,10 @@ class DecisionEngine:
             raise
         finally:
             m.opa_query_duration.observe(time.perf_counter() - t0)
-        return parse_result(body)
+        policy = self._policy.answer_policy(body)
+        if policy is not self.policy_version:
+            self._observe_policy(policy)
+        return parse_result(body), policy
 
     async def _analyse(self, request: ActionRequest) -> dict[str, Any]:
         """``input.analysis``: parsed facts for the parameters the catalogue types.

@@ -10,8 +10,6 @@ failure is :class:`~aarm_pdp.errors.OpaUnavailable`, so the decision fails close
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,8 +26,12 @@ from aarm_pdp.opa.http import (
     HttpUnavailable,
     tls_context,
 )
+from aarm_pdp.opa.layers import policy_version
 
 _MAX_BODY = 4 * 1024 * 1024
+_VERSIONS_CACHED = 64
+_VERSION_PROBE = "/v1/data/aarm/layers/overlay_names?provenance=true"
+"""A cheap query whose answer names the loaded bundles (any data path would do)."""
 
 
 def _decode(status: int, content: bytes) -> Any:
@@ -55,7 +57,6 @@ class OpaClient:
         *,
         entrypoint: str = "aarm/main/decision",
         max_connections: int = 64,
-        file_hash: str | None = None,
         ca_file: str | Path | None = None,
         client_cert: str | Path | None = None,
         client_key: str | Path | None = None,
@@ -90,8 +91,8 @@ class OpaClient:
                 tls=tls,
             )
             self._prefix = parts.path.rstrip("/")
-        self._file_hash = file_hash
-        self._decide_path = f"{self._prefix}/v1/data/{entrypoint}"
+        self._decide_path = f"{self._prefix}/v1/data/{entrypoint}?provenance=true"
+        self._versions: dict[tuple[tuple[str, Any], ...], PolicyVersion] = {}
 
     async def _request(self, method: str, path: str, timeout: float, body: bytes = b"") -> Any:
         head = self._pool.head(method, path, len(body) if method == "POST" else None)
@@ -115,7 +116,11 @@ class OpaClient:
         return await self._request("GET", f"{self._prefix}{path}", timeout)
 
     async def tool_catalogue(self) -> Any:
-        """``data.aarm.catalogue.tools`` as OPA holds it ({} when the policy has none)."""
+        """The merged catalogue of every layer (``data.aarm.layers.tools``) as OPA holds
+        it; a pack without layers: ``data.aarm.catalogue.tools``; {} when neither."""
+        merged = (await self._get("/v1/data/aarm/layers/tools")).get("result")
+        if merged is not None:
+            return merged
         return (await self._get("/v1/data/aarm/catalogue/tools")).get("result") or {}
 
     async def healthy(self) -> bool:
@@ -126,31 +131,28 @@ class OpaClient:
             return False
         return status == 200
 
-    async def policy_version(self) -> PolicyVersion:
-        """Revisions from the loaded bundle manifests; hash of the files or the policies.
+    def answer_policy(self, body: Any) -> PolicyVersion:
+        """The policy that gave ``body`` (an :meth:`evaluate` answer): from the bundle
+        revisions OPA returned with it (``provenance.bundles``).
 
-        In managed mode the hash covers the policy files handed to OPA (modules and
-        data); against an external sidecar it covers the raw modules OPA reports
-        plus every bundle's manifest and etag.
+        Cached by those revisions, so a decision pays a few dictionary look-ups.
         """
-        bundles = (await self._get("/v1/data/system/bundles")).get("result") or {}
-        revisions = sorted(
-            str(b.get("manifest", {}).get("revision", ""))
-            for b in bundles.values()
-            if isinstance(b, dict)
-        )
-        revision = ",".join(r for r in revisions if r)
-        if self._file_hash is not None:
-            return PolicyVersion(revision=revision, hash=self._file_hash)
-        policies = (await self._get("/v1/policies")).get("result") or []
-        raws = sorted(str(p.get("raw", "")) for p in policies if isinstance(p, dict))
-        meta = sorted(
-            json.dumps({"manifest": b.get("manifest"), "etag": b.get("etag")}, sort_keys=True)
-            for b in bundles.values()
-            if isinstance(b, dict)
-        )
-        digest = hashlib.sha256(json.dumps([raws, meta]).encode()).hexdigest()
-        return PolicyVersion(revision=revision, hash=digest)
+        try:
+            bundles = body["provenance"].get("bundles") or {}  # none: files, not bundles
+            key = tuple((k, v.get("revision")) for k, v in bundles.items())
+        except (KeyError, TypeError, AttributeError):
+            raise OpaBadResponse("opa answer carries no provenance") from None
+        version = self._versions.get(key)
+        if version is None:
+            if len(self._versions) >= _VERSIONS_CACHED:
+                self._versions.clear()
+            version = policy_version(str(rev or "") for _, rev in key)
+            self._versions[key] = version
+        return version
+
+    async def policy_version(self) -> PolicyVersion:
+        """The policy OPA runs now: its bundles' effective revisions (docs/overlays.md)."""
+        return self.answer_policy(await self._get(_VERSION_PROBE))
 
     async def aclose(self) -> None:
         await self._pool.aclose()

@@ -26,7 +26,8 @@ class FakePolicyEngine:
         catalogue: dict[str, Any] | None = None,
     ) -> None:
         self._handler = handler
-        self._version = version or PolicyVersion(revision="fake", hash="0" * 64)
+        self.version = version or PolicyVersion(revision="fake", hash="0" * 64)
+        """What every answer and :meth:`policy_version` report (a test may change it)."""
         self._healthy = healthy
         self._catalogue = catalogue or {}
         self.calls: list[dict[str, Any]] = []
@@ -38,8 +39,11 @@ class FakePolicyEngine:
             return await out
         return out
 
+    def answer_policy(self, body: Any) -> PolicyVersion:
+        return self.version
+
     async def policy_version(self) -> PolicyVersion:
-        return self._version
+        return self.version
 
     async def tool_catalogue(self) -> Any:
         return self._catalogue

@@ -18,8 +18,13 @@ class PolicyEngine(Protocol):
         """Query the decision entrypoint with ``input_doc``."""
         ...
 
+    def answer_policy(self, body: Any) -> PolicyVersion:
+        """The revision and hash of the policy that gave ``body``, an ``evaluate`` answer
+        (raises :class:`~aarm_pdp.errors.OpaBadResponse` when the answer cannot say)."""
+        ...
+
     async def policy_version(self) -> PolicyVersion:
-        """The revision and hash of the policy the engine has loaded."""
+        """The revision and hash of the policy the engine has loaded now."""
         ...
 
     async def tool_catalogue(self) -> Any:

@@ -1,7 +1,10 @@
 """A managed OPA sidecar: a real ``opa run --server`` child process, supervised.
 
-The child listens on a unix socket in a private directory, loads the policy paths
-as bundles, and is restarted with backoff whenever it exits. While it is down, every
+The child listens on a unix socket in a private directory, loads the policy layers
+(the pack, then overlays: :mod:`aarm_pdp.opa.layers`) as bundles staged there with
+their effective revisions, and is restarted with backoff whenever it exits. Every
+spawn stages the layers afresh, so a restarted OPA and the revision it reports always
+name the files it loaded. While it is down, every
 query fails with ``OpaUnavailable`` and the engine answers DENY: there is no other
 path. Start-up fails loudly, with OPA's own error text, if the policy does not load.
 """
@@ -13,12 +16,14 @@ import collections
 import contextlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from aarm_pdp.opa.client import OpaClient
+from aarm_pdp.opa.layers import Layer, LayerError, load_layers, stage
 
 log = logging.getLogger("aarm_pdp.opa.sidecar")
 
@@ -79,6 +84,9 @@ class ManagedOpa:
         self.exit_codes: list[int] = []
         """Status of every exit of a child, in order (negative: killed by that signal)."""
         self._noted: set[int] = set()
+        self.layers: list[Layer] = []
+        """The layers of the running (or last started) child, as staged for it."""
+        self._staged: list[Path] = []
 
     @property
     def pid(self) -> int | None:
@@ -98,11 +106,26 @@ class ManagedOpa:
             "json",
             "--skip-version-check",
         ]
-        for p in self._paths:
+        for p in self._staged:
             argv += ["--bundle", str(p)]
         return argv
 
+    def _stage(self) -> None:
+        """Check the layers and write each as a bundle in the private directory."""
+        scratch = Path(self._dir) / "unpacked"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir()
+        try:
+            layers = load_layers(self._paths, scratch=scratch)
+        except LayerError as exc:
+            raise SidecarStartError(f"policy layers unusable: {exc}") from exc
+        bundles = Path(self._dir) / "bundles"
+        shutil.rmtree(bundles, ignore_errors=True)
+        self._staged = [stage(la, bundles / f"{i}-{la.name}") for i, la in enumerate(layers)]
+        self.layers = layers
+
     async def _spawn(self) -> asyncio.subprocess.Process:
+        self._stage()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
         self._stderr.clear()
@@ -213,4 +236,4 @@ class ManagedOpa:
         with contextlib.suppress(OSError):
             os.unlink(self.socket_path)
         with contextlib.suppress(OSError):
-            os.rmdir(self._dir)
+            shutil.rmtree(self._dir)
