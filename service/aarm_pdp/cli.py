@@ -105,7 +105,8 @@ def _parser() -> argparse.ArgumentParser:
         "--policy",
         action="append",
         type=Path,
-        help="policy directory or bundle for the managed OPA (repeatable; ./rego)",
+        help="policy layer for the managed OPA, repeatable: the pack first (./rego), then "
+        "overlays (docs/overlays.md); env AARM_PDP_POLICY, paths joined by ':'",
     )
     s.add_argument("--opa-timeout", type=float, help="seconds per OPA query (1.0)")
     s.add_argument(
@@ -242,6 +243,15 @@ def _parser() -> argparse.ArgumentParser:
 
     register_gateway(sub)
 
+    pol = sub.add_parser("policy", help="check an overlay; build layers for an external OPA")
+    psub = pol.add_subparsers(dest="policy_command", required=True)
+    pc = psub.add_parser("check", help="lint overlays against the pack (exit 1 on problems)")
+    pc.add_argument("overlays", nargs="+", type=Path, metavar="DIR")
+    pc.add_argument("--pack", type=Path, help="the reference pack (./rego)")
+    pc.add_argument("--opa-binary", default=_env("OPA_BIN"), help="opa executable (./bin/opa)")
+    pb = psub.add_parser("build", help="write the layers as bundles with effective revisions")
+    pb.add_argument("layers", nargs="+", type=Path, metavar="DIR", help="the pack, then overlays")
+    pb.add_argument("-o", "--out", type=Path, required=True, help="output directory")
     sub.add_parser("version", help="print the version")
     return p
 
@@ -289,8 +299,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         opa = replace(opa, client_cert=Path(args.opa_client_cert).resolve())
     if args.opa_client_key:
         opa = replace(opa, client_key=Path(args.opa_client_key).resolve())
-    if args.policy:
-        opa = replace(opa, policy_paths=tuple(p.resolve() for p in args.policy))
+    policy = args.policy or [Path(p) for p in (_env("POLICY") or "").split(os.pathsep) if p]
+    if policy:
+        opa = replace(opa, policy_paths=tuple(p.resolve() for p in policy))
     if args.opa_timeout is not None:
         opa = replace(opa, timeout_seconds=args.opa_timeout)
     session = SessionConfig()
@@ -378,6 +389,14 @@ def main(argv: list[str] | None = None) -> int:
         from aarm_pdp.gateway.command import run as run_gateway
 
         return run_gateway(args)
+    if args.command == "policy":
+        from aarm_pdp.opa import policy_cli
+
+        if args.policy_command == "build":
+            return policy_cli.build(args.layers, args.out)
+        defaults = OpaConfig()
+        pack = args.pack or (defaults.policy_paths[0] if defaults.policy_paths else Path("rego"))
+        return policy_cli.check(args.overlays, pack=pack, binary=args.opa_binary or defaults.binary)
     if args.command == "decide":
         return _decide(args.target, args.request, args.token_file, args.ca_file)
     if args.command == "receipts":

@@ -44,7 +44,6 @@ from aarm_pdp.decision.ports import NoEvents
 from aarm_pdp.errors import AarmError
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.observability.telemetry import TelemetryExporter
-from aarm_pdp.opa.bundle import policy_hash
 from aarm_pdp.opa.client import OpaClient
 from aarm_pdp.opa.port import PolicyEngine
 from aarm_pdp.opa.sidecar import ManagedOpa, SidecarStartError
@@ -187,7 +186,9 @@ class App:
 
     async def _watch(self) -> None:
         """Readiness follows the health of OPA, the session store and the receipt store
-        (one that cannot write is down); the policy version is re-read periodically."""
+        (one that cannot write is down). Periodically, and when OPA comes back, the
+        policy version and catalogue are re-read and revocations reloaded; a decision's
+        receipt never uses that re-read, it names the policy of its own OPA answer."""
         loop = asyncio.get_running_loop()
         o = self.cfg.opa
         next_refresh = loop.time() + o.policy_refresh_seconds
@@ -231,8 +232,7 @@ class App:
             was_up = up
         if up and (loop.time() >= next_refresh or recovered):
             with contextlib.suppress(Exception):
-                await self.engine.refresh_policy_version()
-                self.catalogue_box[0] = await _load_catalogue(self.policy)
+                await self.engine.refresh_policy_version()  # also updates catalogue_box
             # Also right after a store comes back: a restarted Redis forgot them.
             if self.reload_revocations is not None:
                 try:
@@ -297,13 +297,9 @@ async def _policy_engine(cfg: Config, metrics: Metrics) -> tuple[PolicyEngine, M
     try:
         await sidecar.start()
     except SidecarStartError as exc:
+        await sidecar.stop()
         raise StartupError(str(exc)) from exc
-    client = OpaClient(
-        sidecar.url,
-        entrypoint=o.entrypoint,
-        max_connections=o.max_connections,
-        file_hash=policy_hash(list(o.policy_paths)),
-    )
+    client = OpaClient(sidecar.url, entrypoint=o.entrypoint, max_connections=o.max_connections)
     return client, sidecar
 
 
@@ -434,6 +430,7 @@ async def start(
             cache=IdempotencyCache(
                 cfg.decision.idempotency_entries, cfg.decision.idempotency_ttl_seconds * 10**9
             ),
+            on_catalogue=functools.partial(catalogue_box.__setitem__, 0),
         )
         await engine.refresh_policy_version()
         public_keys = functools.partial(_public_keys, rlog)
