@@ -2,9 +2,10 @@
 
 Each trace gets a fresh session: StartSession with the user's request only, one Decide per
 call (fresh request id, parameters as a Struct, nothing else), RecordOutcome for every call
-that runs, the approval flow for a STEP_UP the human approves (ResolveApproval by the
-approver principal, then the same Decide with the approval token), ResolveApproval(reject)
-for one the human rejects, and EndSession. What to do with a verdict is
+that runs, the approval flow for a STEP_UP the human approves (the enforcement point waits
+on WatchApproval, the approver principal calls ResolveApproval, the watch delivers the
+token and the same Decide is re-submitted with it), ResolveApproval(reject) for one the
+human rejects, and EndSession. What to do with a verdict is
 :func:`bench.efficacy.scoring.step`; what was decided comes back as a
 :class:`~bench.efficacy.scoring.TraceResult`.
 """
@@ -76,11 +77,16 @@ def _now() -> timestamp_pb2.Timestamp:
     return ts
 
 
+class ReplayError(RuntimeError):
+    """The replay of a trace cannot go on (not a verdict)."""
+
+
 @dataclass
 class Stats:
     """RPC counts of a run."""
 
     decides: int = 0
+    watched: int = 0
     approvals: int = 0
     outcomes: int = 0
 
@@ -95,6 +101,7 @@ class Replayer:
     enforcer_token: str
     approver_token: str
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    watch: bool = True  # wait for answers on WatchApproval (off once UNIMPLEMENTED)
     stats: Stats = field(default_factory=Stats)
 
     def __post_init__(self) -> None:
@@ -134,6 +141,8 @@ class Replayer:
                     break
         except grpc.aio.AioRpcError as exc:
             error = _rpc_error(exc)
+        except ReplayError as exc:
+            error = str(exc)
         finally:
             try:
                 await self._sessions.EndSession(
@@ -163,11 +172,11 @@ class Replayer:
             await self._record(ident, first.decision_id, call)
             return CallResult(index, call.tool, verdict, reasons)
         if move is Step.REJECT:
-            await self._resolve(first.approval.approval_id, grant=False)
+            await self._answer(ident, first.approval.approval_id, grant=False)
             return CallResult(index, call.tool, verdict, reasons)
         if move is Step.END:
             return CallResult(index, call.tool, verdict, reasons)
-        token = await self._resolve(first.approval.approval_id, grant=True)
+        token = await self._answer(ident, first.approval.approval_id, grant=True)
         again = await self._decide_once(ident, action, token)
         if isinstance(again, str):
             return CallResult(index, call.tool, verdict, reasons, ERROR, error=again)
@@ -191,6 +200,39 @@ class Replayer:
             return await self._decide.Decide(req, metadata=self._enforcer, timeout=RPC_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
             return _rpc_error(exc)
+
+    async def _answer(self, ident: Any, approval_id: str, *, grant: bool) -> str:
+        """The human answers while the enforcement point waits on WatchApproval (as the
+        MCP gateway does): the token of a grant is the one the watch delivers.
+
+        A service without WatchApproval (an older ``--source``): the approver's token.
+        """
+        if not self.watch:
+            return await self._resolve(approval_id, grant=grant)
+        stream = self._approvals.WatchApproval(
+            approval_pb2.WatchApprovalRequest(identity=ident, approval_id=approval_id),
+            metadata=self._enforcer,
+            timeout=RPC_TIMEOUT,
+        )
+        answered = False
+        try:
+            # The stream sends the current status at once (PENDING): the watch is open,
+            # so the human answers now and the next status is the answer.
+            async for status in stream:
+                if status.status != approval_pb2.APPROVAL_STATUS_PENDING:
+                    self.stats.watched += 1
+                    return str(status.approval_token)
+                if not answered:
+                    answered = True
+                    await self._resolve(approval_id, grant=grant)
+        except grpc.aio.AioRpcError as exc:
+            if answered or exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            self.watch = False
+            return await self._resolve(approval_id, grant=grant)
+        finally:
+            stream.cancel()  # a no-op once the server has ended the stream
+        raise ReplayError(f"WatchApproval {approval_id} ended without an answer")
 
     async def _resolve(self, approval_id: str, *, grant: bool) -> str:
         """ResolveApproval as the approver: the approval token on a grant."""

@@ -113,9 +113,11 @@ async def replay_all(
     return sorted(results, key=lambda r: r.trace.id), replayer.stats
 
 
-def _commit() -> str:
+def _commit(rev: str | None) -> str:
+    """The commit replayed: ``rev`` resolved, or HEAD (+dirty when the working tree's
+    service or pack differ from it)."""
     proc = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
+        ["git", "rev-parse", "--short", rev or "HEAD"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -128,7 +130,7 @@ def _commit() -> str:
         text=True,
         check=False,
     )
-    return proc.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    return proc.stdout.strip() + ("+dirty" if dirty.stdout.strip() and not rev else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     report = scoring.score(results)
     meta: dict[str, Any] = {
-        "commit": _commit(),
+        "commit": _commit(args.source),
         "policy": str(args.policy_dir),
         "source": args.source or "working tree",
         "overlay": overlay,
@@ -181,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "traces": len(traces),
         "decides": stats.decides,
         "approvals_resolved": stats.approvals,
+        "approvals_watched": stats.watched,
         "outcomes_recorded": stats.outcomes,
         "concurrency": args.concurrency,
         "replay_seconds": round(replayed, 1),

@@ -4,8 +4,9 @@ The service runs as ``make efficacy`` runs it (``bench.efficacy.service.running`
 ``aarm-pdp serve``, managed OPA, its own principals), on a tiny pack whose verdict is
 named by the operation, so the test does not depend on the reference rules (which the
 corpus measures, and which change). It checks the enforcement point's moves: a STEP_UP
-approved through ResolveApproval by the approver principal and re-submitted with the
-token (ALLOW, "approved by efficacy-approver"), a STEP_UP after the injection rejected,
+approved through ResolveApproval by the approver principal while the enforcement point
+waits on WatchApproval, re-submitted with the watch's token (ALLOW, "approved by
+efficacy-approver"), a STEP_UP after the injection rejected,
 DENY and DEFER ending a trace, every run call's outcome recorded, and the scores.
 """
 
@@ -123,6 +124,7 @@ def test_replay_runs_the_approval_flow_and_ends_traces_on_stops(
     # Decides: 3+1 (901), 2 (902), 1 (903), 3+1 (904); approvals: 2 granted, 1 rejected;
     # outcomes: every call that ran.
     assert (stats.decides, stats.approvals, stats.outcomes) == (11, 3, 6)
+    assert stats.watched == 3  # each answer reached the enforcement point on WatchApproval
     report = score(results)
     assert report["summary"]["benign_deny"] == 1
     assert report["summary"]["friction_by"] == {
