@@ -41,6 +41,21 @@ DEFAULT_HEALTH_INTERVAL_SECONDS = 1.0
 DEFAULT_ENTRYPOINT = "aarm/main/decision"
 DEFAULT_IDEMPOTENCY_ENTRIES = 100_000
 DEFAULT_IDEMPOTENCY_TTL_SECONDS = 600
+MIB = 1 << 20
+# Memory bounds (issue 14 item 2; docs/performance.md, "Memory bounds"), sized for a
+# 2-CPU, 23 GiB host: all of them full is ~1.5 GiB of encoded bytes, ~3 GiB resident.
+DEFAULT_IDEMPOTENCY_TENANT_BYTES = 64 * MIB
+DEFAULT_IDEMPOTENCY_TOTAL_BYTES = 256 * MIB
+DEFAULT_TICKET_TENANT_BYTES = 64 * MIB
+DEFAULT_TICKET_TENANT_ENTRIES = 10_000
+DEFAULT_TICKET_TOTAL_BYTES = 256 * MIB
+DEFAULT_SESSION_STATE_BYTES = 256 << 10
+DEFAULT_SESSION_LOG_ENTRIES = 1024
+DEFAULT_SESSION_LOG_BYTES = 512 << 10
+DEFAULT_SESSION_TENANT_BYTES = 256 * MIB
+DEFAULT_SESSION_TENANT_ENTRIES = 20_000
+DEFAULT_SESSION_TOTAL_BYTES = 1024 * MIB
+DEFAULT_SESSION_EVICT_IDLE_SECONDS = 300
 DEFAULT_SESSION_TTL_SECONDS = 3600
 DEFAULT_ARTIFACT_TTL_SECONDS = 30 * 24 * 3600
 DEFAULT_STORE_TIMEOUT_SECONDS = 0.5
@@ -159,6 +174,33 @@ def _server_limit_problems(s: ServerConfig) -> list[str]:
 
 
 _OPA_TLS_FILES = ("ca_file", "client_cert", "client_key")
+
+
+def _bound_problems(c: Config) -> list[str]:
+    """Memory bounds: positive, and no tenant budget above its store's."""
+    sc, ap, dc = c.session, c.approvals, c.decision
+    out = [
+        f"{name} must be >= 1"
+        for name, value in (
+            ("session.max_state_bytes", sc.max_state_bytes),
+            ("session.log_window_entries", sc.log_window_entries),
+            ("session.log_window_bytes", sc.log_window_bytes),
+            ("session.tenant_sessions", sc.tenant_sessions),
+            ("session.evict_idle_seconds", sc.evict_idle_seconds),
+            ("approvals.ticket_tenant_entries", ap.ticket_tenant_entries),
+        )
+        if value < 1
+    ]
+    for tenant, total, what in (
+        (dc.idempotency_tenant_bytes, dc.idempotency_total_bytes, "decision.idempotency"),
+        (sc.tenant_bytes, sc.total_bytes, "session"),
+        (ap.ticket_tenant_bytes, ap.ticket_total_bytes, "approvals.ticket"),
+    ):
+        if not 1 <= tenant <= total:
+            out.append(f"{what}: need 1 <= tenant bytes <= total bytes")
+    if sc.tenant_bytes < sc.max_state_bytes + sc.log_window_bytes:
+        out.append("session.tenant_bytes must hold one session's state and log window")
+    return out
 
 
 def _opa_tls_problems(o: OpaConfig) -> list[str]:
@@ -282,6 +324,10 @@ class DecisionConfig:
     """request_id cache size."""
     idempotency_ttl_seconds: int = DEFAULT_IDEMPOTENCY_TTL_SECONDS
     """How long a request_id replays its decision."""
+    idempotency_tenant_bytes: int = DEFAULT_IDEMPOTENCY_TENANT_BYTES
+    """Encoded bytes of one tenant's cached decisions; past it its oldest are evicted."""
+    idempotency_total_bytes: int = DEFAULT_IDEMPOTENCY_TOTAL_BYTES
+    """Encoded bytes of every tenant's cached decisions; past it the oldest are evicted."""
 
 
 @dataclass(frozen=True)
@@ -314,6 +360,22 @@ class SessionConfig:
     """Deadline of one store operation; past it the decision is DENY."""
     semantic_drift: bool = False
     """Score actions against the original request with all-MiniLM-L6-v2 (needs the extra)."""
+    max_state_bytes: int = DEFAULT_SESSION_STATE_BYTES
+    """One session's state blob; a decision that would grow it past this is DENY."""
+    log_window_entries: int = DEFAULT_SESSION_LOG_ENTRIES
+    """Context-log entries kept per session (the newest); the state's running hash
+    (``log_head``) still covers every entry ever appended."""
+    log_window_bytes: int = DEFAULT_SESSION_LOG_BYTES
+    """Context-log bytes kept per session (the newest entries)."""
+    tenant_bytes: int = DEFAULT_SESSION_TENANT_BYTES
+    """Memory store: one tenant's sessions (state, log window, provenance index)."""
+    tenant_sessions: int = DEFAULT_SESSION_TENANT_ENTRIES
+    """Sessions one tenant may hold (memory and Redis); past it a new one is DENY."""
+    total_bytes: int = DEFAULT_SESSION_TOTAL_BYTES
+    """Memory store: every tenant's sessions."""
+    evict_idle_seconds: int = DEFAULT_SESSION_EVICT_IDLE_SECONDS
+    """Memory store: a full budget evicts sessions idle this long (oldest first); a
+    session evicted is DENY ``session_budget_exhausted`` when it acts again."""
 
 
 @dataclass(frozen=True)
@@ -328,6 +390,13 @@ class ApprovalConfig:
     """Resolution attempts before a deferral is denied."""
     sweep_interval_seconds: float = DEFAULT_SWEEP_INTERVAL_SECONDS
     """How often expired approvals and deferrals are turned into DENY."""
+    ticket_tenant_bytes: int = DEFAULT_TICKET_TENANT_BYTES
+    """Bytes of one tenant's tickets; a new one past it (open ones are never dropped,
+    settled ones are evicted first) is DENY ``ticket_budget_exhausted``."""
+    ticket_tenant_entries: int = DEFAULT_TICKET_TENANT_ENTRIES
+    """Tickets one tenant may hold open (and, in memory, settled ones kept)."""
+    ticket_total_bytes: int = DEFAULT_TICKET_TOTAL_BYTES
+    """Memory store: every tenant's tickets."""
 
 
 @dataclass(frozen=True)
@@ -472,6 +541,7 @@ class Config:
             errors.append("session.state must be 'memory' or a redis:// URL")
         if sc.ttl_seconds < 1 or sc.artifact_ttl_seconds < 1 or sc.store_timeout_seconds <= 0:
             errors.append("session ttl and timeout settings must be > 0")
+        errors.extend(_bound_problems(self))
         ap = self.approvals
         if ap.webhook_url and not re.fullmatch(r"https?://\S+", ap.webhook_url):
             errors.append("approvals.webhook_url must be an http(s) URL")

@@ -28,7 +28,8 @@ Exception hierarchy::
     │   └── DecisionMalformed      wrong shape, type or unknown verdict
     ├── ReceiptStoreUnavailable    the receipt store failed; the action is DENY
     ├── ReceiptInvalid             a receipt body that cannot be signed or stored
-    └── Overloaded                 admission control refused the call (RESOURCE_EXHAUSTED)
+    ├── Overloaded                 admission control refused the call (RESOURCE_EXHAUSTED)
+    └── BudgetExhausted            a tenant's ticket or session budget is full (DENY)
 
 Third-party exceptions (aiohttp, redis, grpc, json) are translated into these at the
 module boundary that calls the library; none escapes it.
@@ -67,6 +68,8 @@ class ErrorCode(enum.StrEnum):
     RECEIPT_STORE_UNAVAILABLE = "receipt_store_unavailable"
     RECEIPT_INVALID = "receipt_invalid"
     OVERLOADED = "overloaded"
+    TICKET_BUDGET_EXHAUSTED = "ticket_budget_exhausted"
+    SESSION_BUDGET_EXHAUSTED = "session_budget_exhausted"
 
 
 class AarmError(Exception):
@@ -205,6 +208,15 @@ class Overloaded(AarmError):
     code = ErrorCode.OVERLOADED
 
 
+class BudgetExhausted(AarmError):
+    """A store's byte or entry budget (the tenant's, or the whole store's) has no room
+    for a new approval or deferral ticket, or a new or grown session: refused, never
+    made room for by dropping one that is still open (docs/performance.md, "Memory
+    bounds"). Decide answers DENY with the code; other RPCs RESOURCE_EXHAUSTED."""
+
+    code = ErrorCode.SESSION_BUDGET_EXHAUSTED
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorRow:
     """Everything said about one error code, in one place."""
@@ -325,6 +337,16 @@ ERRORS: dict[ErrorCode, ErrorRow] = {
         "overloaded: retry with backoff",
         "the service is overloaded; failing closed",
         True,
+    ),
+    ErrorCode.TICKET_BUDGET_EXHAUSTED: ErrorRow(
+        _S.RESOURCE_EXHAUSTED,
+        "too many open approvals or deferrals: settle some first",
+        "no room for another open approval or deferral ticket; failing closed",
+    ),
+    ErrorCode.SESSION_BUDGET_EXHAUSTED: ErrorRow(
+        _S.RESOURCE_EXHAUSTED,
+        "session budget full: end idle sessions first",
+        "no room for the session's state in the session store; failing closed",
     ),
 }
 """The one error table: a row for every :class:`ErrorCode` (a unit test checks it)."""

@@ -361,7 +361,8 @@ async def start(
         policy: PolicyEngine = policy_engine
     else:
         policy, sidecar = await _policy_engine(cfg, metrics)
-    store = open_session_store(cfg.session)
+    store = open_session_store(cfg.session, cfg.approvals)
+    metrics.watch_bounds(store.bound_stats)
     rlog: ReceiptLog | None = None
     try:
         rc = cfg.receipts
@@ -419,6 +420,14 @@ async def start(
             token_ttl_seconds=ap.token_ttl_seconds,
             max_defer_attempts=ap.max_defer_attempts,
         )
+        dc = cfg.decision
+        cache = IdempotencyCache(
+            dc.idempotency_entries,
+            dc.idempotency_ttl_seconds * 10**9,
+            tenant_bytes=dc.idempotency_tenant_bytes,
+            total_bytes=dc.idempotency_total_bytes,
+        )
+        metrics.watch_bounds(cache.bound_stats)
         engine = DecisionEngine(
             policy,
             metrics,
@@ -427,9 +436,7 @@ async def start(
             receipts=rlog,
             telemetry=telemetry,
             opa_timeout=cfg.opa.timeout_seconds,
-            cache=IdempotencyCache(
-                cfg.decision.idempotency_entries, cfg.decision.idempotency_ttl_seconds * 10**9
-            ),
+            cache=cache,
             on_catalogue=functools.partial(catalogue_box.__setitem__, 0),
         )
         await engine.refresh_policy_version()

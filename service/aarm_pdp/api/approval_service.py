@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -19,7 +20,7 @@ from aarm.v1 import (
 from google.protobuf import timestamp_pb2
 
 from aarm_pdp.api.auth import CallGuard, bind_identity, principal, tenant_for
-from aarm_pdp.api.decision_service import to_response
+from aarm_pdp.api.decision_service import engine_deadline, to_response
 from aarm_pdp.api.handlers import generic_handler, run, run_stream
 from aarm_pdp.api.validation import FACT_RE, to_action_request, to_identity
 from aarm_pdp.approvals import tickets as tk
@@ -29,6 +30,7 @@ from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.engine import DecisionEngine
 from aarm_pdp.decision.followups import Followups
 from aarm_pdp.errors import (
+    AarmError,
     ApprovalRejected,
     ErrorCode,
     RequestInvalid,
@@ -324,11 +326,21 @@ class DeferralServicer(_Base, deferral_pb2_grpc.DeferralServiceServicer):
                     human_verified=bool(bound.get("human_verified", False)),
                 ),
             )
-            record = await self._engine.reevaluate(action_request, ticket)
-            after = await self._wf.get(ticket.ticket_id)
-            return deferral_pb2.ProvideContextResponse(
-                status=_DEFER_STATUS.get(after.status, deferral_pb2.DEFERRAL_STATUS_UNSPECIFIED),
-                decision=to_response(record),
-            )
+            # Judged within the client's deadline, as Decide is: a hung store or policy
+            # engine gives an OK DENY with its reason code, never DEADLINE_EXCEEDED.
+            deadline = engine_deadline(context)
+            loop = asyncio.get_running_loop()
+            until = None if deadline is None else loop.time() + deadline
+            record = await self._engine.reevaluate(action_request, ticket, deadline=deadline)
+            status = deferral_pb2.DEFERRAL_STATUS_UNSPECIFIED  # unknown if not read in time
+            left = None if until is None else until - loop.time()
+            if left is None or left > 0:
+                try:
+                    async with asyncio.timeout(left):
+                        after = await self._wf.get(ticket.ticket_id)
+                    status = _DEFER_STATUS.get(after.status, status)
+                except (TimeoutError, AarmError) as exc:
+                    log.warning("deferral status not read after re-evaluation: %r", exc)
+            return deferral_pb2.ProvideContextResponse(status=status, decision=to_response(record))
 
         return await self._call(context, body)

@@ -32,6 +32,18 @@ _DEADLINE_MARGIN_SHARE = 0.1
 event loop's lag under load): a tenth of the deadline, at most 0.5 s. The engine gets
 the rest, and keeps its own share for the receipt and the session commit
 (decision/engine.py)."""
+
+
+def engine_deadline(context: Any) -> float | None:
+    """Seconds the engine may take for a call with this context: the client's deadline
+    less the margin for the answer's way back (None: the client set no deadline)."""
+    remaining: float | None = context.time_remaining()
+    if remaining is None:
+        return None
+    margin = min(_DEADLINE_MARGIN_SECONDS, remaining * _DEADLINE_MARGIN_SHARE)
+    return max(0.0, remaining - margin)
+
+
 MAX_HUMAN_TOKEN = 8192
 """Longest end-user identity token (a JWT) accepted."""
 
@@ -133,10 +145,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
                 await context.abort(status, client_message(exc))
                 raise
             action_request = self._guard.verify_human(action_request, human_token)
-            remaining = context.time_remaining()
-            if remaining is not None:  # leave time for the DENY to reach the client
-                margin = min(_DEADLINE_MARGIN_SECONDS, remaining * _DEADLINE_MARGIN_SHARE)
-                remaining = max(0.0, remaining - margin)
+            remaining = engine_deadline(context)
             # Shielded: a client that hangs up does not cut a decision (and its
             # metrics and receipt) in half; its admission slot is held until it ends.
             decision = asyncio.ensure_future(

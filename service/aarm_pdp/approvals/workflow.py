@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -97,6 +98,10 @@ class Workflow:
         ``ticket_id`` is one :meth:`new_ticket_id` handed out earlier (so the receipt
         written before the ticket can name it); a new one is drawn when it is empty.
         """
+        if kind == "deferral":  # refused before ~1.4 bytes per request byte are encoded
+            await self._store.ticket_room(
+                f"{kind}:{request.identity.tenant}", len(raw_request) * 4 // 3 + 4096
+            )
         timeout = (
             decision.approval.timeout_seconds
             if decision.approval is not None
@@ -114,7 +119,11 @@ class Workflow:
             created_ns=now_ns,
             deadline_ns=now_ns + timeout * _NS,
             action_hash=tk.action_hash(request),
-            request_b64=tk.encode_request(raw_request),
+            # Only a deferral is re-judged from the ticket (ProvideContext); an approval
+            # is redeemed by the re-submitted action itself.
+            request_b64=tk.encode_request(raw_request) if kind == "deferral" else "",
+            request_sha256=hashlib.sha256(raw_request).hexdigest(),
+            request_bytes_len=len(raw_request),
             policy_hash=policy.hash,
             policy_revision=policy.revision,
             approvers=list(decision.approval.approvers) if decision.approval else [],
@@ -122,7 +131,7 @@ class Workflow:
             trigger=decision.deferral.trigger if decision.deferral else "",
             risk_level=decision.risk_level.value,
             reasons=[r.to_doc() for r in decision.reasons],
-            context=context,
+            context=tk.compact_context(context),
         )
         await self._store.ticket_create(
             ticket.ticket_id, ticket.to_bytes(), ticket.index, ticket.deadline_ns
@@ -181,6 +190,7 @@ class Workflow:
             if grant:
                 t.token_sha256 = tk.token_hash(token)
                 t.token_expires_ns = now_ns + self._token_ttl * _NS
+            t.settle()
             return t.to_bytes(), t
 
         probe = await self.get(ticket_id)
@@ -311,6 +321,7 @@ class Workflow:
                     "decision_id": decision_id,
                     "method": "attempts_exhausted" if exhausted else "context_provided",
                 }
+                t.settle()
             return t.to_bytes(), t
 
         probe = await self.get(ticket_id)
@@ -336,6 +347,7 @@ class Workflow:
                     return None, None
                 t.status = tk.EXPIRED
                 t.resolved_ns = now_ns
+                t.settle()
                 return t.to_bytes(), t
 
             probe = await self._store.ticket_get(ticket_id)

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from aarm_pdp.model.bounds import BoundStats
 
 # Shared bucket constants (seconds).
 LATENCY_BUCKETS = (
@@ -192,6 +197,13 @@ class Metrics:
         )
         self._codes: set[str] = set()
         self._codes_lock = threading.Lock()
+        self.bounds = _BoundsCollector()
+        r.register(self.bounds)
+
+    def watch_bounds(self, source: Callable[[], list[BoundStats]]) -> None:
+        """Export a bounded store's bytes, entries, evictions and refusals at each scrape
+        (``aarm_store_*``; the ``store`` label is the store's fixed name, no tenant)."""
+        self.bounds.sources.append(source)
 
     def code_label(self, code: str) -> str:
         """A bounded label value for a reason code that may come from policy."""
@@ -204,3 +216,55 @@ class Metrics:
                 return "other"
             self._codes.add(code)
         return code
+
+
+class _BoundsCollector(Collector):
+    """``aarm_store_*``: the memory bounds of the caches and stores (model/bounds.py)."""
+
+    def __init__(self) -> None:
+        self.sources: list[Callable[[], list[BoundStats]]] = []
+
+    def describe(self) -> list[Metric]:
+        return []  # families are known only when collected (no stores before wiring)
+
+    def collect(self) -> Iterator[Metric]:
+        size = GaugeMetricFamily(
+            "aarm_store_bytes", "Encoded bytes held by a bounded store or cache.", labels=["store"]
+        )
+        entries = GaugeMetricFamily(
+            "aarm_store_entries", "Entries held by a bounded store or cache.", labels=["store"]
+        )
+        largest = GaugeMetricFamily(
+            "aarm_store_largest_tenant_bytes",
+            "Bytes held for the tenant holding the most (no tenant label).",
+            labels=["store"],
+        )
+        budget = GaugeMetricFamily(
+            "aarm_store_budget_bytes",
+            "Byte budgets of a bounded store: per tenant and in all.",
+            labels=["store", "scope"],
+        )
+        evicted = CounterMetricFamily(
+            "aarm_store_evictions",
+            "Entries evicted from a bounded store, by reason: ttl, budget (idempotency), "
+            "settled (tickets), idle (sessions).",
+            labels=["store", "reason"],
+        )
+        refused = CounterMetricFamily(
+            "aarm_store_refusals",
+            "Writes a bounded store refused (a DENY or RESOURCE_EXHAUSTED), by the budget "
+            "that was full: tenant, total, entry, state.",
+            labels=["store", "reason"],
+        )
+        for source in self.sources:
+            for st in source():
+                size.add_metric([st.store], st.bytes)
+                entries.add_metric([st.store], st.entries)
+                largest.add_metric([st.store], st.largest_tenant_bytes)
+                budget.add_metric([st.store, "tenant"], st.budget.tenant_bytes)
+                budget.add_metric([st.store, "total"], st.budget.total_bytes)
+                for reason, n in sorted(st.evictions.items()):
+                    evicted.add_metric([st.store, reason], n)
+                for reason, n in sorted(st.refusals.items()):
+                    refused.add_metric([st.store, reason], n)
+        yield from (size, entries, largest, budget, evicted, refused)

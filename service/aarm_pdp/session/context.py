@@ -9,6 +9,7 @@ functions, ``input.session``, ``input.dependencies``, ``input.provenance`` and
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,21 @@ class Prepared:
     artifact_level: int = -1
     original_text: str = ""
     context_hash: str = ""
+
+
+INLINE_INDEX_CHARS = 512
+"""Texts up to this many characters in all are fingerprinted on the event loop (a
+40-character output costs about what a hop to a worker thread does: docs/performance.md,
+"Memory bounds"); longer ones (an output of up to 64 KiB plus 256 values: ~0.2 s) in a
+worker thread, so one large RecordOutcome or StartSession does not stall the decisions
+of every other session."""
+
+
+async def _fingerprints(texts: list[str]) -> set[str]:
+    """:func:`~aarm_pdp.provenance.classify.fingerprints_of`, off the loop when large."""
+    if sum(map(len, texts)) <= INLINE_INDEX_CHARS:
+        return prov.fingerprints_of(texts)
+    return await asyncio.to_thread(prov.fingerprints_of, texts)
 
 
 def _log_bytes(entry: dict[str, Any]) -> list[bytes]:
@@ -248,7 +264,9 @@ class SessionContext:
             decoded.put(prepared.key, blob, state)
             return blob, (entry, state.highest)
 
-        _, highest = await self.store.update(prepared.key, apply, lambda r: _log_bytes(r[0]))
+        _, highest = await self.store.update(
+            prepared.key, apply, lambda r: _log_bytes(r[0]), ident.tenant
+        )
         if self.semantic is not None and prepared.original_text:
             action = request.action
             self.semantic.submit(
@@ -299,8 +317,8 @@ class SessionContext:
             head = st.chain(state, entry)
             return state.to_bytes(), (entry, head)
 
-        _, head = await self.store.update(key, apply, lambda r: _log_bytes(r[0]))
-        user = prov.fingerprints_of([original.text])
+        _, head = await self.store.update(key, apply, lambda r: _log_bytes(r[0]), ident.tenant)
+        user = await _fingerprints([original.text])
         await self.store.index_add(key, dict.fromkeys(user, prov.USER))
         return head
 
@@ -348,10 +366,12 @@ class SessionContext:
             )
             return state.to_bytes(), (entry, state.log_head, state.highest)
 
-        _, head, highest = await self.store.update(key, apply, lambda r: _log_bytes(r[0]))
+        _, head, highest = await self.store.update(
+            key, apply, lambda r: _log_bytes(r[0]), ident.tenant
+        )
         if executed and texts:
             mask = prov.TOOL_TRUSTED if trusted_box and trusted_box[0] else prov.TOOL_UNTRUSTED
-            await self.store.index_add(key, dict.fromkeys(prov.fingerprints_of(texts), mask))
+            await self.store.index_add(key, dict.fromkeys(await _fingerprints(texts), mask))
         return head, highest
 
     async def settle(
@@ -383,7 +403,9 @@ class SessionContext:
             head = st.chain(state, entry)
             return state.to_bytes(), (entry, head)
 
-        _, head = await self.store.update(key, apply, lambda r: _log_bytes(r[0]) if r[0] else [])
+        _, head = await self.store.update(
+            key, apply, lambda r: _log_bytes(r[0]) if r[0] else [], tenant
+        )
         return head
 
     async def revoked(self, ident: Identity) -> bool:
@@ -417,5 +439,5 @@ class SessionContext:
             raise SessionNotFound("no such session")
         state = st.SessionState.from_bytes(raw)
         _check_identity(state, ident)
-        await self.store.delete(key)
+        await self.store.delete(key, ident.tenant)
         return state.log_head, state.action_count

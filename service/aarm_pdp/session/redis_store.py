@@ -2,9 +2,19 @@
 
 Keys (all under a configurable prefix, all with the session TTL refreshed on write):
 ``s:<key>`` state bytes, ``i:<key>`` provenance index (hash fingerprint -> mask),
-``l:<key>`` context log (list), ``a:<tenant>`` artifact taint (hash, longer TTL).
+``l:<key>`` context log window (list), ``lm:<key>`` the window's bytes, base hash and
+dropped count, ``ts:<tenant>`` the tenant's sessions (sorted by last write),
+``a:<tenant>`` artifact taint (hash, longer TTL), ``q:<tenant>`` the tenant's open
+tickets (ticket id -> bytes) with ``qb:<tenant>`` their total.
 Updates use WATCH/MULTI/EXEC with retries, so two replicas updating one session never
 lose an update. Redis errors become :class:`~aarm_pdp.errors.SessionStoreUnavailable`.
+
+Bounds (as the memory store, :mod:`aarm_pdp.session.store`): the state blob by bytes
+(refused before it is written), the log to a window by entries and bytes (trimmed in
+the same transaction, its base kept), a tenant's sessions by count (a new session past
+it is refused, in the same transaction) and its open tickets by count and bytes.
+Settled tickets shrink (no request copy) and expire after ``TICKET_TTL_SECONDS``;
+Redis' own ``maxmemory`` is the operator's global cap.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -20,13 +31,20 @@ import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from aarm_pdp.errors import SessionStoreUnavailable
+from aarm_pdp.model.bounds import BoundStats, Budget
 from aarm_pdp.session.store import (
+    GENESIS,
     MAX_INDEX_PER_SESSION,
     REVOCATION_TTL_SECONDS,
     TICKET_TTL_SECONDS,
     Loaded,
+    LogWindow,
+    SessionBounds,
+    TicketBounds,
     Updater,
+    session_refused,
     tenant_key,
+    ticket_refused,
 )
 
 T = TypeVar("T")
@@ -57,6 +75,81 @@ return 1
 """
 
 
+# Write a session: refuse a new one past the tenant's count (nothing written, returns
+# 0); else set the state, append the log entries, trim the window to its entries and
+# bytes (keeping the hash it starts from and how many were dropped), note the session
+# on the tenant's list. KEYS: state, log, log meta, tenant sessions.
+# ARGV: state, ttl, is_new, now, tenant cap, max entries, max bytes, member, entries...
+_SESSION_WRITE = """
+local ttl = tonumber(ARGV[2])
+local now = tonumber(ARGV[4])
+if ARGV[3] == '1' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - ttl)
+  if redis.call('ZSCORE', KEYS[4], ARGV[8]) == false
+     and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[5]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+local bytes = tonumber(redis.call('HGET', KEYS[3], 'bytes') or 0)
+for i = 9, #ARGV do
+  redis.call('RPUSH', KEYS[2], ARGV[i])
+  bytes = bytes + #ARGV[i]
+end
+local n = redis.call('LLEN', KEYS[2])
+local dropped = 0
+local last = false
+while n > 1 and (n > tonumber(ARGV[6]) or bytes > tonumber(ARGV[7])) do
+  last = redis.call('LPOP', KEYS[2])
+  bytes = bytes - #last
+  n = n - 1
+  dropped = dropped + 1
+end
+if last then
+  local ok, doc = pcall(cjson.decode, last)
+  local base = ''
+  if ok and type(doc) == 'table' and type(doc['hash']) == 'string' then base = doc['hash'] end
+  redis.call('HSET', KEYS[3], 'base', base)
+  redis.call('HINCRBY', KEYS[3], 'dropped', dropped)
+end
+redis.call('HSET', KEYS[3], 'bytes', bytes)
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('EXPIRE', KEYS[3], ttl)
+redis.call('ZADD', KEYS[4], now, ARGV[8])
+redis.call('EXPIRE', KEYS[4], ttl)
+return 1
+"""
+
+# Open a ticket unless the tenant's open tickets are at their count or bytes cap.
+# KEYS: ticket, pending index, due, tenant open tickets, their bytes.
+# ARGV: data, ttl, tid, deadline (s), max count, max bytes.
+_TICKET_CREATE = """
+local size = #ARGV[1]
+local used = tonumber(redis.call('GET', KEYS[5]) or 0)
+if redis.call('HLEN', KEYS[4]) >= tonumber(ARGV[5]) or used + size > tonumber(ARGV[6]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[3], size)
+redis.call('INCRBY', KEYS[5], size)
+redis.call('EXPIRE', KEYS[4], ARGV[2])
+redis.call('EXPIRE', KEYS[5], ARGV[2])
+return 1
+"""
+
+# Take a ticket off its tenant's open tickets (releases its bytes). KEYS: open, bytes.
+_TICKET_CLOSE = """
+local size = redis.call('HGET', KEYS[1], ARGV[1])
+if size then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('DECRBY', KEYS[2], size)
+end
+return 1
+"""
+
+
 def _as_bytes(value: bytes | str | None) -> bytes | None:
     return value.encode() if isinstance(value, str) else value
 
@@ -82,7 +175,12 @@ class RedisSessionStore:
         artifact_ttl_seconds: int = 30 * 24 * 3600,
         prefix: str = "aarm:",
         timeout: float = 0.5,
+        bounds: SessionBounds | None = None,
+        ticket_bounds: TicketBounds | None = None,
     ) -> None:
+        self.bounds = bounds or SessionBounds()
+        self.ticket_bounds = ticket_bounds or TicketBounds()
+        self._refusals: dict[str, dict[str, int]] = {"sessions": {}, "tickets": {}}
         self._r = aioredis.Redis.from_url(
             url,
             socket_timeout=timeout,
@@ -135,18 +233,100 @@ class RedisSessionStore:
         revoked = bool(subs) and any(out[pos])
         return Loaded(raw, masks, art, revoked)
 
-    async def update(self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]]) -> T:
+    def _refused(self, store: str, scope: str) -> None:
+        counts = self._refusals[store]
+        counts[scope] = counts.get(scope, 0) + 1
+
+    def bound_stats(self) -> list[BoundStats]:
+        """What this replica refused; the bytes live in Redis (its INFO memory)."""
+        b, tb = self.bounds, self.ticket_bounds
+        return [
+            BoundStats(
+                "sessions",
+                0,
+                0,
+                0,
+                0,
+                Budget(b.tenant_bytes, b.total_bytes, b.tenant_sessions, b.total_sessions),
+                refusals=dict(self._refusals["sessions"]),
+            ),
+            BoundStats(
+                "tickets",
+                0,
+                0,
+                0,
+                0,
+                Budget(tb.tenant_bytes, tb.total_bytes, tb.tenant_entries, tb.total_entries),
+                refusals=dict(self._refusals["tickets"]),
+            ),
+        ]
+
+    async def update(
+        self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]], tenant: str = ""
+    ) -> T:
         # One writer per session inside this process; WATCH settles races between replicas.
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
         async with lock:
-            return await self._update(key, fn, log)
+            return await self._update(key, fn, log, tenant)
 
     async def _transact(
         self, watched: str, fn: Updater[T], write: Callable[[Any, bytes | None, T], None], what: str
     ) -> T:
         """Optimistic read-modify-write of one key: WATCH, ``fn``, MULTI, ``write``, EXEC."""
+        return (await self._transact_replies(watched, fn, write, what))[0]
+
+    async def _update(
+        self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]], tenant: str
+    ) -> T:
+        skey, lkey, mkey = f"{self._p}s:{key}", f"{self._p}l:{key}", f"{self._p}lm:{key}"
+        tskey = f"{self._p}ts:{tenant_key(tenant)}"
+        b = self.bounds
+        fresh: list[bool] = []
+
+        def checked(raw: bytes | None) -> tuple[bytes | None, T]:
+            new, result = fn(raw)
+            if new is not None and len(new) > b.max_state_bytes:
+                self._refused("sessions", "state")
+                raise session_refused("session state over its byte bound")
+            fresh[:] = [raw is None]
+            return new, result
+
+        def write(pipe: Any, new: bytes | None, result: T) -> None:
+            if new is None:
+                pipe.delete(skey, lkey, mkey, f"{self._p}i:{key}")
+                pipe.zrem(tskey, key)
+                return
+            args: list[Any] = [
+                new,
+                self._ttl,
+                "1" if fresh and fresh[0] else "0",
+                int(time.time()),
+                b.tenant_sessions,
+                b.log_entries,
+                b.log_bytes,
+                key,
+                *log(result),
+            ]
+            pipe.eval(_SESSION_WRITE, 4, skey, lkey, mkey, tskey, *args)
+
+        out: list[Any] = []
+
+        def keep(pipe: Any, new: bytes | None, result: T) -> None:
+            write(pipe, new, result)
+            out[:] = [new is not None]
+
+        result, replies = await self._transact_replies(skey, checked, keep, "session")
+        if out and out[0] and replies and replies[-1] == 0:
+            self._refused("sessions", "tenant")
+            raise session_refused("session store tenant budget full")
+        return result
+
+    async def _transact_replies(
+        self, watched: str, fn: Updater[T], write: Callable[[Any, bytes | None, T], None], what: str
+    ) -> tuple[T, list[Any]]:
+        """:meth:`_transact`, also returning the replies of the transaction's commands."""
         with _translate():
             async with self._r.pipeline(transaction=True) as pipe:
                 for _ in range(MAX_RETRIES):
@@ -155,26 +335,11 @@ class RedisSessionStore:
                         new, result = fn(_as_bytes(await pipe.get(watched)))
                         pipe.multi()  # type: ignore[no-untyped-call]
                         write(pipe, new, result)
-                        await pipe.execute()
-                        return result
+                        replies: list[Any] = await pipe.execute()
+                        return result, replies
                     except redis_errors.WatchError:
                         await asyncio.sleep(random.uniform(0, 0.002))  # noqa: S311 - jitter
         raise SessionStoreUnavailable(f"{what} update lost {MAX_RETRIES} races in a row")
-
-    async def _update(self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]]) -> T:
-        skey, lkey = f"{self._p}s:{key}", f"{self._p}l:{key}"
-
-        def write(pipe: Any, new: bytes | None, result: T) -> None:
-            if new is None:
-                pipe.delete(skey, lkey, f"{self._p}i:{key}")
-                return
-            pipe.set(skey, new, ex=self._ttl)
-            entries = log(result)
-            if entries:
-                pipe.rpush(lkey, *entries)
-            pipe.expire(lkey, self._ttl)
-
-        return await self._transact(skey, fn, write, "session")
 
     async def index_add(self, key: str, masks: dict[str, int]) -> None:
         if not masks:
@@ -197,13 +362,26 @@ class RedisSessionStore:
             await self._artifacts_raise(keys=[f"{self._p}a:{tenant_key(tenant)}"], args=args)
 
     async def read_log(self, key: str) -> list[bytes]:
-        with _translate():
-            items = await self._r.lrange(f"{self._p}l:{key}", 0, -1)
-        return [b for b in map(_as_bytes, items) if b is not None]
+        return (await self.log_window(key)).entries
 
-    async def delete(self, key: str) -> None:
+    async def log_window(self, key: str) -> LogWindow:
         with _translate():
-            await self._r.delete(f"{self._p}s:{key}", f"{self._p}l:{key}", f"{self._p}i:{key}")
+            pipe = self._r.pipeline(transaction=True)
+            pipe.lrange(f"{self._p}l:{key}", 0, -1)
+            pipe.hmget(f"{self._p}lm:{key}", ["base", "dropped"])
+            items, (base, dropped) = await pipe.execute()
+        entries = [b for b in map(_as_bytes, items) if b is not None]
+        base_b = _as_bytes(base)
+        return LogWindow(base_b.decode() if base_b else GENESIS, int(dropped or 0), entries)
+
+    async def delete(self, key: str, tenant: str = "") -> None:
+        with _translate():
+            pipe = self._r.pipeline(transaction=True)
+            pipe.delete(
+                f"{self._p}s:{key}", f"{self._p}l:{key}", f"{self._p}lm:{key}", f"{self._p}i:{key}"
+            )
+            pipe.zrem(f"{self._p}ts:{tenant_key(tenant)}", key)
+            await pipe.execute()
 
     async def revoke(self, tenant: str, subject: str) -> None:
         rkey = f"{self._p}r:{tenant_key(tenant)}"
@@ -213,13 +391,44 @@ class RedisSessionStore:
             pipe.expire(rkey, REVOCATION_TTL_SECONDS)
             await pipe.execute()
 
-    async def ticket_create(self, tid: str, data: bytes, index: str, deadline_ns: int) -> None:
+    def _open_keys(self, index: str) -> tuple[str, str]:
+        tk = tenant_key(index.partition(":")[2])
+        return f"{self._p}q:{tk}", f"{self._p}qb:{tk}"
+
+    async def ticket_room(self, index: str, size: int) -> None:
+        tb = self.ticket_bounds
+        qkey, qbkey = self._open_keys(index)
         with _translate():
-            pipe = self._r.pipeline(transaction=True)
-            pipe.set(f"{self._p}t:{tid}", data, ex=TICKET_TTL_SECONDS)
-            pipe.sadd(f"{self._p}p:{index}", tid)
-            pipe.zadd(f"{self._p}due", {tid: deadline_ns / 1e9})
-            await pipe.execute()
+            pipe = self._r.pipeline(transaction=False)
+            pipe.hlen(qkey)
+            pipe.get(qbkey)
+            count, used = await pipe.execute()
+        if int(count) >= tb.tenant_entries or int(used or 0) + size > tb.tenant_bytes:
+            self._refused("tickets", "tenant")
+            raise ticket_refused("ticket store tenant budget full")
+
+    async def ticket_create(self, tid: str, data: bytes, index: str, deadline_ns: int) -> None:
+        tb = self.ticket_bounds
+        qkey, qbkey = self._open_keys(index)
+        with _translate():
+            done = await self._r.eval(
+                _TICKET_CREATE,
+                5,
+                f"{self._p}t:{tid}",
+                f"{self._p}p:{index}",
+                f"{self._p}due",
+                qkey,
+                qbkey,
+                data,
+                TICKET_TTL_SECONDS,
+                tid,
+                deadline_ns / 1e9,
+                tb.tenant_entries,
+                tb.tenant_bytes,
+            )
+        if not done:
+            self._refused("tickets", "tenant")
+            raise ticket_refused("ticket store tenant budget full")
 
     async def ticket_get(self, tid: str) -> bytes | None:
         with _translate():
@@ -234,6 +443,7 @@ class RedisSessionStore:
             if close_index is not None:
                 pipe.srem(f"{self._p}p:{close_index}", tid)
                 pipe.zrem(f"{self._p}due", tid)
+                pipe.eval(_TICKET_CLOSE, 2, *self._open_keys(close_index), tid)
 
         return await self._transact(tkey, fn, write, "ticket")
 

@@ -181,9 +181,17 @@ def chain(state: SessionState, entry: dict[str, Any]) -> str:
     return state.log_head
 
 
-def verify_chain(entries: list[dict[str, Any]], head: str | None = None) -> int | None:
-    """Index of the first entry that does not verify (``len`` if ``head`` mismatches), or None."""
-    prev = GENESIS
+def verify_chain(
+    entries: list[dict[str, Any]], head: str | None = None, start: str = GENESIS
+) -> int | None:
+    """Index of the first entry that does not verify (``len`` if ``head`` mismatches), or None.
+
+    ``start`` is the hash just before ``entries[0]``: GENESIS for a whole log, the
+    store's window base (:class:`~aarm_pdp.session.store.LogWindow`) for the window of
+    a long session's log, whose older entries were let go; ``head`` is the running
+    hash the session state keeps over every entry ever appended.
+    """
+    prev = start
     for i, entry in enumerate(entries):
         expected = _link(prev, entry)
         if entry.get("prev") != prev or entry.get("hash") != expected:

@@ -6,22 +6,42 @@ concurrent update is lost (a single event loop in memory; WATCH/MULTI in Redis).
 The same store keeps approval and deferral tickets and identity revocations, so
 every replica sees them. A store that cannot answer raises
 :class:`~aarm_pdp.errors.SessionStoreUnavailable`, which the engine turns into DENY.
+
+Bounded (docs/performance.md, "Memory bounds"): one session's state blob by bytes;
+its context log to a window of the newest entries (by entries and bytes), the state's
+``log_head`` being the running hash over every entry ever appended and
+:meth:`SessionStore.log_window` giving the hash the window starts from; a tenant's
+sessions by count (both stores) and bytes (memory: state, log window and provenance
+index, with the store's total); tickets by bytes and count per tenant. Past a budget
+the store refuses with :class:`~aarm_pdp.errors.BudgetExhausted` (a DENY) instead of
+dropping what is still open; only settled tickets and idle sessions are evicted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
+
+import orjson
+
+from aarm_pdp.errors import BudgetExhausted, ErrorCode
+from aarm_pdp.model.bounds import BoundedMap, BoundStats, Budget, BudgetFull
 
 T = TypeVar("T")
 Updater = Callable[[bytes | None], tuple[bytes | None, T]]
 
 MAX_INDEX_PER_SESSION = 32_768
-MAX_LOG_PER_SESSION = 20_000
+MAX_LOG_PER_SESSION = 1024
+"""Context-log entries kept per session by default (``session.log_window_entries``)."""
+MAX_LOG_BYTES_PER_SESSION = 512 << 10
+MAX_STATE_BYTES = 256 << 10
+GENESIS = "0" * 64
+INDEX_ENTRY_OVERHEAD = 8
+"""Bytes charged per provenance-index entry beyond its fingerprint (the mask)."""
 MAX_ARTIFACTS_PER_TENANT = 100_000
 REVOCATION_TTL_SECONDS = 30 * 24 * 3600
 
@@ -34,6 +54,62 @@ class Loaded:
     masks: dict[str, int]
     artifact_level: int
     revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LogWindow:
+    """The context log a store still holds: its newest entries, and where they start.
+
+    ``base`` is the chain hash just before ``entries[0]`` (GENESIS while nothing was
+    dropped) and ``dropped`` how many older entries were let go, so
+    ``verify_chain(entries, state.log_head, start=base)`` checks the window against
+    the running hash the state keeps, and ``dropped + len(entries) == state.log_len``.
+    """
+
+    base: str = GENESIS
+    dropped: int = 0
+    entries: list[bytes] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionBounds:
+    """What one session and one tenant may hold (``session.*`` of the configuration)."""
+
+    max_state_bytes: int = MAX_STATE_BYTES
+    log_entries: int = MAX_LOG_PER_SESSION
+    log_bytes: int = MAX_LOG_BYTES_PER_SESSION
+    tenant_bytes: int = 256 << 20
+    tenant_sessions: int = 20_000
+    total_bytes: int = 1 << 30
+    total_sessions: int = 0
+    evict_idle_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class TicketBounds:
+    """What one tenant's tickets may hold (``approvals.ticket_*``)."""
+
+    tenant_bytes: int = 64 << 20
+    tenant_entries: int = 10_000
+    total_bytes: int = 256 << 20
+    total_entries: int = 0
+
+
+def session_refused(detail: str) -> BudgetExhausted:
+    return BudgetExhausted(detail, code=ErrorCode.SESSION_BUDGET_EXHAUSTED)
+
+
+def ticket_refused(detail: str) -> BudgetExhausted:
+    return BudgetExhausted(detail, code=ErrorCode.TICKET_BUDGET_EXHAUSTED)
+
+
+def entry_hash(entry: bytes) -> str:
+    """The chain hash a stored context-log entry carries ("" for one that has none)."""
+    try:
+        doc = orjson.loads(entry)
+    except orjson.JSONDecodeError:
+        return ""
+    return str(doc.get("hash", "")) if isinstance(doc, dict) else ""
 
 
 def session_key(tenant: str, session_id: str) -> str:
@@ -60,8 +136,15 @@ class SessionStore(Protocol):
         """State, index masks of ``fingerprints``, max artifact level, any subject revoked."""
         ...
 
-    async def update(self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]]) -> T:
-        """Atomically apply ``fn``; append ``log(result)`` to the context log."""
+    async def update(
+        self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]], tenant: str = ""
+    ) -> T:
+        """Atomically apply ``fn``; append ``log(result)`` to the context log.
+
+        ``tenant`` is charged for a new session (an existing one keeps its tenant);
+        raises :class:`~aarm_pdp.errors.BudgetExhausted` (nothing written) when the
+        state, or a new session, does not fit.
+        """
         ...
 
     async def index_add(self, key: str, masks: dict[str, int]) -> None:
@@ -73,10 +156,14 @@ class SessionStore(Protocol):
         ...
 
     async def read_log(self, key: str) -> list[bytes]:
-        """The session's context log entries, oldest first."""
+        """The session's context log entries still held (the window), oldest first."""
         ...
 
-    async def delete(self, key: str) -> None:
+    async def log_window(self, key: str) -> LogWindow:
+        """The window of the context log, with the hash it starts from."""
+        ...
+
+    async def delete(self, key: str, tenant: str = "") -> None:
         """Forget a session (state, index, log)."""
         ...
 
@@ -86,6 +173,11 @@ class SessionStore(Protocol):
 
     async def ticket_create(self, tid: str, data: bytes, index: str, deadline_ns: int) -> None:
         """Store a new pending approval or deferral, listed under ``index`` until closed."""
+        ...
+
+    async def ticket_room(self, index: str, size: int) -> None:
+        """Raise :class:`~aarm_pdp.errors.BudgetExhausted` if a new ticket of about
+        ``size`` bytes under ``index`` would be refused (before it is encoded)."""
         ...
 
     async def ticket_get(self, tid: str) -> bytes | None:
@@ -121,46 +213,117 @@ class SessionStore(Protocol):
         """Release connections."""
         ...
 
+    def bound_stats(self) -> list[BoundStats]:
+        """Bytes, entries, evictions and refusals of this store's bounded parts."""
+        ...
+
 
 TICKET_TTL_SECONDS = 7 * 24 * 3600
 """How long a ticket is kept after its last change (both stores)."""
+MAX_TOMBSTONES = 65_536
+"""Sessions evicted for room that are remembered (so they are refused, not restarted)."""
+
+
+class _Session:
+    """One session in memory: state blob, log window and provenance index."""
+
+    __slots__ = ("base", "dropped", "index", "index_bytes", "log", "log_bytes", "seen", "state")
+
+    def __init__(self, seen: float, state: bytes) -> None:
+        self.seen = seen
+        self.state = state
+        self.log: deque[bytes] = deque()
+        self.log_bytes = 0
+        self.base = GENESIS
+        self.dropped = 0
+        self.index: dict[str, int] = {}
+        self.index_bytes = 0
+
+    def size(self) -> int:
+        return len(self.state) + self.log_bytes + self.index_bytes
 
 
 class MemorySessionStore:
-    """In-process store: sessions expire after ``ttl_seconds`` without activity."""
+    """In-process store: sessions expire after ``ttl_seconds`` without activity.
+
+    Bounded by :class:`SessionBounds` and :class:`TicketBounds` (module docstring):
+    a session idle ``evict_idle_seconds`` may be evicted for room and is then refused
+    (remembered as a tombstone until it would have expired), never silently restarted
+    with its accumulated context forgotten.
+    """
 
     def __init__(
-        self, ttl_seconds: int = 3600, clock: Callable[[], float] = time.monotonic
+        self,
+        ttl_seconds: int = 3600,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        bounds: SessionBounds | None = None,
+        ticket_bounds: TicketBounds | None = None,
     ) -> None:
         self._ttl = ttl_seconds
         self._clock = clock
-        self._state: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
-        self._index: dict[str, dict[str, int]] = {}
-        self._log: dict[str, list[bytes]] = {}
+        b = self.bounds = bounds or SessionBounds()
+        self._sessions: BoundedMap[str, _Session] = BoundedMap(
+            "sessions",
+            Budget(b.tenant_bytes, b.total_bytes, b.tenant_sessions, b.total_sessions),
+        )
+        self._tombstones: OrderedDict[str, float] = OrderedDict()
         self._artifacts: dict[str, OrderedDict[str, int]] = {}
         self._revoked: dict[str, dict[str, float]] = {}
         # ticket id -> (last write, data); oldest write first. Kept TICKET_TTL_SECONDS after
         # the last write, as the Redis store does, so a long-lived process does not keep
-        # every settled ticket forever.
-        self._tickets: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        # every settled ticket forever; open ones are never evicted for room.
+        tb = ticket_bounds or TicketBounds()
+        self._tickets: BoundedMap[str, tuple[float, bytes]] = BoundedMap(
+            "tickets", Budget(tb.tenant_bytes, tb.total_bytes, tb.tenant_entries, tb.total_entries)
+        )
         self._pending: dict[str, dict[str, None]] = {}
         self._due: dict[str, int] = {}
 
     def __len__(self) -> int:
-        return len(self._state)
+        return len(self._sessions)
+
+    def bound_stats(self) -> list[BoundStats]:
+        return [self._sessions.stats(), self._tickets.stats()]
 
     def _expire(self) -> None:
         now = self._clock()
-        while self._state:
-            key, (seen, _) = next(iter(self._state.items()))
-            if now - seen <= self._ttl:
+        while (oldest := self._sessions.oldest()) is not None:
+            key, sess = oldest
+            if now - sess.seen <= self._ttl:
                 break
-            self._drop(key)
+            self._sessions.evict(key, "ttl")
+        while self._tombstones:
+            key, at = next(iter(self._tombstones.items()))
+            if now - at <= self._ttl:
+                break
+            del self._tombstones[key]
 
-    def _drop(self, key: str) -> None:
-        self._state.pop(key, None)
-        self._index.pop(key, None)
-        self._log.pop(key, None)
+    def _check_tombstone(self, key: str) -> None:
+        if key in self._tombstones:
+            raise session_refused("session evicted from a full session store")
+
+    def _idle(self, now: float) -> Callable[[str, _Session], bool]:
+        horizon = self.bounds.evict_idle_seconds
+
+        def idle(_: str, sess: _Session) -> bool:
+            return now - sess.seen >= horizon
+
+        return idle
+
+    def _charge(self, key: str, tenant: str, sess: _Session, size: int, now: float) -> None:
+        """(Re)charge ``sess`` at ``size``, evicting idle sessions for room."""
+        try:
+            evicted = self._sessions.put(
+                key, tenant, sess, size, evictable=self._idle(now), reason="idle"
+            )
+        except BudgetFull as exc:
+            raise session_refused(f"session store {exc.scope} budget full") from None
+        for gone, _ in evicted:
+            self._tombstones[gone] = now
+            self._tombstones.move_to_end(gone)
+        while len(self._tombstones) > MAX_TOMBSTONES:
+            self._tombstones.popitem(last=False)
 
     async def load(
         self,
@@ -171,8 +334,10 @@ class MemorySessionStore:
         subjects: Sequence[str] = (),
     ) -> Loaded:
         self._expire()
-        entry = self._state.get(key)
-        index = self._index.get(key, {})
+        sess = self._sessions.get(key)
+        if sess is None:
+            self._check_tombstone(key)
+        index = sess.index if sess is not None else {}
         masks = {fp: index[fp] for fp in fingerprints if fp in index}
         known: dict[str, int] = self._artifacts.get(tenant, {})
         art = max((known[a] for a in artifacts if a in known), default=-1)
@@ -181,26 +346,66 @@ class MemorySessionStore:
         revoked = any(
             now - revoked_at[s] < REVOCATION_TTL_SECONDS for s in subjects if s in revoked_at
         )
-        return Loaded(entry[1] if entry else None, masks, art, revoked)
+        return Loaded(sess.state if sess is not None else None, masks, art, revoked)
 
-    async def update(self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]]) -> T:
+    async def update(
+        self, key: str, fn: Updater[T], log: Callable[[T], list[bytes]], tenant: str = ""
+    ) -> T:
         self._expire()
-        entry = self._state.get(key)
-        new, result = fn(entry[1] if entry else None)
+        sess = self._sessions.get(key)
+        if sess is None:
+            self._check_tombstone(key)
+        new, result = fn(sess.state if sess is not None else None)
         if new is None:
-            self._drop(key)
+            self._sessions.pop(key)
             return result
+        b = self.bounds
+        if len(new) > b.max_state_bytes:
+            self._sessions.refusals["state"] += 1
+            raise session_refused("session state over its byte bound")
+        now = self._clock()
         # orjson's bytes keep their growth buffer (~8 KiB): store an exact-size copy.
-        self._state[key] = (self._clock(), bytes(memoryview(new)))
-        self._state.move_to_end(key)
-        entries = self._log.setdefault(key, [])
-        # Exact-size copies: orjson's bytes keep their growth buffer (~4 KiB each).
-        entries.extend(bytes(memoryview(entry)) for entry in log(result))
-        del entries[:-MAX_LOG_PER_SESSION]
+        # Log entries too (~4 KiB each otherwise).
+        blob = bytes(memoryview(new))
+        entries = [bytes(memoryview(e)) for e in log(result)]
+        if sess is None:
+            owner, sess = tenant, _Session(now, b"")
+        else:
+            owner = self._sessions.tenant_of(key) or tenant
+        # Which of the oldest entries leave the window, decided before anything changes,
+        # so a refused write leaves the session as it was.
+        count = len(sess.log) + len(entries)
+        kept = sess.log_bytes + sum(map(len, entries))
+        drop = 0
+        while count - drop > 1 and (count - drop > b.log_entries or kept > b.log_bytes):
+            kept -= len(_at(sess.log, entries, drop))
+            drop += 1
+        self._charge(key, owner, sess, len(blob) + kept + sess.index_bytes, now)
+        sess.seen, sess.state = now, blob
+        sess.log.extend(entries)
+        last = b""
+        for _ in range(drop):
+            last = sess.log.popleft()
+        if last:
+            sess.base = entry_hash(last)
+            sess.dropped += drop
+        sess.log_bytes = kept
         return result
 
     async def index_add(self, key: str, masks: dict[str, int]) -> None:
-        index = self._index.setdefault(key, {})
+        sess = self._sessions.get(key)
+        if sess is None:
+            return
+        index = sess.index
+        room = max(0, MAX_INDEX_PER_SESSION - len(index))
+        new = [fp for fp in masks if fp not in index][:room]
+        if new:
+            # Charged before it is written: an index that would not fit the tenant's
+            # budget is refused whole (RecordOutcome fails; nothing is half-indexed).
+            added = sum(len(fp) + INDEX_ENTRY_OVERHEAD for fp in new)
+            tenant = self._sessions.tenant_of(key) or ""
+            self._charge(key, tenant, sess, sess.size() + added, self._clock())
+            sess.index_bytes += added
         for fp, mask in masks.items():
             if fp in index or len(index) < MAX_INDEX_PER_SESSION:
                 index[fp] = index.get(fp, 0) | mask
@@ -214,34 +419,62 @@ class MemorySessionStore:
             known.popitem(last=False)
 
     async def read_log(self, key: str) -> list[bytes]:
-        return list(self._log.get(key, []))
+        return (await self.log_window(key)).entries
 
-    async def delete(self, key: str) -> None:
-        self._drop(key)
+    async def log_window(self, key: str) -> LogWindow:
+        sess = self._sessions.get(key)
+        if sess is None:
+            return LogWindow()
+        return LogWindow(sess.base, sess.dropped, list(sess.log))
+
+    async def delete(self, key: str, tenant: str = "") -> None:
+        self._sessions.pop(key)
 
     async def revoke(self, tenant: str, subject: str) -> None:
         self._revoked.setdefault(tenant, {})[subject] = self._clock()
 
     def _expire_tickets(self) -> None:
         horizon = self._clock() - TICKET_TTL_SECONDS
-        while self._tickets:
-            tid, (written, _) = next(iter(self._tickets.items()))
+        while (oldest := self._tickets.oldest()) is not None:
+            tid, (written, _) = oldest
             if written > horizon:
                 break
-            del self._tickets[tid]
-            self._due.pop(tid, None)
-            for pending in self._pending.values():
-                pending.pop(tid, None)
+            self._tickets.evict(tid, "ttl")
+            self._unlist(tid)
 
-    def _write_ticket(self, tid: str, data: bytes) -> None:
-        self._tickets[tid] = (self._clock(), data)
-        self._tickets.move_to_end(tid)
+    def _unlist(self, tid: str) -> None:
+        self._due.pop(tid, None)
+        for pending in self._pending.values():
+            pending.pop(tid, None)
+
+    def _settled(self, tid: str, _: tuple[float, bytes]) -> bool:
+        return tid not in self._due
+
+    def _write_ticket(self, tid: str, tenant: str, data: bytes) -> None:
+        try:
+            self._tickets.put(
+                tid,
+                tenant,
+                (self._clock(), data),
+                len(data),
+                evictable=self._settled,
+                reason="settled",
+            )
+        except BudgetFull as exc:
+            raise ticket_refused(f"ticket store {exc.scope} budget full") from None
 
     async def ticket_create(self, tid: str, data: bytes, index: str, deadline_ns: int) -> None:
         self._expire_tickets()
-        self._write_ticket(tid, data)
+        self._write_ticket(tid, index.partition(":")[2], data)
         self._pending.setdefault(index, {})[tid] = None
         self._due[tid] = deadline_ns
+
+    async def ticket_room(self, index: str, size: int) -> None:
+        self._expire_tickets()
+        try:
+            self._tickets.check("", index.partition(":")[2], size, evictable=self._settled)
+        except BudgetFull as exc:
+            raise ticket_refused(f"ticket store {exc.scope} budget full") from None
 
     async def ticket_get(self, tid: str) -> bytes | None:
         entry = self._tickets.get(tid)
@@ -251,14 +484,19 @@ class MemorySessionStore:
         entry = self._tickets.get(tid)
         new, result = fn(entry[1] if entry is not None else None)
         if new is not None:
-            self._write_ticket(tid, new)
+            self._write_ticket(tid, self._tickets.tenant_of(tid) or "", new)
         if close_index is not None:
             self._pending.get(close_index, {}).pop(tid, None)
             self._due.pop(tid, None)
         return result
 
     async def tickets_pending(self, index: str) -> list[bytes]:
-        return [self._tickets[t][1] for t in self._pending.get(index, {}) if t in self._tickets]
+        out = []
+        for tid in self._pending.get(index, {}):
+            entry = self._tickets.get(tid)
+            if entry is not None:
+                out.append(entry[1])
+        return out
 
     async def tickets_due(self, now_ns: int, limit: int = 100) -> list[str]:
         return sorted(t for t, d in self._due.items() if d <= now_ns)[:limit]
@@ -274,3 +512,7 @@ class MemorySessionStore:
 
     async def aclose(self) -> None:
         return None
+
+
+def _at(log: deque[bytes], entries: list[bytes], i: int) -> bytes:
+    return log[i] if i < len(log) else entries[i - len(log)]
