@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from aarm_pdp.receipts import KeyRing, ReceiptLog, ReceiptStore, cli, verify_chain
 from aarm_pdp.receipts.canonical import parse
@@ -250,3 +251,75 @@ async def test_archiving_twice_verifies_through_both_archives(
     rc, text = await run(cli.verify, location, jwks, archives=[a, b])
     # s-1: 2 + 3 + 3 receipts; s-2: 2 + 1; s-3: 1. Each archived twice (a, then b).
     assert rc == 0 and text.startswith("ok: 12 receipts, 3 chains (4 checkpoints"), text
+
+
+def _pg_conn(dsn: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(dsn, autocommit=True)
+
+
+async def test_postgres_an_insert_waiting_on_the_archive_conflicts_after_it(
+    pg_dsn: str, key_dir: Path, tmp_path: Path
+) -> None:
+    """The race the AFTER INSERT guard is for: an append from a stale head (a replica
+    that assumes the chain is new, seq 1) waits on the archive's uncommitted delete of
+    seq 1, the archive commits, and the waiting insert must then conflict, not start
+    the chain again behind the checkpoint."""
+    await fill(pg_dsn, key_dir)
+    chain = await texts(pg_dsn, "s-1")
+    fork = dict(parse(chain[0]), receipt_id="fork-1")
+    archiver, inserter, watcher = _pg_conn(pg_dsn), _pg_conn(pg_dsn), _pg_conn(pg_dsn)
+    try:
+        # The archive's transaction, by hand, up to its commit (as replace_prefix does it).
+        archiver.execute("BEGIN")
+        archiver.execute(
+            "SELECT set_config('aarm.archive_tenant', 'acme', true),"
+            " set_config('aarm.archive_session', 's-1', true),"
+            " set_config('aarm.archive_through', '5', true)"
+        )
+        archiver.execute(
+            "DELETE FROM aarm_receipts WHERE tenant = 'acme' AND session_id = 's-1' AND seq <= 5"
+        )
+        checkpoint = dict(parse(chain[4]), receipt_id="cp-1", kind="checkpoint")
+        archiver.execute(
+            "INSERT INTO aarm_receipts (receipt_id, tenant, session_id, seq, kind, issued_at,"
+            " hash, canonical, body) VALUES ('cp-1', 'acme', 's-1', 5, 'checkpoint', now(),"
+            " %s, %s, %s::jsonb)",
+            ("00" * 32, json.dumps(checkpoint), json.dumps(checkpoint)),
+        )
+        pid = inserter.info.backend_pid
+
+        def insert_seq_1() -> BaseException | None:
+            try:
+                inserter.execute(
+                    "INSERT INTO aarm_receipts (receipt_id, tenant, session_id, seq, kind,"
+                    " issued_at, hash, canonical, body)"
+                    " VALUES ('fork-1', 'acme', 's-1', 1, 'action', now(), %s, %s, %s::jsonb)",
+                    ("00" * 32, json.dumps(fork), json.dumps(fork)),
+                )
+            except psycopg.Error as exc:
+                return exc
+            return None
+
+        pending = asyncio.create_task(asyncio.to_thread(insert_seq_1))
+        # Wait (on the server's own report, not a timer) until the insert blocks on the lock.
+        async with asyncio.timeout(30):
+            while not watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+                (pid,),
+            ).fetchone()[0]:  # type: ignore[index]
+                assert not pending.done(), await pending
+                await asyncio.sleep(0.01)  # poll the condition above
+        archiver.execute("COMMIT")
+        error = await pending
+        assert isinstance(error, psycopg.errors.UniqueViolation), error
+        assert "archived behind a checkpoint" in str(error)
+        seqs = [
+            r[0]
+            for r in watcher.execute(
+                "SELECT seq FROM aarm_receipts WHERE session_id = 's-1' ORDER BY seq"
+            ).fetchall()
+        ]
+        assert seqs == [5, 6, 7, 8]
+    finally:
+        for conn in (archiver, inserter, watcher):
+            conn.close()
