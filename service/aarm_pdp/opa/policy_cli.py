@@ -34,7 +34,13 @@ def _opa(binary: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _tail(text: str, lines: int = 40) -> list[str]:
-    return [line for line in text.strip().splitlines()[-lines:] if line.strip()]
+    """OPA's complaint: the messages of a JSON error report, else the last lines."""
+    try:
+        errors = json.loads(text).get("errors")
+        messages = [str(e.get("message", e)) for e in errors]
+    except (ValueError, AttributeError, TypeError):
+        return [line for line in text.strip().splitlines()[-lines:] if line.strip()]
+    return messages[:lines]
 
 
 def lint_catalogue(binary: str, bundles: list[Path]) -> list[str]:
