@@ -40,7 +40,7 @@ from aarm_pdp.model.request import ActionRequest, Identity
 from aarm_pdp.session.catalogue import Catalogue
 from aarm_pdp.session.context import SessionContext
 from aarm_pdp.session.state import OriginalRequest, SessionState
-from aarm_pdp.session.store import MemorySessionStore
+from aarm_pdp.session.store import MemorySessionStore, SessionBounds
 
 from bench.corpus import CORPUS, FIXED_NOW_NS
 
@@ -103,41 +103,39 @@ def real_decisions(bundle: Path) -> list[tuple[ActionRequest, DecisionResult, di
     return out
 
 
-def _sizeof_bytes_list(items: list[bytes]) -> int:
-    return sys.getsizeof(items) + sum(sys.getsizeof(b) for b in items)
-
-
 def store_breakdown(store: MemorySessionStore, sessions: int) -> dict[str, Any]:
     """Bytes per session the store holds, by structure (``sys.getsizeof``, no sharing)."""
-    state = store._state
-    log = store._log
-    index = store._index
-    blob_len = [len(v[1]) for v in state.values()]
+    held = dict(store._sessions.items())  # key -> the session's state, log window, index
+    blobs = [v.state for v in held.values()]
+    logs = [list(v.log) for v in held.values()]
+    indexes = [v.index for v in held.values()]
+    blob_len = [len(b) for b in blobs]
     parts = {
-        "state: dict slots (OrderedDict)": sys.getsizeof(state),
-        "state: keys (40-char str)": sum(sys.getsizeof(k) for k in state),
-        "state: (time, blob) tuples + float": sum(
-            sys.getsizeof(v) + sys.getsizeof(v[0]) for v in state.values()
+        "sessions: map slots + keys (40-char str)": 2 * sys.getsizeof(held)
+        + sum(sys.getsizeof(k) for k in held),
+        "sessions: per-session records (slots) + float": sum(
+            sys.getsizeof(v) + sys.getsizeof(v.seen) for v in held.values()
         ),
-        "state: JSON blobs (bytes objects)": sum(sys.getsizeof(v[1]) for v in state.values()),
-        "context log: dict slots + keys": sys.getsizeof(log) + sum(sys.getsizeof(k) for k in log),
-        "context log: lists + entries (bytes)": sum(_sizeof_bytes_list(v) for v in log.values()),
-        "provenance index: dict slots + keys": sys.getsizeof(index)
-        + sum(sys.getsizeof(k) for k in index),
+        "state: JSON blobs (bytes objects)": sum(sys.getsizeof(b) for b in blobs),
+        "context log: deques + entries (bytes)": sum(
+            sys.getsizeof(v.log) + sum(sys.getsizeof(e) for e in v.log) for v in held.values()
+        ),
         "provenance index: per-session dicts + fingerprints": sum(
-            sys.getsizeof(d) + sum(sys.getsizeof(fp) for fp in d) for d in index.values()
+            sys.getsizeof(d) + sum(sys.getsizeof(fp) for fp in d) for d in indexes
         ),
     }
     total = sum(parts.values())
     n = max(1, sessions)
-    log_entries = [len(v) for v in log.values()]
-    index_entries = [len(d) for d in index.values()]
-    sample = SessionState.from_bytes(next(iter(state.values()))[1]) if state else None
+    log_entries = [len(v) for v in logs]
+    index_entries = [len(d) for d in indexes]
+    log = {i: v for i, v in enumerate(logs)}
+    sample = SessionState.from_bytes(blobs[0]) if blobs else None
     return {
         "bytes_per_session_by_part": {k: round(v / n, 1) for k, v in parts.items()},
         "accounted_bytes_per_session": round(total / n, 1),
         "state_blob_len_mean": round(sum(blob_len) / n, 1),
-        "state_blob_getsizeof_mean": round(sum(sys.getsizeof(v[1]) for v in state.values()) / n, 1),
+        "state_blob_getsizeof_mean": round(sum(sys.getsizeof(b) for b in blobs) / n, 1),
+        "charged_bytes_per_session": round(store.bound_stats()[0].bytes / n, 1),
         "log_entries_per_session": round(sum(log_entries) / n, 2),
         "log_entry_len_mean": round(
             sum(len(b) for v in log.values() for b in v) / max(1, sum(log_entries)), 1
@@ -157,13 +155,15 @@ async def drive(sessions: int, bundle: Path) -> dict[str, Any]:
         json.loads((bundle / "aarm" / "catalogue" / "data.json").read_text())["tools"]
     )
     decided = real_decisions(bundle)
-    # As server.py wires it (memory store, default TTL: nothing expires during the run).
-    store = MemorySessionStore()
+    # As server.py wires it (memory store, default TTL: nothing expires during the run),
+    # with bounds that hold every session of the run (this measures them, not the bounds).
+    room = SessionBounds(tenant_sessions=sessions + 1, tenant_bytes=16 << 30, total_bytes=16 << 30)
+    store = MemorySessionStore(bounds=room)
     context = SessionContext(store, lambda: catalogue)
     base_ident = decided[0][0].identity
     # Warm every code path once (imports, regex caches, interned strings), then forget it.
     await _one_session(context, base_ident, decided, "warm-up")
-    await store.delete(next(iter(store._state)))
+    await store.delete(next(iter(dict(store._sessions.items()))))
     before = settled_rss()
     t0 = time.perf_counter()
     for i in range(sessions):

@@ -78,8 +78,8 @@ class SessionBounds:
     max_state_bytes: int = MAX_STATE_BYTES
     log_entries: int = MAX_LOG_PER_SESSION
     log_bytes: int = MAX_LOG_BYTES_PER_SESSION
-    tenant_bytes: int = 256 << 20
-    tenant_sessions: int = 20_000
+    tenant_bytes: int = 512 << 20
+    tenant_sessions: int = 100_000
     total_bytes: int = 1 << 30
     total_sessions: int = 0
     evict_idle_seconds: float = 300.0
