@@ -16,16 +16,20 @@ from typing import Any
 import pytest
 from aarm_pdp.gateway import config as gwconfig
 from aarm_pdp.gateway import draft, naming
-from aarm_pdp.gateway.config import GatewayConfig, IdentityConfig, UpstreamConfig
+from aarm_pdp.gateway.config import (
+    DecisionServiceConfig,
+    GatewayConfig,
+    IdentityConfig,
+    UpstreamConfig,
+)
+from aarm_pdp.gateway.enforcer import STEP_UP_RULE, ClientEnforcer, EnforcerError, _step_up_end
 from aarm_pdp.gateway.proxy import Gateway, build_server
 from aarm_pdp.gateway.upstream import Upstream, UpstreamTool, list_all
 from aarm_pdp.gateway.verdicts import (
-    ApprovalResult,
     Outcome,
     Reason,
     SessionIdentity,
     Verdict,
-    arguments_of,
     fail_closed,
     outcome_of,
     refusal,
@@ -208,17 +212,6 @@ def test_refusal_names_every_rule_and_what_a_deferral_needs() -> None:
     assert "deferral f-1" in text
 
 
-def test_modify_arguments_restore_integers() -> None:
-    verdict = Verdict(
-        "MODIFY",
-        modified_parameters={"limit": 3.0, "ratio": 2.0, "q": "x", "nested": {"n": 1.0}},
-    )
-    got = arguments_of(verdict, {"limit": 50, "ratio": 0.5, "q": "x"})
-    assert got == {"limit": 3, "ratio": 2.0, "q": "x", "nested": {"n": 1}}
-    assert isinstance(got["limit"], int) and isinstance(got["ratio"], float)
-    assert arguments_of(Verdict("ALLOW"), {"a": 1}) == {"a": 1}
-
-
 def test_outcome_of_text_digest_and_failure() -> None:
     ok = types.CallToolResult(content=[types.TextContent(type="text", text="x" * 70_000)])
     out = outcome_of(ok, started_ns=1, completed_ns=2, classification="internal")
@@ -232,11 +225,11 @@ def test_outcome_of_text_digest_and_failure() -> None:
 
 
 class ScriptedEnforcer:
-    """The Enforcer port with scripted verdicts, recording every call."""
+    """The Enforcer port with scripted final verdicts, recording every call."""
 
-    def __init__(self, verdicts: dict[str, list[Verdict]], approval: ApprovalResult) -> None:
+    def __init__(self, verdicts: dict[str, list[Verdict]], *, record_fails: bool = False) -> None:
         self.verdicts = verdicts
-        self.approval = approval
+        self.record_fails = record_fails
         self.calls: list[tuple[str, Any]] = []
 
     async def start_session(self, who: SessionIdentity, original_request: str) -> None:
@@ -249,21 +242,19 @@ class ScriptedEnforcer:
         operation: str,
         arguments: dict[str, Any],
         *,
-        approval_token: str = "",
+        schema: Any,
+        approval_wait: float,
     ) -> Verdict:
-        self.calls.append(("decide", (f"{tool}.{operation}", arguments, approval_token)))
+        assert schema["type"] == "object"  # the upstream tool's input schema
+        self.calls.append(("decide", (f"{tool}.{operation}", arguments, approval_wait)))
         return self.verdicts[f"{tool}.{operation}"].pop(0)
-
-    async def wait_approval(
-        self, who: SessionIdentity, approval_id: str, timeout: float
-    ) -> ApprovalResult:
-        self.calls.append(("wait", (approval_id, timeout)))
-        return self.approval
 
     async def record_outcome(
         self, who: SessionIdentity, decision_id: str, outcome: Outcome
     ) -> None:
         self.calls.append(("outcome", (decision_id, outcome.executed, outcome.output_text)))
+        if self.record_fails:
+            raise EnforcerError("UNAVAILABLE")
 
     async def end_session(self, who: SessionIdentity) -> None:
         self.calls.append(("end", who.session_id))
@@ -304,15 +295,12 @@ def _text(result: types.CallToolResult) -> str:
 async def test_proxy_allow_modify_deny_and_one_session(tmp_path: Path) -> None:
     enforcer = ScriptedEnforcer(
         {
-            "notes.read_note": [Verdict("ALLOW", "d-1")],
-            "notes.search_notes": [
-                Verdict("MODIFY", "d-2", modified_parameters={"query": "q", "limit": 2.0})
-            ],
+            "notes.read_note": [Verdict("ALLOW", "d-1", arguments={"name": "roadmap"})],
+            "notes.search_notes": [Verdict("MODIFY", "d-2", arguments={"query": "q", "limit": 2})],
             "notes.purge_records": [
                 Verdict("DENY", "d-3", (Reason("forbidden", "aarm.forbidden.x", "no"),))
             ],
-        },
-        ApprovalResult("TIMEOUT"),
+        }
     )
     async with _through_gateway(tmp_path, enforcer) as client:
         listed = {t.name for t in (await client.list_tools()).tools}
@@ -337,57 +325,72 @@ async def test_proxy_allow_modify_deny_and_one_session(tmp_path: Path) -> None:
     assert ("outcome", ("d-2", True, '{"hits": ["roadmap"], "limit": 2}')) in enforcer.calls
 
 
+class _Denied(Exception):
+    def __init__(self, code: str, message: str, decision: str = "DENY") -> None:
+        super().__init__(message)
+        self.reasons = (Reason(code, "aarm_pdp_client", message),)
+        self.decision = decision
+
+
 @pytest.mark.parametrize(
-    ("answer", "code"),
+    ("code", "decision", "want"),
     [
-        (ApprovalResult("TIMEOUT"), "step_up_timeout"),
-        (ApprovalResult("REJECTED", reason="not today"), "approval_rejected"),
-        (ApprovalResult("UNAVAILABLE", reason="UNIMPLEMENTED"), "approval_unavailable"),
+        ("pdp_timeout", "DENY", "step_up_timeout"),  # the approval wait ran out
+        ("approval_rejected", "STEP_UP", "approval_rejected"),
+        ("approval_expired", "STEP_UP", "approval_expired"),
+        ("pdp_unavailable", "DENY", "approval_unavailable"),  # the watch failed
     ],
 )
-async def test_step_up_not_granted_is_denied(
-    tmp_path: Path, answer: ApprovalResult, code: str
+def test_a_step_up_without_a_grant_ends_in_a_gateway_reason(
+    code: str, decision: str, want: str
 ) -> None:
-    step_up = Verdict(
+    reason = _step_up_end(_Denied(code, "why", decision), 2.0)
+    assert (reason.code, reason.rule_id) == (want, STEP_UP_RULE)
+
+
+async def test_a_held_step_up_that_ended_is_refused_with_every_reason(tmp_path: Path) -> None:
+    ended = Verdict(
         "STEP_UP",
         "d-1",
-        (Reason("high_impact", "aarm.stepup.high_impact_tool", "needs a human"),),
+        (
+            Reason("high_impact", "aarm.stepup.high_impact_tool", "needs a human"),
+            Reason("step_up_timeout", STEP_UP_RULE, "no approval within 2 s: denied"),
+        ),
         approval_id="a-1",
-        approval_timeout_seconds=900,
     )
-    enforcer = ScriptedEnforcer({"notes.purge_records": [step_up]}, answer)
+    enforcer = ScriptedEnforcer({"notes.purge_records": [ended]})
     async with _through_gateway(tmp_path, enforcer, step_up_timeout=2) as client:
         result = await client.call_tool("notes.purge_records", {"table": "t"})
     assert result.isError
-    assert code in _text(result) and "aarm.stepup.high_impact_tool" in _text(result)
-    assert ("wait", ("a-1", 2)) in enforcer.calls  # the shorter of the two timeouts
+    assert "aarm.stepup.high_impact_tool" in _text(result) and "step_up_timeout" in _text(result)
+    assert ("decide", ("notes.purge_records", {"table": "t"}, 2)) in enforcer.calls
     assert not (tmp_path / "calls.jsonl").read_text()  # the upstream never saw it
-
-
-async def test_step_up_granted_resubmits_with_the_token(tmp_path: Path) -> None:
-    enforcer = ScriptedEnforcer(
-        {
-            "notes.purge_records": [
-                Verdict("STEP_UP", "d-1", approval_id="a-1"),
-                Verdict("ALLOW", "d-2", (Reason("approved", "aarm.approval", "by bob"),)),
-            ]
-        },
-        ApprovalResult("GRANTED", token="a-1.secret"),
-    )
-    async with _through_gateway(tmp_path, enforcer) as client:
-        result = await client.call_tool("notes.purge_records", {"table": "t"})
-    assert not result.isError and _text(result) == "purged t"
-    decides = [v for k, v in enforcer.calls if k == "decide"]
-    assert [d[2] for d in decides] == ["", "a-1.secret"]
-    assert ("outcome", ("d-2", True, "purged t")) in enforcer.calls
 
 
 async def test_no_verdict_is_a_denial(tmp_path: Path) -> None:
     enforcer = ScriptedEnforcer(
-        {"notes.read_note": [fail_closed("decision_unavailable", "UNAVAILABLE")]},
-        ApprovalResult("TIMEOUT"),
+        {"notes.read_note": [fail_closed("pdp_unavailable", "UNAVAILABLE")]}
     )
     async with _through_gateway(tmp_path, enforcer) as client:
         result = await client.call_tool("notes.read_note", {"name": "roadmap"})
     assert result.isError and "aarm.gateway.fail_closed" in _text(result)
     assert not (tmp_path / "calls.jsonl").read_text()
+
+
+async def test_an_outcome_not_recorded_withholds_the_output(tmp_path: Path) -> None:
+    enforcer = ScriptedEnforcer(
+        {"notes.read_note": [Verdict("ALLOW", "d-1", arguments={"name": "roadmap"})]},
+        record_fails=True,
+    )
+    async with _through_gateway(tmp_path, enforcer) as client:
+        result = await client.call_tool("notes.read_note", {"name": "roadmap"})
+    assert result.isError and "output is withheld" in _text(result)
+    assert "ship the MCP gateway" not in _text(result)
+
+
+async def test_the_client_enforcer_reads_its_token(tmp_path: Path) -> None:
+    token = tmp_path / "t"
+    token.write_text("secret\n")
+    enforcer = ClientEnforcer(DecisionServiceConfig(target="127.0.0.1:1", token_file=token))
+    assert enforcer._client.settings.metadata() == (("authorization", "Bearer secret"),)
+    await enforcer.close()

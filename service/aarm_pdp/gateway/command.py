@@ -90,6 +90,15 @@ def run(args: argparse.Namespace) -> int:
     except UpstreamError as exc:
         print(f"aarm-pdp mcp-gateway: {exc}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        if exc.name != "aarm_pdp_client":
+            raise
+        print(
+            "aarm-pdp mcp-gateway: needs the aarm-pdp client (make setup installs it; "
+            "or pip install -e ./client)",
+            file=sys.stderr,
+        )
+        return 2
     except OSError as exc:
         print(f"aarm-pdp mcp-gateway: {exc}", file=sys.stderr)
         return 1

@@ -18,7 +18,7 @@ from mcp.server.stdio import stdio_server
 
 from aarm_pdp.gateway import draft, upstream
 from aarm_pdp.gateway.config import GatewayConfig
-from aarm_pdp.gateway.enforcer import GrpcEnforcer
+from aarm_pdp.gateway.enforcer import ClientEnforcer
 from aarm_pdp.gateway.proxy import Gateway, build_server
 
 log = logging.getLogger("aarm_pdp.gateway")
@@ -35,7 +35,7 @@ def _version() -> str:
 async def serve(cfg: GatewayConfig, listen: str) -> None:
     """Connect the upstream servers, then serve MCP on ``listen`` ("stdio" or host:port)
     until the client goes away (stdio) or SIGTERM/SIGINT."""
-    enforcer = GrpcEnforcer(cfg.decision_service)
+    enforcer = ClientEnforcer(cfg.decision_service)
     try:
         async with contextlib.AsyncExitStack() as stack:
             upstreams = [await upstream.connect(stack, s) for s in cfg.servers]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,10 +26,9 @@ from aarm_pdp.gateway.config import GatewayConfig
 from aarm_pdp.gateway.enforcer import Enforcer, EnforcerError, now_ns
 from aarm_pdp.gateway.upstream import Upstream, UpstreamTool
 from aarm_pdp.gateway.verdicts import (
-    Reason,
+    Outcome,
     SessionIdentity,
     Verdict,
-    arguments_of,
     failure,
     outcome_of,
     refusal,
@@ -40,15 +38,7 @@ log = logging.getLogger("aarm_pdp.gateway")
 
 ORIGINAL_REQUEST_META = "aarm/original_request"
 """The ``_meta`` key an MCP client puts the user's request under."""
-STEP_UP_RULE = "aarm.gateway.step_up"
 _END_SESSION_SECONDS = 5.0
-_STEP_UP_ENDINGS = {
-    "REJECTED": ("approval_rejected", "an approver rejected the call"),
-    "EXPIRED": ("approval_expired", "the approval expired before anyone resolved it"),
-    "USED": ("approval_rejected", "the approval was already used"),
-    "TIMEOUT": ("step_up_timeout", "no approval within {wait:g} s: the call is denied"),
-    "UNAVAILABLE": ("approval_unavailable", "the approval could not be watched ({why})"),
-}
 
 
 @dataclass(slots=True)
@@ -115,15 +105,18 @@ class Gateway:
                 isError=True,
             )
         await self._open(state, original_request)
-        name = tool.name
-        verdict = await self._enforcer.decide(state.who, name.server, name.operation, arguments)
-        if verdict.decision == "STEP_UP":
-            verdict, refused = await self._step_up(state, tool, arguments, verdict)
-            if refused is not None:
-                return refused
+        verdict = await self._enforcer.decide(
+            state.who,
+            tool.name.server,
+            tool.name.operation,
+            arguments,
+            schema=tool.tool.inputSchema,
+            approval_wait=self._cfg.step_up_timeout_seconds,
+        )
         if not verdict.runs:
             return refusal(exposed, verdict)
-        return await self._forward(state, tool, verdict, arguments_of(verdict, arguments))
+        args = verdict.arguments if verdict.arguments is not None else arguments
+        return await self._forward(state, tool, verdict, args)
 
     async def _open(self, state: ClientState, original_request: str) -> None:
         async with state.lock:
@@ -136,44 +129,6 @@ class Gateway:
                 await self._enforcer.start_session(state.who, original_request)
             except EnforcerError as exc:
                 log.warning("session %s: %s", state.who.session_id, exc)
-
-    async def _step_up(
-        self, state: ClientState, tool: UpstreamTool, arguments: dict[str, Any], verdict: Verdict
-    ) -> tuple[Verdict, types.CallToolResult | None]:
-        wait = self._cfg.step_up_timeout_seconds
-        if verdict.approval_timeout_seconds > 0:
-            wait = min(wait, verdict.approval_timeout_seconds)
-        exposed = tool.name.exposed
-        if not verdict.approval_id:
-            return verdict, refusal(
-                exposed,
-                verdict,
-                extra=Reason("approval_unavailable", STEP_UP_RULE, "STEP_UP without an approval"),
-            )
-        log.info(
-            "%s: STEP_UP, holding the call up to %.0f s for approval %s (%s)",
-            exposed,
-            wait,
-            verdict.approval_id,
-            ", ".join(verdict.approvers),
-        )
-        answer = await self._enforcer.wait_approval(state.who, verdict.approval_id, wait)
-        if answer.status == "GRANTED" and answer.token:
-            again = await self._enforcer.decide(
-                state.who,
-                tool.name.server,
-                tool.name.operation,
-                arguments,
-                approval_token=answer.token,
-            )
-            if again.runs:
-                return again, None
-            return again, refusal(exposed, again, note="the approved re-submission was refused")
-        code, text = _STEP_UP_ENDINGS.get(answer.status, _STEP_UP_ENDINGS["UNAVAILABLE"])
-        message = text.format(wait=wait if math.isfinite(wait) else 0, why=answer.reason or "-")
-        if answer.reason and answer.status in {"REJECTED", "EXPIRED"}:
-            message += f": {answer.reason}"
-        return verdict, refusal(exposed, verdict, extra=Reason(code, STEP_UP_RULE, message))
 
     async def _forward(
         self, state: ClientState, tool: UpstreamTool, verdict: Verdict, arguments: dict[str, Any]
@@ -198,16 +153,29 @@ class Gateway:
             classification=up.cfg.output_classification,
             source_trust=up.cfg.source_trust,
         )
-        await self._record(state, verdict, outcome)
+        if not await self._record(state, verdict, outcome):
+            # As the client withholds it: later decisions could not see where it came from.
+            return types.CallToolResult(
+                content=[
+                    types.TextContent(
+                        type="text",
+                        text=f"{tool.name.exposed} ran, but its outcome was not recorded "
+                        f"(decision {verdict.decision_id}): its output is withheld",
+                    )
+                ],
+                isError=True,
+            )
         meta = dict(result.meta or {})
         meta["aarm"] = {"decision": verdict.decision, "decision_id": verdict.decision_id}
         return result.model_copy(update={"meta": meta})
 
-    async def _record(self, state: ClientState, verdict: Verdict, outcome: Any) -> None:
+    async def _record(self, state: ClientState, verdict: Verdict, outcome: Outcome) -> bool:
         try:
             await self._enforcer.record_outcome(state.who, verdict.decision_id, outcome)
         except EnforcerError as exc:
             log.warning("%s: outcome not recorded: %s", verdict.decision_id, exc)
+            return False
+        return True
 
 
 def build_server(

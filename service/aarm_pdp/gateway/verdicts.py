@@ -3,8 +3,7 @@
 :class:`Verdict` is what the :class:`~aarm_pdp.gateway.enforcer.Enforcer` port answers
 (whatever backs it); :func:`refusal` turns a verdict that does not run the call into
 the MCP tool error the client sees; :func:`outcome_of` turns an upstream
-``CallToolResult`` into the :class:`Outcome` reported to the session;
-:func:`arguments_of` gives the arguments a MODIFY runs with.
+``CallToolResult`` into the :class:`Outcome` reported to the session.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from mcp import types
 RUNS = frozenset({"ALLOW", "MODIFY"})
 MAX_OUTPUT_TEXT = 65_536
 """The longest output text a RecordOutcome takes (the rest is cut, the digest is of all)."""
-_SAFE_INT = 2**53
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +46,8 @@ class Verdict:
     """ALLOW, DENY, MODIFY, STEP_UP or DEFER (an unknown or missing verdict is DENY)."""
     decision_id: str = ""
     reasons: tuple[Reason, ...] = ()
-    modified_parameters: dict[str, Any] | None = None
+    arguments: dict[str, Any] | None = None
+    """For ALLOW and MODIFY: the arguments to run with (a MODIFY's, in the tool's types)."""
     approval_id: str = ""
     approval_timeout_seconds: float = 0.0
     approvers: tuple[str, ...] = ()
@@ -136,31 +135,6 @@ def refusal(
         isError=True,
         _meta={"aarm": meta},
     )
-
-
-def arguments_of(verdict: Verdict, original: dict[str, Any]) -> dict[str, Any]:
-    """The arguments the call runs with: the original ones, or a MODIFY's.
-
-    A protobuf Struct carries every number as a double: whole numbers come back as
-    integers unless the original argument was a float.
-    """
-    if verdict.decision != "MODIFY" or verdict.modified_parameters is None:
-        return original
-    return {k: _restore(v, original.get(k)) for k, v in verdict.modified_parameters.items()}
-
-
-def _restore(value: Any, was: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < _SAFE_INT:
-        return value if isinstance(was, float) else int(value)
-    if isinstance(value, dict):
-        prior = was if isinstance(was, dict) else {}
-        return {k: _restore(v, prior.get(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        prior_list = was if isinstance(was, list) else []
-        return [
-            _restore(v, prior_list[i] if i < len(prior_list) else None) for i, v in enumerate(value)
-        ]
-    return value
 
 
 def outcome_of(
