@@ -150,9 +150,12 @@ async def test_a_full_tenant_evicts_idle_sessions_then_refuses_new_ones() -> Non
     assert len(store) == 4
     stats = store.bound_stats()[0]
     assert stats.evictions == {"idle": 1} and stats.refusals == {"tenant": 1}
-    # An evicted session is refused, not restarted with its context forgotten.
+    # An evicted session is refused, not restarted with its context forgotten...
     with pytest.raises(BudgetExhausted):
         await act("s1")
+    # ...while settling a ticket of it is a no-op, as for an expired one.
+    assert await ctx.settle("acme", "s1", "d", "DENY", "timeout", {}, NOW) == ""
+    assert len(store) == 4
 
 
 async def test_the_provenance_index_is_charged_to_the_tenant() -> None:

@@ -353,12 +353,12 @@ class MemorySessionStore:
     ) -> T:
         self._expire()
         sess = self._sessions.get(key)
-        if sess is None:
-            self._check_tombstone(key)
         new, result = fn(sess.state if sess is not None else None)
         if new is None:
             self._sessions.pop(key)
             return result
+        if sess is None:  # an evicted session is not created again (a settlement is a no-op)
+            self._check_tombstone(key)
         b = self.bounds
         if len(new) > b.max_state_bytes:
             self._sessions.refusals["state"] += 1
