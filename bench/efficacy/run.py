@@ -59,6 +59,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"write the report here (default {DEFAULT_JSON.relative_to(ROOT)} "
         "for a full run, none with --only/--explain)",
     )
+    p.add_argument(
+        "--diff",
+        type=Path,
+        metavar="PREV",
+        help="print what changed against an earlier report (default: the report this run "
+        "overwrites, when there is one)",
+    )
     p.add_argument("--concurrency", type=int, default=8, help="traces replayed at once [8]")
     p.add_argument(
         "--policy-dir",
@@ -133,6 +140,22 @@ def _commit(rev: str | None) -> str:
     return proc.stdout.strip() + ("+dirty" if dirty.stdout.strip() and not rev else "")
 
 
+def _print_changes(previous: Path, report: dict[str, Any], examples: int) -> None:
+    try:
+        before = json.loads(previous.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"\nno diff: {previous}: {exc}")
+        return
+    lines = scoring.changes(before, report)
+    shown = lines[: max(20, 10 * examples)]
+    commit = before.get("meta", {}).get("commit", "?")
+    print(f"\nChanges since {previous} ({commit}): {len(lines)}")
+    for line in shown:
+        print(f"  {line}")
+    if len(lines) > len(shown):
+        print(f"  ... {len(lines) - len(shown)} more")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     only = [args.explain] if args.explain else list(args.only)
@@ -197,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({meta['total_seconds']}s with start-up)"
     )
     out = args.json or (None if only else DEFAULT_JSON)
+    previous = args.diff or (out if out is not None and out.exists() else None)
+    if previous is not None:
+        _print_changes(previous, report, args.examples)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1, sort_keys=False) + "\n", encoding="utf-8")

@@ -582,3 +582,35 @@ def _msg(example: dict[str, Any], rule: str) -> str:
     mine = [r for r in reasons if rule and r.startswith(rule + " ")] or reasons
     text = "; ".join(mine) if mine else example.get("error", "")
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+# --------------------------------------------------------------------------- diff
+
+
+def _trace_line(entry: dict[str, Any]) -> str:
+    if "outcome" in entry:
+        where = f" at #{entry['call']}" if entry.get("call") else ""
+        rules = f" ({', '.join(entry['rules'])})" if entry.get("rules") else ""
+        return f"{entry['given']}{where}{rules}"
+    friction = ", ".join(entry["friction"]) or "no friction"
+    return friction + (f", ended {entry['ended']}" if entry.get("ended") else "")
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What changed between two reports: the headline numbers (when both replayed the
+    same traces), then each trace of ``after`` whose outcome differs
+    (``id: before -> after``), in id order."""
+    lines = []
+    old_traces = {t["id"]: t for t in before.get("traces", [])}
+    if set(old_traces) == {t["id"] for t in after.get("traces", [])}:
+        for key in ("stopped_rate", "deny_share", "friction_rate", "benign_deny", MISSED):
+            old, new = before["summary"].get(key), after["summary"].get(key)
+            if old != new:
+                lines.append(f"{key}: {old} -> {new}")
+    for entry in after.get("traces", []):
+        prev = old_traces.get(entry["id"])
+        if prev is None:
+            lines.append(f"{entry['id']}: new: {_trace_line(entry)}")
+        elif prev != entry:
+            lines.append(f"{entry['id']}: {_trace_line(prev)} -> {_trace_line(entry)}")
+    return lines

@@ -32,6 +32,7 @@ from bench.efficacy.scoring import (
     Reason,
     Step,
     TraceResult,
+    changes,
     classify,
     failures,
     outcome,
@@ -244,6 +245,26 @@ def test_targets_and_failures() -> None:
     assert failures(clean) == []
     errored = score([TraceResult(INJ, (*_allowed(1), _call(2, ERROR)))])
     assert failures(errored) == ["errors = 1 (target == 0)"]
+
+
+def test_changes_name_the_numbers_and_traces_that_moved() -> None:
+    results = _corpus_results()
+    before = score(results)
+    # the missed STEP_UP-expected trace is now stopped by a DENY at its attack call
+    results[2] = TraceResult(
+        results[2].trace, (*_allowed(1, 2), _call(3, DENY, rule="aarm.egress.allowlist"))
+    )
+    after = score(results)
+    assert changes(before, before) == []
+    assert changes(before, after) == [
+        "stopped_rate: 0.5 -> 0.75",
+        "deny_share: 0.5 -> 0.6667",
+        "missed: 1 -> 0",
+        "chat-injected-003: missed at #3 (aarm.main.catalogued) -> DENY at #3 "
+        "(aarm.egress.allowlist)",
+    ]
+    subset = score(results[2:3])
+    assert changes(before, subset) == changes(before, after)[-1:]  # no subset totals
 
 
 def test_render_prints_the_summary_targets_and_examples() -> None:
