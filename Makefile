@@ -29,7 +29,7 @@ PROTO_RELEASES := proto/releases
 PROTO_BASELINE := $(shell ls $(PROTO_RELEASES)/v*.binpb 2>/dev/null | sort -V | tail -n 1)
 BREAKING_AGAINST ?= $(PROTO_BASELINE)
 
-.PHONY: help setup run test unit integration lint fmt gen gen-check proto-breaking proto-release rego-check rego-test check clean containers-test
+.PHONY: help setup run test client-test unit integration lint fmt gen gen-check proto-breaking proto-release rego-check rego-test check clean containers-test
 
 help: ## this menu
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -115,8 +115,26 @@ unit: setup ## seconds: tests/unit + tests/api (in-process gRPC, fake policy eng
 integration: setup ## real opa processes, real sockets
 	$(VENV)/bin/pytest -q -m integration tests/integration
 
-test: setup gen-check lint proto-breaking rego-check ## everything CI runs: drift, lint, API compat, rego, unit + api + semantic + integration
+test: setup gen-check lint proto-breaking rego-check client-test ## everything CI runs: drift, lint, API compat, rego, the client alone, unit + api + semantic + integration
 	$(VENV)/bin/pytest -q -m "not containers" tests
+
+client-test: $(VENV)/client-wheels/.stamp ## the client alone: a fresh venv with its wheel and declared deps, its tests
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	  $(PY) -m pip wheel -q --no-deps --no-build-isolation -w $$tmp/dist ./client && \
+	  $(PYTHON) -m venv --without-pip $$tmp/venv && \
+	  $(PY) -m pip --python $$tmp/venv/bin/python install -q --disable-pip-version-check \
+	    --no-index --find-links $(VENV)/client-wheels --find-links $$tmp/dist 'aarm-pdp-client[test]' && \
+	  $$tmp/venv/bin/python -c 'import importlib.metadata as m, re, sys; \
+	    deps = {re.split("[<>=; ]", r)[0] for r in m.requires("aarm-pdp-client") if "extra ==" not in r}; \
+	    sys.exit(f"client depends on {sorted(deps)}") if deps != {"grpcio", "protobuf"} else None' && \
+	  cd client && $$tmp/venv/bin/python -m pytest -q -p no:cacheprovider tests
+
+# The client's dependencies as wheels, fetched once from PyPI (again when its pins change).
+$(VENV)/client-wheels/.stamp: client/pyproject.toml | $(VENV)/.installed
+	rm -rf $(VENV)/client-wheels
+	$(PY) -m pip wheel -q -w $(VENV)/client-wheels './client[test]'
+	rm -f $(VENV)/client-wheels/aarm_pdp_client-*.whl
+	touch $@
 
 containers-test: setup ## opt-in: integration tests against the official OPA image (needs Docker)
 	$(VENV)/bin/pip install -q -e '.[containers]'
