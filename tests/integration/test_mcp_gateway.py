@@ -1,14 +1,15 @@
 """`aarm-pdp mcp-gateway` end to end, every part real.
 
-The real service (managed OPA, a temporary copy of rego/ whose catalogue holds the
-test's MCP tools) decides; behind the gateway run a FastMCP server written for the
+The real service (managed OPA, the reference pack plus a test-only overlay that
+catalogues the test's MCP tools) decides; behind the gateway run a FastMCP server written for the
 tests (tests/support/mcp_upstream.py) over stdio and over streamable HTTP, and the
 reference filesystem server from the npm registry over stdio. A real MCP client
 session talks to the gateway process over stdio (and one over streamable HTTP): tools
 listed, reads answered, a forbidden call an MCP tool error with its rule id, a MODIFY
 forwarded with the capped arguments, a STEP_UP call held until an approver resolves
 it over gRPC or denied when the wait times out; then `aarm-pdp receipts verify` of
-the service's receipt store is ok, offline.
+the service's receipt store is ok, offline. `catalogue-draft` writes an overlay that
+a service then decides with.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aarm.v1 import approval_pb2, receipt_pb2
-from aarm_pdp.config import ApprovalConfig, ReceiptConfig
+from aarm.v1 import approval_pb2, decision_pb2, receipt_pb2
+from aarm_pdp.config import ApprovalConfig, Config, ReceiptConfig
+from google.protobuf import json_format
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -102,14 +104,20 @@ FS_TOOLS = {
 
 @pytest.fixture(scope="module")
 def policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """rego/ with the test's tools in its catalogue (a copy: rego/ itself is never edited)."""
-    root = tmp_path_factory.mktemp("gateway-policy") / "rego"
-    shutil.copytree(REGO, root)
-    data = root / "aarm" / "catalogue" / "data.json"
-    doc = json.loads(data.read_text())
-    doc["tools"].update({**_notes_tools("local"), **_notes_tools("remote"), **FS_TOOLS})
-    data.write_text(json.dumps(doc, indent=1))
+    """A test-only overlay bundle (layer ``mcp_gateway_test``) cataloguing the test's tools."""
+    root = tmp_path_factory.mktemp("gateway-overlay") / "mcp_gateway_test"
+    data = root / "aarm" / "overlays" / "mcp_gateway_test" / "catalogue" / "data.json"
+    data.parent.mkdir(parents=True)
+    manifest = {"revision": "test-1", "roots": ["aarm/overlays/mcp_gateway_test"]}
+    (root / ".manifest").write_text(json.dumps({**manifest, "rego_version": 1}))
+    tools = {**_notes_tools("local"), **_notes_tools("remote"), **FS_TOOLS}
+    data.write_text(json.dumps({"tools": tools}, indent=1))
     return root
+
+
+def _layered(cfg: Config, *overlays: Path) -> Config:
+    """The reference pack with ``overlays`` on it (``--policy rego --policy <overlay>``)."""
+    return replace(cfg, opa=replace(cfg.opa, policy_paths=(REGO, *overlays)))
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +189,7 @@ async def _environment(
     *,
     step_up_timeout: float = 60,
 ) -> AsyncIterator[Env]:
-    cfg = service_config(opa_binary, policy=policy)
+    cfg = _layered(service_config(opa_binary), policy)
     receipts = tmp_path / "receipts.db"
     cfg = replace(
         cfg,
@@ -521,12 +529,25 @@ async def test_catalogue_draft_from_schemas_and_hints(
     assert tools["local.purge_records"]["risk_tier"] == "critical"
     assert tools["remote.search_notes"]["parameters"]["limit"] == {"type": "integer"}
     assert all(t["description"].startswith("DRAFT") for t in tools.values())
-    # The draft loads as an overlay bundle over the pack, and the catalogue lint passes.
-    lint = await asyncio.create_subprocess_exec(
-        *[opa_binary, "eval", "-f", "json", "-d", str(policy), "-b", str(bundle)],
-        "data.aarm.catalogue.errors",
-        stdout=asyncio.subprocess.PIPE,
+    # The draft loads as an overlay over the pack, and a service decides with it: the
+    # read-only tool runs, the destructive one waits for a human.
+    cfg = replace(
+        _layered(service_config(opa_binary), bundle),
+        receipts=ReceiptConfig(store=str(tmp_path / "draft.db"), key_dir=tmp_path / "keys"),
     )
-    out, _ = await lint.communicate()
-    assert lint.returncode == 0
-    assert json.loads(out)["result"][0]["expressions"][0]["value"] == []
+    async with running(cfg.validate()) as (_, clients):
+        ident = {"tenant": TENANT, "human": HUMAN, "agent": "a", "sessionId": "s-draft"}
+        path = str(tmp_path / "files" / "hello.txt")
+        for op, params, want in [
+            ("read_text_file", {"path": path}, "DECISION_ALLOW"),
+            ("write_file", {"path": path, "content": "x"}, "DECISION_STEP_UP"),
+        ]:
+            req = json_format.ParseDict(
+                {
+                    "identity": ident,
+                    "action": {"tool": "fs", "operation": op, "parameters": params},
+                },
+                decision_pb2.DecideRequest(),
+            )
+            resp = await clients.decide.Decide(req)
+            assert decision_pb2.Decision.Name(resp.decision) == want, resp
