@@ -7,6 +7,7 @@ gap after it, an archived receipt altered, an archive that is not the checkpoint
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -380,3 +381,38 @@ def test_archive_command_arguments(tmp_path: Path, capsys: pytest.CaptureFixture
     assert rc == 2
     rc = cli.archive(db, "1d", tmp_path / "a.jsonl", key_dir=tmp_path / "keys")
     assert rc == 0 and "nothing to archive" in capsys.readouterr().out
+
+
+def test_the_console_script_archives_and_verifies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``aarm-pdp receipts archive`` and ``verify --archive`` through the real argument parser."""
+    from aarm_pdp.cli import main
+    from aarm_pdp.receipts import SqliteReceiptStore
+
+    init_key_dir(tmp_path / "keys")
+    db = str(tmp_path / "receipts.db")
+
+    async def fill_sqlite() -> None:
+        store = SqliteReceiptStore(db)
+        log = ReceiptLog(store, KeyRing.load(tmp_path / "keys"))
+        for i in range(8):
+            await log.append(body(i, session="s-1"))
+        await log.aclose()
+        await store.aclose()
+
+    asyncio.run(fill_sqlite())
+    keys_file = tmp_path / "jwks.json"
+    keys_file.write_text(json.dumps(KeyRing.load(tmp_path / "keys").jwks()))
+    out = str(tmp_path / "archive" / "a.jsonl")
+    common = ["--store", db]
+    argv = ["receipts", "archive", *common, "--before", CUTOFF, "--out", out]
+    assert main([*argv, "--key-dir", str(tmp_path / "keys")]) == 0
+    assert "archived 5 receipts of 1 chains" in capsys.readouterr().out
+    verify = ["receipts", "verify", *common, "--jwks", str(keys_file)]
+    assert main(verify) == 0
+    assert main([*verify, "--archive", out]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "ok: 8 receipts, 1 chains (1 checkpoints verified against their archives)"
+    )
+    assert main(["receipts", "verify", "--export", out, "--jwks", str(keys_file)]) == 0
