@@ -394,3 +394,17 @@ async def test_the_client_enforcer_reads_its_token(tmp_path: Path) -> None:
     enforcer = ClientEnforcer(DecisionServiceConfig(target="127.0.0.1:1", token_file=token))
     assert enforcer._client.settings.metadata() == (("authorization", "Bearer secret"),)
     await enforcer.close()
+
+
+def test_cli_refuses_a_bad_config_or_overlay_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aarm_pdp.cli import main
+
+    cfg = tmp_path / "g.json"
+    cfg.write_text("{}")
+    assert main(["mcp-gateway", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "identity.human" in err and "at least one upstream server" in err
+    assert main(["mcp-gateway", "catalogue-draft", "--config", str(cfg), "--name", "Bad"]) == 2
+    assert "is not [a-z][a-z0-9_]*" in capsys.readouterr().err

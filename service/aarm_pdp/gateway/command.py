@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aarm_pdp.gateway import config as gwconfig
+from aarm_pdp.gateway import naming
 
 
 def register(sub: Any) -> None:
@@ -63,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.config is None:
         print("aarm-pdp mcp-gateway: --config is required", file=sys.stderr)
+        return 2
+    if args.gateway_command == "catalogue-draft" and not naming.valid(args.name):
+        print(f"aarm-pdp mcp-gateway: --name {args.name!r} is not [a-z][a-z0-9_]*", file=sys.stderr)
         return 2
     try:
         cfg = gwconfig.load(args.config)
