@@ -190,6 +190,17 @@ def _calls(
             )
         )
 
+    async def watch(c: Clients) -> Any:
+        # The first message (PENDING) or the refusal; the wait itself is not needed here.
+        stream = c.approvals.WatchApproval(
+            A.WatchApprovalRequest(identity=pb_ident, approval_id=fx["step"].approval.approval_id),
+            timeout=10,
+        )
+        try:
+            return await stream.read()
+        finally:
+            stream.cancel()
+
     return {
         "Decide": (
             "enforcer",
@@ -239,6 +250,7 @@ def _calls(
             lambda c: c.receipts.ListReceipts(R.ListReceiptsRequest(tenant=tenant, session_id=sid)),
         ),
         "GetPublicKeys": ("", lambda c: c.receipts.GetPublicKeys(R.GetPublicKeysRequest())),
+        "WatchApproval": ("enforcer", watch),
         # Last: these change the resources the others use.
         "ProvideContext": (
             "enforcer",
