@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from aarm_pdp.errors import ReceiptInvalid
 from aarm_pdp.receipts import KeyRing, ReceiptLog, ReceiptStore, cli, verify_chain
 from aarm_pdp.receipts.canonical import parse
 from aarm_pdp.receipts.envelope import index_fields
@@ -323,3 +324,26 @@ async def test_postgres_an_insert_waiting_on_the_archive_conflicts_after_it(
     finally:
         for conn in (archiver, inserter, watcher):
             conn.close()
+
+
+async def test_a_closed_chain_archived_whole_stays_closed(
+    location: str, key_dir: Path, jwks: Path, tmp_path: Path
+) -> None:
+    store = open_at(location)
+    log = ReceiptLog(store, KeyRing.load(key_dir))
+    await log.append(body(0, session="s-9"))
+    await log.append(body(1, session="s-9", kind="session_end"))
+    await log.aclose()
+    await store.aclose()
+    assert (await run(cli.archive, location, CUTOFF, tmp_path / "a.jsonl", key_dir=key_dir))[0] == 0
+    assert len(await texts(location, "s-9")) == 1
+    rc, text = await run(cli.verify, location, jwks, require_complete=True)
+    assert (rc, text.strip()) == (0, "ok: 1 receipts, 1 chains"), text
+    store = open_at(location)
+    cold = ReceiptLog(store, KeyRing.load(key_dir))
+    try:
+        with pytest.raises(ReceiptInvalid):  # the head the store gives is the session_end
+            await cold.append(body(2, session="s-9"))
+    finally:
+        await cold.aclose()
+        await store.aclose()
