@@ -330,13 +330,19 @@ def _largest_file(directory: Path) -> int:
 async def disk_full(root: Path) -> list[Row]:
     """The SQLite receipt store's file system full: a 64 MiB tmpfs filled to the last byte.
 
-    Needs CAP_SYS_ADMIN (mount). Without it the store's files are capped instead with
-    RLIMIT_FSIZE on the service (prlimit): writes that grow a file fail (EFBIG), as on a
-    full disk, but rewrites in place still succeed; the row says which was used.
+    Needs CAP_SYS_ADMIN (mount). Without it (or with FAULTS_NO_MOUNT set) the store's
+    files are capped instead with RLIMIT_FSIZE on the service (prlimit, the soft limit
+    only, so no privilege is needed to lift it again): writes that grow
+    a file fail (EFBIG), as on a full disk, but rewrites in place still succeed; the row
+    says which was used.
     """
     disk = Path(tempfile.mkdtemp(prefix="disk-", dir=root))
     mount = ["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", str(disk)]
-    mounted = (await asyncio.to_thread(subprocess.run, mount, capture_output=True)).returncode == 0
+    if os.environ.get("FAULTS_NO_MOUNT"):  # exercise the fallback
+        mounted = False
+    else:
+        done = await asyncio.to_thread(subprocess.run, mount, capture_output=True)
+        mounted = done.returncode == 0
     try:
         async with Rig("disk", root, receipts=str(disk / "receipts.db")) as rig:
             svc = rig.service
@@ -350,7 +356,8 @@ async def disk_full(root: Path) -> list[Row]:
 
                     size = await asyncio.to_thread(_largest_file, disk)
                     assert svc.pid is not None
-                    resource.prlimit(svc.pid, resource.RLIMIT_FSIZE, (size, size))
+                    _soft, hard = resource.prlimit(svc.pid, resource.RLIMIT_FSIZE)
+                    resource.prlimit(svc.pid, resource.RLIMIT_FSIZE, (size, hard))
                 return now()
 
             async def free() -> None:
@@ -360,8 +367,8 @@ async def disk_full(root: Path) -> list[Row]:
                     import resource
 
                     assert svc.pid is not None
-                    inf = resource.RLIM_INFINITY
-                    resource.prlimit(svc.pid, resource.RLIMIT_FSIZE, (inf, inf))
+                    _soft, hard = resource.prlimit(svc.pid, resource.RLIMIT_FSIZE)
+                    resource.prlimit(svc.pid, resource.RLIMIT_FSIZE, (hard, hard))
 
             how = "tmpfs 64 MiB filled" if mounted else "RLIMIT_FSIZE at the files' size"
             row = await rig.fault("receipt_disk_full", fill, free, injected=how)
