@@ -283,3 +283,18 @@ async def test_the_blocking_client() -> None:
     assert type(got[0]["limit"]) is int
     assert script.decide_requests[-1].approval_token == "ap-9.t"
     assert [o.decision_id for o in script.outcomes] == ["d-m", "d-allow"]
+
+
+async def test_a_modify_without_parameters_is_a_denial() -> None:
+    script = Script(decide=[response(D.DECISION_MODIFY, decisionId="d")])
+    async with fake_service(script) as target, client(target) as c:
+        with pytest.raises(ActionDenied) as denied:
+            await c.decide(ME, "db", "query", {"limit": 5})
+    assert denied.value.codes == ("modify_malformed",)
+
+
+async def test_an_unknown_verdict_is_a_denial() -> None:
+    script = Script(decide=[response(D.DECISION_UNSPECIFIED, decisionId="d")])
+    async with fake_service(script) as target, client(target) as c:
+        with pytest.raises(ActionDenied):
+            await c.decide(ME, "db", "query", {})

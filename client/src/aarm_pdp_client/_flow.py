@@ -183,6 +183,12 @@ def decide_flow(spec: ActionSpec) -> Flow:
     defer_rounds = 0
     while True:
         d = resp.decision
+        if d == D.DECISION_MODIFY and not resp.HasField("modified_parameters"):
+            raise _denied(  # a malformed verdict is a denial, never the original call
+                resp,
+                f"{spec.tool}.{spec.operation}: MODIFY without parameters",
+                reasons=(Reason("modify_malformed", "aarm_pdp_client", "no parameters"),),
+            )
         if d in (D.DECISION_ALLOW, D.DECISION_MODIFY):
             try:
                 params = effective_parameters(resp, spec)

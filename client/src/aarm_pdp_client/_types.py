@@ -1,4 +1,18 @@
-"""The client's value types and errors (no gRPC in here)."""
+"""The client's value types and errors (no gRPC in here).
+
+The errors, all raised by the client itself (grpc errors never escape it)::
+
+    AarmClientError                 base
+    ├── ActionDenied                the action must not run: DENY, an approval rejected,
+    │   │                           expired or not given within the wait, a MODIFY the
+    │   │                           tool cannot take, the service unreachable, refusing
+    │   │                           or past the deadline (``codes`` says which)
+    │   └── ActionDeferred          DEFER nobody answered (``deferral`` says what it needs)
+    └── OutcomeNotRecorded          the tool ran, the service did not take its outcome
+                                    (the output is withheld, in ``result``)
+
+Session start and end failures are plain :class:`AarmClientError`.
+"""
 
 from __future__ import annotations
 
