@@ -77,6 +77,9 @@ class Tickets:
     def new_ticket_id(self) -> str:
         return "t-1"
 
+    async def room(self, kind: str, request: ActionRequest) -> None:
+        return None
+
     async def open(self, *, ticket_id: str = "", **kw: Any) -> str:
         self.log.append(("ticket", ticket_id))
         return ticket_id

@@ -128,6 +128,9 @@ CONTEXT_CHARS = 16_384
 """Characters of the approver's view of the action (its parameters, the original
 request) a ticket keeps; the rest is summarised."""
 TEXT_CHARS = 512
+VIEW_BYTES = 4096
+"""What a ticket takes besides the request copy, as estimated before it is built (the
+exact size is charged when it is stored)."""
 """A longer string value is kept as its start, its length and its sha256."""
 ITEMS = 64
 """Items of one list or object kept."""

@@ -99,9 +99,7 @@ class Workflow:
         written before the ticket can name it); a new one is drawn when it is empty.
         """
         if kind == "deferral":  # refused before ~1.4 bytes per request byte are encoded
-            await self._store.ticket_room(
-                f"{kind}:{request.identity.tenant}", len(raw_request) * 4 // 3 + 4096
-            )
+            await self.room(kind, request, len(raw_request))
         timeout = (
             decision.approval.timeout_seconds
             if decision.approval is not None
@@ -139,6 +137,13 @@ class Workflow:
         if kind == "approval":
             self._notify(ticket)
         return ticket.ticket_id
+
+    async def room(self, kind: str, request: ActionRequest, raw_size: int = -1) -> None:
+        """Raise BudgetExhausted if the tenant has no room for this new ticket (its
+        size estimated: a deferral keeps the request, base64, plus the bounded view)."""
+        raw = len(request.raw) if raw_size < 0 else raw_size
+        size = tk.VIEW_BYTES + (raw * 4 // 3 if kind == "deferral" else 0)
+        await self._store.ticket_room(f"{kind}:{request.identity.tenant}", size)
 
     # -- approvals -----------------------------------------------------------
 

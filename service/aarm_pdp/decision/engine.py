@@ -153,6 +153,7 @@ def fail_closed(code: ErrorCode, detail: str = "") -> DecisionResult:
 
 
 _SUSPENDED = (Decision.STEP_UP, Decision.DEFER)
+_KINDS = {Decision.STEP_UP: "approval", Decision.DEFER: "deferral"}
 _INLINE_ANALYSIS_CHARS = 2048
 """Analysed text up to this size is parsed on the event loop (well under a millisecond)."""
 _RUNS = (Decision.ALLOW, Decision.MODIFY)
@@ -427,6 +428,15 @@ class DecisionEngine:
                     "session store",
                 )
                 links["approval_id"] = request.approval_token.partition(".")[0]
+            if result.decision in _SUSPENDED:
+                # A ticket that will not fit is refused before anything is recorded: a
+                # DENY ticket_budget_exhausted, not a suspension without its ticket.
+                await _within(
+                    self._tickets.room(_KINDS[result.decision], request),
+                    until,
+                    SessionStoreUnavailable,
+                    "session store",
+                )
             return Evaluation(request, result, prepared, links, received=received, policy=policy)
         except AarmError as exc:
             log.warning("failing closed: %s: %s", exc.code.value, exc.detail)

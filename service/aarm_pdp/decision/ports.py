@@ -105,6 +105,11 @@ class Tickets(Protocol):
 
     async def token_still_valid(self, token: str, now_ns: int) -> bool: ...
 
+    async def room(self, kind: str, request: ActionRequest) -> None:
+        """Raise :class:`~aarm_pdp.errors.BudgetExhausted` if a new ticket of ``kind``
+        for ``request`` would be refused (its tenant's ticket budget is full)."""
+        ...
+
 
 class Receipts(Protocol):
     """The signed, hash-chained receipt log (AARM R5)."""
@@ -214,6 +219,9 @@ class NoTickets:
 
     async def token_still_valid(self, token: str, now_ns: int) -> bool:
         return False
+
+    async def room(self, kind: str, request: ActionRequest) -> None:
+        return None
 
 
 class NoReceipts:
