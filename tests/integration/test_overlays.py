@@ -28,7 +28,7 @@ from aarm.v1 import decision_pb2 as D
 from aarm_pdp import server
 from aarm_pdp.config import Config
 from aarm_pdp.opa import policy_cli
-from aarm_pdp.opa.layers import content_digest
+from aarm_pdp.opa.layers import content_digest, load_layers, merged_documents
 
 from tests.support.messages import decide_request
 from tests.support.paths import POLICIES, REGO
@@ -226,3 +226,48 @@ def test_policy_check_fails_on_a_catalogue_error(opa_binary: str) -> None:
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "error: catalogue: inventory.lookup: unknown category telepathy" in proc.stdout
+
+
+def _opa_value(opa_binary: str, bundles: list[Path], query: str) -> Any:
+    argv = [opa_binary, "eval", "--format", "json"]
+    argv += [a for b in bundles for a in ("-b", str(b))]
+    proc = subprocess.run([*argv, query], capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(proc.stdout)["result"][0]["expressions"][0]["value"]
+
+
+def _zeta(tools: dict[str, Any]) -> Path:
+    """Overlay ``zeta``: ``tools`` and a config patch."""
+    zeta = scratch("zeta") / "zeta"
+    base = zeta / "aarm" / "overlays" / "zeta"
+    (base / "catalogue").mkdir(parents=True)
+    (base / "config").mkdir()
+    _manifest(zeta, {"revision": "z-1", "roots": ["aarm/overlays/zeta"]})
+    (base / "catalogue" / "data.json").write_text(json.dumps({"tools": tools}))
+    patch = {"egress": {"internal_domains": ["zeta.example"]}, "default_posture": "DENY"}
+    (base / "config" / "data.json").write_text(json.dumps(patch))
+    return zeta
+
+
+REPLACED = {"category": "write", "risk_tier": "medium", "output_trust": "trusted"}
+
+
+def test_python_merge_matches_what_opa_merges(opa_binary: str) -> None:
+    zeta = _zeta({"inventory.lookup": {**REPLACED, "parameters": {}}, "zeta.op": REPLACED})
+    bundles = [REGO, zeta, OVERLAY]
+    want_tools, want_config = merged_documents(load_layers(bundles))  # site, then zeta
+    assert want_tools["inventory.lookup"]["category"] == "write"
+    assert want_config["egress"]["internal_domains"] == ["zeta.example"]
+    assert _opa_value(opa_binary, bundles, "data.aarm.layers.tools") == want_tools
+    assert _opa_value(opa_binary, bundles, "data.aarm.layers.config") == want_config
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="aarm.layers.tools deep-merges an overlay entry into the pack's entry of the same "
+    "name (object.union is recursive); the contract, and layers.tool(name), replace it",
+)
+def test_an_overlay_entry_replaces_the_packs_entry_of_the_same_name(opa_binary: str) -> None:
+    bundles = [REGO, _zeta({"db.query": REPLACED})]
+    assert merged_documents(load_layers(bundles))[0]["db.query"] == REPLACED
+    assert _opa_value(opa_binary, bundles, 'data.aarm.layers.tool("db.query")') == REPLACED
+    assert _opa_value(opa_binary, bundles, "data.aarm.layers.tools")["db.query"] == REPLACED
