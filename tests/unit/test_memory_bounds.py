@@ -348,6 +348,25 @@ async def test_1000_tickets_of_1mb_requests_stay_under_the_byte_bound() -> None:
     )
 
 
+def test_a_ticket_from_a_newer_version_still_loads() -> None:
+    t = tk.Ticket(
+        ticket_id="t",
+        kind="deferral",
+        decision_id="d",
+        tenant="acme",
+        session_id="s",
+        status=tk.PENDING,
+        created_ns=1,
+        deadline_ns=2,
+        action_hash="a",
+        request_b64="",
+        policy_hash="p",
+        policy_revision="r",
+    )
+    doc = {**orjson.loads(t.to_bytes()), "added_later": [1, 2]}
+    assert tk.Ticket.from_bytes(orjson.dumps(doc)) == t
+
+
 # -- the idempotency cache ---------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -99,7 +99,10 @@ class Ticket:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Ticket:
-        return cls(**orjson.loads(raw))
+        """Inverse of :meth:`to_bytes`; fields a newer version added are ignored (replicas
+        of two versions share one Redis while they are rolled)."""
+        doc = orjson.loads(raw)
+        return cls(**{k: v for k, v in doc.items() if k in _TICKET_FIELDS})
 
     def holds_token(self, token: str) -> bool:
         """Whether ``token`` is this grant's (the approver's or the watcher's)."""
@@ -117,6 +120,9 @@ class Ticket:
     def index(self) -> str:
         """The pending list this ticket sits on."""
         return f"{self.kind}:{self.tenant}"
+
+
+_TICKET_FIELDS = frozenset(f.name for f in fields(Ticket))
 
 
 def encode_request(raw: bytes) -> str:
