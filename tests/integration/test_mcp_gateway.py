@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from aarm.v1 import approval_pb2, decision_pb2, receipt_pb2
 from aarm_pdp.config import ApprovalConfig, Config, ReceiptConfig
@@ -33,10 +34,11 @@ from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.support.grpc_clients import Clients, bearer
+from tests.support.grpc_clients import Clients, aio_channel, bearer
 from tests.support.paths import REGO, ROOT
+from tests.support.pki import CertificateAuthority
 from tests.support.ports import accepts, free_port
-from tests.support.principals import PLATFORM_TOKEN, TENANT
+from tests.support.principals import PLATFORM_TOKEN, TENANT, write_principals
 from tests.support.processes import wait_until
 from tests.support.service import running, service_config, with_approvers
 
@@ -47,6 +49,8 @@ FS_VERSION = "2026.8.31"
 FS_CACHE = ROOT / "var" / "mcp-servers"
 APPROVER = {"dora-token": ("dora@acme.example", ["data-owners"])}
 HUMAN = "alice@acme.example"
+GATEWAY_SPIFFE = "spiffe://acme.test/mcp-gateway"
+AUDITOR_SPIFFE = "spiffe://acme.test/auditor"
 USER_REQUEST = "summarise the roadmap note for me"
 
 
@@ -552,3 +556,79 @@ async def test_catalogue_draft_from_schemas_and_hints(
             )
             resp = await clients.decide.Decide(req)
             assert decision_pb2.Decision.Name(resp.decision) == want, resp
+
+
+async def test_gateway_authenticates_with_mtls(
+    opa_binary: str, tmp_path: Path, policy: Path
+) -> None:
+    """The gateway's credential is a client certificate (no token): the receipt names
+    the principal that certificate maps to."""
+    ca = CertificateAuthority.create("gateway-test-ca")
+    server_cert, server_key = ca.issue_server().write(tmp_path, "server")
+    client_cert, client_key = ca.issue_client(spiffe_id=GATEWAY_SPIFFE).write(tmp_path, "gw")
+    ca_file = ca.write(tmp_path)
+    principals = write_principals(
+        tmp_path / "principals.json",
+        extra=[
+            {
+                "id": "mcp-gateway",
+                "kind": "service",
+                "roles": {TENANT: ["enforcer"]},
+                "mtls": [{"spiffe_id": GATEWAY_SPIFFE}],
+            },
+            {
+                "id": "auditor",
+                "kind": "user",
+                "roles": {TENANT: ["auditor"]},
+                "mtls": [{"spiffe_id": AUDITOR_SPIFFE}],
+            },
+        ],
+    )
+    cfg = _layered(service_config(opa_binary, principals=principals), policy)
+    cfg = replace(
+        cfg,
+        auth=replace(cfg.auth, tls_cert=server_cert, tls_key=server_key, tls_client_ca=ca_file),
+    )
+    log = tmp_path / "local.jsonl"
+    log.touch()
+    async with running(cfg.validate()) as (app, _):
+        config = tmp_path / "gateway.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "decision_service": {
+                        "target": f"127.0.0.1:{app.port}",
+                        "token_file": None,
+                        "ca_file": str(ca_file),
+                        "client_cert": str(client_cert),
+                        "client_key": str(client_key),
+                    },
+                    "identity": {"tenant": TENANT, "human": HUMAN},
+                    "servers": [
+                        {
+                            "name": "local",
+                            "command": sys.executable,
+                            "args": ["-m", "tests.support.mcp_upstream", "--log", str(log)],
+                            "cwd": str(ROOT),
+                        }
+                    ],
+                }
+            )
+        )
+        async with _mcp_client(config) as mcp:
+            result = await mcp.call_tool("local.read_note", {"name": "roadmap"})
+        assert not result.isError, _text(result)
+        assert "ship the MCP gateway" in _text(result)
+        assert result.meta is not None
+        auditor = ca.issue_client(spiffe_id=AUDITOR_SPIFFE)
+        creds = grpc.ssl_channel_credentials(ca.cert_pem, auditor.key_pem, auditor.cert_pem)
+        async with aio_channel(f"127.0.0.1:{app.port}", None, credentials=creds) as channel:
+            listed = await Clients(channel).receipts.ListReceipts(
+                receipt_pb2.ListReceiptsRequest(
+                    tenant=TENANT, session_id=result.meta["aarm"]["session_id"]
+                )
+            )
+        docs = [json.loads(r.payload) for r in listed.receipts]
+        doc = next(d for d in docs if d.get("decision_id") == result.meta["aarm"]["decision_id"])
+        assert doc["identity"]["principal"] == "mcp-gateway", doc["identity"]
+    assert _calls(log) == [{"tool": "read_note", "arguments": {"name": "roadmap"}}]
