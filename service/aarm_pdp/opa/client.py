@@ -10,6 +10,7 @@ failure is :class:`~aarm_pdp.errors.OpaUnavailable`, so the decision fails close
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,8 +27,9 @@ from aarm_pdp.opa.http import (
     HttpUnavailable,
     tls_context,
 )
-from aarm_pdp.opa.layers import policy_version
+from aarm_pdp.opa.layers import is_effective, policy_version
 
+log = logging.getLogger("aarm_pdp.opa.client")
 _MAX_BODY = 4 * 1024 * 1024
 _VERSIONS_CACHED = 64
 _VERSION_PROBE = "/v1/data/aarm/layers/overlay_names?provenance=true"
@@ -41,6 +43,20 @@ def _decode(status: int, content: bytes) -> Any:
         return orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise OpaBadResponse("opa answer is not JSON") from exc
+
+
+def _warn_unbuilt(bundles: tuple[tuple[str, Any], ...]) -> None:
+    """Say once per new set of bundles when receipts cannot name their files' digest."""
+    if not bundles:
+        log.warning("OPA reports no bundles: receipts carry an empty policy revision and hash")
+    for name, revision in bundles:
+        if not is_effective(str(revision or "")):
+            log.warning(
+                "OPA bundle %s has revision %r, no content digest: receipts name it as it is "
+                "(build the layers with `aarm-pdp policy build`, docs/overlays.md)",
+                name,
+                revision,
+            )
 
 
 class OpaClient:
@@ -148,6 +164,7 @@ class OpaClient:
                 self._versions.clear()
             version = policy_version(str(rev or "") for _, rev in key)
             self._versions[key] = version
+            _warn_unbuilt(key)
         return version
 
     async def policy_version(self) -> PolicyVersion:

@@ -40,6 +40,7 @@ __all__ = [
     "LayerError",
     "content_digest",
     "evaluated_files",
+    "is_effective",
     "load_layers",
     "merge_config",
     "merged_documents",
