@@ -129,6 +129,18 @@ async def test_external_opa_reports_the_same_revision_and_hash(opa_binary: str) 
     assert _receipt_policy(external) == _receipt_policy(managed)
 
 
+async def test_external_opa_on_the_source_directories_names_the_manifests(
+    opa_binary: str,
+) -> None:
+    # `opa run -s -b rego -b site` works too; its revisions carry no digest.
+    with _external_opa(opa_binary, REGO, OVERLAY) as url:
+        async with running(service_config(opa_binary, url=url)) as (_, c):
+            resp = await c.decide.Decide(decide_request(*LOOKUP))
+    assert resp.decision == D.DECISION_ALLOW
+    assert resp.policy.revision == f"{_pack_revision()},site-1"
+    assert resp.policy.hash == hashlib.sha256(resp.policy.revision.encode()).hexdigest()
+
+
 async def test_after_opa_restarts_with_an_edited_overlay_the_next_receipt_names_it(
     opa_binary: str,
 ) -> None:
