@@ -368,7 +368,7 @@ class SessionConfig:
     log_window_bytes: int = DEFAULT_SESSION_LOG_BYTES
     """Context-log bytes kept per session (the newest entries)."""
     tenant_bytes: int = DEFAULT_SESSION_TENANT_BYTES
-    """Memory store: one tenant's sessions (state, log window, provenance index)."""
+    """One tenant's sessions: state, log window and (memory store) provenance index."""
     tenant_sessions: int = DEFAULT_SESSION_TENANT_ENTRIES
     """Sessions one tenant may hold (memory and Redis); past it a new one is DENY."""
     total_bytes: int = DEFAULT_SESSION_TOTAL_BYTES

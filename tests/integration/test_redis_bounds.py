@@ -134,3 +134,31 @@ async def test_a_tenants_open_tickets_are_bounded_and_released_when_closed(
         assert {s.store: s.refusals for s in store.bound_stats()}["tickets"]["tenant"] >= 2
     finally:
         await store.aclose()
+
+
+async def test_a_tenants_session_bytes_are_bounded(redis_server: RedisServer) -> None:
+    store = await _store(
+        redis_server, bounds=SessionBounds(max_state_bytes=2000, tenant_bytes=3000)
+    )
+
+    def blob(size: int):  # type: ignore[no-untyped-def]
+        def apply(raw: bytes | None) -> tuple[bytes, None]:
+            return b"x" * size, None
+
+        return apply
+
+    try:
+        await store.update("k1", blob(1500), lambda _: [], "acme")
+        await store.update("k2", blob(1400), lambda _: [], "acme")
+        with pytest.raises(BudgetExhausted) as exc:
+            await store.update("k2", blob(1600), lambda _: [], "acme")  # 3 100 > 3 000
+        assert exc.value.code is ErrorCode.SESSION_BUDGET_EXHAUSTED
+        assert (await store.load("k2", [], "acme", [])).state == b"x" * 1400
+        await store.update("k1", blob(100), lambda _: [], "acme")  # shrinking always fits
+        await store.update("k2", blob(1600), lambda _: [], "acme")
+        with pytest.raises(BudgetExhausted):
+            await store.update("k3", blob(1400), lambda _: [b'{"hash":"h"}'], "acme")
+        await store.delete("k2", "acme")  # its bytes are released
+        await store.update("k3", blob(1400), lambda _: [b'{"hash":"h"}'], "acme")
+    finally:
+        await store.aclose()

@@ -11,8 +11,10 @@ lose an update. Redis errors become :class:`~aarm_pdp.errors.SessionStoreUnavail
 
 Bounds (as the memory store, :mod:`aarm_pdp.session.store`): the state blob by bytes
 (refused before it is written), the log to a window by entries and bytes (trimmed in
-the same transaction, its base kept), a tenant's sessions by count (a new session past
-it is refused, in the same transaction) and its open tickets by count and bytes.
+the same transaction, its base kept), a tenant's sessions by count and by the bytes of
+their state and log windows (``ts:``/``tsb:``; a write past either is refused, in the
+same transaction; the provenance index is capped by entries) and its open tickets by
+count and bytes.
 Settled tickets shrink (no request copy) and expire after ``TICKET_TTL_SECONDS``;
 Redis' own ``maxmemory`` is the operator's global cap.
 """
@@ -75,24 +77,40 @@ return 1
 """
 
 
-# Write a session: refuse a new one past the tenant's count (nothing written, returns
-# 0); else set the state, append the log entries, trim the window to its entries and
-# bytes (keeping the hash it starts from and how many were dropped), note the session
-# on the tenant's list. KEYS: state, log, log meta, tenant sessions.
-# ARGV: state, ttl, is_new, now, tenant cap, max entries, max bytes, member, entries...
+# Write a session: refuse (nothing written, returns 0) a new one past the tenant's
+# count, or any write that would take the tenant's sessions (state + log window) past
+# its bytes; else set the state, append the log entries, trim the window to its entries
+# and bytes (keeping the hash it starts from and how many were dropped), note the
+# session and its bytes on the tenant's lists. Sessions idle past the TTL leave them.
+# KEYS: state, log, log meta, tenant sessions (zset), tenant session bytes (hash, '#'
+# the total). ARGV: state, ttl, is_new, now, tenant cap, max entries, max bytes, member,
+# tenant bytes, entries...
 _SESSION_WRITE = """
 local ttl = tonumber(ARGV[2])
 local now = tonumber(ARGV[4])
-if ARGV[3] == '1' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - ttl)
-  if redis.call('ZSCORE', KEYS[4], ARGV[8]) == false
-     and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[5]) then
-    return 0
-  end
+local member = ARGV[8]
+local stale = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now - ttl, 'LIMIT', 0, 64)
+for _, m in ipairs(stale) do
+  local sz = tonumber(redis.call('HGET', KEYS[5], m) or 0)
+  redis.call('HDEL', KEYS[5], m)
+  redis.call('HINCRBY', KEYS[5], '#', -sz)
+  redis.call('ZREM', KEYS[4], m)
+end
+local known = redis.call('ZSCORE', KEYS[4], member) ~= false
+if ARGV[3] == '1' and not known and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[5]) then
+  return 0
+end
+local bytes = tonumber(redis.call('HGET', KEYS[3], 'bytes') or 0)
+local added = 0
+for i = 10, #ARGV do added = added + #ARGV[i] end
+local old = tonumber(redis.call('HGET', KEYS[5], member) or 0)
+local total = tonumber(redis.call('HGET', KEYS[5], '#') or 0)
+local estimate = #ARGV[1] + math.min(bytes + added, tonumber(ARGV[7]))
+if estimate > old and total - old + estimate > tonumber(ARGV[9]) then
+  return 0
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
-local bytes = tonumber(redis.call('HGET', KEYS[3], 'bytes') or 0)
-for i = 9, #ARGV do
+for i = 10, #ARGV do
   redis.call('RPUSH', KEYS[2], ARGV[i])
   bytes = bytes + #ARGV[i]
 end
@@ -115,8 +133,20 @@ end
 redis.call('HSET', KEYS[3], 'bytes', bytes)
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('EXPIRE', KEYS[3], ttl)
-redis.call('ZADD', KEYS[4], now, ARGV[8])
+redis.call('ZADD', KEYS[4], now, member)
 redis.call('EXPIRE', KEYS[4], ttl)
+local size = #ARGV[1] + bytes
+redis.call('HSET', KEYS[5], member, size)
+redis.call('HINCRBY', KEYS[5], '#', size - old)
+redis.call('EXPIRE', KEYS[5], ttl)
+return 1
+"""
+
+# Take a session off its tenant's lists. KEYS: tenant sessions, their bytes. ARGV: member.
+_SESSION_FORGET = """
+local sz = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or 0)
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 1 then redis.call('HINCRBY', KEYS[2], '#', -sz) end
+redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
 """
 
@@ -282,6 +312,7 @@ class RedisSessionStore:
     ) -> T:
         skey, lkey, mkey = f"{self._p}s:{key}", f"{self._p}l:{key}", f"{self._p}lm:{key}"
         tskey = f"{self._p}ts:{tenant_key(tenant)}"
+        tbkey = f"{self._p}tsb:{tenant_key(tenant)}"
         b = self.bounds
         fresh: list[bool] = []
 
@@ -296,7 +327,7 @@ class RedisSessionStore:
         def write(pipe: Any, new: bytes | None, result: T) -> None:
             if new is None:
                 pipe.delete(skey, lkey, mkey, f"{self._p}i:{key}")
-                pipe.zrem(tskey, key)
+                pipe.eval(_SESSION_FORGET, 2, tskey, tbkey, key)
                 return
             args: list[Any] = [
                 new,
@@ -307,9 +338,10 @@ class RedisSessionStore:
                 b.log_entries,
                 b.log_bytes,
                 key,
+                b.tenant_bytes,
                 *log(result),
             ]
-            pipe.eval(_SESSION_WRITE, 4, skey, lkey, mkey, tskey, *args)
+            pipe.eval(_SESSION_WRITE, 5, skey, lkey, mkey, tskey, tbkey, *args)
 
         out: list[Any] = []
 
@@ -380,7 +412,8 @@ class RedisSessionStore:
             pipe.delete(
                 f"{self._p}s:{key}", f"{self._p}l:{key}", f"{self._p}lm:{key}", f"{self._p}i:{key}"
             )
-            pipe.zrem(f"{self._p}ts:{tenant_key(tenant)}", key)
+            tk = tenant_key(tenant)
+            pipe.eval(_SESSION_FORGET, 2, f"{self._p}ts:{tk}", f"{self._p}tsb:{tk}", key)
             await pipe.execute()
 
     async def revoke(self, tenant: str, subject: str) -> None:
