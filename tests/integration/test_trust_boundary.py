@@ -34,6 +34,7 @@ from aarm_pdp import server
 from aarm_pdp.auth import channel_credentials
 from aarm_pdp.config import AuthConfig
 from aarm_pdp.opa.fake import FakePolicyEngine
+from aarm_pdp_client import ActionDenied, AsyncClient, Identity, Tls
 
 from tests.support.grpc_clients import Clients, aio_channel, bearer
 from tests.support.messages import decide_request, opa_answer
@@ -446,3 +447,26 @@ async def test_a_tenant_that_requires_it_takes_the_human_from_its_idp_token(
             assert forged.reasons[0].code == "identity_unverified"
     finally:
         await app.stop()
+
+
+async def test_the_client_authenticates_on_every_transport(world: tuple[str, World]) -> None:
+    """aarm-pdp-client over TLS with a token or JWT, or mTLS with a client certificate."""
+    transport, w = world
+
+    def client(who: Who) -> AsyncClient:
+        cert, key = who.cert
+        if transport == "mtls":
+            return AsyncClient(
+                f"localhost:{w.app.port}", tls=Tls.from_files(ca=w.ca, cert=cert, key=key)
+            )
+        token = who.token if transport == "tls-token" else who.jwt
+        return AsyncClient(f"localhost:{w.app.port}", token=token, tls=Tls.from_files(ca=w.ca))
+
+    me = Identity(tenant="acme", human="alice@acme.example", agent="agent-7", session_id="s-cl")
+    async with client(w.people["only-enforcer"]) as enforcer:
+        verdict = await enforcer.decide(me, "db", "query", {"t": 1})
+    assert verdict.decision == "ALLOW"
+    async with client(w.people["only-auditor"]) as auditor:
+        with pytest.raises(ActionDenied) as refused:
+            await auditor.decide(me, "db", "query", {"t": 1})
+    assert refused.value.codes == ("pdp_refused",)

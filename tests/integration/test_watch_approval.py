@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from tests.support.grpc_clients import Clients, bearer
 from tests.support.paths import REGO
 from tests.support.principals import OUTSIDER_TOKEN
+from tests.support.processes import RedisServer
 from tests.support.service import running as serving
 from tests.support.service import service_config, with_approvers
 
@@ -217,3 +218,29 @@ async def test_watches_have_their_own_admission_budget(opa_binary: str, tmp_path
         # Its slot is back once it ended.
         after = [m.status async for m in c.approvals.WatchApproval(request, timeout=5)]
         assert after == [A.APPROVAL_STATUS_GRANTED]
+
+
+async def test_a_grant_on_another_replica_reaches_the_watch(
+    opa_binary: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Two replicas on one Redis: the watch on A sees the grant made on B (polled)."""
+
+    def replica() -> Any:
+        cfg = service_config(opa_binary, state=redis_server.url)
+        return serving(replace(cfg, auth=with_approvers(tmp_path, APPROVERS)).validate())
+
+    async with replica() as (_, a), replica() as (_, b):
+        approval_id = await step_up(a, session="s-watch-2r")
+        stream = a.approvals.WatchApproval(
+            A.WatchApprovalRequest(identity=ident(sessionId="s-watch-2r"), approval_id=approval_id),
+            timeout=30,
+        )
+        assert (await stream.read()).status == A.APPROVAL_STATUS_PENDING
+        await b.approvals.ResolveApproval(
+            A.ResolveApprovalRequest(approval_id=approval_id, grant=True, reason="ok"),
+            metadata=bearer("bob-token"),
+        )
+        final = await stream.read()
+        assert final.status == A.APPROVAL_STATUS_GRANTED
+        ok = await b.decide.Decide(transfer("s-watch-2r-2", final.approval_token, "s-watch-2r"))
+        assert ok.decision == D.DECISION_ALLOW, json_format.MessageToDict(ok)
