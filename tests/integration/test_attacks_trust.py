@@ -172,7 +172,7 @@ async def test_an_implicit_session_cannot_be_re_seeded(svc: tuple[server.App, Cl
             identity=who,
         )
     )
-    assert verdict(pay) == "STEP_UP"
+    assert verdict(pay) == "DENY"  # money to an untrusted account nobody asked for
 
 
 async def test_nobody_else_can_end_a_session(svc: tuple[server.App, Clients]) -> None:

@@ -92,7 +92,11 @@ _untrusted_targets contains j if {
 	j.origin == "untrusted"
 }
 
+# "Seen nowhere" means something only in a session that has a request to compare with.
+_has_request if is_string(input.session.original_request.text)
+
 _unseen_targets contains j if {
+	_has_request
 	some j in _judged
 	j.semantic in _cfg.target_semantics
 	j.origin == "unseen"
@@ -100,6 +104,7 @@ _unseen_targets contains j if {
 }
 
 _unseen_targets contains j if {
+	_has_request
 	some j in _judged
 	j.semantic in _cfg.unseen_target_semantics
 	j.origin == "unseen"
@@ -117,7 +122,15 @@ _code contains j if {
 	some j in _judged
 	j.semantic in _cfg.code_semantics
 	j.kind in _cfg.embedded_kinds
-	j.origin in {"untrusted", "unseen"}
+	j.origin == "untrusted"
+}
+
+_code contains j if {
+	_has_request
+	some j in _judged
+	j.semantic in _cfg.code_semantics
+	j.kind in _cfg.embedded_kinds
+	j.origin == "unseen"
 }
 
 # A command or statement copied whole from untrusted content.
