@@ -273,11 +273,6 @@ def test_python_merge_matches_what_opa_merges(opa_binary: str) -> None:
     assert _opa_value(opa_binary, bundles, "data.aarm.layers.config") == want_config
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aarm.layers.tools deep-merges an overlay entry into the pack's entry of the same "
-    "name (object.union is recursive); the contract, and layers.tool(name), replace it",
-)
 def test_an_overlay_entry_replaces_the_packs_entry_of_the_same_name(opa_binary: str) -> None:
     bundles = [REGO, _zeta({"db.query": REPLACED})]
     assert merged_documents(load_layers(bundles))[0]["db.query"] == REPLACED

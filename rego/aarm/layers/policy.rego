@@ -26,7 +26,7 @@ overlay_names := sort([name | some name, _ in data.aarm.overlays])
 # description: The merged tool catalogue, keyed "tool.operation".
 tools := data.aarm.catalogue.tools if {
 	count(_overlay_tools) == 0
-} else := object.union(data.aarm.catalogue.tools, _overlay_tools)
+} else := object.union(object.remove(data.aarm.catalogue.tools, object.keys(_overlay_tools)), _overlay_tools)
 
 # Overlay tools; where two overlays define a name, the later one in overlay_names wins.
 _overlay_tools[name] := tool if {

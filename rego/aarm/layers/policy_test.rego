@@ -9,9 +9,9 @@ _site := {"site": {
 }}
 
 test_no_overlay_is_the_reference_pack if {
-	layers.tools == data.aarm.catalogue.tools
-	layers.config == data.aarm.config
-	layers.overlay_names == []
+	layers.tools == data.aarm.catalogue.tools with data.aarm.overlays as {}
+	layers.config == data.aarm.config with data.aarm.overlays as {}
+	layers.overlay_names == [] with data.aarm.overlays as {}
 }
 
 test_overlay_tools_config_and_rules_merge if {
@@ -26,4 +26,11 @@ test_later_overlay_wins if {
 	two := object.union(_site, {"zz": {"catalogue": {"tools": {"crm2.lookup": {"category": "write", "risk_tier": "high", "output_trust": "trusted", "parameters": {}}}}}})
 	layers.tool("crm2.lookup").category == "write" with data.aarm.overlays as two
 	layers.overlay_names == ["site", "zz"] with data.aarm.overlays as two
+}
+
+test_overlay_entry_replaces_the_pack_entry_whole if {
+	some name, _ in data.aarm.catalogue.tools
+	replaced := {"site": {"catalogue": {"tools": {name: {"category": "read", "risk_tier": "low", "output_trust": "trusted", "parameters": {}}}}}}
+	layers.tools[name].parameters == {} with data.aarm.overlays as replaced
+	layers.tool(name).parameters == {} with data.aarm.overlays as replaced
 }
