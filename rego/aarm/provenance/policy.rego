@@ -65,18 +65,22 @@ _internal(domain) if {
 # One judged value per (path, indicator): {path, semantic, kind, origin} where origin
 # is "user", "trusted", "untrusted" or "unseen". A path with structured indicators is
 # judged by each external one; a path without is judged as a whole value.
-_judged contains {"path": path, "semantic": sem, "kind": item.kind, "origin": _origin(item.origins)} if {
+_judged contains {"path": path, "semantic": sem, "kind": item.kind, "origin": _origin(item.origins), "user_part": false} if {
 	some path, doc in input.provenance.parameters
 	sem := _semantic(path)
 	some item in doc.found
 	not _internal(item.domain)
 }
 
-_judged contains {"path": path, "semantic": sem, "kind": "value", "origin": _origin(doc.origins)} if {
+_judged contains {"path": path, "semantic": sem, "kind": "value", "origin": _origin(doc.origins), "user_part": _user_part(doc)} if {
 	some path, doc in input.provenance.parameters
 	sem := _semantic(path)
 	count(doc.found) == 0
 }
+
+# The request named part of the value ("Lumen Analytics" for "Lumen Analytics Ltd",
+# "David" for @david.cho): a human can judge it, so it is never a DENY on its own.
+_user_part(doc) := object.get(doc, "user_part", false)
 
 _origin(origins) := "unseen" if {
 	origins == ["unseen"]
@@ -165,27 +169,64 @@ _paths(js) := concat(", ", sort({j.path | some j in js}))
 
 _deny_targets contains j if {
 	_side_effect
-	some j in _untrusted_targets
+	some j in _strong_targets
 	_confidential
 	j.semantic in _cfg.egress_semantics
-	_leaves_workspace(j)
+	carries_data
 }
 
-# A workspace handle (a recipient with no address in it) stays inside the workspace;
-# a channel may be shared with other organisations.
-_leaves_workspace(j) if j.kind != "value"
+# Untrusted targets the request named no part of.
+_strong_targets contains j if {
+	some j in _untrusted_targets
+	not j.user_part
+}
 
-_leaves_workspace(j) if j.semantic != "recipient"
+# METADATA
+# title: carries_data
+# description: |
+#   The action carries session data: text copied from tool outputs (a share of its
+#   shingles, or addresses, accounts and links found in outputs), or a reference to an
+#   existing object (a message forwarded, a file shared). A message the agent composed
+#   from the request alone carries no evidence of data leaving.
+carries_data if {
+	some path, doc in input.provenance.parameters
+	_semantic(path) in _cfg.payload_semantics
+	doc.output_share >= _cfg.payload_output_share
+}
+
+carries_data if {
+	some path, doc in input.provenance.parameters
+	_semantic(path) in _cfg.payload_semantics
+	some item in doc.found
+	some origin in item.origins
+	origin in {"tool_trusted", "tool_untrusted"}
+}
+
+carries_data if {
+	some _, spec in _params
+	spec.semantic in _cfg.payload_reference_semantics
+}
+
+# Money to an account and a beneficiary that both came only from untrusted content,
+# neither named by the request.
+_deny_targets contains j if {
+	_side_effect
+	_category in _cfg.beneficiary_categories
+	some j in _strong_targets
+	j.semantic == "person"
+	some k in _strong_targets
+	k.semantic == "account"
+}
 
 _deny_targets contains j if {
 	_side_effect
-	some j in _untrusted_targets
+	some j in _strong_targets
 	_category in _cfg.deny_categories
 }
 
 _deny_targets contains j if {
 	_side_effect
-	some j in _untrusted_targets
+	some j in _strong_targets
 	_category in _cfg.deny_unrequested_categories
 	not _requested
 }

@@ -19,6 +19,7 @@ web page is a finding".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,6 +41,10 @@ MAX_WHOLE_VALUE = 256
 STRUCTURED = ("email", "url", "account", "phone")
 """Indicator kinds that decide a value's origin on their own."""
 WHOLE = ("value", "phrase", "shingle")
+OUTPUTS = TOOL_TRUSTED | TOOL_UNTRUSTED
+MIN_NAME_WORD = 4
+MAX_NAME_WORDS = 8
+_NAME_SPLIT = re.compile(r"[^a-z0-9]+")
 
 # One parameter path's lookups: (kind, fingerprint, detail); detail is the domain of an
 # e-mail address or URL (reported to policy), "" otherwise.
@@ -72,7 +77,20 @@ def value_lookups(value: str) -> list[Lookup]:
     phrases, shingled = value_phrases(value)
     kind = "shingle" if shingled else "phrase"
     out.extend((kind, fingerprint(ind), "") for ind in phrases)
+    if not shingled:
+        out.extend(("word", fingerprint(("phrase", w)), "") for w in name_words(value))
     return out
+
+
+def name_words(value: str) -> list[str]:
+    """The name-like words of a short value ("@david.cho" -> david, cho; "Lumen
+    Analytics Ltd" -> lumen, analytics): matched one by one to tell whether the user's
+    request named part of it."""
+    out: dict[str, None] = {}
+    for word in _NAME_SPLIT.split(value.lower()):
+        if len(word) >= MIN_NAME_WORD and not word.isdigit():
+            out[word] = None
+    return list(out)[:MAX_NAME_WORDS]
 
 
 def parameter_fingerprints(parameters: dict[str, Any]) -> dict[str, list[Lookup]]:
@@ -109,6 +127,7 @@ def _path_doc(lookups: list[Lookup], seen: dict[str, int]) -> tuple[dict[str, An
     value_mask = 0
     phrase_mask = 0
     shingles: list[int] = []
+    words_mask = 0
     found: list[dict[str, Any]] = []
     for kind, fp, detail in lookups:
         bits = seen.get(fp, 0)
@@ -130,20 +149,26 @@ def _path_doc(lookups: list[Lookup], seen: dict[str, int]) -> tuple[dict[str, An
             phrase_mask |= bits
         elif kind == "shingle":
             shingles.append(bits)
+        elif kind == "word":
+            words_mask |= bits
     whole = value_mask | phrase_mask
     untrusted_share = 0.0
+    output_share = 0.0
     if shingles:
         every = ALL_SOURCES
         for bits in shingles:
             every &= bits
         whole |= every
         untrusted_share = sum(1 for b in shingles if b == TOOL_UNTRUSTED) / len(shingles)
+        output_share = sum(1 for b in shingles if b & OUTPUTS) / len(shingles)
     decisive = structured_mask if has_structured else whole
     doc = {
         "origins": origin_names(decisive) or ["unseen"],
         "whole": origin_names(whole) or ["unseen"],
         "found": found,
         "untrusted_share": round(untrusted_share, 3),
+        "output_share": round(output_share, 3),
+        "user_part": bool((words_mask | whole) & USER),
     }
     return doc, decisive
 
