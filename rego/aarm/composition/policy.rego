@@ -22,6 +22,7 @@ import data.aarm.classification
 import data.aarm.egress
 import data.aarm.intent
 import data.aarm.params
+import data.aarm.provenance
 
 _cfg := layers.config.composition
 
@@ -135,7 +136,8 @@ _destination_param(_, spec) if spec.semantic in _cfg.external.destination_semant
 
 _destination_param(param, _) if param == _cfg.external.channel_params[_name]
 
-# A destination the user's request named, or a trusted system of record returned. A
+# A destination the user's request named, a trusted system of record returned, or the
+# document the user pointed at holds (provenance then still asks a human). A
 # request that itself reads like an injection (T1 direct: "ignore previous
 # instructions...") vouches for nothing.
 _vouched(param) if {
@@ -143,12 +145,21 @@ _vouched(param) if {
 	docs := [doc | some path, doc in input.provenance.parameters; regex.split(`[.\[]`, path)[0] == param]
 	count(docs) > 0
 	every doc in docs {
-		some origin in doc.origins
-		origin in {"user", "tool_trusted"}
+		_vouching(doc.origins)
 	}
 }
 
 _direct_injection if regex.match(_cfg.exfiltration.direct_injection_pattern, input.session.original_request.text)
+
+_vouching(origins) if {
+	some origin in origins
+	origin in {"user", "tool_trusted"}
+}
+
+_vouching(origins) if {
+	"user_pointed" in origins
+	not provenance.carries_data
+}
 
 _unvouched_external if {
 	some d in destinations

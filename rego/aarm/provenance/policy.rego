@@ -65,14 +65,14 @@ _internal(domain) if {
 # One judged value per (path, indicator): {path, semantic, kind, origin} where origin
 # is "user", "trusted", "untrusted" or "unseen". A path with structured indicators is
 # judged by each external one; a path without is judged as a whole value.
-_judged contains {"path": path, "semantic": sem, "kind": item.kind, "origin": _origin(item.origins), "user_part": false} if {
+_judged contains {"path": path, "semantic": sem, "kind": item.kind, "origin": _untrusted_or(_origin(item.origins)), "user_part": false, "pointed": _origin(item.origins) == "pointed"} if {
 	some path, doc in input.provenance.parameters
 	sem := _semantic(path)
 	some item in doc.found
 	not _internal(item.domain)
 }
 
-_judged contains {"path": path, "semantic": sem, "kind": "value", "origin": _origin(doc.origins), "user_part": _user_part(doc)} if {
+_judged contains {"path": path, "semantic": sem, "kind": "value", "origin": _untrusted_or(_origin(doc.origins)), "user_part": object.get(doc, "user_part", false), "pointed": _origin(doc.origins) == "pointed"} if {
 	some path, doc in input.provenance.parameters
 	sem := _semantic(path)
 	count(doc.found) == 0
@@ -80,12 +80,20 @@ _judged contains {"path": path, "semantic": sem, "kind": "value", "origin": _ori
 
 # The request named part of the value ("Lumen Analytics" for "Lumen Analytics Ltd",
 # "David" for @david.cho): a human can judge it, so it is never a DENY on its own.
-_user_part(doc) := object.get(doc, "user_part", false)
+# A value from the document the user pointed at (the output of a read whose arguments
+# the request named) is untrusted content the user asked the agent to work from: a
+# finding for a human to judge, and a DENY only when the action also carries session
+# data (the injected-exfiltration shape), never on its own.
+_untrusted_or(origin) := "untrusted" if origin == "pointed"
+
+else := origin
 
 _origin(origins) := "unseen" if {
 	origins == ["unseen"]
 } else := "untrusted" if {
 	origins == ["tool_untrusted"]
+} else := "pointed" if {
+	origins == ["tool_untrusted", "user_pointed"]
 } else := "user" if {
 	"user" in origins
 } else := "trusted"
@@ -179,6 +187,14 @@ _deny_targets contains j if {
 _strong_targets contains j if {
 	some j in _untrusted_targets
 	not j.user_part
+	not j.pointed
+}
+
+_strong_targets contains j if {
+	some j in _untrusted_targets
+	not j.user_part
+	j.pointed
+	carries_data
 }
 
 # METADATA
@@ -203,9 +219,12 @@ carries_data if {
 }
 
 carries_data if {
-	some _, spec in _params
+	some name, spec in _params
 	spec.semantic in _cfg.payload_reference_semantics
+	_given(input.action.parameters[name])
 }
+
+_given(value) if not value in {null, "", [], {}}
 
 # Money to an account and a beneficiary that both came only from untrusted content,
 # neither named by the request.

@@ -35,8 +35,17 @@ from aarm_pdp.provenance.indicators import (
 USER = 1
 TOOL_TRUSTED = 2
 TOOL_UNTRUSTED = 4
-ALL_SOURCES = USER | TOOL_TRUSTED | TOOL_UNTRUSTED
-_NAMES = ((USER, "user"), (TOOL_TRUSTED, "tool_trusted"), (TOOL_UNTRUSTED, "tool_untrusted"))
+USER_POINTED = 8
+"""Set with TOOL_UNTRUSTED on the output of a read whose arguments the user's request
+named (the document the user pointed at): still untrusted content, but what the user
+asked the agent to work from."""
+ALL_SOURCES = USER | TOOL_TRUSTED | TOOL_UNTRUSTED | USER_POINTED
+_NAMES = (
+    (USER, "user"),
+    (TOOL_TRUSTED, "tool_trusted"),
+    (TOOL_UNTRUSTED, "tool_untrusted"),
+    (USER_POINTED, "user_pointed"),
+)
 MAX_WHOLE_VALUE = 256
 STRUCTURED = ("email", "url", "account", "phone")
 """Indicator kinds that decide a value's origin on their own."""
@@ -159,7 +168,9 @@ def _path_doc(lookups: list[Lookup], seen: dict[str, int]) -> tuple[dict[str, An
         for bits in shingles:
             every &= bits
         whole |= every
-        untrusted_share = sum(1 for b in shingles if b == TOOL_UNTRUSTED) / len(shingles)
+        untrusted_share = sum(1 for b in shingles if b & ~USER_POINTED == TOOL_UNTRUSTED) / len(
+            shingles
+        )
         output_share = sum(1 for b in shingles if b & OUTPUTS) / len(shingles)
     decisive = structured_mask if has_structured else whole
     doc = {
@@ -173,6 +184,11 @@ def _path_doc(lookups: list[Lookup], seen: dict[str, int]) -> tuple[dict[str, An
     return doc, decisive
 
 
+def names_user_value(provenance: dict[str, Any]) -> bool:
+    """Whether some argument (as ``classify`` judged it) came from the user's request."""
+    return any("user" in doc["origins"] for doc in provenance.get("parameters", {}).values())
+
+
 def classify(per_param: dict[str, list[Lookup]], seen: dict[str, int]) -> dict[str, Any]:
     """``input.provenance`` from the parameter lookups and the session index."""
     params: dict[str, Any] = {}
@@ -181,7 +197,7 @@ def classify(per_param: dict[str, list[Lookup]], seen: dict[str, int]) -> dict[s
     for path in sorted(per_param):
         doc, decisive = _path_doc(per_param[path], seen)
         params[path] = doc
-        if decisive == TOOL_UNTRUSTED:
+        if decisive & ~USER_POINTED == TOOL_UNTRUSTED:
             untrusted_only.append(path)
         if decisive == 0:
             unseen.append(path)

@@ -242,6 +242,9 @@ class SessionContext:
 
         decoded = self._decoded
         payment = self._catalogue().payment(request.action.name, request.action.parameters)
+        pointed = prepared.category == "read" and prov.names_user_value(
+            prepared.input_parts["provenance"]
+        )
 
         def apply(raw: bytes | None) -> tuple[bytes, tuple[dict[str, Any], int]]:
             state = None if raw is None else decoded.take(prepared.key, raw)
@@ -259,6 +262,7 @@ class SessionContext:
                 drift=prepared.input_parts["drift"],
                 now_ns=now_ns,
                 payment=payment,
+                pointed=pointed,
             )
             blob = state.to_bytes()
             decoded.put(prepared.key, blob, state)
@@ -338,6 +342,7 @@ class SessionContext:
         """Fold an outcome into the session; returns (log head, highest level)."""
         key = session_key(ident.tenant, ident.session_id)
         trusted_box: list[bool] = []
+        pointed_box: list[bool] = []
 
         def apply(raw: bytes | None) -> tuple[bytes, tuple[dict[str, Any], str, int]]:
             if raw is None:
@@ -354,6 +359,7 @@ class SessionContext:
             catalogued = self._catalogue().get(rec[0]).trusted_output
             trusted = catalogued and trust is not False
             trusted_box[:] = [trusted]
+            pointed_box[:] = [st.pointed_at(state, decision_id)]
             entry = st.record_outcome(
                 state,
                 decision_id=decision_id,
@@ -371,6 +377,8 @@ class SessionContext:
         )
         if executed and texts:
             mask = prov.TOOL_TRUSTED if trusted_box and trusted_box[0] else prov.TOOL_UNTRUSTED
+            if mask == prov.TOOL_UNTRUSTED and pointed_box and pointed_box[0]:
+                mask |= prov.USER_POINTED
             await self.store.index_add(key, dict.fromkeys(await _fingerprints(texts), mask))
         return head, highest
 

@@ -316,6 +316,7 @@ def record_decision(
     drift: dict[str, Any] | None,
     now_ns: int,
     payment: tuple[str, float] | None = None,
+    pointed: bool = False,
 ) -> dict[str, Any]:
     """Append a decided action (before it runs, as AARM asks); returns the log entry.
 
@@ -344,7 +345,9 @@ def record_decision(
     if drift is not None:
         state.drift_max = float(drift["max"])
         state.drift_ema = float(drift["ema"])
-    state.decisions[decision_id] = [name, category, verdict, defer_depth]
+    # A fifth element marks a read the user's request pointed at (one of its values
+    # came from the request): its output is indexed as user_pointed too.
+    state.decisions[decision_id] = [name, category, verdict, defer_depth, *([1] if pointed else [])]
     if len(state.decisions) > MAX_DECISIONS:
         # Forget the oldest settled decision; open deferrals are kept while any other can go.
         settled = next((d for d, v in state.decisions.items() if v[2] != "DEFER"), None)
@@ -402,6 +405,12 @@ def record_outcome(
     }
     chain(state, log_entry)
     return log_entry
+
+
+def pointed_at(state: SessionState, decision_id: str) -> bool:
+    """Whether the decided action was a read the user's request pointed at."""
+    rec = state.decisions.get(decision_id)
+    return rec is not None and len(rec) > 4 and bool(rec[4])
 
 
 def resolve_deferral(state: SessionState, decision_id: str, verdict: str) -> None:
