@@ -74,6 +74,16 @@ async def test_unknown_tool_gets_default_posture(stub: Any) -> None:
     assert resp.reasons[0].code == "default_posture"
 
 
+async def test_unknown_tool_is_denied_before_a_deferral(stub: Any) -> None:
+    """Low confidence would DEFER a catalogued tool; an unknown one is DENY, no ticket."""
+    resp = await stub.Decide(
+        decide_request("teleport", "engage", {}, risk_signals={"intent_confidence": 0.2})
+    )
+    assert resp.decision == D.DECISION_DENY
+    assert [r.code for r in resp.reasons] == ["default_posture"]
+    assert not resp.HasField("deferral")
+
+
 async def test_missing_identity_denied(stub: Any) -> None:
     resp = await stub.Decide(
         decide_request(

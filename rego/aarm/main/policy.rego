@@ -59,6 +59,7 @@ _finding_tiers := [
 	{"decision": "DENY", "reasons": forbidden.reasons},
 	{"decision": "DENY", "reasons": ((params.deny_reasons | egress.deny_reasons) | analysis.deny_reasons)},
 	{"decision": "DENY", "reasons": ((((composition.deny_reasons | provenance.deny_reasons) | signals.deny_reasons) | deferral.dependency_deny_reasons) | layers.deny_reasons)},
+	{"decision": "DENY", "reasons": _unknown_tool},
 	{"decision": "DEFER", "reasons": deferral.reasons},
 	{"decision": "DENY", "reasons": ((deferral.deny_reasons | context.deny_reasons) | intent.deny_reasons)},
 	{
@@ -128,6 +129,21 @@ _catalogued contains _reason(rego.metadata.rule(), sprintf(
 )) if {
 	_no_findings
 	catalogue.known
+}
+
+# A tool not in the catalogue is denied (under a DENY posture) before any DEFER or
+# STEP_UP could open a ticket for it: nothing is suspended for an action nobody
+# declared.
+# METADATA
+# custom:
+#   rule_id: aarm.main.default_posture
+#   code: default_posture
+_unknown_tool contains _reason(rego.metadata.rule(), sprintf(
+	"%v is not in the tool catalogue; the default posture DENY applies",
+	[object.get(input, ["action", "name"], "<no action name>")],
+)) if {
+	not catalogue.known
+	_default_posture == "DENY"
 }
 
 # METADATA

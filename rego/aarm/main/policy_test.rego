@@ -135,7 +135,8 @@ test_deny_forbidden_beats_default_posture_allow if {
 test_deny_forbidden_for_uncatalogued_security_tool if {
 	d := _decide("siem.mute_alerts", {})
 	d.decision == "DENY"
-	d.matched_rules == ["aarm.forbidden.disable_security_control"]
+	[r.rule_id | some r in d.reasons] == ["aarm.forbidden.disable_security_control"]
+	d.matched_rules == ["aarm.forbidden.disable_security_control", "aarm.main.default_posture"]
 }
 
 test_deny_parameter_deny_beats_step_up if {
@@ -815,4 +816,11 @@ test_decision_with_session_keys_is_total_and_well_formed if {
 		d.decision in {"ALLOW", "DENY", "MODIFY", "STEP_UP", "DEFER"}
 		count(d.reasons) > 0
 	}
+}
+
+# An unknown tool is denied before a DEFER (low confidence) could open a ticket for it.
+test_deny_unknown_tool_before_defer if {
+	d := _run("teleport.engage", {}, {"risk_signals": {"intent_confidence": 0.2}})
+	d.decision == "DENY"
+	_codes(d) == {"default_posture"}
 }
