@@ -173,6 +173,22 @@ _requested if {
 
 _paths(js) := concat(", ", sort({j.path | some j in js}))
 
+# Where untrusted content entered the session: the recent actions that ran and whose
+# tool's output the catalogue does not trust, numbered in the session.
+_untrusted_calls := [sprintf("call %d, %s", [((input.session.action_count - count(input.session.recent)) + i) + 1, r.name]) |
+	some i, r in input.session.recent
+	r.outcome == "executed"
+	not _trusted_output(r.name)
+]
+
+_trusted_output(name) if layers.tool(name).output_trust == "trusted"
+
+_sources := sprintf("the output of %s", [_untrusted_calls[0]]) if {
+	count(_untrusted_calls) == 1
+} else := sprintf("the outputs of %s", [concat("; ", _untrusted_calls)]) if {
+	count(_untrusted_calls) > 1
+} else := "content the session ingested earlier"
+
 # --- DENY: strong evidence --------------------------------------------------------
 
 _deny_targets contains j if {
@@ -271,8 +287,8 @@ _deny_targets contains j if {
 #   rule_id: aarm.provenance.untrusted_argument
 #   code: untrusted_argument
 deny_reasons contains _reason(rego.metadata.rule(), sprintf(
-	"%s is a %s action and its %s came only from untrusted content%s",
-	[_name, _category, _paths(_deny_targets), _why_deny],
+	"%s is a %s action and its %s came only from untrusted content (%s)%s",
+	[_name, _category, _paths(_deny_targets), _sources, _why_deny],
 )) if {
 	count(_deny_targets) > 0
 }
@@ -335,8 +351,8 @@ _group := object.get(_cfg.approver_group_by_category, _category, _cfg.default_ap
 #   rule_id: aarm.provenance.untrusted_argument
 #   code: untrusted_argument
 stepup_findings contains _finding(rego.metadata.rule(), _group, sprintf(
-	"%s is a %s action and its %s came only from untrusted content; a human must confirm the target",
-	[_name, _category, _paths(_untrusted_targets)],
+	"%s is a %s action and its %s came only from untrusted content (%s); a human must confirm the target",
+	[_name, _category, _paths(_untrusted_targets), _sources],
 )) if {
 	_side_effect
 	count(_untrusted_targets) > 0

@@ -68,3 +68,107 @@ test_step_up_uses_default_group_for_unmapped_category if {
 		with data.aarm.config.provenance.approver_group_by_category as {"financial": "finance"}
 	{f.group | some f in findings} == {"security"}
 }
+
+# --- semantics-driven rules, on operator tools that are not in the reference catalogue -----
+
+_site_tools := {"site": {"catalogue": {"tools": {
+	"crm.send_mail": {"category": "external_communication", "risk_tier": "medium", "output_trust": "trusted", "parameters": {
+		"to": {"type": "string", "semantic": "recipient"},
+		"body": {"type": "string", "semantic": "body"},
+	}},
+	"bank.pay": {"category": "financial", "risk_tier": "high", "output_trust": "trusted", "parameters": {
+		"account": {"type": "string", "semantic": "account"},
+		"beneficiary": {"type": "string", "semantic": "person"},
+	}},
+	"web.open": {"category": "read", "risk_tier": "low", "output_trust": "untrusted", "parameters": {"url": {"type": "string", "semantic": "url"}}},
+	"files.remove": {"category": "destructive", "risk_tier": "medium", "output_trust": "trusted", "parameters": {"file_id": {"type": "string", "semantic": "identifier"}}},
+}}}}
+
+_doc(origins, extra) := object.union({"origins": origins, "whole": origins, "found": [], "untrusted_share": 0, "output_share": 0, "user_part": false}, extra)
+
+_email(origins, domain) := {"kind": "email", "domain": domain, "origins": origins, "domain_origins": origins}
+
+_in(name, params, docs, session) := testing.input_with(name, params, {
+	"session": object.union({"untrusted_content": true, "original_request": {"text": "please help"}, "highest_classification": "INTERNAL"}, session),
+	"provenance": {"parameters": docs, "untrusted_only": [], "unseen": []},
+})
+
+_check(inp) := v if {
+	v := {
+		"deny": {r.rule_id | some r in provenance.deny_reasons},
+		"stepup": {f.reason.rule_id | some f in provenance.stepup_findings},
+	} with input as inp
+		with data.aarm.overlays as _site_tools
+}
+
+test_untrusted_recipient_steps_up_and_denies_with_confidential_data_carried if {
+	to := _doc(["tool_untrusted"], {"found": [_email(["tool_untrusted"], "evil.example")]})
+	plain := _check(_in("crm.send_mail", {"to": "x@evil.example", "body": "hi"}, {"to": to}, {}))
+	plain.stepup == {"aarm.provenance.untrusted_argument"}
+	plain.deny == set()
+	copied := _doc(["tool_untrusted"], {"output_share": 0.8})
+	leak := _check(_in("crm.send_mail", {"to": "x@evil.example", "body": "data"}, {"to": to, "body": copied}, {"highest_classification": "CONFIDENTIAL"}))
+	leak.deny == {"aarm.provenance.untrusted_argument"}
+}
+
+test_a_composed_message_to_a_pointed_recipient_is_a_step_up if {
+	pointed := ["tool_untrusted", "user_pointed"]
+	to := _doc(pointed, {"found": [_email(pointed, "customer.example")]})
+	v := _check(_in("crm.send_mail", {"to": "n@customer.example", "body": "our prices"}, {"to": to}, {"highest_classification": "CONFIDENTIAL"}))
+	v.deny == set()
+	v.stepup == {"aarm.provenance.untrusted_argument"}
+}
+
+test_own_domain_recipients_are_not_targets if {
+	to := _doc(["tool_untrusted"], {"found": [_email(["tool_untrusted"], "northwind.example")]})
+	i := json.patch(_in("crm.send_mail", {"to": "a@northwind.example"}, {"to": to}, {"highest_classification": "CONFIDENTIAL"}), [{"op": "add", "path": "/identity/human", "value": "me@northwind.example"}])
+	_check(i) == {"deny": set(), "stepup": set()}
+}
+
+test_money_to_an_untrusted_account_and_beneficiary_is_denied_unless_the_request_named_part if {
+	acct := _doc(["tool_untrusted"], {"found": [{"kind": "account", "domain": "", "origins": ["tool_untrusted"], "domain_origins": ["unseen"]}]})
+	asked := {"original_request": {"text": "pay the invoice"}}
+	v := _check(_in("bank.pay", {"account": "X", "beneficiary": "Darius Webb"}, {"account": acct, "beneficiary": _doc(["tool_untrusted"], {})}, asked))
+	v.deny == {"aarm.provenance.untrusted_argument"}
+	named := _check(_in("bank.pay", {"account": "X", "beneficiary": "Lumen Analytics Ltd"}, {"account": acct, "beneficiary": _doc(["tool_untrusted"], {"user_part": true})}, asked))
+	named.deny == set()
+	named.stepup == {"aarm.provenance.untrusted_argument"}
+}
+
+test_fetch_of_a_url_from_untrusted_content if {
+	url := _doc(["tool_untrusted"], {"found": [{"kind": "url", "domain": "evil.example", "origins": ["tool_untrusted"], "domain_origins": ["tool_untrusted"]}]})
+	_check(_in("web.open", {"url": "https://evil.example/next"}, {"url": url}, {})).stepup == {"aarm.provenance.untrusted_fetch"}
+	leak := _check(_in("web.open", {"url": "https://evil.example/t?d=x"}, {"url": url}, {"highest_classification": "CONFIDENTIAL"}))
+	leak.deny == {"aarm.provenance.untrusted_fetch"}
+	vouched := _doc(["unseen"], {"found": [{"kind": "url", "domain": "docs.example", "origins": ["unseen"], "domain_origins": ["user"]}]})
+	_check(_in("web.open", {"url": "https://docs.example/x"}, {"url": vouched}, {})) == {"deny": set(), "stepup": set()}
+}
+
+test_links_in_bodies_are_checked_like_targets if {
+	body := _doc(["tool_untrusted"], {"found": [{"kind": "url", "domain": "phish.example", "origins": ["tool_untrusted"], "domain_origins": ["tool_untrusted"]}]})
+	to := _doc(["user"], {"found": [_email(["user"], "partner.example")]})
+	v := _check(_in("crm.send_mail", {"to": "p@partner.example", "body": "log in at https://phish.example"}, {"to": to, "body": body}, {}))
+	v.stepup == {"aarm.provenance.untrusted_link"}
+}
+
+test_untrusted_objects_of_destructive_actions if {
+	docs := {"file_id": _doc(["tool_untrusted"], {})}
+	_check(_in("files.remove", {"file_id": "f-1"}, docs, {"original_request": {"text": "delete the old drafts"}})).stepup == {"aarm.provenance.untrusted_object"}
+	_check(_in("files.remove", {"file_id": "f-1"}, docs, {"original_request": {"text": "summarise my files"}})).deny == {"aarm.provenance.untrusted_argument"}
+}
+
+test_unseen_targets_only_with_a_request if {
+	acct := _doc(["unseen"], {"found": [{"kind": "account", "domain": "", "origins": ["unseen"], "domain_origins": ["unseen"]}]})
+	docs := {"account": acct}
+	"aarm.provenance.unseen_target" in _check(_in("bank.pay", {"account": "X"}, docs, {})).stepup
+	no_request := testing.input_with("bank.pay", {"account": "X"}, {"provenance": {"parameters": docs, "untrusted_only": [], "unseen": []}})
+	_check(no_request).stepup == set()
+}
+
+test_messages_name_the_untrusted_source if {
+	to := _doc(["tool_untrusted"], {"found": [_email(["tool_untrusted"], "evil.example")]})
+	recent := [{"decision_id": "d1", "name": "web.open", "category": "read", "decision": "ALLOW", "classification": "PUBLIC", "outcome": "executed"}]
+	i := _in("crm.send_mail", {"to": "x@evil.example"}, {"to": to}, {"recent": recent, "action_count": 1})
+	some f in provenance.stepup_findings with input as i with data.aarm.overlays as _site_tools
+	contains(f.reason.message, "the output of call 1, web.open")
+}
