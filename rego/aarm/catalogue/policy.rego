@@ -48,10 +48,35 @@ output_trust := entry.output_trust if known
 else := "untrusted"
 
 # METADATA
+# title: parameters
+# description: The parameters the catalogue declares for the action's tool ({} for an unknown tool).
+parameters := entry.parameters if is_object(entry.parameters)
+
+else := {}
+
+# METADATA
+# title: parameters_of
+# description: |
+#   The names of the action tool's parameters whose declared semantic type
+#   (a type of semantic_types: amount, path, sql, role, ...) is one of types (a set).
+#   Rules decide from these declarations, never from a tool's name.
+parameters_of(types) := {param |
+	some param, spec in parameters
+	spec.semantic in types
+}
+
+# METADATA
+# title: declares
+# description: True when the action's tool declares a parameter of one of the semantic types.
+declares(types) if count(parameters_of(types)) > 0
+
+# METADATA
 # title: errors
 # description: |
-#   Problems in the catalogue data (unknown category, tier or type, invalid regex,
-#   malformed egress, cap, analysis or schemes). Tests require this set to be empty.
+#   Problems in the catalogue data (unknown category, tier, type or semantic type,
+#   invalid regex, malformed egress, cap, analysis, schemes or per-parameter policy
+#   keys: approval_above, approval_pattern, bulk, classify). Tests require this set to
+#   be empty.
 errors contains sprintf("%s: unknown category %v", [name, tool.category]) if {
 	some name, tool in layers.tools
 	not _known_category(tool)
@@ -77,6 +102,41 @@ errors contains sprintf("%s.%s: unknown type %v", [name, param, type_name]) if {
 	spec := _specs[name][param]
 	some type_name in _declared_types(spec)
 	not type_name in data.aarm.catalogue.parameter_types
+}
+
+errors contains sprintf("%s.%s: unknown semantic %v (semantic_types: %s)", [name, param, spec.semantic, concat(", ", data.aarm.catalogue.semantic_types)]) if {
+	some name, param
+	spec := _specs[name][param]
+	spec.semantic
+	not spec.semantic in data.aarm.catalogue.semantic_types
+}
+
+errors contains sprintf("%s.%s: approval_above must be a number on an amount or count parameter", [name, param]) if {
+	some name, param
+	spec := _specs[name][param]
+	limit := spec.approval_above
+	not _valid_approval_above(spec, limit)
+}
+
+errors contains sprintf("%s.%s: approval_pattern must be a valid regex on a role parameter", [name, param]) if {
+	some name, param
+	spec := _specs[name][param]
+	pattern := spec.approval_pattern
+	not _valid_approval_pattern(spec, pattern)
+}
+
+errors contains sprintf("%s.%s: bulk must be a boolean on a flag parameter", [name, param]) if {
+	some name, param
+	spec := _specs[name][param]
+	bulk := spec.bulk
+	not _valid_bulk(spec, bulk)
+}
+
+errors contains sprintf("%s.%s: classify must be \"table\" (the value names a table of classification.tables)", [name, param]) if {
+	some name, param
+	spec := _specs[name][param]
+	spec.classify
+	not spec.classify == "table"
 }
 
 errors contains sprintf("%s.%s: invalid regex %v", [name, param, pattern]) if {
@@ -159,6 +219,22 @@ errors contains sprintf("%s.%s: schemes must be a list of URL schemes on a param
 	spec := _specs[name][param]
 	schemes := spec.schemes
 	not _valid_schemes(spec, schemes)
+}
+
+_valid_approval_above(spec, limit) if {
+	is_number(limit)
+	spec.semantic in {"amount", "count"}
+}
+
+_valid_approval_pattern(spec, pattern) if {
+	is_string(pattern)
+	regex.is_valid(pattern)
+	spec.semantic == "role"
+}
+
+_valid_bulk(spec, bulk) if {
+	is_boolean(bulk)
+	spec.semantic == "flag"
 }
 
 _known_analysis(spec) if data.aarm.catalogue.analysis_types[_analysis_type(spec)]

@@ -7,21 +7,65 @@ test_catalogue_data_has_no_errors if {
 	count(catalogue.errors) == 0
 }
 
-test_catalogue_has_realistic_size if {
-	count(data.aarm.catalogue.tools) >= 25
-	count(data.aarm.catalogue.tools) <= 60
+# A property of any catalogue: every entry is found by its name, with its own category
+# and tier, and its declared semantic types are what parameters_of answers.
+test_allow_every_catalogued_tool_is_its_own_entry if {
+	every name, tool in data.aarm.catalogue.tools {
+		catalogue.known with input as testing.input_for(name, {})
+		catalogue.category == tool.category with input as testing.input_for(name, {})
+		catalogue.risk_tier == tool.risk_tier with input as testing.input_for(name, {})
+		catalogue.parameters_of({spec.semantic | some spec in tool.parameters}) == {p | some p, spec in tool.parameters; spec.semantic} with input as testing.input_for(name, {})
+	}
 }
 
-test_catalogue_covers_every_category if {
-	used := {tool.category | some tool in data.aarm.catalogue.tools}
-	used == {category | some category in data.aarm.catalogue.categories}
-}
+_fixture := {"acme.lookup": {
+	"category": "read",
+	"risk_tier": "low",
+	"output_trust": "trusted",
+	"parameters": {
+		"limit": {"type": "integer", "cap": 1000, "semantic": "count"},
+		"sql": {"type": "string", "analysis": "sql", "semantic": "sql"},
+		"note": {"type": "string"},
+	},
+}}
 
 test_allow_known_tool_entry if {
-	catalogue.known with input as testing.input_for("db.query", {})
-	catalogue.category == "read" with input as testing.input_for("db.query", {})
-	catalogue.risk_tier == "low" with input as testing.input_for("db.query", {})
-	catalogue.entry.parameters.limit.cap == 1000 with input as testing.input_for("db.query", {})
+	catalogue.known with input as testing.input_for("acme.lookup", {}) with data.aarm.catalogue.tools as _fixture
+	catalogue.category == "read" with input as testing.input_for("acme.lookup", {}) with data.aarm.catalogue.tools as _fixture
+	catalogue.risk_tier == "low" with input as testing.input_for("acme.lookup", {}) with data.aarm.catalogue.tools as _fixture
+	catalogue.entry.parameters.limit.cap == 1000 with input as testing.input_for("acme.lookup", {}) with data.aarm.catalogue.tools as _fixture
+	catalogue.parameters_of({"sql", "count"}) == {"limit", "sql"} with input as testing.input_for("acme.lookup", {}) with data.aarm.catalogue.tools as _fixture
+	catalogue.declares({"count"}) with input as testing.input_for("acme.lookup", {}) with data.aarm.catalogue.tools as _fixture
+	not catalogue.declares({"amount"}) with input as testing.input_for("acme.lookup", {}) with data.aarm.catalogue.tools as _fixture
+	catalogue.parameters == {} with input as testing.input_for("mcp.mystery", {}) with data.aarm.catalogue.tools as _fixture
+}
+
+test_errors_flag_bad_semantic_declarations if {
+	errors := catalogue.errors with data.aarm.catalogue.tools as {"x.y": {
+		"category": "read",
+		"risk_tier": "low",
+		"output_trust": "trusted",
+		"parameters": {
+			"a": {"type": "string", "semantic": "telepathy"},
+			"b": {"type": "number", "semantic": "body", "approval_above": 5},
+			"c": {"type": "number", "semantic": "amount", "approval_above": "lots"},
+			"d": {"type": "string", "semantic": "role", "approval_pattern": "(unclosed"},
+			"e": {"type": "boolean", "semantic": "flag", "bulk": "yes"},
+			"f": {"type": "string", "semantic": "identifier", "classify": "column"},
+			"g": {"type": "number", "semantic": "count", "approval_above": 50},
+			"h": {"type": "boolean", "semantic": "flag", "bulk": false},
+			"i": {"type": "string", "semantic": "role", "approval_pattern": "(?i)admin"},
+			"j": {"type": "string", "semantic": "identifier", "classify": "table"},
+		},
+	}}
+	errors == {
+		"x.y.a: unknown semantic telepathy (semantic_types: account, amount, artifact, body, channel, choice, cidr, content, count, currency, database, datetime, duration, email, fields, flag, host, identifier, number, path, person, phone, place, postal_address, query, recipient, role, secret, shell, sql, title, url, value)",
+		"x.y.b: approval_above must be a number on an amount or count parameter",
+		"x.y.c: approval_above must be a number on an amount or count parameter",
+		"x.y.d: approval_pattern must be a valid regex on a role parameter",
+		"x.y.e: bulk must be a boolean on a flag parameter",
+		`x.y.f: classify must be "table" (the value names a table of classification.tables)`,
+	}
 }
 
 test_deny_unknown_tool_has_unknown_category_and_tier if {
@@ -82,22 +126,11 @@ test_allow_every_tool_declares_output_trust if {
 	every tool in data.aarm.catalogue.tools {
 		tool.output_trust in {"trusted", "untrusted"}
 	}
-	catalogue.output_trust == "untrusted" with input as testing.input_for("browser.get", {})
-	catalogue.output_trust == "untrusted" with input as testing.input_for("email.read", {})
-	catalogue.output_trust == "trusted" with input as testing.input_for("db.query", {})
-	catalogue.output_trust == "trusted" with input as testing.input_for("internal_api.get", {})
-	catalogue.output_trust == "untrusted" with input as testing.input_for("mcp.mystery", {})
-}
-
-test_allow_catalogue_has_the_scenario_tools if {
-	every name in [
-		"external_analytics.process", "internal_api.get", "documents.search", "secrets.search",
-		"auth.use", "admin.update", "profile.update", "calendar.list", "calendar.read",
-		"calendar.create", "package.update", "slack.post",
-	] {
-		data.aarm.catalogue.tools[name]
+	every name, tool in data.aarm.catalogue.tools {
+		catalogue.output_trust == tool.output_trust with input as testing.input_for(name, {})
 	}
-	data.aarm.catalogue.tools["external_analytics.process"].category == "external_communication"
+	catalogue.output_trust == "trusted" with input as testing.input_for("acme.lookup", {}) with data.aarm.catalogue.tools as _fixture
+	catalogue.output_trust == "untrusted" with input as testing.input_for("mcp.mystery", {})
 }
 
 test_errors_flag_bad_analysis_declarations if {

@@ -3,10 +3,13 @@
 # description: |
 #   Predicts the classification level (PUBLIC < INTERNAL < CONFIDENTIAL < RESTRICTED) and
 #   labels (PII, FINANCIAL, SECRET, ...) of the data an action reads, before it runs, from
-#   layers.config.classification: tables named by the action (a parameter, or the
-#   tables its parsed SQL reads and targets: input.analysis), path rules (matched on the
-#   path as given and as it resolves), a per-tool floor and the tenant-wide classification of the artifacts the
-#   action names (input.session.artifact_classification). The highest candidate wins.
+#   what the catalogue declares about the tool and layers.config.classification: tables
+#   named by the action (a parameter declared "classify": "table", or the tables the
+#   parsed SQL of a parameter of semantic type sql reads and targets: input.analysis),
+#   path rules (matched on the value of a parameter of semantic type path as given and
+#   as it resolves), the tool's own data_classification floor and the tenant-wide
+#   classification of the artifacts the action names
+#   (input.session.artifact_classification). The highest candidate wins.
 #   A read that nothing classifies is predicted at the configured unclassified level
 #   (RESTRICTED: AARM R2, default to the highest sensitivity). main copies the result
 #   into the decision document as data_classification and data_labels, and the service
@@ -62,33 +65,35 @@ applies if catalogue.entry.reads_data == true
 
 # METADATA
 # title: candidates
-# description: Every classification the action's target matches ({level, labels?} objects).
+# description: |
+#   Every classification the action's target matches ({level, labels?} objects). A
+#   parameter the catalogue declares "classify": "table" names the table it reads.
 candidates contains _table_spec(table) if {
-	param := _cfg.table_params[_name]
-	table := _params[param]
-	is_string(table)
+	some param, spec in catalogue.parameters
+	spec.classify == "table"
+	some table in _strings(_params[param])
 }
 
+# A parameter of semantic type sql: the tables its parsed statements read and target.
 candidates contains _table_spec(table) if {
-	param := _cfg.sql_params[_name]
+	some param in catalogue.parameters_of({"sql"})
 	some table in _sql_tables(analysis.facts[param])
 }
 
 # SQL that did not reach policy parsed names nothing we can classify: unclassified.
 candidates contains {"level": _cfg.unclassified} if {
-	param := _cfg.sql_params[_name]
+	some param in catalogue.parameters_of({"sql"})
 	analysis.given(param)
 	not _parsed(param)
 }
 
+# A parameter of semantic type path: the path rules it matches.
 candidates contains rule if {
-	param := _cfg.path_params[_name]
+	some param in catalogue.parameters_of({"path"})
 	some path in _path_readings(param)
 	some rule in _cfg.paths
 	regex.match(rule.pattern, path)
 }
-
-candidates contains _cfg.tools[_name]
 
 # The floor the catalogue declares for what the tool returns.
 candidates contains floor if {
@@ -96,26 +101,16 @@ candidates contains floor if {
 	is_string(floor.level)
 }
 
-# Parameters the catalogue declares as SQL or paths are classified like the
-# configured ones: by the tables a statement reads and by the path rules.
-candidates contains _table_spec(table) if {
-	some param, spec in object.get(catalogue.entry, "parameters", {})
-	spec.semantic == "sql"
-	some table in _sql_tables(analysis.facts[param])
-}
-
-candidates contains rule if {
-	some param, spec in object.get(catalogue.entry, "parameters", {})
-	spec.semantic == "path"
-	some path in _path_readings(param)
-	some rule in _cfg.paths
-	regex.match(rule.pattern, path)
-}
-
 candidates contains {"level": artifact} if {
 	artifact := input.session.artifact_classification
 	level(artifact) >= 0
 }
+
+_strings(value) := {value} if is_string(value)
+
+else := {item | some item in value; is_string(item)} if is_array(value)
+
+else := set()
 
 _sql_tables(f) := {t.name | some t in f.reads; t.object == "table"} | {name | some name in f.tables}
 
@@ -164,17 +159,15 @@ errors contains sprintf("classification: invalid regex %v", [rule.pattern]) if {
 	not regex.is_valid(rule.pattern)
 }
 
-errors contains sprintf("classification: unknown tool %v", [tool]) if {
-	some table in [_cfg.table_params, _cfg.sql_params, _cfg.path_params, _cfg.tools]
-	some tool, _ in table
-	not layers.tools[tool]
+errors contains sprintf("classification: %s declares data_classification with unknown level %v", [name, tool.data_classification.level]) if {
+	some name, tool in layers.tools
+	tool.data_classification
+	not _known_level(tool.data_classification)
 }
 
 _specs contains spec if some spec in _cfg.tables
 
 _specs contains spec if some spec in _cfg.paths
-
-_specs contains spec if some spec in _cfg.tools
 
 _specs contains {"level": _cfg.unclassified}
 

@@ -15,14 +15,14 @@ test_allow_config_has_no_errors if {
 	count(classification.errors) == 0
 }
 
-test_errors_flag_bad_levels_regexes_and_tools if {
+test_errors_flag_bad_levels_regexes_and_tool_floors if {
 	errors := classification.errors with data.aarm.config.classification.tables as {"t": {"level": "SECRET"}}
 		with data.aarm.config.classification.paths as [{"pattern": "(unclosed", "level": "PUBLIC"}]
-		with data.aarm.config.classification.tools as {"no.such_tool": {"level": "PUBLIC"}}
+		with data.aarm.overlays as {"acme": {"catalogue": {"tools": {"acme.read": {"data_classification": {"level": "TOP"}}}}}}
 	errors == {
 		"classification: unknown level SECRET in {\"level\": \"SECRET\"}",
 		"classification: invalid regex (unclosed",
-		"classification: unknown tool no.such_tool",
+		"classification: acme.read declares data_classification with unknown level TOP",
 	}
 }
 
@@ -127,4 +127,50 @@ test_allow_non_read_actions_are_not_classified if {
 test_classify_reads_data_tools_outside_the_read_category if {
 	classification.applies with input as testing.input_with("secrets.search", {"query": "admin"}, _session({}))
 	_predict("secrets.search", {"query": "admin"}) == ["RESTRICTED", ["SECRET"]]
+}
+
+# --- operator tools: classified from the declaration alone ---------------------------
+
+_acme := {"acme": {"catalogue": {"tools": {
+	"warehouse.select": {
+		"category": "read", "risk_tier": "low", "output_trust": "trusted",
+		"parameters": {
+			"from_table": {"type": "string", "semantic": "identifier", "classify": "table"},
+			"statement": {"type": "string", "semantic": "sql", "analysis": "sql"},
+			"ticket": {"type": "string", "semantic": "identifier"},
+		},
+	},
+	"storage.fetch": {
+		"category": "read", "risk_tier": "low", "output_trust": "trusted",
+		"parameters": {"location": {"type": "string", "semantic": "path", "analysis": "path"}},
+	},
+	"wiki.page": {
+		"category": "read", "risk_tier": "low", "output_trust": "trusted",
+		"data_classification": {"level": "INTERNAL"},
+		"parameters": {"page_id": {"type": "string", "semantic": "identifier"}},
+	},
+}}}}
+
+_acme_predict(name, parameters, facts) := [level, labels] if {
+	call := testing.input_with(name, parameters, object.union(_session({}), {"analysis": testing.analysis(facts)}))
+	level := classification.data_classification with input as call with data.aarm.overlays as _acme
+	labels := classification.data_labels with input as call with data.aarm.overlays as _acme
+}
+
+test_operator_tool_classified_by_its_table_and_sql_parameters if {
+	not data.aarm.catalogue.tools["warehouse.select"]
+	_acme_predict("warehouse.select", {"from_table": "salaries"}, {}) == ["RESTRICTED", ["FINANCIAL", "PII"]]
+	_acme_predict("warehouse.select", {"from_table": "orders"}, {}) == ["INTERNAL", []]
+	_acme_predict("warehouse.select", {"statement": "q"}, {"statement": _reads(["customers"])}) == ["CONFIDENTIAL", ["PII"]]
+	_acme_predict("warehouse.select", {"statement": "q"}, {"statement": testing.unparsed_facts("sql", "syntax_error", {"statements": []})}) == ["RESTRICTED", []]
+
+	# An identifier that names no table is no table: the read is unclassified.
+	_acme_predict("warehouse.select", {"ticket": "orders"}, {}) == ["RESTRICTED", []]
+}
+
+test_operator_tool_classified_by_its_path_parameter_and_floor if {
+	not data.aarm.catalogue.tools["storage.fetch"]
+	_acme_predict("storage.fetch", {"location": "/hr/x.xlsx"}, {"location": testing.path_facts("/hr/x.xlsx", {})}) == ["CONFIDENTIAL", ["PII"]]
+	_acme_predict("storage.fetch", {"location": "/%66inance/q.xlsx"}, {"location": testing.path_facts("/%66inance/q.xlsx", {"percent_encoded": true, "decoded": "/finance/q.xlsx"})}) == ["CONFIDENTIAL", ["FINANCIAL"]]
+	_acme_predict("wiki.page", {"page_id": "p1"}, {}) == ["INTERNAL", []]
 }

@@ -10,7 +10,9 @@
 #   deleting inside a system tree (by tool or by shell, through any quoting, globbing,
 #   cd, nesting or encoding); writing to or formatting a block device and wiping
 #   permissions of protected paths; disabling security controls or audit logging.
-#   Each finding is a DENY reason with code "forbidden". No fact can lift one.
+#   Each finding is a DENY reason with code "forbidden". No fact can lift one. A tool
+#   is judged by what the catalogue declares about it (its category and the semantic
+#   type of each parameter: database, path, flag), never by its name.
 # related_resources:
 #   - ref: docs/policies/forbidden.md
 #     description: forbidden policy page
@@ -21,6 +23,7 @@ package aarm.forbidden
 import data.aarm.layers
 
 import data.aarm.analysis
+import data.aarm.catalogue
 
 _cfg := layers.config.forbidden
 
@@ -40,7 +43,8 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 	"%s of database %q is forbidden: production databases are never dropped by an agent, whatever the request context claims",
 	[_name, _params[param]],
 )) if {
-	param := _cfg.drop_database_tools[_name]
+	_destroys_database
+	some param in catalogue.parameters_of({"database"})
 	analysis.production_param(param)
 }
 
@@ -90,10 +94,10 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 #   code: forbidden
 reasons contains _reason(rego.metadata.rule(), sprintf(
 	"%s of protected path %q (resolves to %s) is forbidden",
-	[_name, _params[tool.path_param], _resolved(tool.path_param)],
+	[_name, _params[param], _resolved(param)],
 )) if {
-	tool := _cfg.file_delete_tools[_name]
-	_path_flag(tool.path_param, "protected")
+	some param in _deleted_paths
+	_path_flag(param, "protected")
 }
 
 # METADATA
@@ -114,11 +118,11 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 #   code: forbidden
 reasons contains _reason(rego.metadata.rule(), sprintf(
 	"%s of %q (resolves to %s) deletes inside a system tree; agents never delete system files",
-	[_name, _params[tool.path_param], _resolved(tool.path_param)],
+	[_name, _params[param], _resolved(param)],
 )) if {
-	tool := _cfg.file_delete_tools[_name]
-	_path_flag(tool.path_param, "system")
-	not _path_flag(tool.path_param, "protected")
+	some param in _deleted_paths
+	_path_flag(param, "system")
+	not _path_flag(param, "protected")
 }
 
 # METADATA
@@ -164,6 +168,23 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 	some command in s.facts.commands
 	some rule in _cfg.security_disable_commands
 	_disables(rule, command)
+}
+
+_destructive if catalogue.category in _cfg.destructive_categories
+
+# A destructive tool whose database parameter names what it destroys: it declares no
+# parameter naming something inside the database (a table, rows, a statement, a file),
+# so the database itself goes.
+_destroys_database if {
+	_destructive
+	not catalogue.declares({t | some t in _cfg.database_content_semantics})
+}
+
+# The path parameters of a destructive tool (given a value): what it deletes.
+_deleted_paths contains param if {
+	_destructive
+	some param in catalogue.parameters_of({"path"})
+	analysis.given(param)
 }
 
 _reason(meta, message) := {
@@ -222,9 +243,13 @@ _resolved(param) := concat(" / ", sort({reading |
 
 else := "an unanalysed path"
 
-_security_tool if layers.tools[_name].category == "security_control"
+_security_tool if catalogue.category == "security_control"
 
-_security_tool if input.action.tool in _cfg.security_tool_namespaces
+# A tool nobody catalogued is judged by its namespace (it has no declaration to go by).
+_security_tool if {
+	not catalogue.known
+	input.action.tool in _cfg.security_tool_namespaces
+}
 
 # A command disables a control when its program is one the rule names and, for each
 # alternative set of the rule, one of its arguments is in the set (case-insensitive).

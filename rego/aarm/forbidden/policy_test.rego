@@ -229,3 +229,70 @@ test_allow_odd_parameters_do_not_fire if {
 	_rules("shell.exec", "rm -rf /") == set()
 	_rules("db.execute", {"sql": 7}) == set()
 }
+
+# --- operator tools: the protections come from the declaration alone -----------------
+
+_acme := {"acme": {"catalogue": {"tools": {
+	"warehouse.destroy": {
+		"category": "destructive", "risk_tier": "high", "output_trust": "trusted",
+		"parameters": {"target_db": {"type": "string", "semantic": "database", "analysis": "name"}},
+	},
+	"warehouse.purge_rows": {
+		"category": "destructive", "risk_tier": "high", "output_trust": "trusted",
+		"parameters": {
+			"target_db": {"type": "string", "semantic": "database", "analysis": "name"},
+			"dataset": {"type": "string", "semantic": "identifier"},
+		},
+	},
+	"storage.remove": {
+		"category": "destructive", "risk_tier": "high", "output_trust": "trusted",
+		"parameters": {
+			"location": {"type": "string", "semantic": "path", "analysis": "path"},
+			"tree": {"type": "boolean", "semantic": "flag"},
+		},
+	},
+	"storage.browse": {
+		"category": "read", "risk_tier": "low", "output_trust": "trusted",
+		"parameters": {"location": {"type": "string", "semantic": "path", "analysis": "path"}},
+	},
+	"sentinel.mute_sensor": {
+		"category": "security_control", "risk_tier": "high", "output_trust": "trusted",
+		"parameters": {"sensor": {"type": "string", "semantic": "identifier"}},
+	},
+	"audit.export_report": {
+		"category": "read", "risk_tier": "low", "output_trust": "trusted",
+		"parameters": {},
+	},
+}}}}
+
+_acme_fired(name, parameters, facts) := {r.rule_id | some r in reasons} if {
+	reasons := forbidden.reasons with input as object.union(testing.input_with(name, parameters, {"analysis": testing.analysis(facts)}), {"action": {"operation": split(name, ".")[1]}})
+		with data.aarm.overlays as _acme
+}
+
+test_operator_tool_gets_drop_database_from_its_database_parameter if {
+	not data.aarm.catalogue.tools["warehouse.destroy"]
+	_acme_fired("warehouse.destroy", {"target_db": "prod"}, {"target_db": testing.name_facts("prod")}) == {_drop}
+	_acme_fired("warehouse.destroy", {"target_db": "staging"}, {"target_db": testing.name_facts("staging")}) == set()
+
+	# A destructive tool that names something inside the database deletes that, not the database.
+	_acme_fired("warehouse.purge_rows", {"target_db": "prod", "dataset": "t"}, {"target_db": testing.name_facts("prod")}) == set()
+}
+
+test_operator_tool_gets_protected_path_delete_from_its_path_parameter if {
+	not data.aarm.catalogue.tools["storage.remove"]
+	_acme_fired("storage.remove", {"location": "/etc/..", "tree": true}, {"location": testing.path_facts("/", {"protected": true, "system": true})}) == {_wipe}
+	_acme_fired("storage.remove", {"location": "/etc/passwd"}, {"location": testing.path_facts("/etc/passwd", {"system": true})}) == {_system}
+	_acme_fired("storage.remove", {"location": "/srv/a.txt"}, {"location": testing.path_facts("/srv/a.txt", {})}) == set()
+
+	# Reading a system path deletes nothing.
+	_acme_fired("storage.browse", {"location": "/etc/passwd"}, {"location": testing.path_facts("/etc/passwd", {"system": true})}) == set()
+}
+
+test_operator_tool_gets_security_control_protection_from_its_category if {
+	not data.aarm.catalogue.tools["sentinel.mute_sensor"]
+	_acme_fired("sentinel.mute_sensor", {"sensor": "s1"}, {}) == {_control}
+
+	# A catalogued tool is judged by its category, not by a namespace that sounds like security.
+	_acme_fired("audit.export_report", {}, {}) == set()
+}

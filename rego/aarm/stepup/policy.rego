@@ -9,6 +9,12 @@
 #   statements), shell commands that may be destructive without being known to be
 #   (a download or decoded payload piped to a shell, interpreter code, system writes),
 #   and any tool whose catalogue risk tier is configured as approval-only (critical).
+#   Every rule decides from what the catalogue declares about the tool (category, risk
+#   tier, the semantic type of each parameter and its per-parameter threshold), never
+#   from the tool's name: an operator's tool gets these protections from its declaration.
+#   A privileged grant whose role and grantees, or a recursive delete whose path, the
+#   requesting human's own request named (input.provenance origin "user") is what the
+#   human asked for and needs no second approval; the same values from anywhere else do.
 # related_resources:
 #   - ref: docs/policies/stepup.md
 #     description: stepup policy page
@@ -70,11 +76,11 @@ _group(name) := _cfg.approver_groups[_cfg.fallback_approver_group] if not _cfg.a
 #   code: high_impact
 _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
 	"%s of %v %v is above the approval threshold of %v",
-	[_name, payment.value, payment.currency, rule.amount_threshold],
+	[_name, payment.value, payment.currency, payment.threshold],
 )) if {
 	rule := _cfg.large_payment
 	some payment in _payments
-	payment.value > rule.amount_threshold
+	payment.value > payment.threshold
 }
 
 # METADATA
@@ -94,16 +100,19 @@ _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
 	total > threshold
 }
 
-# What this action pays: each parsed amount-typed parameter of a tool of a payment
-# category, with its currency (its own, else its companion's).
-_payments contains {"param": param, "value": f.value, "currency": _currency(f)} if {
+# What this action pays: each parsed parameter of semantic type amount of a tool of a
+# payment category, with its currency (its own, else its companion's) and its approval
+# threshold (the parameter's approval_above, else the configured amount_threshold).
+_payments contains {"param": param, "value": f.value, "currency": _currency(f), "threshold": _threshold(param, _cfg.large_payment.amount_threshold)} if {
 	catalogue.category in _cfg.large_payment.categories
-	some param, d in analysis.declared
-	d.type == "amount"
+	some param in catalogue.parameters_of({"amount"})
 	some f in analysis.values(param)
 	f.parsed == true
 	is_number(f.value)
 }
+
+# A parameter's own approval threshold (approval_above in the catalogue), else the default.
+_threshold(param, default_value) := object.get(catalogue.parameters[param], "approval_above", default_value)
 
 _currency(f) := f.currency if is_string(f.currency)
 
@@ -124,40 +133,92 @@ _span(window) := sprintf("the last %s s", [window]) if window != "session"
 #   rule_id: aarm.stepup.privileged_role_grant
 #   code: high_impact
 _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
-	"%s grants privileged role %q to %v; privilege grants need security approval",
-	[_name, role, object.get(_params, "principal", "an unnamed principal")],
+	"%s grants privileged role %q (parameter %q) to %s; privilege grants need security approval",
+	[_name, role, param, _grantee],
 )) if {
 	rule := _cfg.privileged_role
-	role := _params[rule.tools[_name]]
-	regex.match(rule.role_pattern, role)
+	catalogue.category in rule.categories
+	some param in catalogue.parameters_of({"role"})
+	some role in _strings(_params[param])
+	regex.match(object.get(catalogue.parameters[param], "approval_pattern", rule.role_pattern), role)
+	not _grant_requested(param)
 }
+
+# The requesting human's own request named the role and everyone it goes to
+# (input.provenance: origin "user"): the grant is what the human asked for, not a
+# value the agent picked up somewhere.
+_grant_requested(role_param) if {
+	_user_named(role_param)
+	grantees := {param |
+		some param in catalogue.parameters_of({"recipient", "email", "person", "identifier"})
+		analysis.given(param)
+	}
+	every param in grantees {
+		_user_named(param)
+	}
+}
+
+_user_named(param) if "user" in input.provenance.parameters[param].origins
+
+# Who receives the grant: the values of the parameters declared as its recipient or person.
+_grantee := concat(", ", sort(names)) if {
+	names := {name |
+		some param in catalogue.parameters_of({"recipient", "email", "person", "identifier"})
+		some name in _strings(_params[param])
+	}
+	count(names) > 0
+} else := "an unnamed principal"
+
+_strings(value) := {value} if is_string(value)
+
+else := {item | some item in value; is_string(item)} if is_array(value)
+
+else := set()
 
 # METADATA
 # custom:
 #   rule_id: aarm.stepup.bulk_delete
 #   code: high_impact
 _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
-	"%s on table %v has no real filter (%s=%v); a delete of every row needs approval",
-	[_name, object.get(_params, "table", "?"), tool.filter_param, object.get(_params, tool.filter_param, "none")],
+	"%s on %s has no real filter (%s=%v); a delete of every row needs approval",
+	[_name, _deleted_object, param, object.get(_params, param, "none")],
 )) if {
 	rule := _cfg.bulk_delete
-	tool := rule.table_tools[_name]
-	_unfiltered(tool.filter_param)
+	catalogue.category in rule.categories
+	some param in _filter_params
+	_unfiltered(param)
 }
+
+# The filter of a destructive tool: a parameter of semantic type sql that the catalogue
+# has analysed as a condition (a WHERE clause).
+_filter_params contains param if {
+	some param in catalogue.parameters_of({"sql"})
+	analysis.declared[param].type == "sql_condition"
+}
+
+_deleted_object := concat(", ", sort(names)) if {
+	names := {sprintf("%s %v", [param, _params[param]]) |
+		some param in catalogue.parameters_of({"identifier", "database"})
+		analysis.given(param)
+	}
+	count(names) > 0
+} else := "its target"
 
 # METADATA
 # custom:
 #   rule_id: aarm.stepup.bulk_delete
 #   code: high_impact
 _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
-	"%s may delete up to %v rows, above the bulk threshold of %v",
-	[_name, rows, rule.row_threshold],
+	"%s may delete up to %v rows (parameter %q), above the bulk threshold of %v",
+	[_name, rows, param, threshold],
 )) if {
 	rule := _cfg.bulk_delete
-	tool := rule.table_tools[_name]
-	rows := _params[tool.count_param]
+	catalogue.category in rule.categories
+	some param in catalogue.parameters_of({"count"})
+	rows := _params[param]
 	is_number(rows)
-	rows > rule.row_threshold
+	threshold := _threshold(param, rule.row_threshold)
+	rows > threshold
 }
 
 # METADATA
@@ -169,9 +230,11 @@ _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
 	[_name, path],
 )) if {
 	rule := _cfg.bulk_delete
-	tool := rule.path_tools[_name]
-	path := _params[tool.path_param]
-	_bulk_path(tool)
+	catalogue.category in rule.categories
+	some param in catalogue.parameters_of({"path"})
+	path := _params[param]
+	_bulk_path(param)
+	not _user_named(param)
 }
 
 # METADATA
@@ -248,9 +311,15 @@ _unfiltered(param) if {
 	not analysis.facts[param]
 }
 
-_bulk_path(tool) if {
-	some f in analysis.values(tool.path_param)
+_bulk_path(param) if {
+	some f in analysis.values(param)
 	f.glob == true
 }
 
-_bulk_path(tool) if _params[tool.recursive_param] == true
+# A flag of the destructive tool that is set widens the delete (recursive, all, force),
+# unless the catalogue declares the flag "bulk": false (a dry run, a notification).
+_bulk_path(_) if {
+	some flag in catalogue.parameters_of({"flag"})
+	_params[flag] == true
+	not catalogue.parameters[flag].bulk == false
+}

@@ -244,3 +244,122 @@ test_step_up_approval_for_no_groups_uses_the_fallback if {
 	stepup.approval_for(set()) == {"approvers": ["platform-oncall"], "timeout_seconds": 900}
 	stepup.approval_for({"security", "finance"}) == {"approvers": ["finance-approvers", "security-approvers"], "timeout_seconds": 1800}
 }
+
+# --- operator tools: the protections come from the declaration alone -----------------
+# Each tool below is catalogued only by an operator overlay (not in the reference
+# catalogue), with names no rule knows; what it declares is all the pack has to go by.
+
+_acme := {"acme": {"catalogue": {"tools": {
+	"ledger.wire_funds": {
+		"category": "financial", "risk_tier": "high", "output_trust": "trusted",
+		"parameters": {
+			"sum": {"type": "number", "semantic": "amount", "analysis": {"type": "amount", "currency": "ccy"}},
+			"ccy": {"type": "string", "semantic": "currency"},
+			"iban": {"type": "string", "semantic": "account"},
+		},
+	},
+	"ledger.petty_cash": {
+		"category": "financial", "risk_tier": "medium", "output_trust": "trusted",
+		"parameters": {"sum": {"type": "number", "semantic": "amount", "analysis": "amount", "approval_above": 50}},
+	},
+	"directory.assign_access": {
+		"category": "identity", "risk_tier": "high", "output_trust": "trusted",
+		"parameters": {
+			"member": {"type": "string", "semantic": "recipient"},
+			"level": {"type": "string", "semantic": "role"},
+		},
+	},
+	"warehouse.purge_rows": {
+		"category": "destructive", "risk_tier": "high", "output_trust": "trusted",
+		"parameters": {
+			"dataset": {"type": "string", "semantic": "identifier"},
+			"condition": {"type": "string", "semantic": "sql", "analysis": "sql_condition"},
+			"max_rows": {"type": "integer", "semantic": "count"},
+			"batch": {"type": "integer", "semantic": "count", "approval_above": 10},
+		},
+	},
+	"storage.remove": {
+		"category": "destructive", "risk_tier": "high", "output_trust": "trusted",
+		"parameters": {
+			"location": {"type": "string", "semantic": "path", "analysis": "path"},
+			"tree": {"type": "boolean", "semantic": "flag"},
+			"dry_run": {"type": "boolean", "semantic": "flag", "bulk": false},
+		},
+	},
+}}}}
+
+_acme_rules(name, parameters, facts) := {r.rule_id | some r in reasons} if {
+	reasons := stepup.reasons with input as testing.input_with(name, parameters, {"analysis": testing.analysis(facts)})
+		with data.aarm.overlays as _acme
+}
+
+test_operator_tool_gets_large_payment_from_its_amount_parameter if {
+	not data.aarm.catalogue.tools["ledger.wire_funds"]
+	_acme_rules("ledger.wire_funds", {"sum": 25000, "ccy": "EUR", "iban": "DE89370400440532"}, {"sum": testing.amount_facts(25000, "ccy")}) == {"aarm.stepup.large_payment"}
+	_acme_rules("ledger.wire_funds", {"sum": 900, "ccy": "EUR"}, {"sum": testing.amount_facts(900, "ccy")}) == set()
+
+	# The parameter's own approval_above replaces the configured threshold.
+	_acme_rules("ledger.petty_cash", {"sum": 60}, {"sum": testing.amount_facts(60, null)}) == {"aarm.stepup.large_payment"}
+	_acme_rules("ledger.petty_cash", {"sum": 40}, {"sum": testing.amount_facts(40, null)}) == set()
+	some r in stepup.reasons with input as testing.input_with("ledger.petty_cash", {"sum": 60}, {"analysis": testing.analysis({"sum": testing.amount_facts(60, null)})})
+		with data.aarm.overlays as _acme
+	contains(r.message, "above the approval threshold of 50")
+}
+
+test_operator_tool_gets_privileged_role_from_its_role_parameter if {
+	not data.aarm.catalogue.tools["directory.assign_access"]
+	_acme_rules("directory.assign_access", {"member": "eve@partner.example", "level": "Org Owner"}, {}) == {"aarm.stepup.privileged_role_grant"}
+	_acme_rules("directory.assign_access", {"member": "eve@partner.example", "level": "reader"}, {}) == set()
+	some r in stepup.reasons with input as testing.input_for("directory.assign_access", {"member": "eve@partner.example", "level": "admin"})
+		with data.aarm.overlays as _acme
+	r.message == `directory.assign_access grants privileged role "admin" (parameter "level") to eve@partner.example; privilege grants need security approval`
+}
+
+test_operator_tool_gets_bulk_delete_from_its_filter_and_count_parameters if {
+	not data.aarm.catalogue.tools["warehouse.purge_rows"]
+	_acme_rules("warehouse.purge_rows", {"dataset": "events"}, {}) == {"aarm.stepup.bulk_delete"}
+	_acme_rules("warehouse.purge_rows", {"dataset": "events", "condition": "1=1"}, {"condition": testing.condition_facts("trivial", [])}) == {"aarm.stepup.bulk_delete"}
+	_acme_rules("warehouse.purge_rows", {"dataset": "events", "condition": "id = 1", "max_rows": 5000}, {"condition": testing.condition_facts("present", [])}) == {"aarm.stepup.bulk_delete"}
+	_acme_rules("warehouse.purge_rows", {"dataset": "events", "condition": "id = 1", "max_rows": 5}, {"condition": testing.condition_facts("present", [])}) == set()
+
+	# A count parameter's own approval_above replaces the configured row threshold.
+	_acme_rules("warehouse.purge_rows", {"dataset": "events", "condition": "id = 1", "batch": 11}, {"condition": testing.condition_facts("present", [])}) == {"aarm.stepup.bulk_delete"}
+}
+
+test_operator_tool_gets_bulk_delete_from_its_path_and_flag_parameters if {
+	not data.aarm.catalogue.tools["storage.remove"]
+	_acme_rules("storage.remove", {"location": "/srv/cache", "tree": true}, {"location": testing.path_facts("/srv/cache", {})}) == {"aarm.stepup.bulk_delete"}
+	_acme_rules("storage.remove", {"location": "/srv/*"}, {"location": testing.path_facts("/srv/*", {"glob": true})}) == {"aarm.stepup.bulk_delete"}
+	_acme_rules("storage.remove", {"location": "/srv/a.txt"}, {"location": testing.path_facts("/srv/a.txt", {})}) == set()
+
+	# A flag declared "bulk": false (a dry run) does not widen the delete.
+	_acme_rules("storage.remove", {"location": "/srv/a.txt", "dry_run": true}, {"location": testing.path_facts("/srv/a.txt", {})}) == set()
+}
+
+test_operator_tool_of_another_category_gets_none_of_them if {
+	# The same declarations on a read tool: nothing is deleted, granted or paid.
+	read := {"acme": {"catalogue": {"tools": {"storage.remove": object.union(_acme.acme.catalogue.tools["storage.remove"], {"category": "read", "risk_tier": "low"})}}}}
+	rules := {r.rule_id | some r in stepup.reasons} with input as testing.input_for("storage.remove", {"location": "/srv/cache", "tree": true})
+		with data.aarm.overlays as read
+	rules == set()
+}
+
+_named_by_user(paths) := {"provenance": {"parameters": {p: {"origins": ["user"], "indicators": {"value": ["user"]}} | some p in paths}, "untrusted_only": [], "unseen": []}}
+
+test_allow_grant_and_recursive_delete_the_request_named if {
+	grant := {"member": "eve@partner.example", "level": "admin"}
+	asked := {r.rule_id | some r in stepup.reasons} with input as testing.input_with("directory.assign_access", grant, _named_by_user(["member", "level"]))
+		with data.aarm.overlays as _acme
+	asked == set()
+
+	# Only the role named, not whom it goes to: approval as before.
+	half := {r.rule_id | some r in stepup.reasons} with input as testing.input_with("directory.assign_access", grant, _named_by_user(["level"]))
+		with data.aarm.overlays as _acme
+	half == {"aarm.stepup.privileged_role_grant"}
+
+	tree := {"location": "/srv/cache", "tree": true}
+	facts := {"analysis": testing.analysis({"location": testing.path_facts("/srv/cache", {})})}
+	deleted := {r.rule_id | some r in stepup.reasons} with input as testing.input_with("storage.remove", tree, object.union(facts, _named_by_user(["location"])))
+		with data.aarm.overlays as _acme
+	deleted == set()
+}
