@@ -342,7 +342,9 @@ def _tenants(directory: PrincipalDirectory) -> set[str]:
 async def _load_catalogue(policy: PolicyEngine) -> Catalogue:
     """The tool catalogue; empty (every output untrusted) if the policy has none."""
     try:
-        return Catalogue.from_policy_data(await policy.tool_catalogue())
+        return Catalogue.from_policy_data(
+            await policy.tool_catalogue(), await policy.request_scope()
+        )
     except AarmError as exc:
         log.error("tool catalogue unreadable (%s): treating every tool output as untrusted", exc)
         return Catalogue()

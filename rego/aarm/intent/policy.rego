@@ -114,14 +114,18 @@ stepup_findings contains _finding(rego.metadata.rule(), _cfg.approver_group, spr
 #   rule_id: aarm.intent.drift
 #   code: drift
 stepup_findings contains _finding(rego.metadata.rule(), _cfg.approver_group, sprintf(
-	"session drift from the original request is %v (%s), above the threshold %v of intent %v",
-	[score, measure, drift_threshold, _request_field("intent_class", "default")],
+	"session drift from the original request is %v (%s, scope %v), above the threshold %v of intent %v",
+	[score, measure, object.get(input.drift, "scope_source", "declared"), drift_threshold, _intent_label],
 )) if {
 	some measure in ["max", "ema"]
 	score := input.drift[measure]
 	is_number(score)
 	score > drift_threshold
 }
+
+_intent_label := c if c := intent_class
+
+else := "default"
 
 _request_field(key, fallback) := object.get(input, ["session", "original_request", key], fallback)
 

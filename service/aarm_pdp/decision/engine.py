@@ -291,7 +291,9 @@ class DecisionEngine:
 
     async def _read_catalogue(self) -> None:
         try:
-            catalogue = Catalogue.from_policy_data(await self._policy.tool_catalogue())
+            catalogue = Catalogue.from_policy_data(
+                await self._policy.tool_catalogue(), await self._policy.request_scope()
+            )
         except AarmError as exc:
             # Keep the last snapshot; a parameter the policy declares but the service
             # did not analyse is denied by the pack (aarm.analysis.missing).

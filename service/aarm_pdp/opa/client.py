@@ -59,6 +59,13 @@ def _warn_unbuilt(bundles: tuple[tuple[str, Any], ...]) -> None:
             )
 
 
+_REQUEST_SCOPE_PATHS = tuple(
+    f"/v1/data/aarm/{root}/{key}/request_scope"
+    for root in ("layers/config", "config")
+    for key in ("intents", "provenance")
+)
+
+
 class OpaClient:
     """Queries one OPA over its REST Data API (``http(s)://host:port`` or ``unix://``).
 
@@ -138,6 +145,17 @@ class OpaClient:
         if merged is not None:
             return merged
         return (await self._get("/v1/data/aarm/catalogue/tools")).get("result") or {}
+
+    async def request_scope(self) -> Any:
+        """The config's request patterns (category -> regex over the request text) as the
+        merged layers hold them: ``intents.request_scope``, else the older
+        ``provenance.request_scope``; a pack without layers: the same keys of
+        ``data.aarm.config``; {} when none."""
+        for path in _REQUEST_SCOPE_PATHS:
+            found = (await self._get(path)).get("result")
+            if found is not None:
+                return found
+        return {}
 
     async def healthy(self) -> bool:
         head = self._pool.head("GET", f"{self._prefix}/health?bundles=true", None)

@@ -24,12 +24,14 @@ class FakePolicyEngine:
         version: PolicyVersion | None = None,
         healthy: bool = True,
         catalogue: dict[str, Any] | None = None,
+        request_scope: dict[str, str] | None = None,
     ) -> None:
         self._handler = handler
         self.version = version or PolicyVersion(revision="fake", hash="0" * 64)
         """What every answer and :meth:`policy_version` report (a test may change it)."""
         self._healthy = healthy
         self._catalogue = catalogue or {}
+        self._request_scope = request_scope or {}
         self.calls: list[dict[str, Any]] = []
 
     async def evaluate(self, input_doc: dict[str, Any], *, timeout: float) -> Any:
@@ -47,6 +49,9 @@ class FakePolicyEngine:
 
     async def tool_catalogue(self) -> Any:
         return self._catalogue
+
+    async def request_scope(self) -> Any:
+        return self._request_scope
 
     async def healthy(self) -> bool:
         return self._healthy

@@ -31,6 +31,10 @@ class PolicyEngine(Protocol):
         """The policy's tool catalogue document (``data.aarm.catalogue.tools``)."""
         ...
 
+    async def request_scope(self) -> Any:
+        """The config's request patterns: category -> regex over a request's text."""
+        ...
+
     async def healthy(self) -> bool:
         """True when the engine answers and its policy is active."""
         ...

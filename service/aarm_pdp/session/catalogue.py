@@ -64,12 +64,20 @@ def _kind(spec: str | Mapping[str, str]) -> str:
 class Catalogue:
     """An immutable snapshot of ``data.aarm.catalogue.tools``, refreshed with the policy."""
 
-    def __init__(self, tools: dict[str, ToolInfo] | None = None) -> None:
+    def __init__(
+        self,
+        tools: dict[str, ToolInfo] | None = None,
+        request_scope: Mapping[str, str] | None = None,
+    ) -> None:
         self._tools = tools or {}
+        self.request_scope: Mapping[str, str] = MappingProxyType(dict(request_scope or {}))
+        """Category -> pattern over a request's text (the policy's ``request_scope``):
+        what a request without a declared scope implies (:mod:`aarm_pdp.drift.scope`)."""
 
     @classmethod
-    def from_policy_data(cls, doc: Any) -> Catalogue:
-        """Build from the catalogue document; malformed entries are skipped."""
+    def from_policy_data(cls, doc: Any, request_scope: Any = None) -> Catalogue:
+        """Build from the catalogue document (and the config's request patterns);
+        malformed entries are skipped."""
         tools: dict[str, ToolInfo] = {}
         if isinstance(doc, dict):
             for name, entry in doc.items():
@@ -80,7 +88,16 @@ class Catalogue:
                         trusted_output=entry.get("output_trust") == "trusted",
                         analysis=_analysis(entry.get("parameters")),
                     )
-        return cls(tools)
+        patterns = {}
+        if isinstance(request_scope, dict):
+            patterns = {
+                k: v for k, v in request_scope.items() if isinstance(k, str) and isinstance(v, str)
+            }
+        return cls(tools, patterns)
+
+    def categories(self) -> dict[str, str]:
+        """Every catalogued ``tool.operation`` and its category."""
+        return {name: info.category for name, info in self._tools.items()}
 
     def get(self, name: str) -> ToolInfo:
         """The tool's info; unknown tools have no category and untrusted output."""

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
+from aarm_pdp.drift.scope import derive_scope
 from aarm_pdp.drift.score import DriftWeights, score
 from aarm_pdp.drift.semantic import action_text
 from aarm_pdp.errors import ErrorCode, IdentityRejected, SessionConflict, SessionNotFound
@@ -191,6 +192,8 @@ class SessionContext:
             name=action.name,
             category=info.category,
             expected_scope=tuple(orig.expected_scope) if orig else (),
+            derived_scope=tuple(orig.derived_scope) if orig else (),
+            outside=tuple(state.drift_outside),
             max_classification=level(orig.max_classification)
             if orig and orig.max_classification
             else None,
@@ -291,6 +294,14 @@ class SessionContext:
     async def start(self, ident: Identity, original: st.OriginalRequest, now_ns: int) -> str:
         """Bind a session to its original request; returns the context log head."""
         key = session_key(ident.tenant, ident.session_id)
+        if not original.expected_scope and not original.derived_scope:
+            catalogue = self._catalogue()
+            original = replace(
+                original,
+                derived_scope=derive_scope(
+                    original.text, catalogue.request_scope, catalogue.categories()
+                ),
+            )
 
         def apply(raw: bytes | None) -> tuple[bytes, tuple[dict[str, Any], str]]:
             if raw is not None:

@@ -41,6 +41,9 @@ class OriginalRequest:
     intent_class: str = ""
     expected_scope: list[str] = field(default_factory=list)
     max_classification: str = ""
+    derived_scope: list[str] = field(default_factory=list)
+    """What the text implies when no expected scope was declared
+    (:func:`aarm_pdp.drift.scope.derive_scope`); drift's scope component uses it."""
 
 
 @dataclass
@@ -70,6 +73,9 @@ class SessionState:
     events: dict[str, list[int]] = field(default_factory=dict)
     drift_max: float = 0.0
     drift_ema: float = 0.0
+    drift_outside: list[str] = field(default_factory=list)
+    """Distinct categories (a tool's name when it has none) of the session's actions
+    outside its scope, in order; bounded by MAX_LABELS (drift's ``expansion``)."""
     sem_last: float = -1.0
     sem_max: float = -1.0
     sem_ema: float = -1.0
@@ -93,8 +99,14 @@ class SessionState:
         """Inverse of :meth:`to_bytes`."""
         doc = orjson.loads(raw)
         orig = doc.pop("original", None)
-        state = cls(**doc)
-        state.original = OriginalRequest(**orig) if orig else None
+        # Fields this version does not know (written by a newer replica) are left out,
+        # fields it knows and the blob lacks (an older one's) take their defaults.
+        state = cls(**{k: v for k, v in doc.items() if k in _KNOWN})
+        state.original = (
+            OriginalRequest(**{k: v for k, v in orig.items() if k in _ORIGINAL_FIELDS})
+            if orig
+            else None
+        )
         return state
 
     @property
@@ -104,6 +116,8 @@ class SessionState:
 
 
 _FIELDS = tuple(f.name for f in fields(SessionState))
+_KNOWN = frozenset(_FIELDS) - {"original"}
+_ORIGINAL_FIELDS = frozenset(f.name for f in fields(OriginalRequest))
 
 
 def level_name(index: int) -> str:
@@ -247,6 +261,7 @@ def summary(state: SessionState, now_ns: int, artifact_level: int = -1) -> dict[
             "intent_class": orig.intent_class,
             "expected_scope": list(orig.expected_scope),
             "max_classification": orig.max_classification or NONE,
+            "derived_scope": list(orig.derived_scope),
         },
         "action_count": state.action_count,
         "elapsed_seconds": max(0, (now_ns - state.started_ns) // _NS),
@@ -345,6 +360,13 @@ def record_decision(
     if drift is not None:
         state.drift_max = float(drift["max"])
         state.drift_ema = float(drift["ema"])
+        outside = category or name
+        if (
+            drift.get("scope_expansion")
+            and outside not in state.drift_outside
+            and len(state.drift_outside) < MAX_LABELS
+        ):
+            state.drift_outside.append(outside)
     # A fifth element marks a read the user's request pointed at (one of its values
     # came from the request): its output is indexed as user_pointed too.
     state.decisions[decision_id] = [name, category, verdict, defer_depth, *([1] if pointed else [])]
