@@ -102,9 +102,15 @@ internal(d) if matches(d.host, internal_domains)
 # METADATA
 # title: internal_domains
 # description: |
-#   The organisation's domains: the configured ones plus the human principal's own
-#   domain (the part of input.identity.human after its @, when it has one).
-internal_domains := array.concat(_cfg.internal_domains, _human_domain)
+#   The organisation's domains: the configured ones, the tenant's own
+#   (egress.tenant_internal_domains[<tenant>]) and the human principal's own domain
+#   (the part of input.identity.human after its @, when it has one).
+internal_domains := array.concat(array.concat(_cfg.internal_domains, _tenant_domains), _human_domain)
+
+# Per-tenant organisation domains: egress.tenant_internal_domains[<tenant>].
+_tenant_domains := domains if {
+	domains := _cfg.tenant_internal_domains[input.identity.tenant]
+} else := []
 
 _human_domain := [lower(parts[1])] if {
 	parts := split(input.identity.human, "@")

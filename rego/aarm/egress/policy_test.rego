@@ -137,3 +137,12 @@ test_reason_shape if {
 		"message": `http.get parameter "url" sends to "https://pastebin.com/raw/abc", whose host pastebin.com is on the egress block list`,
 	}
 }
+
+test_internal_domains_of_the_tenant_and_the_human if {
+	i := {"identity": {"tenant": "acme", "human": "li@own.example"}}
+	doms := egress.internal_domains with input as i
+		with data.aarm.config.egress.tenant_internal_domains as {"acme": ["acme-group.example"], "other": ["nope.example"]}
+	"acme-group.example" in doms
+	"own.example" in doms
+	not "nope.example" in doms
+}

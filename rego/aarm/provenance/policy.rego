@@ -28,6 +28,7 @@
 package aarm.provenance
 
 import data.aarm.catalogue
+import data.aarm.egress
 import data.aarm.layers
 
 _cfg := layers.config.provenance
@@ -45,15 +46,8 @@ _top(path) := regex.split(`[.\[]`, path)[0]
 
 # METADATA
 # title: org_domains
-# description: The organisation's own domains (configured ones and the human principal's).
-org_domains contains lower(d) if some d in layers.config.egress.internal_domains
-
-org_domains contains lower(d) if {
-	parts := split(input.identity.human, "@")
-	count(parts) == 2
-	d := parts[1]
-	d != ""
-}
+# description: The organisation's own domains, as egress.internal_domains names them (configured, the tenant's, the human principal's).
+org_domains contains lower(d) if some d in egress.internal_domains
 
 _internal(domain) if domain in org_domains
 
