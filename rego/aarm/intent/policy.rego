@@ -89,11 +89,17 @@ _allowed if input.action.tool in profile.allowed_tools
 
 _allowed if catalogue.category in profile.allowed_categories
 
+# Sensitive by what the catalogue declares: its category, or a parameter of a sensitive
+# semantic type (an artifact to install or run, a secret).
 _sensitive if catalogue.category in _cfg.sensitive.categories
 
-_sensitive if input.action.tool in _cfg.sensitive.namespaces
+_sensitive if catalogue.declares({t | some t in _cfg.sensitive.semantics})
 
-_sensitive if _name in _cfg.sensitive.tools
+# A tool nobody catalogued is judged by its namespace (it has no declaration to go by).
+_sensitive if {
+	not catalogue.known
+	input.action.tool in _cfg.sensitive.namespaces
+}
 
 # METADATA
 # title: stepup_findings

@@ -53,10 +53,35 @@ test_allow_sensitive_tools_without_a_bounded_intent if {
 	count(intent.deny_reasons) == 0 with input as {"action": {"tool": "secrets", "operation": "read", "name": "secrets.read", "parameters": {}}, "session": {"original_request": null}}
 }
 
-test_deny_sensitive_tool_listed_by_name if {
-	reasons := intent.deny_reasons with input as testing.input_with("email.send", {"to": "x"}, _intent("meeting_prep", "NONE", 0))
-		with data.aarm.config.intents.sensitive.tools as ["email.send"]
-	count(reasons) == 1
+_acme := {"acme": {"catalogue": {"tools": {
+	"registry.deploy_image": {
+		"category": "write", "risk_tier": "medium", "output_trust": "trusted",
+		"parameters": {"image": {"type": "string", "semantic": "artifact"}},
+	},
+	"vault.store": {
+		"category": "write", "risk_tier": "medium", "output_trust": "trusted",
+		"parameters": {"token": {"type": "string", "semantic": "secret"}},
+	},
+	"notes.append": {
+		"category": "write", "risk_tier": "low", "output_trust": "trusted",
+		"parameters": {"text": {"type": "string", "semantic": "content"}},
+	},
+}}}}
+
+_acme_deny(name, parameters, intent_class) := {r.code | some r in reasons} if {
+	reasons := intent.deny_reasons with input as testing.input_with(name, parameters, _intent(intent_class, "NONE", 0))
+		with data.aarm.overlays as _acme
+}
+
+test_deny_operator_tool_sensitive_by_its_declaration if {
+	not data.aarm.catalogue.tools["registry.deploy_image"]
+	_acme_deny("registry.deploy_image", {"image": "ghcr.io/x/y:1"}, "meeting_prep") == {"intent_violation"}
+	_acme_deny("vault.store", {"token": "t"}, "meeting_prep") == {"intent_violation"}
+	_acme_deny("notes.append", {"text": "t"}, "meeting_prep") == set()
+}
+
+test_deny_uncatalogued_tool_in_a_sensitive_namespace if {
+	_deny("iam.mystery_op", {}, "meeting_prep") == {"intent_violation"}
 }
 
 test_step_up_classification_escalation if {
