@@ -63,6 +63,10 @@ _matches(match) if input.action.tool in object.get(match, "tools", [])
 
 _matches(match) if catalogue.category in object.get(match, "categories", [])
 
+# A rule may match what a tool declares instead of its name: any parameter of one of
+# the semantic types (a "role", an "amount"), so an operator's tools are covered too.
+_matches(match) if catalogue.declares({t | some t in object.get(match, "semantics", [])})
+
 _get(path) := value if {
 	value := object.get(input, path, null)
 	value != null

@@ -149,3 +149,16 @@ test_step_up_rule_on_a_fact_needs_an_authoritative_source if {
 	trusted := testing.input_with("crm.query", {"query": "x"}, _as_alice({"facts": {"approved_query": testing.fact("x", "ticketing")}}))
 	_ids(context.top) == {"lift"} with input as trusted with data.aarm.config.context_rules as rules
 }
+
+test_rule_matches_a_declared_semantic_type if {
+	rules := [{"id": "roles", "priority": 1, "decision": "DENY", "message": "m", "match": {"semantics": ["role"]}, "conditions": []}]
+	overlay := {"acme": {"catalogue": {"tools": {"directory.assign_access": {
+		"category": "identity", "risk_tier": "high", "output_trust": "trusted",
+		"parameters": {"level": {"type": "string", "semantic": "role"}},
+	}}}}}
+	count(context.applicable) == 1 with input as testing.input_with("directory.assign_access", {"level": "admin"}, _as_alice({}))
+		with data.aarm.config.context_rules as rules
+		with data.aarm.overlays as overlay
+	count(context.applicable) == 0 with input as testing.input_with("crm.query", {"query": "x"}, _as_alice({}))
+		with data.aarm.config.context_rules as rules
+}
