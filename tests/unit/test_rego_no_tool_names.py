@@ -82,3 +82,41 @@ def test_catalogue_semantic_types_are_the_vocabulary() -> None:
         if "semantic" in spec
     }
     assert declared <= set(vocabulary)
+
+
+# Where the config may name tools: the operator's own policy about them (an intent's
+# allowed tools, a context rule's match), not a protection keyed by tool.
+# composition.external.channel_params is still name-keyed (aarm.composition; to convert).
+_CONFIG_NAMES_ALLOWED = (
+    re.compile(r"^/intents/classes/[^/]+/allowed_tools$"),
+    re.compile(r"^/context_rules\[\d+\]/match/names$"),
+    re.compile(r"^/composition/external/channel_params$"),
+)
+
+
+def _config_tool_names(node: object, path: str, names: set[str]) -> list[str]:
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in names:
+                found.append(path)
+            found += _config_tool_names(value, f"{path}/{key}", names)
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            if isinstance(item, str) and item in names:
+                found.append(path)
+            else:
+                found += _config_tool_names(item, f"{path}[{index}]", names)
+    return found
+
+
+def test_no_config_protection_is_keyed_by_tool_name() -> None:
+    config = json.loads((PACK / "config" / "data.json").read_text(encoding="utf-8"))
+    paths = _config_tool_names(config, "", _tool_names())
+    offenders = sorted(
+        {p for p in paths if not any(rule.match(p) for rule in _CONFIG_NAMES_ALLOWED)}
+    )
+    assert offenders == [], (
+        "per-tool facts belong in the catalogue (semantic types), not in config: "
+        + ", ".join(offenders)
+    )
