@@ -1,16 +1,17 @@
 package aarm.catalogue_test
 
 import data.aarm.catalogue
+import data.aarm.layers
 import data.aarm.testing
 
 test_catalogue_data_has_no_errors if {
 	count(catalogue.errors) == 0
 }
 
-# A property of any catalogue: every entry is found by its name, with its own category
+# A property of any catalogue (the pack's merged with any overlay): every entry is found by its name, with its own category
 # and tier, and its declared semantic types are what parameters_of answers.
 test_allow_every_catalogued_tool_is_its_own_entry if {
-	every name, tool in data.aarm.catalogue.tools {
+	every name, tool in layers.tools {
 		catalogue.known with input as testing.input_for(name, {})
 		catalogue.category == tool.category with input as testing.input_for(name, {})
 		catalogue.risk_tier == tool.risk_tier with input as testing.input_for(name, {})
@@ -126,7 +127,7 @@ test_allow_every_tool_declares_output_trust if {
 	every tool in data.aarm.catalogue.tools {
 		tool.output_trust in {"trusted", "untrusted"}
 	}
-	every name, tool in data.aarm.catalogue.tools {
+	every name, tool in layers.tools {
 		catalogue.output_trust == tool.output_trust with input as testing.input_for(name, {})
 	}
 	catalogue.output_trust == "trusted" with input as testing.input_for("acme.lookup", {}) with data.aarm.catalogue.tools as _fixture
