@@ -111,6 +111,13 @@ errors contains sprintf("%s.%s: unknown semantic %v (semantic_types: %s)", [name
 	not spec.semantic in data.aarm.catalogue.semantic_types
 }
 
+errors contains sprintf("%s.%s: semantic %s needs \"analysis\": one of %v (the rules decide on its parsed facts)", [name, param, spec.semantic, needed]) if {
+	some name, param
+	spec := _specs[name][param]
+	needed := data.aarm.catalogue.semantic_analysis[spec.semantic]
+	not _analysis_type(object.get(spec, "analysis", "")) in needed
+}
+
 errors contains sprintf("%s.%s: approval_above must be a number on an amount or count parameter", [name, param]) if {
 	some name, param
 	spec := _specs[name][param]

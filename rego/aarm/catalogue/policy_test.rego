@@ -49,7 +49,7 @@ test_errors_flag_bad_semantic_declarations if {
 		"parameters": {
 			"a": {"type": "string", "semantic": "telepathy"},
 			"b": {"type": "number", "semantic": "body", "approval_above": 5},
-			"c": {"type": "number", "semantic": "amount", "approval_above": "lots"},
+			"c": {"type": "number", "semantic": "amount", "analysis": "amount", "approval_above": "lots"},
 			"d": {"type": "string", "semantic": "role", "approval_pattern": "(unclosed"},
 			"e": {"type": "boolean", "semantic": "flag", "bulk": "yes"},
 			"f": {"type": "string", "semantic": "identifier", "classify": "column"},
@@ -57,9 +57,14 @@ test_errors_flag_bad_semantic_declarations if {
 			"h": {"type": "boolean", "semantic": "flag", "bulk": false},
 			"i": {"type": "string", "semantic": "role", "approval_pattern": "(?i)admin"},
 			"j": {"type": "string", "semantic": "identifier", "classify": "table"},
+			"k": {"type": "number", "semantic": "amount"},
+			"l": {"type": "string", "semantic": "sql", "analysis": "sql_condition"},
+			"m": {"type": "string", "semantic": "path", "analysis": "url"},
 		},
 	}}
 	errors == {
+		`x.y.k: semantic amount needs "analysis": one of ["amount"] (the rules decide on its parsed facts)`,
+		`x.y.m: semantic path needs "analysis": one of ["path"] (the rules decide on its parsed facts)`,
 		"x.y.a: unknown semantic telepathy (semantic_types: account, amount, artifact, body, channel, choice, cidr, content, count, currency, database, datetime, duration, email, fields, flag, host, identifier, number, path, person, phone, place, postal_address, query, recipient, role, secret, shell, sql, title, url, value)",
 		"x.y.b: approval_above must be a number on an amount or count parameter",
 		"x.y.c: approval_above must be a number on an amount or count parameter",
