@@ -82,6 +82,15 @@ def test_catalogue_semantic_types_are_the_vocabulary() -> None:
         if "semantic" in spec
     }
     assert declared <= set(vocabulary)
+    # The analysis each type needs (a type with optional analysis needs none).
+    needed = {
+        name: t["analysis"]
+        for name, t in vocabulary.items()
+        if "analysis" in t and not t.get("analysis_optional")
+    }
+    assert set(catalogue["semantic_analysis"]) == set(needed)
+    for name, analysis in needed.items():
+        assert analysis in catalogue["semantic_analysis"][name], name
 
 
 # Where the config may name tools: the operator's own policy about them (an intent's
