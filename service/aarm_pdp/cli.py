@@ -14,17 +14,9 @@ from pathlib import Path
 from aarm_pdp import __version__
 from aarm_pdp.config import (
     DEFAULT_DEV_TOKEN_FILE,
-    ApprovalConfig,
-    AuthConfig,
     Config,
     ConfigError,
-    LogConfig,
-    MetricsConfig,
     OpaConfig,
-    ReceiptConfig,
-    ServerConfig,
-    SessionConfig,
-    TelemetryConfig,
 )
 from aarm_pdp.loop import run_loop
 
@@ -38,11 +30,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="serve aarm.v1 over gRPC (managed OPA by default)")
+    s.add_argument(
+        "--config",
+        type=Path,
+        default=_env("CONFIG"),
+        help="configuration file (YAML, or TOML by its .toml suffix): every setting, a "
+        "section per subsystem (deploy/config.example.yaml); flags and env override it",
+    )
     s.add_argument("--listen", default=_env("LISTEN"), help="gRPC host:port [127.0.0.1:50051]")
     s.add_argument(
         "--event-loop",
         choices=("uvloop", "asyncio"),
-        default=_env("EVENT_LOOP", "uvloop"),
+        default=_env("EVENT_LOOP"),
         help="event loop implementation [uvloop]",
     )
     s.add_argument(
@@ -69,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--insecure-listen",
         action="store_true",
-        default=_env("INSECURE_LISTEN", "") == "1",
+        default=True if _env("INSECURE_LISTEN", "") == "1" else None,
         help="allow plaintext gRPC on a non-loopback address",
     )
     s.add_argument(
@@ -152,6 +151,11 @@ def _parser() -> argparse.ArgumentParser:
         default=_env("TELEMETRY_DECISIONS"),
         help="export only these verdicts, comma-separated (default: all)",
     )
+    s.add_argument(
+        "--approval-webhook",
+        default=_env("APPROVAL_WEBHOOK"),
+        help="POST each new approval request here (approvals.webhook_url)",
+    )
     s.add_argument("--no-reflection", action="store_true", help="disable gRPC reflection")
     s.add_argument(
         "--max-inflight-decisions",
@@ -184,8 +188,13 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds without calls before a connection is closed (300)",
     )
     s.add_argument("--grace", type=float, help="seconds to drain on SIGTERM (10)")
-    s.add_argument("--log-level", default=_env("LOG_LEVEL", "info"))
-    s.add_argument("--log-format", default=_env("LOG_FORMAT", "json"))
+    s.add_argument("--log-level", default=_env("LOG_LEVEL"), help="debug|info|warning|error")
+    s.add_argument(
+        "--log-format",
+        default=_env("LOG_FORMAT"),
+        help="json, text or auto (default: text on a terminal, JSON otherwise, e.g. in a "
+        "container)",
+    )
 
     d = sub.add_parser("decide", help="send one DecideRequest (JSON) and print the response")
     d.add_argument("--target", default="localhost:50051")
@@ -257,19 +266,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """A validated Config from ``serve`` arguments (flags win over AARM_PDP_* env)."""
-    server = ServerConfig(event_loop=args.event_loop)
+    """A validated Config from ``serve`` arguments: flags win over AARM_PDP_* env, both
+    over the ``--config`` file, the file over the built-in defaults."""
+    from aarm_pdp import config_file
+
+    problems: list[str] = []
+    base = config_file.read(args.config, problems) if args.config else Config()
+    server = base.server
+    if args.event_loop:
+        server = replace(server, event_loop=args.event_loop)
 
     def path(value: str | Path | None) -> Path | None:
         return Path(value).resolve() if value else None
 
-    auth = AuthConfig(
-        principals_file=path(args.principals),
-        tls_cert=path(args.tls_cert),
-        tls_key=path(args.tls_key),
-        tls_client_ca=path(args.tls_client_ca),
-        insecure_listen=bool(args.insecure_listen),
-    )
+    auth = base.auth
+    if args.principals:
+        auth = replace(auth, principals_file=path(args.principals))
+    if args.tls_cert:
+        auth = replace(auth, tls_cert=path(args.tls_cert))
+    if args.tls_key:
+        auth = replace(auth, tls_key=path(args.tls_key))
+    if args.tls_client_ca:
+        auth = replace(auth, tls_client_ca=path(args.tls_client_ca))
+    if args.insecure_listen:
+        auth = replace(auth, insecure_listen=True)
     if args.dev_token_file:
         auth = replace(auth, dev_token_file=Path(args.dev_token_file).resolve())
     if args.listen:
@@ -288,7 +308,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         value = getattr(args, flag)
         if value is not None:
             server = replace(server, **{name: value})
-    opa = OpaConfig()
+    opa = base.opa
     if args.opa_url:
         opa = replace(opa, url=args.opa_url)
     if args.opa_binary:
@@ -304,18 +324,20 @@ def config_from_args(args: argparse.Namespace) -> Config:
         opa = replace(opa, policy_paths=tuple(p.resolve() for p in policy))
     if args.opa_timeout is not None:
         opa = replace(opa, timeout_seconds=args.opa_timeout)
-    session = SessionConfig()
+    session = base.session
     if args.state:
         session = replace(session, state=args.state)
     if args.semantic_drift:
         session = replace(session, semantic_drift=True)
-    approvals = ApprovalConfig()
-    receipts = ReceiptConfig()
+    approvals = base.approvals
+    if args.approval_webhook:
+        approvals = replace(approvals, webhook_url=args.approval_webhook)
+    receipts = base.receipts
     if args.receipts:
         receipts = replace(receipts, store=args.receipts)
     if args.key_dir:
         receipts = replace(receipts, key_dir=Path(args.key_dir).resolve())
-    telemetry = TelemetryConfig()
+    telemetry = base.telemetry
     if args.telemetry_file is not None:
         telemetry = replace(
             telemetry, file=Path(args.telemetry_file).resolve() if args.telemetry_file else None
@@ -329,10 +351,16 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if args.telemetry_decisions:
         chosen = tuple(v.strip().upper() for v in args.telemetry_decisions.split(",") if v.strip())
         telemetry = replace(telemetry, decisions=chosen)
-    metrics = MetricsConfig()
+    metrics = base.metrics
     if args.metrics_listen is not None:
-        metrics = MetricsConfig(listen=args.metrics_listen)
-    return Config(
+        metrics = replace(metrics, listen=args.metrics_listen)
+    log = base.log
+    if args.log_level:
+        log = replace(log, level=args.log_level)
+    if args.log_format:
+        log = replace(log, format=args.log_format)
+    cfg = replace(
+        base,
         server=server,
         auth=auth,
         opa=opa,
@@ -341,8 +369,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         approvals=approvals,
         receipts=receipts,
         telemetry=telemetry,
-        log=LogConfig(level=args.log_level, format=args.log_format),
-    ).validate()
+        log=log,
+    )
+    return config_file.validate_all(cfg, problems)
 
 
 def _decide(target: str, raw: str, token_file: Path, ca_file: Path | None) -> int:

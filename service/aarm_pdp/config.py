@@ -474,8 +474,8 @@ class LogConfig:
 
     level: str = "info"
     """debug, info, warning or error."""
-    format: str = "json"
-    """json or text."""
+    format: str = "auto"
+    """json, text or auto: text on a terminal, JSON otherwise (a container, a pipe)."""
 
 
 @dataclass(frozen=True)
@@ -562,8 +562,8 @@ class Config:
             errors.append(f"telemetry.decisions: unknown verdicts {sorted(bad)}")
         if self.log.level not in ("debug", "info", "warning", "error"):
             errors.append("log.level must be debug, info, warning or error")
-        if self.log.format not in ("json", "text"):
-            errors.append("log.format must be json or text")
+        if self.log.format not in ("json", "text", "auto"):
+            errors.append("log.format must be json, text or auto")
         lim = self.limits
         for name in lim.__dataclass_fields__:
             if getattr(lim, name) < 1:
