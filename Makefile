@@ -34,12 +34,11 @@ BREAKING_AGAINST ?= $(PROTO_BASELINE)
 help: ## this menu
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml client/pyproject.toml scripts/install_semantic.sh
+$(VENV)/.installed: pyproject.toml client/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]' -e './client[openai-agents,langchain,test]'
-	scripts/install_semantic.sh $(PY)
 	touch $@
 
 $(OPA): tools/go.mod tools/go.sum
@@ -109,13 +108,13 @@ rego-check: setup ## opa fmt, opa check --strict (pinned capabilities), structur
 	@$(OPA) test rego --coverage --format json | $(PY) -c 'import json,sys; print("rego coverage %.1f%%" % json.load(sys.stdin)["coverage"])'
 	$(OPA) test rego
 
-unit: setup ## seconds: tests/unit + tests/api (in-process gRPC, fake policy engine); no OPA, no semantic model
-	$(VENV)/bin/pytest -q -m "not semantic" tests/unit tests/api
+unit: setup ## seconds: tests/unit + tests/api (in-process gRPC, fake policy engine); no OPA
+	$(VENV)/bin/pytest -q tests/unit tests/api
 
 integration: setup ## real opa processes, real sockets
 	$(VENV)/bin/pytest -q -m integration tests/integration
 
-test: setup gen-check lint proto-breaking rego-check client-test ## everything CI runs: drift, lint, API compat, rego, the client alone, unit + api + semantic + integration
+test: setup gen-check lint proto-breaking rego-check client-test ## everything CI runs: drift, lint, API compat, rego, the client alone, unit + api + integration
 	$(VENV)/bin/pytest -q -m "not containers" tests
 
 client-test: $(VENV)/client-wheels/.stamp ## the client alone: a fresh venv with its wheel and declared deps, its tests

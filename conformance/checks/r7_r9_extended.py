@@ -97,9 +97,9 @@ def drift(ctx: Ctx) -> None:
         + (
             ""
             if semantic
-            else "; the embedded defaults score drift symbolically (scope, classification, "
-            "novelty, chain); the "
-            "embedding scorer is opt-in (serve --semantic-drift) and is not what this run exercised"
+            else "; drift is scored symbolically (scope, declared or derived from the request, "
+            "classification, novelty, chain, expansion); the embedding scorer was retired, "
+            "measured not to help (docs/drift-calibration.md)"
         ),
     )
     ctx.expect(

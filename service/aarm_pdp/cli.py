@@ -114,11 +114,6 @@ def _parser() -> argparse.ArgumentParser:
         help="session state: 'memory' (default) or redis://host:port/db",
     )
     s.add_argument(
-        "--semantic-drift",
-        action="store_true",
-        help="score actions against the original request (needs the semantic extra)",
-    )
-    s.add_argument(
         "--receipts",
         default=_env("RECEIPTS"),
         help="receipt store: SQLite path (var/receipts.db) or postgresql:// URL",
@@ -327,8 +322,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
     session = base.session
     if args.state:
         session = replace(session, state=args.state)
-    if args.semantic_drift:
-        session = replace(session, semantic_drift=True)
     approvals = base.approvals
     if args.approval_webhook:
         approvals = replace(approvals, webhook_url=args.approval_webhook)

@@ -358,8 +358,6 @@ class SessionConfig:
     """How long a tenant remembers the classification written to an artifact."""
     store_timeout_seconds: float = DEFAULT_STORE_TIMEOUT_SECONDS
     """Deadline of one store operation; past it the decision is DENY."""
-    semantic_drift: bool = False
-    """Score actions against the original request with all-MiniLM-L6-v2 (needs the extra)."""
     max_state_bytes: int = DEFAULT_SESSION_STATE_BYTES
     """One session's state blob; a decision that would grow it past this is DENY."""
     log_window_entries: int = DEFAULT_SESSION_LOG_ENTRIES

@@ -380,15 +380,6 @@ async def start(
             raise StartupError(f"session store {cfg.session.state!r} does not answer")
         catalogue_box = [await _load_catalogue(policy)]
         sessions = SessionContext(store, lambda: catalogue_box[0])
-        semantic = None
-        if cfg.session.semantic_drift:
-            from aarm_pdp.session.semantic_worker import SemanticWorker
-
-            try:
-                semantic = SemanticWorker(store, metrics)
-            except Exception as exc:
-                raise StartupError(f"semantic drift enabled but unavailable: {exc}") from exc
-            sessions.semantic = semantic
         tc = cfg.telemetry
         telemetry = (
             TelemetryExporter(
@@ -511,7 +502,6 @@ async def start(
         raise
     app_tasks = [
         *([asyncio.get_running_loop().create_task(telemetry.run())] if telemetry else []),
-        *([asyncio.get_running_loop().create_task(semantic.run())] if semantic else []),
         asyncio.get_running_loop().create_task(
             workflow.run_sweeper(time.time_ns, cfg.approvals.sweep_interval_seconds)
         ),

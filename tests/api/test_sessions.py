@@ -57,6 +57,7 @@ async def test_start_session_binds_the_original_request(api: Api) -> None:
         "intent_class": "reporting",
         "expected_scope": ["db.query"],
         "max_classification": "INTERNAL",
+        "derived_scope": [],  # a scope was declared: nothing derived
     }
 
 

@@ -56,7 +56,6 @@ def empty_context() -> dict[str, Any]:
             "components": {"scope": 0.0, "classification": 0.0, "novelty": 0.0, "chain": 0.0},
             "scope_expansion": False,
             "classification_escalation": False,
-            "semantic": None,
         },
     }
 

@@ -104,17 +104,6 @@ class Metrics:
             buckets=DRIFT_BUCKETS,
             registry=r,
         )
-        self.semantic_drift = Histogram(
-            "aarm_semantic_drift",
-            "Semantic distance 1 - cos(original request, action), computed off the hot path.",
-            buckets=DRIFT_BUCKETS,
-            registry=r,
-        )
-        self.semantic_dropped = Counter(
-            "aarm_semantic_drift_dropped_total",
-            "Actions not scored semantically because the scoring queue was full.",
-            registry=r,
-        )
         self.errors = Counter(
             "aarm_errors_total",
             "Errors met while deciding, by closed error code.",

@@ -19,7 +19,6 @@ import orjson
 
 from aarm_pdp.drift.scope import derive_scope
 from aarm_pdp.drift.score import DriftWeights, score
-from aarm_pdp.drift.semantic import action_text
 from aarm_pdp.errors import ErrorCode, IdentityRejected, SessionConflict, SessionNotFound
 from aarm_pdp.model.decision import DecisionResult
 from aarm_pdp.model.levels import level
@@ -28,7 +27,6 @@ from aarm_pdp.provenance import classify as prov
 from aarm_pdp.provenance.indicators import fingerprint
 from aarm_pdp.session import state as st
 from aarm_pdp.session.catalogue import Catalogue
-from aarm_pdp.session.semantic_worker import SemanticWorker
 from aarm_pdp.session.store import SessionStore, session_key
 
 DECODED_CACHE_SIZE = 256
@@ -47,7 +45,6 @@ class Prepared:
     category: str
     artifacts: list[str] = field(default_factory=list)
     artifact_level: int = -1
-    original_text: str = ""
     context_hash: str = ""
 
 
@@ -156,7 +153,6 @@ class SessionContext:
         self.store = store
         self._catalogue = catalogue
         self._weights = weights or DriftWeights()
-        self.semantic: SemanticWorker | None = None
         self._decoded = DecodedStates()
         # Every revocation this replica knows (its own, and those replayed from the
         # receipt store): a session store that lost them (a restarted Redis) still
@@ -205,11 +201,6 @@ class SessionContext:
             previous_ema=state.drift_ema,
             weights=self._weights,
         )
-        drift["semantic"] = (
-            None
-            if state.sem_last < 0
-            else {"last": state.sem_last, "max": state.sem_max, "ema": state.sem_ema}
-        )
         parts = {
             "session": st.summary(state, now_ns, art_level),
             "dependencies": st.dependencies(state, action.depends_on),
@@ -222,7 +213,6 @@ class SessionContext:
             info.category,
             artifacts,
             art_level,
-            orig.text if orig else "",
             state.log_head,
         )
 
@@ -274,13 +264,6 @@ class SessionContext:
         _, highest = await self.store.update(
             prepared.key, apply, lambda r: _log_bytes(r[0]), ident.tenant
         )
-        if self.semantic is not None and prepared.original_text:
-            action = request.action
-            self.semantic.submit(
-                prepared.key,
-                prepared.original_text,
-                action_text(action.tool, action.operation, action.parameters),
-            )
         if (
             prepared.category in _WRITE_CATEGORIES
             and verdict != "DENY"

@@ -76,9 +76,6 @@ class SessionState:
     drift_outside: list[str] = field(default_factory=list)
     """Distinct categories (a tool's name when it has none) of the session's actions
     outside its scope, in order; bounded by MAX_LABELS (drift's ``expansion``)."""
-    sem_last: float = -1.0
-    sem_max: float = -1.0
-    sem_ema: float = -1.0
     log_head: str = GENESIS
     log_len: int = 0
     # Payments decided (not denied) in the session: count and totals by currency since

@@ -1,0 +1,40 @@
+"""Session state written by other versions decodes: fields it lacks default, unknown ones go."""
+
+from __future__ import annotations
+
+import orjson
+from aarm_pdp.session import state as st
+
+
+def test_older_blob_without_derived_scope_and_with_retired_fields() -> None:
+    state = st.new_session(
+        "s-1",
+        tenant="acme",
+        human="h",
+        service="svc",
+        agent="a",
+        now_ns=1,
+        original=st.OriginalRequest(text="pay the invoice"),
+    )
+    doc = orjson.loads(state.to_bytes())
+    del doc["drift_outside"]
+    del doc["original"]["derived_scope"]
+    doc.update(sem_last=0.4, sem_max=0.4, sem_ema=0.4)  # the retired semantic score
+    doc["original"]["from_a_newer_version"] = ["x"]
+    back = st.SessionState.from_bytes(orjson.dumps(doc))
+    assert back.drift_outside == []
+    assert back.original == st.OriginalRequest(text="pay the invoice")
+    assert not hasattr(back, "sem_last")
+
+
+def test_derived_scope_round_trips_and_reaches_the_input() -> None:
+    original = st.OriginalRequest(text="pay the invoice", derived_scope=["financial", "read"])
+    state = st.new_session(
+        "s-2", tenant="acme", human="h", service="svc", agent="a", now_ns=1, original=original
+    )
+    state.drift_outside = ["security_control"]
+    back = st.SessionState.from_bytes(state.to_bytes())
+    assert back.original is not None and back.original.derived_scope == ["financial", "read"]
+    assert back.drift_outside == ["security_control"]
+    summary = st.summary(back, 2)
+    assert summary["original_request"]["derived_scope"] == ["financial", "read"]
