@@ -443,20 +443,22 @@ ADVERSARIAL = [
 ]
 
 
-def _best_of_3(text: str) -> float:
+def _best_of_5(text: str) -> float:
+    """CPU seconds of this thread (the best of five): wall time on a busy machine counts
+    the time other processes ran, which made a linear cost look quadratic."""
     runs = []
-    for _ in range(3):
-        start = time.perf_counter()
+    for _ in range(5):
+        start = time.thread_time()
         redact_values(text)
-        runs.append(time.perf_counter() - start)
+        runs.append(time.thread_time() - start)
     return min(runs)
 
 
 @pytest.mark.parametrize("motif", ADVERSARIAL)
 def test_crafted_input_costs_linear_time(motif: str) -> None:
     """Four times the text costs about four times the time (quadratic would be 16)."""
-    small = _best_of_3(motif * (16_000 // len(motif)))
-    large = _best_of_3(motif * (64_000 // len(motif)))
+    small = _best_of_5(motif * (16_000 // len(motif)))
+    large = _best_of_5(motif * (64_000 // len(motif)))
     assert large < 8 * small + 0.02, (small, large)
     assert large < 2.0  # a 64 kB parameter (the request limit) in well under a second
 
