@@ -37,6 +37,9 @@ DEFAULT_OPA_TIMEOUT_SECONDS = 1.0
 DEFAULT_OPA_STARTUP_SECONDS = 20.0
 DEFAULT_OPA_MAX_CONNECTIONS = 64
 DEFAULT_POLICY_REFRESH_SECONDS = 10.0
+DEFAULT_POLICY_RELOAD_SECONDS = 2.0
+"""How often a managed sidecar fingerprints its layers for a hot reload (0: never)."""
+SIGNING_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 DEFAULT_HEALTH_INTERVAL_SECONDS = 1.0
 DEFAULT_ENTRYPOINT = "aarm/main/decision"
 DEFAULT_IDEMPOTENCY_ENTRIES = 100_000
@@ -314,6 +317,16 @@ class OpaConfig:
     """How often the policy revision and hash are re-read."""
     health_interval_seconds: float = DEFAULT_HEALTH_INTERVAL_SECONDS
     """How often OPA health is probed for readiness."""
+    reload_seconds: float = DEFAULT_POLICY_RELOAD_SECONDS
+    """Managed sidecar: how often the layers are fingerprinted; a settled change is
+    hot-reloaded (docs/policy-lifecycle.md). 0 switches hot reload off."""
+    verification_key: Path | None = None
+    """Managed sidecar: PEM public key every layer's bundle signature must verify with
+    (``opa run --verification-key``); None loads unsigned layers."""
+    verification_key_id: str = "default"
+    """The key id the signatures name (``opa build --signing-key ... --key-id``)."""
+    signing_alg: str = "RS256"
+    """The signatures' algorithm (RS256, PS256, ES256, ...)."""
 
 
 @dataclass(frozen=True)
@@ -520,6 +533,14 @@ class Config:
             if shutil.which(o.binary) is None and not os.access(o.binary, os.X_OK):
                 errors.append(f"opa.binary {o.binary!r} is not an executable (run `make setup`)")
         errors.extend(_opa_tls_problems(o))
+        if o.reload_seconds < 0:
+            errors.append("opa.reload_seconds must be >= 0 (0: no hot reload)")
+        if o.signing_alg not in SIGNING_ALGS:
+            errors.append(f"opa.signing_alg must be one of {', '.join(SIGNING_ALGS)}")
+        if o.verification_key is not None and o.url is not None:
+            errors.append("opa.verification_key is for the managed sidecar (no opa.url)")
+        elif o.verification_key is not None and not os.access(o.verification_key, os.R_OK):
+            errors.append(f"opa.verification_key: {o.verification_key} is not readable")
         if not ENTRYPOINT_RE.fullmatch(o.entrypoint):
             errors.append(f"opa.entrypoint {o.entrypoint!r} must be a slash-separated rule path")
         for name in (

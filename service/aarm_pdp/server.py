@@ -293,13 +293,19 @@ async def _policy_engine(cfg: Config, metrics: Metrics) -> tuple[PolicyEngine, M
         startup_timeout=o.startup_timeout_seconds,
         on_state=lambda up: metrics.opa_up.set(1 if up else 0),
         on_restart=metrics.opa_restarts.inc,
+        reload_seconds=o.reload_seconds or None,
+        verification_key=o.verification_key,
+        verification_key_id=o.verification_key_id,
+        signing_alg=o.signing_alg,
+        on_reload=lambda ok: metrics.policy_reloads.labels("ok" if ok else "refused").inc(),
     )
+    client = sidecar.client(entrypoint=o.entrypoint, max_connections=o.max_connections)
     try:
         await sidecar.start()
     except SidecarStartError as exc:
         await sidecar.stop()
+        await client.aclose()
         raise StartupError(str(exc)) from exc
-    client = OpaClient(sidecar.url, entrypoint=o.entrypoint, max_connections=o.max_connections)
     return client, sidecar
 
 

@@ -144,6 +144,13 @@ class Metrics:
             "Restarts of the managed OPA sidecar.",
             registry=r,
         )
+        self.policy_reloads = Counter(
+            "aarm_policy_reloads_total",
+            "Hot reloads of the managed OPA's policy: ok (activated) or refused (the new "
+            "policy did not load or verify; the running one stays).",
+            ["outcome"],
+            registry=r,
+        )
         self.opa_up = Gauge(
             "aarm_opa_up",
             "1 while the OPA sidecar answers health checks with its policy active.",

@@ -45,6 +45,7 @@ __all__ = [
     "merge_config",
     "merged_documents",
     "policy_version",
+    "source_fingerprint",
     "stage",
 ]
 
@@ -83,6 +84,29 @@ def content_digest(root: Path) -> str:
     for rel, file in evaluated_files(root):
         h.update(f"{rel}\0".encode())
         h.update(hashlib.sha256(file.read_bytes()).digest())
+    return h.hexdigest()
+
+
+_BUNDLE_META = (".manifest", ".signatures.json")
+
+
+def source_fingerprint(paths: Iterable[Path]) -> str:
+    """sha256 (hex) naming the layers' sources as they are now, cheaply enough to poll.
+
+    A directory: its manifest, signatures and :func:`content_digest`; a bundle file: its
+    bytes. Changes when anything OPA would load from them changes (tests and other
+    files do not count). Raises ``OSError`` when a source cannot be read.
+    """
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(f"{path}\0".encode())
+        if path.is_dir():
+            for name in _BUNDLE_META:
+                meta = path / name
+                h.update(hashlib.sha256(meta.read_bytes()).digest() if meta.is_file() else b"-")
+            h.update(content_digest(path).encode())
+        else:
+            h.update(hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 
 
