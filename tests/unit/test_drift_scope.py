@@ -86,6 +86,7 @@ def test_generic_and_short_words_name_no_tool() -> None:
 def test_no_text_no_scope() -> None:
     assert derive_scope("", PATTERNS, TOOLS) == []
     assert derive_scope("   ", PATTERNS, TOOLS) == []
+    assert derive_scope("pay Anna", {}, TOOLS) == []  # a pack without request patterns
 
 
 def test_deterministic_and_bad_patterns_skipped() -> None:

@@ -14,7 +14,8 @@ the original request's text into the scope drift compares each action with
   ``sales.export_contacts``). Words too generic to say anything (get, list, update...)
   and words shorter than four letters do not count.
 
-An empty text derives nothing (no scope: every action is in scope, as before).
+An empty text, or a policy without request patterns, derives nothing (no scope: every
+action is in scope, as before).
 Deterministic: the result is sorted; the same text and catalogue give the same scope.
 """
 
@@ -124,8 +125,8 @@ def derive_scope(
     catalogued ``tool.operation`` to its category. A tool is listed only when its
     category is not in scope already.
     """
-    if not text.strip():
-        return []
+    if not text.strip() or not patterns:
+        return []  # no text, or a pack with no request patterns: nothing to derive from
     categories = sorted({*implied_categories(text, patterns), *always})
     words = request_words(text)
     pairs = tools.items() if isinstance(tools, Mapping) else tools
