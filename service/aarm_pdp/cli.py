@@ -107,6 +107,19 @@ def _parser() -> argparse.ArgumentParser:
         help="policy layer for the managed OPA, repeatable: the pack first (./rego), then "
         "overlays (docs/overlays.md); env AARM_PDP_POLICY, paths joined by ':'",
     )
+    s.add_argument(
+        "--policy-verification-key",
+        type=Path,
+        default=_env("POLICY_VERIFICATION_KEY"),
+        help="managed OPA: load only layers signed for this PEM public key "
+        "(aarm-pdp policy build --signing-key; docs/policy-lifecycle.md)",
+    )
+    s.add_argument(
+        "--policy-reload-seconds",
+        type=float,
+        default=_env("POLICY_RELOAD_SECONDS"),
+        help="managed OPA: how often the layers are checked for a hot reload (2; 0: off)",
+    )
     s.add_argument("--opa-timeout", type=float, help="seconds per OPA query (1.0)")
     s.add_argument(
         "--state",
@@ -256,6 +269,13 @@ def _parser() -> argparse.ArgumentParser:
     pb = psub.add_parser("build", help="write the layers as bundles with effective revisions")
     pb.add_argument("layers", nargs="+", type=Path, metavar="DIR", help="the pack, then overlays")
     pb.add_argument("-o", "--out", type=Path, required=True, help="output directory")
+    pb.add_argument(
+        "--signing-key",
+        type=Path,
+        help="sign each bundle with this PEM private key (opa sign; docs/policy-lifecycle.md)",
+    )
+    pb.add_argument("--signing-alg", default="RS256", help="signature algorithm (RS256)")
+    pb.add_argument("--opa-binary", default=_env("OPA_BIN"), help="opa executable (./bin/opa)")
     sub.add_parser("version", help="print the version")
     return p
 
@@ -314,6 +334,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         opa = replace(opa, client_cert=Path(args.opa_client_cert).resolve())
     if args.opa_client_key:
         opa = replace(opa, client_key=Path(args.opa_client_key).resolve())
+    if args.policy_verification_key:
+        opa = replace(opa, verification_key=Path(args.policy_verification_key).resolve())
+    if args.policy_reload_seconds is not None:
+        opa = replace(opa, reload_seconds=float(args.policy_reload_seconds))
     policy = args.policy or [Path(p) for p in (_env("POLICY") or "").split(os.pathsep) if p]
     if policy:
         opa = replace(opa, policy_paths=tuple(p.resolve() for p in policy))
@@ -414,9 +438,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "policy":
         from aarm_pdp.opa import policy_cli
 
-        if args.policy_command == "build":
-            return policy_cli.build(args.layers, args.out)
         defaults = OpaConfig()
+        if args.policy_command == "build":
+            return policy_cli.build(
+                args.layers,
+                args.out,
+                signing_key=args.signing_key,
+                signing_alg=args.signing_alg,
+                binary=args.opa_binary or defaults.binary,
+            )
         pack = args.pack or (defaults.policy_paths[0] if defaults.policy_paths else Path("rego"))
         return policy_cli.check(args.overlays, pack=pack, binary=args.opa_binary or defaults.binary)
     if args.command == "decide":

@@ -299,14 +299,14 @@ async def _policy_engine(cfg: Config, metrics: Metrics) -> tuple[PolicyEngine, M
         signing_alg=o.signing_alg,
         on_reload=lambda ok: metrics.policy_reloads.labels("ok" if ok else "refused").inc(),
     )
-    client = sidecar.client(entrypoint=o.entrypoint, max_connections=o.max_connections)
+    managed = sidecar.client(entrypoint=o.entrypoint, max_connections=o.max_connections)
     try:
         await sidecar.start()
     except SidecarStartError as exc:
         await sidecar.stop()
-        await client.aclose()
+        await managed.aclose()
         raise StartupError(str(exc)) from exc
-    return client, sidecar
+    return managed, sidecar
 
 
 def _principals(cfg: Config) -> PrincipalDirectory:

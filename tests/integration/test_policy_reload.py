@@ -53,9 +53,11 @@ def site_copy() -> Path:
     return site
 
 
-def reload_config(opa_binary: str, *layers: Path, **opa: Any) -> Config:
+def reload_config(opa_binary: str, *layers: Path, pack: Path | None = REGO, **opa: Any) -> Config:
+    """Hot reload every 50 ms, on ``pack`` (when not None) and ``layers``."""
     cfg = service_config(opa_binary, reload_seconds=0.05, **opa)
-    return dataclasses.replace(cfg, opa=dataclasses.replace(cfg.opa, policy_paths=(REGO, *layers)))
+    paths = (pack, *layers) if pack is not None else layers
+    return dataclasses.replace(cfg, opa=dataclasses.replace(cfg.opa, policy_paths=paths))
 
 
 def _site_gen(revision: str) -> int:
@@ -67,7 +69,7 @@ def _site_gen(revision: str) -> int:
 async def test_twenty_reloads_under_load_no_failed_or_mixed_decision(opa_binary: str) -> None:
     site = site_copy()
     cfg = reload_config(opa_binary, site)
-    answers: list[tuple[int, int, str, int]] = []  # (verdict, receipt gen, response gen, seen)
+    answers: list[tuple[int, int, int, int]] = []  # (verdict, receipt gen, response gen, seen)
     failures: list[str] = []
     async with running(cfg) as (app, clients):
         sidecar = app.sidecar

@@ -10,7 +10,11 @@ operator must pass before loading them (exit status 1 and one line per problem):
 
 ``build LAYER... -o OUT`` writes each layer (the pack first) as the bundle a managed
 sidecar would load, effective revision in its manifest, to ``OUT/<layer name>``, and
-prints the ``opa run`` command that serves them (docs/overlays.md).
+prints the ``opa run`` command that serves them (docs/overlays.md). With
+``--signing-key`` each layer is written as a signed bundle ``OUT/<layer name>.tar.gz``
+instead (``opa sign``: its ``.signatures.json`` covers the manifest with the effective
+revision), for a managed sidecar with ``opa.verification_key`` or an OPA run with
+``--verification-key`` (docs/policy-lifecycle.md).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import json
 import shlex
 import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 from typing import TextIO
 
@@ -114,19 +120,78 @@ def _summary(layers: list[Layer]) -> str:
     return policy_version(layer.effective_revision for layer in layers).revision
 
 
-def build(layers_in: list[Path], out_dir: Path, *, out: TextIO = sys.stdout) -> int:
-    """Stage every layer under ``out_dir/<name>``; print the opa command and the version."""
+def _tar(src: Path, dest: Path, *extra: Path) -> None:
+    """``src``'s files as a bundle tarball (names relative to the bundle root)."""
+    with tarfile.open(dest, "w:gz") as tar:
+        for file in sorted(p for p in src.rglob("*") if p.is_file()):
+            tar.add(file, arcname="/" + file.relative_to(src).as_posix())
+        for file in extra:
+            tar.add(file, arcname="/" + file.name)
+
+
+def sign(
+    binary: str, staged: Path, dest: Path, signing_key: Path, *, alg: str = "RS256"
+) -> list[str]:
+    """Write ``dest``, the bundle tarball of directory ``staged`` with its signature
+    (``opa sign``: ``.signatures.json`` over every file); problems, if any.
+
+    A tarball, not a directory: ``opa run`` checks a directory bundle's signature
+    against file names that include the directory's own path, so a signed directory
+    would verify only where it was signed. The token names no key id: ``opa run``
+    verifies with the key its ``--verification-key-id`` names (``default``).
+    """
+    with tempfile.TemporaryDirectory(prefix="aarm-sign-") as tmp:
+        unsigned = Path(tmp) / "unsigned.tar.gz"
+        _tar(staged, unsigned)
+        args = ["sign", "--bundle", str(unsigned), "--output-file-path", tmp]
+        proc = _opa(binary, *args, "--signing-key", str(signing_key), "--signing-alg", alg)
+        if proc.returncode != 0:
+            return [f"opa sign {staged} failed:", *_tail(proc.stderr or proc.stdout)]
+        _tar(staged, dest, Path(tmp) / ".signatures.json")
+    return []
+
+
+def build(
+    layers_in: list[Path],
+    out_dir: Path,
+    *,
+    out: TextIO = sys.stdout,
+    signing_key: Path | None = None,
+    signing_alg: str = "RS256",
+    binary: str = "opa",
+) -> int:
+    """Stage every layer under ``out_dir/<name>`` (signed with ``signing_key`` when
+    given); print the opa command and the version."""
     try:
         layers = load_layers(layers_in)
     except LayerError as exc:
         print(f"error: {exc}", file=out)
         return 1
     out_dir.mkdir(parents=True, exist_ok=True)
-    staged = [stage(layer, out_dir / layer.name) for layer in layers]
+    if signing_key is None:
+        staged = [stage(layer, out_dir / layer.name) for layer in layers]
+    else:
+        staged = [out_dir / f"{layer.name}.tar.gz" for layer in layers]
+        problems: list[str] = []
+        try:
+            with tempfile.TemporaryDirectory(prefix="aarm-build-") as tmp:
+                for layer, dest in zip(layers, staged, strict=True):
+                    unsigned = stage(layer, Path(tmp) / layer.name)
+                    problems += sign(binary, unsigned, dest, signing_key, alg=signing_alg)
+        except (OSError, subprocess.SubprocessError) as exc:
+            problems.append(f"cannot run {binary}: {exc}")
+        if problems:
+            for line in problems:
+                print(f"error: {line}", file=out)
+            return 1
     version = policy_version(layer.effective_revision for layer in layers)
     bundles = " ".join(f"-b {shlex.quote(str(p))}" for p in staged)
-    print(f"built {len(staged)} layer(s) in {out_dir}", file=out)
+    verify = ""
+    if signing_key is not None:
+        verify = f"--verification-key PUBLIC_KEY.pem --signing-alg {signing_alg} "
+    signed = " (signed)" if signing_key is not None else ""
+    print(f"built {len(staged)} layer(s) in {out_dir}{signed}", file=out)
     print(f"revision {version.revision}", file=out)
     print(f"hash     {version.hash}", file=out)
-    print(f"serve with: opa run --server {bundles}", file=out)
+    print(f"serve with: opa run --server {verify}{bundles}", file=out)
     return 0
