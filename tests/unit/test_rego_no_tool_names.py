@@ -95,11 +95,9 @@ def test_catalogue_semantic_types_are_the_vocabulary() -> None:
 
 # Where the config may name tools: the operator's own policy about them (an intent's
 # allowed tools, a context rule's match), not a protection keyed by tool.
-# composition.external.channel_params is still name-keyed (aarm.composition; to convert).
 _CONFIG_NAMES_ALLOWED = (
     re.compile(r"^/intents/classes/[^/]+/allowed_tools$"),
     re.compile(r"^/context_rules\[\d+\]/match/names$"),
-    re.compile(r"^/composition/external/channel_params$"),
 )
 
 

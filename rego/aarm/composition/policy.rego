@@ -39,9 +39,17 @@ destinations contains {"param": d.param, "value": d.value, "internal": _internal
 	d.source == "parameter"
 }
 
+# A channel parameter declared "channel_scope": "listed" (a chat shared with other
+# organisations) is internal only for the channels in external.internal_channels.
 destinations contains {"param": param, "value": text, "internal": _internal_channel(text)} if {
-	param := _cfg.external.channel_params[_name]
+	some param, spec in object.get(catalogue.entry, "parameters", {})
+	_listed_channel(spec)
 	some text in params.strings(input.action.parameters[param])
+}
+
+_listed_channel(spec) if {
+	spec.semantic == "channel"
+	spec.channel_scope == "listed"
 }
 
 _internal(d) if egress.internal(d)
@@ -61,7 +69,7 @@ destinations contains {"param": param, "value": text, "internal": true} if {
 	some param, spec in object.get(catalogue.entry, "parameters", {})
 	spec.semantic in {"channel", "recipient"}
 	not spec.egress
-	not param == _cfg.external.channel_params[_name]
+	not _listed_channel(spec)
 	some text in params.strings(input.action.parameters[param])
 	not _email_like(text)
 }
@@ -134,22 +142,18 @@ _destination_param(_, spec) if spec.egress
 
 _destination_param(_, spec) if spec.semantic in _cfg.external.destination_semantics
 
-_destination_param(param, _) if param == _cfg.external.channel_params[_name]
-
 # A destination the user's request named, a trusted system of record returned, or the
 # document the user pointed at holds (provenance then still asks a human). A
 # request that itself reads like an injection (T1 direct: "ignore previous
 # instructions...") vouches for nothing.
 _vouched(param) if {
-	not _direct_injection
+	not egress.direct_injection
 	docs := [doc | some path, doc in input.provenance.parameters; regex.split(`[.\[]`, path)[0] == param]
 	count(docs) > 0
 	every doc in docs {
 		_vouching(doc.origins)
 	}
 }
-
-_direct_injection if regex.match(_cfg.exfiltration.direct_injection_pattern, input.session.original_request.text)
 
 _vouching(origins) if {
 	some origin in origins

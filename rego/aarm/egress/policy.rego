@@ -135,9 +135,21 @@ user_directed(param) if {
 	}
 }
 
-_named_by_user(doc) if doc.origins[_] == "user"
+# METADATA
+# title: direct_injection
+# description: |
+#   The original request itself reads like an injection (T1 direct: "ignore previous
+#   instructions..."; egress.direct_injection_pattern): it then vouches for nothing it
+#   names (no destination, grant or delete is user-directed because it named it).
+direct_injection if regex.match(_cfg.direct_injection_pattern, input.session.original_request.text)
 
 _named_by_user(doc) if {
+	not direct_injection
+	doc.origins[_] == "user"
+}
+
+_named_by_user(doc) if {
+	not direct_injection
 	count(doc.found) > 0
 	every item in doc.found {
 		item.kind == "url"

@@ -158,10 +158,10 @@ _side_effect if not _category in {"read", "unknown"}
 _confidential if input.session.highest_classification in _cfg.confidential_levels
 
 # The action's category is one the user's request asks for (its verbs, by the
-# config's request_scope patterns); no request at all asks for nothing.
+# config's intents.request_scope patterns); no request at all asks for nothing.
 _requested if {
 	text := input.session.original_request.text
-	pattern := _cfg.request_scope[_category]
+	pattern := layers.config.intents.request_scope[_category]
 	regex.match(pattern, text)
 }
 

@@ -26,6 +26,7 @@ import data.aarm.layers
 
 import data.aarm.analysis
 import data.aarm.catalogue
+import data.aarm.egress
 
 _cfg := layers.config.stepup
 
@@ -158,7 +159,10 @@ _grant_requested(role_param) if {
 	}
 }
 
-_user_named(param) if "user" in input.provenance.parameters[param].origins
+_user_named(param) if {
+	not egress.direct_injection
+	"user" in input.provenance.parameters[param].origins
+}
 
 # Who receives the grant: the values of the parameters declared as its recipient or person.
 _grantee := concat(", ", sort(names)) if {
