@@ -276,6 +276,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     pb.add_argument("--signing-alg", default="RS256", help="signature algorithm (RS256)")
     pb.add_argument("--opa-binary", default=_env("OPA_BIN"), help="opa executable (./bin/opa)")
+    h = sub.add_parser(
+        "health",
+        help="probe the local service's gRPC health (exit 0 if SERVING): for exec probes",
+    )
+    h.add_argument("--config", type=Path, default=_env("CONFIG"), help="the serve config file")
+    h.add_argument("--service", default="aarm.liveness", help="health name [aarm.liveness]")
+    h.add_argument("--ca-file", type=Path, help="PEM CAs of the TLS listener (ca.crt)")
+    h.add_argument("--server-name", default="aarm-pdp", help="TLS name to verify [aarm-pdp]")
+    h.add_argument("--timeout", type=float, default=4.0)
     sub.add_parser("version", help="print the version")
     return p
 
@@ -425,12 +434,53 @@ def _decide(target: str, raw: str, token_file: Path, ca_file: Path | None) -> in
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    """One gRPC health check of this pod's listener (port and TLS from the config file)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from aarm_pdp import config_file
+
+    cfg = config_file.read(args.config) if args.config else Config()
+    port = cfg.server.listen.rpartition(":")[2]
+    target = f"127.0.0.1:{port}"
+    if cfg.auth.tls_cert is not None:
+        ca = (args.ca_file or cfg.auth.tls_cert).read_bytes()
+        client = (
+            (cfg.auth.tls_key.read_bytes(), cfg.auth.tls_cert.read_bytes())
+            if cfg.auth.tls_client_ca is not None and cfg.auth.tls_key is not None
+            else (None, None)
+        )
+        creds = grpc.ssl_channel_credentials(ca, client[0], client[1])
+        options = (("grpc.ssl_target_name_override", args.server_name),)
+        channel = grpc.secure_channel(target, creds, options=options)
+    else:
+        channel = grpc.insecure_channel(target)
+    with channel:
+        try:
+            resp = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.RpcError as exc:
+            print(f"{args.service}: {exc.code().name}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+    print(f"{args.service}: {status}")
+    return 0 if resp.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``aarm-pdp`` console script."""
     args = _parser().parse_args(argv)
     if args.command == "version":
         print(__version__)
         return 0
+    if args.command == "health":
+        try:
+            return _health(args)
+        except (ConfigError, OSError) as exc:
+            print(f"aarm-pdp health: {exc}", file=sys.stderr)
+            return 2
     if args.command == "mcp-gateway":
         from aarm_pdp.gateway.command import run as run_gateway
 

@@ -68,6 +68,9 @@ SERVICERS = (
 # Named by their generated descriptors, for health and reflection.
 _SERVICE_NAMES = tuple(servicer.SERVICE.full_name for servicer in SERVICERS)
 _HEALTH_NAMES = ("", *_SERVICE_NAMES)
+LIVENESS_NAME = "aarm.liveness"
+"""A health name SERVING from start to stop whatever OPA and the stores do: the liveness
+probe asks it, so a dependency down (readiness NOT_SERVING) never restarts the pod."""
 
 
 class StartupError(RuntimeError):
@@ -481,6 +484,7 @@ async def start(
         add_admitted(receipts_servicer.handler())
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        await health_servicer.set(LIVENESS_NAME, health_pb2.HealthCheckResponse.SERVING)
         if cfg.server.reflection:
             reflection.enable_server_reflection(
                 (*_SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME),

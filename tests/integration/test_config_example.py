@@ -12,10 +12,11 @@ import pytest
 from aarm.v1 import decision_pb2, decision_pb2_grpc
 
 from tests.support.ports import address, free_port
-from tests.support.processes import wait_serving
+from tests.support.processes import grpc_serving, wait_serving
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
+_SERVE = (sys.executable, "-m", "aarm_pdp", "serve")
 
 
 def test_serves_a_decision_from_the_example_file_alone(tmp_path: Path) -> None:
@@ -31,13 +32,22 @@ def test_serves_a_decision_from_the_example_file_alone(tmp_path: Path) -> None:
     config.write_text(text)
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "aarm_pdp", "serve", "--config", str(config)],
+        [*_SERVE, "--config", str(config)],
         cwd=tmp_path,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
         wait_serving(address(port), timeout=60, proc=proc)
+        assert grpc_serving(address(port), "aarm.liveness")  # what the liveness probe asks
+        for name in ("aarm.liveness", "aarm.v1.DecisionService"):  # the exec probes
+            probe = subprocess.run(
+                [*_SERVE[:3], "health", "--config", str(config), "--service", name],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert probe.returncode == 0 and "SERVING" in probe.stdout, probe
         token = (tmp_path / "var" / "dev-token").read_text().strip()
         with grpc.insecure_channel(address(port)) as ch:
             resp = decision_pb2_grpc.DecisionServiceStub(ch).Decide(

@@ -9,11 +9,20 @@ at most ``MAX_POLICY_CODES`` distinct well-formed values and folds the rest into
 
 from __future__ import annotations
 
+import platform
 import re
 import threading
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -35,6 +44,16 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        # process_* (CPU seconds, resident memory, open descriptors, start time) and
+        # python_info: what a dashboard and the up/restart alerts read beside ours.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        self.build = Info(
+            "aarm_build",
+            "The running build: aarm-pdp version and Python version (value always 1).",
+            registry=r,
+        )
+        self.build.info({"version": _version(), "python": platform.python_version()})
         self.approvals_rejected = Counter(
             "aarm_approval_attempts_rejected_total",
             "Approval RPCs refused: unauthenticated, or approver not allowed (four-eyes).",
@@ -212,6 +231,12 @@ class Metrics:
                 return "other"
             self._codes.add(code)
         return code
+
+
+def _version() -> str:
+    from aarm_pdp import __version__
+
+    return __version__
 
 
 class _BoundsCollector(Collector):
