@@ -9,6 +9,11 @@ BIN    := bin
 OPA    := $(BIN)/opa
 BUF    := $(BIN)/buf
 GRPCURL := $(BIN)/grpcurl
+KUSTOMIZE := $(BIN)/kustomize
+PROMTOOL := $(BIN)/promtool
+# The compose-spec JSON schema as the docker-compose package ships it (PyPI; only the
+# schema file is used, the package is not installed).
+COMPOSE_SPEC := $(VENV)/compose-spec/compose_spec.json
 # Pinned in tools/go.mod (checksums in tools/go.sum); named here for the menu and images.
 OPA_VERSION := v1.22.3
 BUF_VERSION := v1.75.0
@@ -29,7 +34,7 @@ PROTO_RELEASES := proto/releases
 PROTO_BASELINE := $(shell ls $(PROTO_RELEASES)/v*.binpb 2>/dev/null | sort -V | tail -n 1)
 BREAKING_AGAINST ?= $(PROTO_BASELINE)
 
-.PHONY: help setup run test client-test unit integration lint fmt gen gen-check proto-breaking proto-release rego-check rego-test check clean containers-test
+.PHONY: deploy-check help setup run test client-test unit integration lint fmt gen gen-check proto-breaking proto-release rego-check rego-test check clean containers-test
 
 help: ## this menu
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -47,6 +52,30 @@ $(BUF): tools/go.mod tools/go.sum
 	cd tools && go build -trimpath -o ../$(BUF) github.com/bufbuild/buf/cmd/buf
 $(GRPCURL): tools/go.mod tools/go.sum
 	cd tools && go build -trimpath -o ../$(GRPCURL) github.com/fullstorydev/grpcurl/cmd/grpcurl
+
+$(KUSTOMIZE): tools/go.mod tools/go.sum
+	cd tools && go build -trimpath -o ../$(KUSTOMIZE) sigs.k8s.io/kustomize/kustomize/v5
+$(PROMTOOL): tools/go.mod tools/go.sum
+	cd tools && go build -trimpath -o ../$(PROMTOOL) github.com/prometheus/prometheus/cmd/promtool
+$(COMPOSE_SPEC): | $(VENV)/.installed
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	  $(PY) -m pip download -q --no-deps -d $$tmp docker-compose==1.29.2 && \
+	  mkdir -p $(dir $@) && $(PY) -c 'import glob, sys, zipfile; \
+	    open(sys.argv[1], "wb").write(zipfile.ZipFile(glob.glob(sys.argv[2])[0]).read("compose/config/compose_spec.json"))' \
+	    $@ "$$tmp/*.whl"
+
+DEPLOY_OVERLAYS := $(wildcard deploy/k8s/overlays/*)
+deploy-check: $(VENV)/.installed $(KUSTOMIZE) $(PROMTOOL) $(COMPOSE_SPEC) ## deploy/ without Docker or a cluster: kustomize + strict schemas, promtool tests, compose schema
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && for o in $(DEPLOY_OVERLAYS); do \
+	  $(KUSTOMIZE) build $$o > $$tmp/$$(basename $$o).yaml && \
+	  $(VENV)/bin/kubernetes-validate --strict --quiet $$tmp/$$(basename $$o).yaml && \
+	  echo "$$o: kustomize build + kubernetes-validate --strict ok" || exit 1; done
+	$(PROMTOOL) check rules deploy/prometheus/alerts.yaml
+	$(PROMTOOL) check config --syntax-only deploy/prometheus/prometheus.yml
+	cd deploy/prometheus && ../../$(PROMTOOL) test rules alerts_test.yaml
+	$(PY) deploy/check_compose.py $(COMPOSE_SPEC) deploy/compose.yaml
+	$(VENV)/bin/pytest -q tests/unit/test_config_file.py tests/unit/test_deploy_configs.py \
+	  tests/unit/test_deploy_observability.py tests/unit/test_log_format.py
 
 setup: $(VENV)/.installed $(OPA) $(BUF) $(GRPCURL) ## venv + dev deps, build opa/buf/grpcurl into ./bin (reused when present)
 
