@@ -490,6 +490,20 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class TracingConfig:
+    """OpenTelemetry traces (observability/tracing.py): off unless an endpoint is set."""
+
+    endpoint: str = ""
+    """OTLP/gRPC collector, e.g. http://otel-collector:4317 (empty: no tracing)."""
+    insecure: bool = False
+    """Plaintext to the collector (an http:// endpoint is plaintext anyway)."""
+    service_name: str = "aarm-pdp"
+    """The ``service.name`` resource attribute."""
+    sample_ratio: float = 1.0
+    """Share of new traces sampled (0..1); a caller's sampled trace is always followed."""
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything ``aarm-pdp serve`` needs."""
 
@@ -504,6 +518,7 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
 
     def validate(self) -> Config:
         """Return self, or raise :class:`ConfigError` listing every problem."""
@@ -583,6 +598,13 @@ class Config:
             errors.append("log.level must be debug, info, warning or error")
         if self.log.format not in ("json", "text", "auto"):
             errors.append("log.format must be json, text or auto")
+        tr = self.tracing
+        if tr.endpoint and not re.fullmatch(r"https?://\S+", tr.endpoint):
+            errors.append("tracing.endpoint must be an http(s) URL (OTLP/gRPC)")
+        if not 0.0 <= tr.sample_ratio <= 1.0:
+            errors.append("tracing.sample_ratio must be within 0..1")
+        if not tr.service_name:
+            errors.append("tracing.service_name must not be empty")
         lim = self.limits
         for name in lim.__dataclass_fields__:
             if getattr(lim, name) < 1:

@@ -556,6 +556,12 @@ async def start(
 
 async def serve(cfg: Config) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully."""
+    from aarm_pdp.observability import tracing
+
+    try:
+        provider = tracing.setup(cfg.tracing)
+    except RuntimeError as exc:
+        raise StartupError(str(exc)) from exc
     app = await start(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -564,4 +570,6 @@ async def serve(cfg: Config) -> None:
     await stop.wait()
     log.info("stopping: draining in-flight calls for up to %.0fs", cfg.server.grace_seconds)
     await app.stop()
+    if provider is not None:
+        provider.shutdown()  # flush the spans still batched
     log.info("stopped")

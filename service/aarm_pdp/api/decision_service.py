@@ -22,11 +22,13 @@ from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.engine import DecisionEngine
 from aarm_pdp.errors import AarmError, ErrorCode, RequestInvalid, client_message, grpc_status
 from aarm_pdp.model.decision import Decision, DecisionRecord, RiskLevel
+from aarm_pdp.observability import tracing
 from aarm_pdp.observability.metrics import Metrics
 
 log = logging.getLogger("aarm_pdp.api")
 
 _DEADLINE_MARGIN_SECONDS = 0.5
+_DECIDE_SPAN = "aarm.v1.DecisionService/Decide"
 _DEADLINE_MARGIN_SHARE = 0.1
 """Time kept back from the client's deadline for the answer to reach the client (and the
 event loop's lag under load): a tenth of the deadline, at most 0.5 s. The engine gets
@@ -122,7 +124,15 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, detail)
 
     async def Decide(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        """Judge one action (``aarm_inflight_requests`` counts it: api/admission.py)."""
+        """Judge one action (``aarm_inflight_requests`` counts it: api/admission.py), in a
+        span continuing the caller's W3C trace context (observability/tracing.py)."""
+        with tracing.server_span(_DECIDE_SPAN, context.invocation_metadata()) as span:
+            response = await self._decide(request, context)
+            span.set_attribute("aarm.decision_id", response.decision_id)
+            span.set_attribute("aarm.decision", decision_pb2.Decision.Name(response.decision))
+            return response
+
+    async def _decide(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             if request.ByteSize() > self._max_bytes:
                 await self._reject(context, f"request larger than {self._max_bytes} bytes")

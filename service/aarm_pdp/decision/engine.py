@@ -61,6 +61,7 @@ from aarm_pdp.model.levels import NO_CLASSIFICATION
 from aarm_pdp.model.redaction import redact
 from aarm_pdp.model.request import ActionRequest, identity_doc
 from aarm_pdp.observability import logging as aarm_logging
+from aarm_pdp.observability import tracing
 from aarm_pdp.observability.events import decision_events
 from aarm_pdp.observability.metrics import Metrics
 from aarm_pdp.opa.port import PolicyEngine
@@ -412,12 +413,13 @@ class DecisionEngine:
             action = metatools.resolve(request.action, self._meta_tools)
             if action is not request.action:
                 request = dataclasses.replace(request, action=action)
-            prepared = await _within(
-                self._sessions.prepare(request, now_ns),
-                until,
-                SessionStoreUnavailable,
-                "session store",
-            )
+            with tracing.child("aarm.session.prepare"):
+                prepared = await _within(
+                    self._sessions.prepare(request, now_ns),
+                    until,
+                    SessionStoreUnavailable,
+                    "session store",
+                )
             self._metrics.drift.observe(prepared.input_parts["drift"]["action"])
             result, policy = await self._query(request, prepared.input_parts, now_ns, until)
             links: dict[str, str] = {}
@@ -539,17 +541,21 @@ class DecisionEngine:
         if opens_ticket:
             ticket_id = self._tickets.new_ticket_id()
             result = _with_ticket_id(result, ticket_id)
-        receipt, error = await self._receipt(ev, decision_id, result, now_ns, until)
+        with tracing.child("aarm.receipt.append") as span:
+            receipt, error = await self._receipt(ev, decision_id, result, now_ns, until)
+            if error is not None:
+                span.set_attribute("aarm.error", error.value)
         if error is not None:
             result, opens_ticket = self._failed(error), False
         try:
             if ev.commit and ev.prepared is not None:
-                await _within(
-                    self._sessions.commit(ev.prepared, request, decision_id, result, now_ns),
-                    until,
-                    SessionStoreUnavailable,
-                    "session store",
-                )
+                with tracing.child("aarm.session.commit"):
+                    await _within(
+                        self._sessions.commit(ev.prepared, request, decision_id, result, now_ns),
+                        until,
+                        SessionStoreUnavailable,
+                        "session store",
+                    )
             if opens_ticket and result.decision in _SUSPENDED:
                 await _within(
                     self._suspend(ev, decision_id, result, ticket_id, now_ns),
@@ -735,7 +741,8 @@ class DecisionEngine:
             timeout = max(0.0, min(timeout, left))
         t0 = time.perf_counter()
         try:
-            body = await self._policy.evaluate(input_doc, timeout=timeout)
+            with tracing.child("aarm.opa.evaluate"):
+                body = await self._policy.evaluate(input_doc, timeout=timeout)
         except AarmError as exc:
             m.opa_errors.labels(exc.code.value).inc()
             raise
