@@ -276,6 +276,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     pb.add_argument("--signing-alg", default="RS256", help="signature algorithm (RS256)")
     pb.add_argument("--opa-binary", default=_env("OPA_BIN"), help="opa executable (./bin/opa)")
+    pr = psub.add_parser(
+        "replay", help="re-evaluate recorded decisions against a candidate policy, print changes"
+    )
+    pr.add_argument(
+        "--policy",
+        dest="layers",
+        action="append",
+        type=Path,
+        required=True,
+        help="candidate layer, repeatable: the pack first, then overlays",
+    )
+    pr.add_argument("--store", default=_env("RECEIPTS", "var/receipts.db"), help="receipt store")
+    pr.add_argument("--since", help="only decisions since: RFC 3339 time or an age (7d, 12h)")
+    pr.add_argument("--tenant", help="only this tenant's decisions")
+    pr.add_argument("--json", action="store_true", help="print the report as JSON")
+    pr.add_argument("--opa-binary", default=_env("OPA_BIN"), help="opa executable (./bin/opa)")
     h = sub.add_parser(
         "health",
         help="probe the local service's gRPC health (exit 0 if SERVING): for exec probes",
@@ -489,6 +505,17 @@ def main(argv: list[str] | None = None) -> int:
         from aarm_pdp.opa import policy_cli
 
         defaults = OpaConfig()
+        if args.policy_command == "replay":
+            from aarm_pdp.opa import replay
+
+            return replay.run(
+                args.store,
+                args.layers,
+                binary=args.opa_binary or defaults.binary,
+                since=args.since,
+                tenant=args.tenant,
+                as_json=args.json,
+            )
         if args.policy_command == "build":
             return policy_cli.build(
                 args.layers,

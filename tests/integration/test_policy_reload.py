@@ -55,7 +55,7 @@ def site_copy() -> Path:
 
 def reload_config(opa_binary: str, *layers: Path, pack: Path | None = REGO, **opa: Any) -> Config:
     """Hot reload every 50 ms, on ``pack`` (when not None) and ``layers``."""
-    cfg = service_config(opa_binary, reload_seconds=0.05, **opa)
+    cfg = service_config(opa_binary, **{"reload_seconds": 0.05, **opa})
     paths = (pack, *layers) if pack is not None else layers
     return dataclasses.replace(cfg, opa=dataclasses.replace(cfg.opa, policy_paths=paths))
 

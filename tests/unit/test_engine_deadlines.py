@@ -68,7 +68,9 @@ class QueuedReceipts(Receipts):
         self._order = asyncio.Lock()
         self.appended = asyncio.Condition()
 
-    async def append(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def append(
+        self, body: Mapping[str, Any], *, record: str | None = None
+    ) -> dict[str, Any] | None:
         # Queued: a caller that stops waiting does not take the append back.
         return await asyncio.shield(self._write(body))
 
@@ -234,7 +236,9 @@ async def test_the_receipt_store_error_is_kept_when_the_deny_cannot_be_committed
     log = Log()
 
     class Failing(Receipts):
-        async def append(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        async def append(
+            self, body: Mapping[str, Any], *, record: str | None = None
+        ) -> dict[str, Any] | None:
             raise ReceiptStoreUnavailable("down")
 
     class FailingCommit(Sessions):

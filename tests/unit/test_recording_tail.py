@@ -63,7 +63,9 @@ class Receipts:
         self.log = log
         self.fail = fail
 
-    async def append(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def append(
+        self, body: Mapping[str, Any], *, record: str | None = None
+    ) -> dict[str, Any] | None:
         if self.fail:
             raise ReceiptStoreUnavailable("disk full")
         self.log.append(("receipt", dict(body)))

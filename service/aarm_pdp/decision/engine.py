@@ -161,6 +161,14 @@ _RUNS = (Decision.ALLOW, Decision.MODIFY)
 
 
 @dataclass(frozen=True, slots=True)
+class Seen:
+    """One policy query: the input document and the policy's own verdict on it."""
+
+    input_doc: dict[str, Any]
+    result: DecisionResult
+
+
+@dataclass(frozen=True, slots=True)
 class Evaluation:
     """What evaluating one action produced, carried to the recording tail."""
 
@@ -185,6 +193,9 @@ class Evaluation:
     policy: PolicyVersion | None = None
     """The policy that judged it, from the policy engine's own answer (``None`` when
     evaluation stopped before asking: the last one seen is recorded)."""
+    seen: Seen | None = None
+    """What the policy was asked and answered, for the decision record (``None``: it
+    was not asked)."""
 
     @property
     def as_received(self) -> ActionRequest:
@@ -421,7 +432,7 @@ class DecisionEngine:
                     "session store",
                 )
             self._metrics.drift.observe(prepared.input_parts["drift"]["action"])
-            result, policy = await self._query(request, prepared.input_parts, now_ns, until)
+            result, policy, seen = await self._query(request, prepared.input_parts, now_ns, until)
             links: dict[str, str] = {}
             if result.decision is Decision.STEP_UP and request.approval_token:
                 # A granted, single-use token for exactly this action, same policy.
@@ -441,7 +452,9 @@ class DecisionEngine:
                     SessionStoreUnavailable,
                     "session store",
                 )
-            return Evaluation(request, result, prepared, links, received=received, policy=policy)
+            return Evaluation(
+                request, result, prepared, links, received=received, policy=policy, seen=seen
+            )
         except AarmError as exc:
             log.warning("failing closed: %s: %s", exc.code.value, exc.detail)
             failed = self._failed(exc.code)
@@ -465,6 +478,7 @@ class DecisionEngine:
         links = {"deferral_id": ticket.ticket_id, "deferred_decision_id": ticket.decision_id}
         prepared: Prepared | None = None
         policy: PolicyVersion | None = None
+        seen: Seen | None = None
         try:
             if ticket.policy_hash != self.policy_version.hash:
                 result = self._failed(ErrorCode.STALE_POLICY, "policy changed while deferred")
@@ -475,7 +489,9 @@ class DecisionEngine:
                     SessionStoreUnavailable,
                     "session store",
                 )
-                result, policy = await self._query(request, prepared.input_parts, now_ns, until)
+                result, policy, seen = await self._query(
+                    request, prepared.input_parts, now_ns, until
+                )
                 if ticket.policy_hash != policy.hash:  # changed just now
                     result = self._failed(ErrorCode.STALE_POLICY, "policy changed while deferred")
             ticket = await _within(
@@ -509,6 +525,7 @@ class DecisionEngine:
             ticket_source="defer_escalation",
             commit=False,
             policy=policy,
+            seen=seen,
         )
         return await self._record(evaluation, decision_id, now_ns, started, by)
 
@@ -601,6 +618,14 @@ class DecisionEngine:
         Not stored by ``until``: the append stays queued (the store may still write it),
         so an ``overturned`` receipt is queued behind it, saying the answer was DENY.
         """
+        record = input_sha256 = None
+        if ev.seen is not None:
+            try:
+                record, input_sha256 = receipt_body.decision_record(
+                    ev.seen.input_doc, ev.seen.result.decision.value, ev.seen.result.matched_rules
+                )
+            except Exception:  # a record is for replay: never worth a decision
+                log.exception("decision record not kept for %s", decision_id)
         body = receipt_body.decision_receipt(
             receipt_id=self._new_id(),
             decision_id=decision_id,
@@ -611,10 +636,14 @@ class DecisionEngine:
             context_hash=ev.context_hash,
             now_ns=now_ns,
             links=dict(ev.links),
+            input_sha256=input_sha256,
         )
         try:
             return await _within(
-                self._receipts.append(body), until, _ReceiptTooLate, "receipt store"
+                self._receipts.append(body, record=record),
+                until,
+                _ReceiptTooLate,
+                "receipt store",
             ), None
         except _ReceiptTooLate as exc:
             log.error("receipt not stored in time, failing closed: %s", exc.detail)
@@ -726,7 +755,7 @@ class DecisionEngine:
         context: dict[str, Any] | None,
         now_ns: int,
         until: float | None,
-    ) -> tuple[DecisionResult, PolicyVersion]:
+    ) -> tuple[DecisionResult, PolicyVersion, Seen]:
         """Build the input, ask the policy engine (timed, errors counted), parse.
 
         The policy engine waits at most ``opa_timeout``, and never past ``until``. The
@@ -751,7 +780,8 @@ class DecisionEngine:
         policy = self._policy.answer_policy(body)
         if policy is not self.policy_version:
             self._observe_policy(policy)
-        return parse_result(body), policy
+        result = parse_result(body)
+        return result, policy, Seen(input_doc, result)
 
     async def _analyse(self, request: ActionRequest) -> dict[str, Any]:
         """``input.analysis``: parsed facts for the parameters the catalogue types.

@@ -114,7 +114,11 @@ class Tickets(Protocol):
 class Receipts(Protocol):
     """The signed, hash-chained receipt log (AARM R5)."""
 
-    async def append(self, body: Mapping[str, Any]) -> dict[str, Any] | None: ...
+    async def append(
+        self, body: Mapping[str, Any], *, record: str | None = None
+    ) -> dict[str, Any] | None:
+        """Sign, chain and store ``body`` (with ``record``, a decision record, beside it)."""
+        ...
 
 
 class Events(Protocol):
@@ -227,7 +231,9 @@ class NoTickets:
 class NoReceipts:
     """Receipts off (unit tests of the engine only; ``serve`` always keeps receipts)."""
 
-    async def append(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+    async def append(
+        self, body: Mapping[str, Any], *, record: str | None = None
+    ) -> dict[str, Any] | None:
         return None
 
 

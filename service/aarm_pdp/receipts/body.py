@@ -16,6 +16,8 @@ redaction.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aarm_pdp.model.decision import DecisionResult, PolicyVersion
@@ -24,6 +26,7 @@ from aarm_pdp.model.levels import NO_CLASSIFICATION
 from aarm_pdp.model.redaction import redact, redact_strings
 from aarm_pdp.model.request import ActionRequest, identity_doc
 from aarm_pdp.model.timestamps import rfc3339
+from aarm_pdp.receipts.canonical import canonicalize
 
 UNBOUND = "unbound"
 """Chain of decisions about requests that carry no session (they are all DENY)."""
@@ -34,7 +37,9 @@ def chain_of(tenant: str, session_id: str) -> dict[str, str]:
     return {"tenant": tenant or UNBOUND, "session_id": session_id or UNBOUND}
 
 
-def decision_doc(decision_id: str, d: DecisionResult, policy: PolicyVersion) -> dict[str, Any]:
+def decision_doc(
+    decision_id: str, d: DecisionResult, policy: PolicyVersion, input_sha256: str | None = None
+) -> dict[str, Any]:
     """The verdict bound into a receipt."""
     doc: dict[str, Any] = {
         "decision_id": decision_id,
@@ -45,6 +50,8 @@ def decision_doc(decision_id: str, d: DecisionResult, policy: PolicyVersion) -> 
         "policy": {"revision": policy.revision, "hash": policy.hash},
         "fail_closed": d.fail_closed,
     }
+    if input_sha256 is not None:
+        doc["input_sha256"] = input_sha256
     if d.approval is not None:
         doc["approval_request"] = {
             "approval_id": d.approval.approval_id,
@@ -72,8 +79,13 @@ def decision_receipt(
     context_hash: str,
     now_ns: int,
     links: dict[str, str] | None = None,
+    input_sha256: str | None = None,
 ) -> dict[str, Any]:
-    """The body of a decision's receipt."""
+    """The body of a decision's receipt.
+
+    ``input_sha256``: sha256 (hex) of the decision record, the redacted policy input as
+    canonical JSON (:func:`decision_record`), stored beside the receipt; the member
+    ``decision.input_sha256`` is left out when there is none (no policy query)."""
     ident = request.identity
     act = request.action
     session = (context or {}).get("session", {})
@@ -104,11 +116,54 @@ def decision_receipt(
             "highest_classification": session.get("highest_classification", NO_CLASSIFICATION),
             "original_request_present": bool(session.get("original_request")),
         },
-        "decision": decision_doc(decision_id, decision, policy),
+        "decision": decision_doc(decision_id, decision, policy, input_sha256),
         "approval": None,
         "deferral": None,
         "outcome": None,
     }
+
+
+def decision_record(
+    input_doc: Mapping[str, Any], verdict: str, matched_rules: Sequence[str]
+) -> tuple[str, str]:
+    """The decision record kept beside a decision receipt, and its input's hash.
+
+    The record (canonical JSON, RFC 8785) holds ``input``, what the policy saw: the OPA
+    input with every string redacted by value and the action's parameters redacted by
+    name too (as the receipt redacts them); and ``policy``, the policy's own verdict on
+    it (``decision``, ``matched_rules``), before approvals or fail-closed overrides. The
+    hash is sha256 (hex) of the canonical ``input`` alone: the receipt's
+    ``decision.input_sha256``.
+    """
+    doc = _doubles(redact_strings(dict(input_doc)))
+    action = input_doc.get("action")
+    if isinstance(action, Mapping) and isinstance(action.get("parameters"), Mapping):
+        doc["action"] = {**doc["action"], "parameters": _doubles(redact(action["parameters"]))}
+    digest = hashlib.sha256(canonicalize(doc)).hexdigest()
+    record = {"input": doc, "policy": {"decision": verdict, "matched_rules": list(matched_rules)}}
+    return canonicalize(record).decode("utf-8"), digest
+
+
+_MAX_SAFE = (1 << 53) - 1
+
+
+def _doubles(value: Any) -> Any:
+    """``value`` with integers beyond +/-(2**53 - 1) as the nearest double (``now_ns``):
+    a JSON number is a double (RFC 8785); a replay reads the same value OPA would."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and abs(value) > _MAX_SAFE:
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _doubles(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_doubles(v) for v in value]
+    return value
+
+
+def input_sha256(record: Mapping[str, Any]) -> str:
+    """The ``decision.input_sha256`` a parsed decision record's ``input`` gives."""
+    return hashlib.sha256(canonicalize(record["input"])).hexdigest()
 
 
 def follow_up_receipt(

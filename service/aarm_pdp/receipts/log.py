@@ -93,6 +93,7 @@ class LogStats:
 class _Pending:
     body: PreparedBody
     future: asyncio.Future[Receipt]
+    record: str | None = None
     key: SessionKey = field(init=False)
 
     def __post_init__(self) -> None:
@@ -140,8 +141,11 @@ class ReceiptLog:
         await self.store.start()
         self._ensure_writer()
 
-    async def append(self, body: Mapping[str, Any]) -> Receipt:
+    async def append(self, body: Mapping[str, Any], *, record: str | None = None) -> Receipt:
         """Chain, sign and durably store ``body``; return the signed receipt.
+
+        ``record``: the decision record stored beside it (the receipt's
+        ``decision.input_sha256`` binds it), written in the same transaction.
 
         Raises:
             ReceiptInvalid: the body is not a valid receipt body (see envelope), its
@@ -151,7 +155,9 @@ class ReceiptLog:
         """
         if self._closing:
             raise ReceiptStoreUnavailable("receipt log is closed")
-        item = _Pending(validate_body(body), asyncio.get_running_loop().create_future())
+        item = _Pending(
+            validate_body(body), asyncio.get_running_loop().create_future(), record=record
+        )
         # A waiter cancelled by its caller must not log "exception never retrieved".
         item.future.add_done_callback(_retrieve)
         self._ensure_writer()
@@ -316,7 +322,7 @@ class ReceiptLog:
             )
             digest = receipt_hash(canonical)
             fields = index_fields(receipt)
-            rows.append(StoredReceipt(fields, digest, canonical.decode("utf-8")))
+            rows.append(StoredReceipt(fields, digest, canonical.decode("utf-8"), p.record))
             results.append((p, receipt))
             new_heads[p.key] = ChainHead(fields.seq, digest, fields.kind)
         return rows, results, new_heads

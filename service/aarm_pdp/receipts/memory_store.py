@@ -16,6 +16,7 @@ from aarm_pdp.errors import ReceiptStoreUnavailable
 from aarm_pdp.receipts.envelope import CHECKPOINT_KIND, Receipt
 from aarm_pdp.receipts.store import (
     ChainHead,
+    DecisionRecord,
     ReceiptStore,
     SessionKey,
     StoreConflict,
@@ -67,6 +68,18 @@ class MemoryReceiptStore(ReceiptStore):
         self._ids |= ids
         self._seqs |= seqs
         self.commits += 1
+
+    async def decision_records(
+        self, *, since: str = "", tenant: str | None = None
+    ) -> list[DecisionRecord]:
+        self._check()
+        return [
+            DecisionRecord(r.canonical, r.record)
+            for r in self._rows
+            if r.record is not None
+            and r.fields.issued_at >= since
+            and (tenant is None or r.fields.tenant == tenant)
+        ]
 
     async def heads(self, keys: Sequence[SessionKey]) -> dict[SessionKey, ChainHead]:
         self._check()

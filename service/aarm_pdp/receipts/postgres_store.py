@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import psycopg
@@ -27,6 +27,7 @@ from aarm_pdp.errors import ReceiptStoreUnavailable
 from aarm_pdp.receipts.envelope import Receipt
 from aarm_pdp.receipts.store import (
     ChainHead,
+    DecisionRecord,
     ReceiptStore,
     SessionKey,
     StoreConflict,
@@ -61,6 +62,10 @@ CREATE INDEX IF NOT EXISTS aarm_receipts_issued_at ON aarm_receipts (issued_at);
 CREATE INDEX IF NOT EXISTS aarm_receipts_principal ON aarm_receipts (principal, issued_at);
 CREATE INDEX IF NOT EXISTS aarm_receipts_kind ON aarm_receipts (kind);
 CREATE INDEX IF NOT EXISTS aarm_receipts_decision ON aarm_receipts (decision);
+CREATE TABLE IF NOT EXISTS aarm_decision_records (
+    receipt_id  TEXT PRIMARY KEY,
+    record      TEXT NOT NULL
+);
 CREATE OR REPLACE FUNCTION aarm_receipts_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -103,6 +108,7 @@ CREATE OR REPLACE TRIGGER aarm_receipts_no_truncate
     FOR EACH STATEMENT EXECUTE FUNCTION aarm_receipts_append_only();
 """
 
+_INSERT_RECORD: Final = "INSERT INTO aarm_decision_records (receipt_id, record) VALUES (%s, %s)"
 _INSERT: Final = """
 INSERT INTO aarm_receipts (receipt_id, tenant, session_id, seq, kind, decision_id, issued_at,
                            principal, decision, hash, canonical, body)
@@ -224,9 +230,12 @@ class PostgresReceiptStore(ReceiptStore):
             )
             for r in rows
         ]
+        records = [(r.fields.receipt_id, r.record) for r in rows if r.record is not None]
         try:
             async with self._conn() as conn, conn.transaction(), conn.cursor() as cur:
                 await cur.executemany(_INSERT, params)
+                if records:
+                    await cur.executemany(_INSERT_RECORD, records)
         except ReceiptStoreUnavailable:
             self._write_failed = True
             raise
@@ -323,6 +332,11 @@ class PostgresReceiptStore(ReceiptStore):
                 " set_config('aarm.archive_through', %s, true)",
                 (tenant, session_id, str(through_seq)),
             )
+            await conn.execute(  # the archived receipts' decision records go with them
+                "DELETE FROM aarm_decision_records WHERE receipt_id IN (SELECT receipt_id"
+                " FROM aarm_receipts WHERE tenant = %s AND session_id = %s AND seq <= %s)",
+                (tenant, session_id, through_seq),
+            )
             cur = await conn.execute(
                 "DELETE FROM aarm_receipts WHERE tenant = %s AND session_id = %s AND seq <= %s",
                 (tenant, session_id, through_seq),
@@ -332,6 +346,24 @@ class PostgresReceiptStore(ReceiptStore):
                     f"{cur.rowcount} rows up to seq {through_seq}, not {expected_rows}"
                 )
             await conn.execute(_INSERT, row)
+
+    async def decision_records(
+        self, *, since: str = "", tenant: str | None = None
+    ) -> list[DecisionRecord]:
+        await self.start()
+        sql = (
+            "SELECT r.canonical, d.record FROM aarm_receipts r JOIN aarm_decision_records d"
+            " ON d.receipt_id = r.receipt_id WHERE r.issued_at >= %s"
+        )
+        since_at = datetime.fromisoformat(since) if since else datetime.min.replace(tzinfo=UTC)
+        args: list[Any] = [since_at]
+        if tenant is not None:
+            sql += " AND r.tenant = %s"
+            args.append(tenant)
+        async with self._conn() as conn:
+            cur = await conn.execute(sql + " ORDER BY r.id", args)
+            rows = await cur.fetchall()
+        return [DecisionRecord(str(c), str(rec)) for c, rec in rows]
 
     async def sessions(self) -> list[SessionKey]:
         await self.start()

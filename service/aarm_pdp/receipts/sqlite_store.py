@@ -29,6 +29,7 @@ from aarm_pdp.errors import ReceiptStoreUnavailable
 from aarm_pdp.receipts.envelope import Receipt
 from aarm_pdp.receipts.store import (
     ChainHead,
+    DecisionRecord,
     ReceiptStore,
     SessionKey,
     StoreConflict,
@@ -73,6 +74,10 @@ WHEN NEW.kind <> 'checkpoint' AND EXISTS (
       AND kind = 'checkpoint'
 )
 BEGIN SELECT RAISE(ABORT, 'receipt conflict: seq already archived behind a checkpoint'); END;
+CREATE TABLE IF NOT EXISTS decision_records (
+    receipt_id  TEXT    PRIMARY KEY,
+    record      TEXT    NOT NULL
+);
 CREATE TRIGGER IF NOT EXISTS receipts_no_replace BEFORE INSERT ON receipts
 WHEN EXISTS (
     SELECT 1 FROM receipts
@@ -103,6 +108,13 @@ INSERT INTO receipts (receipt_id, tenant, session_id, seq, kind, decision_id, is
                       principal, decision, hash, canonical)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+
+
+_INSERT_RECORD: Final = "INSERT INTO decision_records (receipt_id, record) VALUES (?, ?)"
+_RECORDS: Final = (
+    "SELECT r.canonical, d.record FROM receipts r JOIN decision_records d"
+    " ON d.receipt_id = r.receipt_id WHERE r.issued_at >= ?"
+)
 
 
 MIN_FREE_BYTES: Final = 16 << 20
@@ -269,10 +281,14 @@ class SqliteReceiptStore(ReceiptStore):
             for r in rows
         ]
 
+        records = [(r.fields.receipt_id, r.record) for r in rows if r.record is not None]
+
         def _insert(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(_INSERT, params)
+                if records:
+                    conn.executemany(_INSERT_RECORD, records)
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
@@ -380,6 +396,11 @@ class SqliteReceiptStore(ReceiptStore):
                 ).fetchone()
                 if row is None or row[0] != through_hash:
                     raise StoreConflict(f"seq {through_seq} is not the receipt that was archived")
+                conn.execute(  # the archived receipts' decision records go with them
+                    "DELETE FROM decision_records WHERE receipt_id IN (SELECT receipt_id"
+                    " FROM receipts WHERE tenant = ? AND session_id = ? AND seq <= ?)",
+                    chain,
+                )
                 conn.execute("DROP TRIGGER receipts_no_delete")
                 deleted = conn.execute(
                     "DELETE FROM receipts WHERE tenant = ? AND session_id = ? AND seq <= ?", chain
@@ -399,6 +420,20 @@ class SqliteReceiptStore(ReceiptStore):
                 raise
 
         await self._call(self._writer, _replace)
+
+    async def decision_records(
+        self, *, since: str = "", tenant: str | None = None
+    ) -> list[DecisionRecord]:
+        sql, args = _RECORDS, [since]
+        if tenant is not None:
+            sql += " AND r.tenant = ?"
+            args.append(tenant)
+
+        def _q(conn: sqlite3.Connection) -> list[DecisionRecord]:
+            rows = conn.execute(sql + " ORDER BY r.id", args).fetchall()
+            return [DecisionRecord(str(c), str(rec)) for c, rec in rows]
+
+        return await self._read(_q)
 
     async def sessions(self) -> list[SessionKey]:
         def _q(conn: sqlite3.Connection) -> list[SessionKey]:

@@ -53,6 +53,20 @@ class StoredReceipt:
     fields: IndexFields
     hash: str
     canonical: str
+    record: str | None = None
+    """A decision receipt's decision record: the redacted policy input, canonical JSON
+    (its sha256 is the receipt's ``decision.input_sha256``); kept beside the receipt
+    and removed with it (docs/policy-lifecycle.md, "Replay")."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """A stored decision receipt and the policy input it was decided on."""
+
+    receipt: str
+    """The receipt's canonical signed text."""
+    record: str
+    """The redacted input, canonical JSON."""
 
 
 def load_receipt(canonical: str) -> Receipt:
@@ -126,6 +140,14 @@ class ReceiptStore(abc.ABC):
             ReceiptStoreUnavailable: the store failed, or does not archive.
         """
         raise ReceiptStoreUnavailable(f"{type(self).__name__} does not archive")
+
+    async def decision_records(
+        self, *, since: str = "", tenant: str | None = None
+    ) -> list[DecisionRecord]:
+        """Decision receipts issued at or after ``since`` (RFC 3339, the receipts' own
+        UTC form; "" for all) of ``tenant`` (None: every tenant) that carry a decision
+        record, in store order. A store without records: none."""
+        return []
 
     @abc.abstractmethod
     async def sessions(self) -> list[SessionKey]:
