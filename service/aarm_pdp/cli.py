@@ -301,6 +301,18 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--ca-file", type=Path, help="PEM CAs of the TLS listener (ca.crt)")
     h.add_argument("--server-name", default="aarm-pdp", help="TLS name to verify [aarm-pdp]")
     h.add_argument("--timeout", type=float, default=4.0)
+    ex = sub.add_parser("explain", help="why a recorded decision came out as it did")
+    ex.add_argument("decision_id", metavar="DECISION_ID")
+    ex.add_argument("--store", default=_env("RECEIPTS", "var/receipts.db"), help="receipt store")
+    ex.add_argument(
+        "--policy",
+        dest="layers",
+        action="append",
+        type=Path,
+        help="also evaluate the recorded input on these layers (the pack first), repeatable",
+    )
+    ex.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    ex.add_argument("--opa-binary", default=_env("OPA_BIN"), help="opa executable (./bin/opa)")
     sub.add_parser("version", help="print the version")
     return p
 
@@ -526,6 +538,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         pack = args.pack or (defaults.policy_paths[0] if defaults.policy_paths else Path("rego"))
         return policy_cli.check(args.overlays, pack=pack, binary=args.opa_binary or defaults.binary)
+    if args.command == "explain":
+        from aarm_pdp.opa import explain
+
+        return explain.run(
+            args.store,
+            args.decision_id,
+            layers=args.layers,
+            binary=args.opa_binary or OpaConfig().binary,
+            as_json=args.json,
+        )
     if args.command == "decide":
         return _decide(args.target, args.request, args.token_file, args.ca_file)
     if args.command == "receipts":

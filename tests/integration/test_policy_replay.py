@@ -124,3 +124,43 @@ async def test_replay_reports_exactly_the_decisions_the_changed_rule_changes(
         mp.setattr("sys.stdout", out)
         assert await asyncio.to_thread(cli.main, [*argv, "--tenant", "nobody", "--json"]) == 0
     assert json.loads(out.getvalue())["replayed"] == 0
+
+
+async def test_explain_names_the_rules_the_record_and_what_a_candidate_says(
+    opa_binary: str,
+) -> None:
+    site = site_copy()
+    store = scratch("explain") / "receipts.db"
+    cfg = reload_config(opa_binary, site, receipts=str(store), reload_seconds=0)
+    async with running(cfg) as (_, clients):
+        req = decide_request("inventory", "lookup", {"sku": "AB-7", "token": SECRET})
+        req.identity.session_id = "explain-1"
+        resp = await clients.decide.Decide(req)
+    assert resp.decision == D.DECISION_ALLOW
+    out = io.StringIO()
+    argv = ["explain", resp.decision_id, "--store", str(store), "--json"]
+    argv += ["--policy", str(REGO), "--policy", str(_candidate(site)), "--opa-binary", opa_binary]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sys.stdout", out)
+        assert await asyncio.to_thread(cli.main, argv) == 0
+    doc = json.loads(out.getvalue())
+    assert doc["result"] == "ALLOW"
+    assert doc["matched_rules"] == ["aarm.main.catalogued"]
+    assert doc["policy"]["revision"] == resp.policy.revision
+    assert doc["record"]["bound"] is True
+    assert doc["record"]["policy_verdict"]["decision"] == "ALLOW"
+    assert doc["record"]["input"]["action"]["parameters"]["sku"] == "AB-7"
+    assert SECRET not in out.getvalue()
+    assert doc["now"]["result"] == "DENY"
+    assert doc["now"]["matched_rules"] == ["aarm.overlays.site.rules.sku_withdrawn"]
+    # text form, and a decision the store does not hold
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sys.stdout", out)
+        assert await asyncio.to_thread(cli.main, argv[:4]) == 0
+        assert await asyncio.to_thread(cli.main, ["explain", "nope", "--store", str(store)]) == 1
+    text = out.getvalue()
+    assert f"decision {resp.decision_id}" in text
+    assert "reason aarm.main.catalogued" in text
+    assert "bound to the receipt" in text
+    assert "no decision 'nope'" in text
