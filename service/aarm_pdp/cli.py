@@ -518,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
 
         defaults = OpaConfig()
         if args.policy_command == "replay":
-            from aarm_pdp.opa import replay
+            from aarm_pdp.decision import replay
 
             return replay.run(
                 args.store,
@@ -539,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         pack = args.pack or (defaults.policy_paths[0] if defaults.policy_paths else Path("rego"))
         return policy_cli.check(args.overlays, pack=pack, binary=args.opa_binary or defaults.binary)
     if args.command == "explain":
-        from aarm_pdp.opa import explain
+        from aarm_pdp.decision import explain
 
         return explain.run(
             args.store,
