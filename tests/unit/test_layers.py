@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "model": 1,
     "config": 1,
+    "config_file": 1,  # the --config file: config.py's sections from YAML/TOML
     "analysis": 2,
     "approvals": 2,
     "auth": 2,

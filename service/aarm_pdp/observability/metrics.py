@@ -9,6 +9,7 @@ at most ``MAX_POLICY_CODES`` distinct well-formed values and folds the rest into
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 import re
 import threading
@@ -234,9 +235,11 @@ class Metrics:
 
 
 def _version() -> str:
-    from aarm_pdp import __version__
-
-    return __version__
+    """The installed distribution's version (the package's __init__ is above this layer)."""
+    try:
+        return importlib.metadata.version("aarm-pdp")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
 
 
 class _BoundsCollector(Collector):
