@@ -327,6 +327,11 @@ class OpaConfig:
     """The key id the signatures name (``opa build --signing-key ... --key-id``)."""
     signing_alg: str = "RS256"
     """The signatures' algorithm (RS256, PS256, ES256, ...)."""
+    shadow_policy_paths: tuple[Path, ...] = ()
+    """A shadow policy (the pack first, then overlays) on an OPA of its own: every
+    decision's input is evaluated on it too and the verdicts counted
+    (aarm_shadow_verdicts_total), never enforced; hot-reloaded like the live one.
+    Empty: none (docs/policy-lifecycle.md)."""
 
 
 @dataclass(frozen=True)
@@ -548,6 +553,11 @@ class Config:
             if shutil.which(o.binary) is None and not os.access(o.binary, os.X_OK):
                 errors.append(f"opa.binary {o.binary!r} is not an executable (run `make setup`)")
         errors.extend(_opa_tls_problems(o))
+        errors.extend(
+            f"opa.shadow_policy_paths: {p} does not exist"
+            for p in o.shadow_policy_paths
+            if not p.exists()
+        )
         if o.reload_seconds < 0:
             errors.append("opa.reload_seconds must be >= 0 (0: no hot reload)")
         if o.signing_alg not in SIGNING_ALGS:

@@ -169,6 +169,9 @@ class App:
     catalogue_box: list[Catalogue]
     sidecar: ManagedOpa | None = None
     metrics_server: Any = None
+    shadow_sidecar: ManagedOpa | None = None
+    """The shadow policy's OPA (opa.shadow_policy_paths), with ``shadow`` its client."""
+    shadow: PolicyEngine | None = None
     notifier: WebhookNotifier | None = None
     receipts: ReceiptLog | None = None
     telemetry: TelemetryExporter | None = None
@@ -256,6 +259,10 @@ class App:
         await self.grpc_server.stop(self.cfg.server.grace_seconds)
         if self.sidecar is not None:
             await self.sidecar.stop()
+        if self.shadow_sidecar is not None:
+            await self.shadow_sidecar.stop()
+        if self.shadow is not None:
+            await self.shadow.aclose()
         await self.policy.aclose()
         if self.receipts is not None:
             await self.receipts.aclose()
@@ -310,6 +317,29 @@ async def _policy_engine(cfg: Config, metrics: Metrics) -> tuple[PolicyEngine, M
         await managed.aclose()
         raise StartupError(str(exc)) from exc
     return managed, sidecar
+
+
+async def _shadow_engine(cfg: Config) -> tuple[ManagedOpa, PolicyEngine]:
+    """The shadow policy's own managed OPA (hot-reloaded, verified like the live one)."""
+    o = cfg.opa
+    sidecar = ManagedOpa(
+        binary=o.binary,
+        policy_paths=list(o.shadow_policy_paths),
+        startup_timeout=o.startup_timeout_seconds,
+        reload_seconds=o.reload_seconds or None,
+        verification_key=o.verification_key,
+        verification_key_id=o.verification_key_id,
+        signing_alg=o.signing_alg,
+    )
+    client = sidecar.client(entrypoint=o.entrypoint, max_connections=o.max_connections)
+    try:
+        await sidecar.start()
+    except SidecarStartError as exc:
+        await sidecar.stop()
+        await client.aclose()
+        raise StartupError(f"shadow policy: {exc}") from exc
+    log.info("shadow policy %s", ",".join(la.effective_revision for la in sidecar.layers))
+    return sidecar, client
 
 
 def _principals(cfg: Config) -> PrincipalDirectory:
@@ -372,6 +402,15 @@ async def start(
         policy: PolicyEngine = policy_engine
     else:
         policy, sidecar = await _policy_engine(cfg, metrics)
+    shadow_sidecar, shadow = None, None
+    if cfg.opa.shadow_policy_paths and policy_engine is None:
+        try:
+            shadow_sidecar, shadow = await _shadow_engine(cfg)
+        except BaseException:
+            if sidecar is not None:
+                await sidecar.stop()
+            await policy.aclose()
+            raise
     store = open_session_store(cfg.session, cfg.approvals)
     metrics.watch_bounds(store.bound_stats)
     rlog: ReceiptLog | None = None
@@ -440,6 +479,7 @@ async def start(
             opa_timeout=cfg.opa.timeout_seconds,
             cache=cache,
             on_catalogue=functools.partial(catalogue_box.__setitem__, 0),
+            shadow=shadow,
         )
         await engine.refresh_policy_version()
         public_keys = functools.partial(_public_keys, rlog)
@@ -505,6 +545,10 @@ async def start(
     except BaseException:
         if sidecar is not None:
             await sidecar.stop()
+        if shadow_sidecar is not None:
+            await shadow_sidecar.stop()
+        if shadow is not None:
+            await shadow.aclose()
         await policy.aclose()
         await store.aclose()
         if rlog is not None:
@@ -543,6 +587,7 @@ async def start(
     app.revocations_current = followups.revocations_current
     app.receipts = rlog
     app.telemetry = telemetry
+    app.shadow_sidecar, app.shadow = shadow_sidecar, shadow
     app._tasks.extend(app_tasks)
     app._tasks.append(asyncio.get_running_loop().create_task(app._watch()))
     log.info(

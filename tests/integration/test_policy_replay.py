@@ -164,3 +164,23 @@ async def test_explain_names_the_rules_the_record_and_what_a_candidate_says(
     assert "reason aarm.main.catalogued" in text
     assert "bound to the receipt" in text
     assert "no decision 'nope'" in text
+
+
+async def test_a_shadow_policy_is_counted_and_never_enforced(opa_binary: str) -> None:
+    site = site_copy()
+    shadow = (REGO, _candidate(site))
+    cfg = reload_config(opa_binary, site, reload_seconds=0, shadow_policy_paths=shadow)
+    async with running(cfg) as (app, clients):
+        verdicts = []
+        for i, sku in enumerate(["AB-1", "AB-2", "CD-1"]):
+            req = decide_request("inventory", "lookup", {"sku": sku})
+            req.identity.session_id = f"shadow-{i}"
+            verdicts.append((await clients.decide.Decide(req)).decision)
+        assert verdicts == [D.DECISION_ALLOW] * 3  # the live policy decides
+        counter = app.metrics.shadow_verdicts
+        # the shadow answers after the live verdict, in the background: wait for it
+        await asyncio.wait_for(asyncio.gather(*list(app.engine._background)), 10)
+        assert counter.labels("ALLOW", "DENY")._value.get() == 2
+        assert counter.labels("ALLOW", "ALLOW")._value.get() == 1
+        assert app.shadow_sidecar is not None
+        assert [la.name for la in app.shadow_sidecar.layers] == ["aarm", "site"]

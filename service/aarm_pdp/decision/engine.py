@@ -157,6 +157,8 @@ _SUSPENDED = (Decision.STEP_UP, Decision.DEFER)
 _KINDS = {Decision.STEP_UP: "approval", Decision.DEFER: "deferral"}
 _INLINE_ANALYSIS_CHARS = 2048
 """Analysed text up to this size is parsed on the event loop (well under a millisecond)."""
+_SHADOW_INFLIGHT = 64
+"""Shadow evaluations in flight at most (docs/policy-lifecycle.md, "Shadow policy")."""
 _RUNS = (Decision.ALLOW, Decision.MODIFY)
 
 
@@ -250,10 +252,15 @@ class DecisionEngine:
         receipts: Receipts | None = None,
         telemetry: Events | None = None,
         on_catalogue: Callable[[Catalogue], None] | None = None,
+        shadow: PolicyEngine | None = None,
     ) -> None:
         """Collaborators left out are switched off (null objects of :mod:`.ports`).
 
-        ``on_catalogue`` is told every tool catalogue read (the policy changed)."""
+        ``on_catalogue`` is told every tool catalogue read (the policy changed).
+        ``shadow``: a policy engine every input is also sent to, after the live answer,
+        its verdict counted and never used (:meth:`_shadow_compare`)."""
+        self._shadow = shadow
+        self._shadow_inflight = 0
         self._policy = policy
         self._metrics = metrics
         self._timeout = opa_timeout
@@ -781,7 +788,43 @@ class DecisionEngine:
         if policy is not self.policy_version:
             self._observe_policy(policy)
         result = parse_result(body)
+        if self._shadow is not None:
+            self._shadow_compare(input_doc, result)
         return result, policy, Seen(input_doc, result)
+
+    def _shadow_compare(self, input_doc: dict[str, Any], live: DecisionResult) -> None:
+        """Evaluate ``input_doc`` on the shadow policy in the background; count both
+        verdicts. At most ``_SHADOW_INFLIGHT`` at once: past that it is skipped, so a
+        slow shadow never holds up or piles behind live decisions."""
+        counter = self._metrics.shadow_verdicts
+        if self._shadow_inflight >= _SHADOW_INFLIGHT:
+            counter.labels(live.decision.value, "skipped").inc()
+            return
+        self._shadow_inflight += 1
+        self._in_background(self._shadow_evaluate(input_doc, live))
+
+    async def _shadow_evaluate(self, input_doc: dict[str, Any], live: DecisionResult) -> None:
+        assert self._shadow is not None
+        try:
+            body = await self._shadow.evaluate(input_doc, timeout=self._timeout)
+            shadow = parse_result(body)
+            verdict = shadow.decision.value
+        except Exception as exc:  # never a decision's business
+            verdict, shadow = "error", None
+            log.debug("shadow policy did not answer: %s", exc)
+        finally:
+            self._shadow_inflight -= 1
+        self._metrics.shadow_verdicts.labels(live.decision.value, verdict).inc()
+        if shadow is not None and verdict != live.decision.value:
+            log.info(
+                "shadow policy disagrees: live %s %s, shadow %s %s (%s.%s)",
+                live.decision.value,
+                list(live.matched_rules),
+                verdict,
+                list(shadow.matched_rules),
+                input_doc.get("action", {}).get("tool"),
+                input_doc.get("action", {}).get("operation"),
+            )
 
     async def _analyse(self, request: ActionRequest) -> dict[str, Any]:
         """``input.analysis``: parsed facts for the parameters the catalogue types.

@@ -164,6 +164,13 @@ class Metrics:
             "Restarts of the managed OPA sidecar.",
             registry=r,
         )
+        self.shadow_verdicts = Counter(
+            "aarm_shadow_verdicts_total",
+            "Decisions evaluated on the shadow policy too, by the live verdict and the "
+            "shadow's (ALLOW, DENY, ...; error: it did not answer; skipped: too many in flight).",
+            ["live", "shadow"],
+            registry=r,
+        )
         self.policy_reloads = Counter(
             "aarm_policy_reloads_total",
             "Hot reloads of the managed OPA's policy: ok (activated) or refused (the new "
