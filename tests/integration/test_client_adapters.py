@@ -47,6 +47,11 @@ TRANSFER = {
 }
 CALLS: list[tuple[str, dict[str, Any]]] = []
 
+# The user's request names the kinds of action the tests run (a query, a payment, a
+# credential rotation), so the session's derived scope covers them and drift stays low:
+# these tests are about the adapters' verdict handling, not about scope.
+WEEKLY_OPS = "weekly ops: query the orders, pay the vendor, rotate the prod-payments credentials"
+
 
 def me(session: str) -> Identity:
     return Identity(
@@ -146,7 +151,7 @@ def openai_tools(session: AsyncSession, c: Clients) -> list[Any]:
 async def test_openai_agents_tool_guardrail(opa_binary: str, tmp_path: Path) -> None:
     async with service(opa_binary, tmp_path) as (target, c):
         client = AsyncClient(target, token=PLATFORM_TOKEN)
-        async with client, await client.start_session(me("s-oai"), "weekly ops") as session:
+        async with client, await client.start_session(me("s-oai"), WEEKLY_OPS) as session:
             model = ScriptedModel(
                 [
                     [
@@ -191,7 +196,7 @@ lc_rotate = tool(_rotate, description="Rotate a credential.")
 async def test_langchain_tool_wrapper_async(opa_binary: str, tmp_path: Path) -> None:
     async with service(opa_binary, tmp_path) as (target, c):
         client = AsyncClient(target, token=PLATFORM_TOKEN)
-        async with client, await client.start_session(me("s-lc"), "weekly ops") as session:
+        async with client, await client.start_session(me("s-lc"), WEEKLY_OPS) as session:
             query = aarm_tool(lc_query, session, action="db.query", trust=Trust.TRUSTED)
             drop = aarm_tool(lc_drop, session, action="database.drop")
             transfer = aarm_tool(
@@ -230,7 +235,7 @@ async def test_langchain_tool_wrapper_blocking(opa_binary: str, tmp_path: Path) 
         def agent() -> list[Any]:
             with (
                 Client(target, token=PLATFORM_TOKEN) as client,
-                client.start_session(me("s-lc-sync"), "weekly ops") as session,
+                client.start_session(me("s-lc-sync"), WEEKLY_OPS) as session,
             ):
                 query = aarm_tool(lc_query, session, action="db.query")
                 drop = aarm_tool(lc_drop, session, action="database.drop", raise_on_deny=True)
