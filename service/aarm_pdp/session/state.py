@@ -354,7 +354,9 @@ def record_decision(
         for label in labels:
             if label not in state.labels and len(state.labels) < MAX_LABELS:
                 state.labels.append(label)
-    if drift is not None:
+    # A denied action did not run: the session's drift is what it did, so a refused
+    # attempt raises neither the running maximum nor the categories outside its scope.
+    if drift is not None and verdict != "DENY":
         state.drift_max = float(drift["max"])
         state.drift_ema = float(drift["ema"])
         outside = category or name
