@@ -40,8 +40,8 @@ def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:
     users = [line.split()[1] for line in final if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("0", "root")
     assert any(line.startswith("HEALTHCHECK ") for line in final)
-    # The base: an exact patch release (a digest is added where a registry is reachable).
+    # The base: an exact patch release, pinned by digest.
     (arg,) = [line for line in lines if line.startswith("ARG PYTHON_IMAGE=")]
-    assert re.fullmatch(
-        r"ARG PYTHON_IMAGE=python:\d+\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", arg
-    )
+    assert re.fullmatch(r"ARG PYTHON_IMAGE=python:\d+\.\d+\.\d+-slim-\w+@sha256:[0-9a-f]{64}", arg)
+    # Every stage builds from that pinned base, never from a floating tag.
+    assert all(line.split()[1] == "${PYTHON_IMAGE}" for line in froms)
