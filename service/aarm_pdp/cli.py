@@ -291,6 +291,13 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--since", help="only decisions since: RFC 3339 time or an age (7d, 12h)")
     pr.add_argument("--tenant", help="only this tenant's decisions")
     pr.add_argument("--json", action="store_true", help="print the report as JSON")
+    pr.add_argument(
+        "--examples",
+        type=int,
+        default=5,
+        metavar="N",
+        help="changed decisions listed per verdict change (default 5; 0: every one)",
+    )
     pr.add_argument("--opa-binary", default=_env("OPA_BIN"), help="opa executable (./bin/opa)")
     h = sub.add_parser(
         "health",
@@ -527,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
                 since=args.since,
                 tenant=args.tenant,
                 as_json=args.json,
+                examples=args.examples,
             )
         if args.policy_command == "build":
             return policy_cli.build(

@@ -390,11 +390,17 @@ async def _load_catalogue(policy: PolicyEngine) -> Catalogue:
 
 
 async def start(
-    cfg: Config, *, metrics: Metrics | None = None, policy_engine: PolicyEngine | None = None
+    cfg: Config,
+    *,
+    metrics: Metrics | None = None,
+    policy_engine: PolicyEngine | None = None,
+    clock_ns: Callable[[], int] = time.time_ns,
 ) -> App:
     """Start OPA (or reach it), then the gRPC server and the metrics endpoint.
 
     ``policy_engine`` replaces OPA entirely (the benchmark's stub lane, API tests).
+    ``clock_ns``: the time decisions, sessions, tickets and receipts are stamped with
+    (Unix ns; a test's simulated day). Credentials and timeouts keep the real clock.
     """
     metrics = metrics or Metrics()
     sidecar: ManagedOpa | None = None
@@ -452,7 +458,11 @@ async def start(
         notifier = WebhookNotifier(ap.webhook_url) if ap.webhook_url else None
 
         followups = Followups(
-            sessions, rlog, telemetry if telemetry is not None else NoEvents(), metrics
+            sessions,
+            rlog,
+            telemetry if telemetry is not None else NoEvents(),
+            metrics,
+            clock_ns=clock_ns,
         )
         workflow = Workflow(
             store,
@@ -480,6 +490,7 @@ async def start(
             cache=cache,
             on_catalogue=functools.partial(catalogue_box.__setitem__, 0),
             shadow=shadow,
+            clock_ns=clock_ns,
         )
         await engine.refresh_policy_version()
         public_keys = functools.partial(_public_keys, rlog)
@@ -509,11 +520,11 @@ async def start(
         )
         add_admitted(servicer.handler())
         session_servicer = session_service.SessionServicer(
-            sessions, followups, metrics, cfg.limits, guard
+            sessions, followups, metrics, cfg.limits, guard, clock_ns
         )
         add_admitted(session_servicer.handler())
         approvals = approval_service.ApprovalServicer(
-            workflow, followups, metrics, guard, limits=cfg.limits
+            workflow, followups, metrics, guard, clock_ns, limits=cfg.limits
         )
         deferrals = approval_service.DeferralServicer(engine, workflow, metrics, cfg.limits, guard)
         add_admitted(approvals.handler(), deferrals.handler())
@@ -557,7 +568,7 @@ async def start(
     app_tasks = [
         *([asyncio.get_running_loop().create_task(telemetry.run())] if telemetry else []),
         asyncio.get_running_loop().create_task(
-            workflow.run_sweeper(time.time_ns, cfg.approvals.sweep_interval_seconds)
+            workflow.run_sweeper(clock_ns, cfg.approvals.sweep_interval_seconds)
         ),
     ]
     app = App(

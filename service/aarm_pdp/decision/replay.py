@@ -34,7 +34,7 @@ from aarm_pdp.receipts.factory import open_store
 __all__ = ["ReplayReport", "replay", "run"]
 
 EXAMPLES = 5
-"""Examples kept per verdict change."""
+"""Examples kept per verdict change by default (``--examples``; 0: every one)."""
 
 
 @dataclass
@@ -60,6 +60,7 @@ class ReplayReport:
     rules_gone: dict[str, int] = field(default_factory=dict)
     """Rule id: how many changed decisions it matched before and does not now."""
     examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """``OLD->NEW``: the first changed decisions that way, in store order."""
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -99,9 +100,11 @@ async def replay(
     since: str = "",
     tenant: str | None = None,
     concurrency: int = 8,
+    examples: int = EXAMPLES,
 ) -> ReplayReport:
     """Replay the decision records of ``store_url`` against ``layers`` (pack first).
 
+    ``examples``: how many changed decisions to list per verdict change (0: all).
     Raises :class:`~aarm_pdp.opa.sidecar.SidecarStartError` when the candidate does not
     load."""
     store = open_store(store_url)
@@ -110,6 +113,7 @@ async def replay(
     finally:
         await store.aclose()
     report = ReplayReport()
+    kept = _Examples(examples)
     sidecar = ManagedOpa(binary=binary, policy_paths=layers)
     await sidecar.start()
     client = OpaClient(sidecar.url, max_connections=concurrency)
@@ -117,7 +121,7 @@ async def replay(
         report.policy = (await client.policy_version()).revision
         gate = asyncio.Semaphore(concurrency)
 
-        async def one(receipt_text: str, record_text: str) -> None:
+        async def one(order: int, receipt_text: str, record_text: str) -> None:
             receipt = json.loads(receipt_text)
             record = json.loads(record_text)
             decision = receipt.get("decision") or {}
@@ -130,13 +134,39 @@ async def replay(
                 except AarmError:
                     report.failed += 1
                     return
-            _tally(report, receipt, record, new.decision.value, list(new.matched_rules))
+            changed = _tally(report, receipt, record, new.decision.value, list(new.matched_rules))
+            if changed is not None:
+                kept.add(order, *changed)
 
-        await asyncio.gather(*(one(r.receipt, r.record) for r in records))
+        await asyncio.gather(*(one(i, r.receipt, r.record) for i, r in enumerate(records)))
     finally:
         await client.aclose()
         await sidecar.stop()
+    report.examples = kept.lists()
     return report
+
+
+class _Examples:
+    """The first ``keep`` changes per transition by store order (0: all), whatever order
+    the concurrent evaluations finish in; at most twice that many held at a time."""
+
+    def __init__(self, keep: int) -> None:
+        self._keep = max(keep, 0)
+        self._by_key: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+
+    def add(self, order: int, key: str, example: dict[str, Any]) -> None:
+        held = self._by_key.setdefault(key, [])
+        held.append((order, example))
+        if self._keep > 0 and len(held) >= 2 * self._keep:
+            held.sort(key=lambda oe: oe[0])
+            del held[self._keep :]
+
+    def lists(self) -> dict[str, list[dict[str, Any]]]:
+        out = {}
+        for key, held in self._by_key.items():
+            held.sort(key=lambda oe: oe[0])
+            out[key] = [ex for _, ex in held[: self._keep or None]]
+        return out
 
 
 def _tally(
@@ -145,7 +175,8 @@ def _tally(
     record: dict[str, Any],
     new: str,
     new_rules: list[str],
-) -> None:
+) -> tuple[str, dict[str, Any]] | None:
+    """Count one replayed record; a changed one gives its transition and example."""
     report.replayed += 1
     if _has_redaction(record["input"]):
         report.redacted += 1
@@ -153,7 +184,7 @@ def _tally(
     old_rules = [str(r) for r in record["policy"].get("matched_rules") or []]
     if old == new:
         report.unchanged += 1
-        return
+        return None
     report.changed += 1
     key = f"{old}->{new}"
     report.transitions[key] = report.transitions.get(key, 0) + 1
@@ -161,19 +192,15 @@ def _tally(
         report.rules[rule] = report.rules.get(rule, 0) + 1
     for rule in set(old_rules) - set(new_rules):
         report.rules_gone[rule] = report.rules_gone.get(rule, 0) + 1
-    examples = report.examples.setdefault(key, [])
-    if len(examples) < EXAMPLES:
-        action = receipt.get("action") or {}
-        examples.append(
-            {
-                "decision_id": receipt.get("decision_id"),
-                "issued_at": receipt.get("issued_at"),
-                "tenant": (receipt.get("chain") or {}).get("tenant"),
-                "tool": f"{action.get('tool', '')}.{action.get('operation', '')}",
-                "old_rules": old_rules,
-                "new_rules": new_rules,
-            }
-        )
+    action = receipt.get("action") or {}
+    return key, {
+        "decision_id": receipt.get("decision_id"),
+        "issued_at": receipt.get("issued_at"),
+        "tenant": (receipt.get("chain") or {}).get("tenant"),
+        "tool": f"{action.get('tool', '')}.{action.get('operation', '')}",
+        "old_rules": old_rules,
+        "new_rules": new_rules,
+    }
 
 
 def _print(report: ReplayReport, out: TextIO) -> None:
@@ -211,6 +238,7 @@ def run(
     tenant: str | None = None,
     as_json: bool = False,
     out: TextIO | None = None,
+    examples: int = EXAMPLES,
 ) -> int:
     """The command: 0 (whether or not verdicts change), 1 when it cannot run."""
     out = out if out is not None else sys.stdout
@@ -222,7 +250,9 @@ def run(
         print(f"error: --since: {exc}", file=out)
         return 1
     try:
-        report = asyncio.run(replay(store_url, layers, binary=binary, since=cutoff, tenant=tenant))
+        report = asyncio.run(
+            replay(store_url, layers, binary=binary, since=cutoff, tenant=tenant, examples=examples)
+        )
     except (SidecarStartError, AarmError, OSError) as exc:
         print(f"error: {exc}", file=out)
         return 1
