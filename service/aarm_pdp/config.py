@@ -157,6 +157,7 @@ def _server_limit_problems(s: ServerConfig) -> list[str]:
         "max_inflight_decisions",
         "max_inflight_calls",
         "max_inflight_watches",
+        "max_inflight_per_stream",
         "max_connections",
         "max_streams_per_connection",
     ):
@@ -265,6 +266,10 @@ class ServerConfig:
     max_inflight_watches: int = 1024
     """WatchApproval streams open at once (agents waiting for an approver): a budget of
     their own, so waiting agents never take the slots ResolveApproval needs."""
+    max_inflight_per_stream: int = 32
+    """Decisions in flight on one DecideStream; a message past it (or past
+    ``max_inflight_decisions``, which its messages count against) is answered
+    RESOURCE_EXHAUSTED ``overloaded`` on the stream."""
     max_inflight_bytes: int = 0
     """Request bytes in flight over all aarm.v1 calls; 0: one largest request
     (``max_request_bytes``). Must hold at least one largest request."""

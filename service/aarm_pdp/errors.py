@@ -29,6 +29,7 @@ Exception hierarchy::
     ├── ReceiptStoreUnavailable    the receipt store failed; the action is DENY
     ├── ReceiptInvalid             a receipt body that cannot be signed or stored
     ├── Overloaded                 admission control refused the call (RESOURCE_EXHAUSTED)
+    ├── DeadlineExceeded           a DecideStream message not answered by its own deadline
     └── BudgetExhausted            a tenant's ticket or session budget is full (DENY)
 
 Third-party exceptions (aiohttp, redis, grpc, json) are translated into these at the
@@ -68,6 +69,7 @@ class ErrorCode(enum.StrEnum):
     RECEIPT_STORE_UNAVAILABLE = "receipt_store_unavailable"
     RECEIPT_INVALID = "receipt_invalid"
     OVERLOADED = "overloaded"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
     TICKET_BUDGET_EXHAUSTED = "ticket_budget_exhausted"
     SESSION_BUDGET_EXHAUSTED = "session_budget_exhausted"
 
@@ -208,6 +210,13 @@ class Overloaded(AarmError):
     code = ErrorCode.OVERLOADED
 
 
+class DeadlineExceeded(AarmError):
+    """A DecideStream message whose answer was not ready by its own deadline (its
+    ``timeout_ms``): answered with this error, a DENY, whatever was decided meanwhile."""
+
+    code = ErrorCode.DEADLINE_EXCEEDED
+
+
 class BudgetExhausted(AarmError):
     """A store's byte or entry budget (the tenant's, or the whole store's) has no room
     for a new approval or deferral ticket, or a new or grown session: refused, never
@@ -337,6 +346,11 @@ ERRORS: dict[ErrorCode, ErrorRow] = {
         "overloaded: retry with backoff",
         "the service is overloaded; failing closed",
         True,
+    ),
+    ErrorCode.DEADLINE_EXCEEDED: ErrorRow(
+        _S.DEADLINE_EXCEEDED,
+        "deadline exceeded",
+        "no decision within the caller's deadline; failing closed",
     ),
     ErrorCode.TICKET_BUDGET_EXHAUSTED: ErrorRow(
         _S.RESOURCE_EXHAUSTED,

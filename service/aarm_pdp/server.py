@@ -508,6 +508,7 @@ async def start(
             max_decisions=cfg.server.max_inflight_decisions,
             max_calls=cfg.server.max_inflight_calls,
             max_watches=cfg.server.max_inflight_watches,
+            max_per_stream=cfg.server.max_inflight_per_stream,
             max_bytes=cfg.server.inflight_bytes,
             decide_methods=(f"/{DecisionServicer.SERVICE.full_name}/Decide",),
         )

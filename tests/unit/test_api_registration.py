@@ -86,7 +86,9 @@ def test_every_method_is_registered_and_implemented(cls: type) -> None:
         path = f"/{service.full_name}/{method.name}"
         found = handler.service(SimpleNamespace(method=path))
         assert found is not None, path
-        if method.server_streaming:  # WatchApproval: an async generator, streamed
+        if method.client_streaming:  # DecideStream: both ways, an async generator
+            assert found.stream_stream is not None, path
+        elif method.server_streaming:  # WatchApproval: an async generator, streamed
             assert found.unary_stream is not None, path
         else:
             assert found.unary_unary is not None, path
@@ -169,4 +171,5 @@ async def test_garbage_bytes_on_every_rpc_are_invalid_argument(
     rejected = app.metrics.registry.get_sample_value(
         "aarm_requests_rejected_total", {"code": "request_invalid"}
     )
-    assert rejected == len(GARBAGE)  # Decide's, as before; other RPCs count errors
+    # Decide's and DecideStream's (its one message each time); other RPCs count errors.
+    assert rejected == 2 * len(GARBAGE)

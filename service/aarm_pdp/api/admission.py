@@ -12,6 +12,13 @@ authenticated, with ``RESOURCE_EXHAUSTED`` and a message naming the limit reache
 ``aarm_admission_rejected_total{method, reason}`` and logged at most every few seconds.
 Health and reflection are not wrapped: they are answered however loaded Decide is.
 
+A DecideStream is admitted per message, not per stream: opening one takes no slot, and
+each message it carries takes a Decide slot and its bytes, as a Decide call would, plus
+one of the stream's own (``max_per_stream``: one stream cannot take every slot). The
+servicer asks its :class:`StreamGate` (:func:`stream_gate`) for each message it has
+read; a message refused is answered on the stream with the same ``overloaded`` error
+(RESOURCE_EXHAUSTED), counted like a refused call, while the stream stays open.
+
 A slot is held until its call's work is done. A Decide whose client hangs up keeps its
 slot until the (shielded) decision finishes (:func:`hold_until_done`), so clients that
 cancel cannot pile up decisions beyond the limit.
@@ -34,18 +41,21 @@ import grpc
 from aarm_pdp.errors import Overloaded, client_message
 from aarm_pdp.observability.metrics import Metrics
 
-__all__ = ["REASONS", "Admission", "hold_until_done"]
+__all__ = ["REASONS", "Admission", "StreamGate", "hold_until_done", "stream_gate"]
 
 log = logging.getLogger("aarm_pdp.api")
 
-REASONS: Final = ("decisions", "calls", "watches", "bytes")
+REASONS: Final = ("decisions", "calls", "watches", "bytes", "stream")
 """Why a call was refused: the ``reason`` label of ``aarm_admission_rejected_total``."""
 _DETAIL: Final = {
     "decisions": "overloaded: too many decisions in flight; retry with backoff",
     "calls": "overloaded: too many calls in flight; retry with backoff",
     "watches": "overloaded: too many approval watches open; retry with backoff",
     "bytes": "overloaded: too many request bytes in flight; retry with backoff",
+    "stream": "overloaded: too many decisions in flight on this stream; retry with backoff",
 }
+DEFAULT_PER_STREAM: Final = 32
+"""Decisions in flight on one DecideStream (``server.max_inflight_per_stream``)."""
 LOG_EVERY_SECONDS: Final = 10.0
 """Refusals are logged once, then at most once per this many seconds (with a count)."""
 
@@ -96,6 +106,7 @@ class Admission:
         max_bytes: int,
         decide_methods: Collection[str],
         max_watches: int = 1024,
+        max_per_stream: int = DEFAULT_PER_STREAM,
     ) -> None:
         self.max_decisions = max_decisions
         self.max_calls = max_calls
@@ -109,16 +120,21 @@ class Admission:
         """Server streams (WatchApproval) open."""
         self.bytes = 0
         """Serialized request bytes of the admitted calls."""
+        self.max_per_stream = max_per_stream
+        self.streams = 0
+        """DecideStream streams open."""
         self._decide_methods = frozenset(decide_methods)
         self._metrics = metrics
         metrics.inflight.set_function(lambda: self.decisions)
         metrics.inflight_calls.set_function(lambda: self.calls)
         metrics.inflight_bytes.set_function(lambda: self.bytes)
+        metrics.decide_streams.set_function(lambda: self.streams)
         for resource, limit in (
             ("decisions", max_decisions),
             ("calls", max_calls),
             ("watches", max_watches),
             ("bytes", max_bytes),
+            ("stream", max_per_stream),
         ):
             metrics.admission_limit.labels(resource).set(limit)
         self._refused = 0
@@ -166,6 +182,8 @@ class Admission:
         self.bytes -= nbytes
 
     def _stream(self, method: str, inner: Any) -> Any:
+        if inner.stream_stream is not None:
+            return _bidi_method(self, method, inner)
         return _stream_method(self, method, inner)
 
     def _refused_now(self, method: str, reason: str) -> None:
@@ -191,7 +209,8 @@ class Admission:
     # --- the wrapper -----------------------------------------------------------------
 
     def wrap(self, handler: grpc.GenericRpcHandler) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
-        """``handler`` with every unary and server-streaming method behind these budgets."""
+        """``handler`` with every unary and server-streaming method behind these budgets
+        (and every bidirectional one's messages, through its :class:`StreamGate`)."""
         return _Admitted(handler, self)
 
     def _method(self, method: str, inner: Any) -> Any:
@@ -255,6 +274,92 @@ def _stream_method(admission: Admission, method: str, inner: Any) -> Any:
     return grpc.unary_stream_rpc_method_handler(
         admitted,
         request_deserializer=None,
+        response_serializer=inner.response_serializer,
+    )
+
+
+class StreamGate:
+    """Admission for the messages of one DecideStream: this stream's own bound and the
+    server's Decide and byte budgets, per message (no budgets: ``admission`` None)."""
+
+    __slots__ = ("_admission", "_messages", "_name", "_refused", "inflight")
+
+    def __init__(self, admission: Admission | None, name: str) -> None:
+        self._admission = admission
+        self._name = name
+        self.inflight = 0
+        """This stream's messages admitted and not yet decided."""
+        if admission is not None:
+            rejected = admission._metrics.admission_rejected
+            self._refused = {r: rejected.labels(name, r) for r in REASONS}
+        self._messages = {r: client_message(Overloaded(_DETAIL[r])) for r in REASONS}
+
+    @property
+    def limit(self) -> int:
+        """This stream's own bound on decisions in flight."""
+        return DEFAULT_PER_STREAM if self._admission is None else self._admission.max_per_stream
+
+    def enter(self, nbytes: int) -> str | None:
+        """Admit one message of ``nbytes``: None, or the refusal's client message.
+
+        An admitted message holds a Decide slot, its bytes and a slot of this stream
+        until :meth:`leave` (called when its decision is made, even if the stream is
+        gone by then)."""
+        admission = self._admission
+        if admission is None:
+            self.inflight += 1
+            return None
+        reason = (
+            "stream"
+            if self.inflight >= admission.max_per_stream
+            else admission._enter(True, nbytes)
+        )
+        if reason is not None:
+            self._refused[reason].inc()
+            admission._refused_now(self._name, reason)
+            return self._messages[reason]
+        self.inflight += 1
+        return None
+
+    def leave(self, nbytes: int) -> None:
+        self.inflight -= 1
+        if self._admission is not None:
+            self._admission._leave(True, nbytes)
+
+
+_GATE: contextvars.ContextVar[StreamGate | None] = contextvars.ContextVar(
+    "aarm_admission_stream_gate", default=None
+)
+
+
+def stream_gate(name: str = "DecideStream") -> StreamGate:
+    """The gate of the DecideStream being served; without admission control (a servicer
+    served unwrapped, in tests) one that admits every message."""
+    gate = _GATE.get()
+    return gate if gate is not None else StreamGate(None, name)
+
+
+def _bidi_method(admission: Admission, method: str, inner: Any) -> Any:
+    """The bidirectional handler ``inner``: open at once, its messages admitted one by one
+    by the servicer through the :class:`StreamGate` this puts in its context."""
+    behaviour = inner.stream_stream
+    name = method.rpartition("/")[2]
+
+    async def admitted(
+        requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        token = _GATE.set(StreamGate(admission, name))
+        admission.streams += 1
+        try:
+            async for message in behaviour(requests, context):
+                yield message
+        finally:
+            admission.streams -= 1
+            _GATE.reset(token)
+
+    return grpc.stream_stream_rpc_method_handler(
+        admitted,
+        request_deserializer=inner.request_deserializer,
         response_serializer=inner.response_serializer,
     )
 

@@ -82,20 +82,31 @@ class CallGuard:
             Unauthenticated: no credential, or one that establishes no principal.
             PermissionDenied: an unknown method, or a principal without the role anywhere.
         """
+        return self.admit_until(method, context)[0]
+
+    def admit_until(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> tuple[Principal | None, float | None]:
+        """:meth:`admit`, and until when its credential is valid (Unix seconds; None:
+        no expiry of its own), for a stream that outlives the moment it was opened."""
         try:
             role = required_role(method)
             if role is None:
-                return None
+                return None, None
             authed = self._authenticate(
                 context.invocation_metadata() or (),
                 context.auth_context(),
             )
             if not authed.principal.tenants_with(role):
                 raise PermissionDenied(f"principal {authed.principal.id!r} lacks role {role}")
-            return authed.principal
+            return authed.principal, authed.expires_at
         except AarmError as exc:
             self.refused(exc)
             raise
+
+    def now(self) -> float:
+        """The guard's clock (Unix seconds): what credentials' expiry is compared with."""
+        return self._clock()
 
     def refused(self, exc: AarmError) -> None:
         """Count and log one refusal (the detail only goes to the log)."""

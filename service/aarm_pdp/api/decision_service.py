@@ -2,6 +2,10 @@
 
 Thin by design: no policy logic here. Requests that fail to parse or break a limit
 get INVALID_ARGUMENT; everything the engine cannot decide is an OK DENY.
+
+Decide and DecideStream share one path per request (:meth:`DecisionServicer._admit`,
+then the engine, then :func:`fill_response`): what ends a Decide with a status answers
+a stream message with the same error (api/decide_stream.py).
 """
 
 from __future__ import annotations
@@ -9,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import grpc
 from aarm.v1 import decision_pb2, decision_pb2_grpc
 
-from aarm_pdp.api.admission import hold_until_done
+from aarm_pdp.api import decide_stream
+from aarm_pdp.api.admission import hold_until_done, stream_gate
 from aarm_pdp.api.auth import CallGuard, bind_identity
 from aarm_pdp.api.handlers import generic_handler
 from aarm_pdp.api.validation import to_action_request
@@ -22,28 +28,22 @@ from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.engine import DecisionEngine
 from aarm_pdp.errors import AarmError, ErrorCode, RequestInvalid, client_message, grpc_status
 from aarm_pdp.model.decision import Decision, DecisionRecord, RiskLevel
+from aarm_pdp.model.request import ActionRequest
 from aarm_pdp.observability import tracing
 from aarm_pdp.observability.metrics import Metrics
 
 log = logging.getLogger("aarm_pdp.api")
 
-_DEADLINE_MARGIN_SECONDS = 0.5
 _DECIDE_SPAN = "aarm.v1.DecisionService/Decide"
-_DEADLINE_MARGIN_SHARE = 0.1
-"""Time kept back from the client's deadline for the answer to reach the client (and the
-event loop's lag under load): a tenth of the deadline, at most 0.5 s. The engine gets
-the rest, and keeps its own share for the receipt and the session commit
-(decision/engine.py)."""
 
 
 def engine_deadline(context: Any) -> float | None:
     """Seconds the engine may take for a call with this context: the client's deadline
-    less the margin for the answer's way back (None: the client set no deadline)."""
-    remaining: float | None = context.time_remaining()
-    if remaining is None:
-        return None
-    margin = min(_DEADLINE_MARGIN_SECONDS, remaining * _DEADLINE_MARGIN_SHARE)
-    return max(0.0, remaining - margin)
+    less the margin for the answer's way back (None: the client set no deadline). The
+    margin (a tenth of the deadline, at most 0.5 s: decide_stream.engine_budget) covers
+    the answer's way to the client and the event loop's lag under load; the engine
+    keeps its own share for the receipt and the session commit (decision/engine.py)."""
+    return decide_stream.engine_budget(context.time_remaining())
 
 
 MAX_HUMAN_TOKEN = 8192
@@ -62,19 +62,26 @@ RISK_PB = {
 
 def to_response(record: DecisionRecord) -> Any:
     """The DecideResponse for a decision record."""
+    resp = decision_pb2.DecideResponse()
+    fill_response(resp, record)
+    return resp
+
+
+def fill_response(resp: Any, record: DecisionRecord) -> None:
+    """Write the decision record into the empty DecideResponse ``resp`` (in place: a
+    stream's answer holds it as a field, and is not copied)."""
     d = record.result
-    resp = decision_pb2.DecideResponse(
-        decision_id=record.decision_id,
-        request_id=record.request_id,
-        decision=DECISION_PB[d.decision],
-        reasons=[
-            decision_pb2.Reason(code=r.code, rule_id=r.rule_id, message=r.message)
-            for r in d.reasons
-        ],
-        matched_rules=list(d.matched_rules),
-        policy=decision_pb2.PolicyVersion(revision=record.policy.revision, hash=record.policy.hash),
-        risk=decision_pb2.Risk(level=RISK_PB[d.risk_level], score=d.risk_score),
-    )
+    resp.decision_id = record.decision_id
+    resp.request_id = record.request_id
+    resp.decision = DECISION_PB[d.decision]
+    reasons = resp.reasons
+    for reason in d.reasons:
+        reasons.add(code=reason.code, rule_id=reason.rule_id, message=reason.message)
+    resp.matched_rules.extend(d.matched_rules)
+    resp.policy.revision = record.policy.revision
+    resp.policy.hash = record.policy.hash
+    resp.risk.level = RISK_PB[d.risk_level]
+    resp.risk.score = d.risk_score
     r = record.receipt
     if r is not None:
         resp.receipt.receipt_id = r["receipt_id"]
@@ -91,11 +98,10 @@ def to_response(record: DecisionRecord) -> Any:
         resp.deferral.context_needed.extend(d.deferral.context_needed)
         resp.deferral.timeout_seconds = d.deferral.timeout_seconds
         resp.deferral.deferral_id = d.deferral.deferral_id
-    return resp
 
 
 class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
-    """Serves Decide over grpc.aio."""
+    """Serves Decide and DecideStream over grpc.aio."""
 
     SERVICE = decision_pb2.DESCRIPTOR.services_by_name["DecisionService"]
 
@@ -113,6 +119,9 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         self._limits = limits
         self._guard = guard
         self._max_bytes = max_request_bytes
+        self._rejected = metrics.requests_rejected.labels(ErrorCode.REQUEST_INVALID.value)
+        self._internal = metrics.errors.labels(ErrorCode.INTERNAL.value)
+        self._expired = metrics.errors.labels(ErrorCode.DEADLINE_EXCEEDED.value)
 
     def handler(self) -> grpc.GenericRpcHandler:  # type: ignore[type-arg]
         """The generic handler; undecodable requests are INVALID_ARGUMENT, counted as rejected."""
@@ -132,29 +141,78 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             span.set_attribute("aarm.decision", decision_pb2.Decision.Name(response.decision))
             return response
 
-    async def _decide(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def DecideStream(
+        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        """Judge every action of the stream, each as Decide would, each answered with its
+        message_id as soon as it is decided (api/decide_stream.py); authenticated once
+        (api/handlers.py), admitted per message (api/admission.py)."""
+        stream = decide_stream.DecideStream(
+            self._decide_message,
+            stream_gate(),
+            metadata=context.invocation_metadata(),
+            time_remaining=context.time_remaining(),
+            expired=self._expired.inc,
+        )
+        async for answer in stream.run(request_iterator, context):
+            yield answer
+
+    def _admit(self, request: Any, nbytes: int | None = None) -> ActionRequest:
+        """The request validated, bound to the caller's tenant and principal, its end
+        user verified: what the engine decides. ``nbytes``: its size, if known.
+
+        Raises:
+            RequestInvalid: too large, or invalid (counted in aarm_requests_rejected_total).
+            AarmError: the caller may not act in the tenant (counted as a refusal).
+        """
         try:
-            if request.ByteSize() > self._max_bytes:
-                await self._reject(context, f"request larger than {self._max_bytes} bytes")
+            if (request.ByteSize() if nbytes is None else nbytes) > self._max_bytes:
+                raise RequestInvalid(f"request larger than {self._max_bytes} bytes")
             human_token = request.identity.human_token
             if len(human_token) > MAX_HUMAN_TOKEN:
-                await self._reject(context, f"identity.human_token longer than {MAX_HUMAN_TOKEN}")
+                raise RequestInvalid(f"identity.human_token longer than {MAX_HUMAN_TOKEN}")
             request.identity.human_token = ""  # a credential: never stored with the request
+            action_request = to_action_request(request, self._limits)
+        except RequestInvalid:
+            self._rejected.inc()
+            raise
+        try:
+            action_request = dataclasses.replace(
+                action_request, identity=bind_identity(action_request.identity)
+            )
+        except AarmError as exc:
+            self._guard.refused(exc)
+            raise
+        return self._guard.verify_human(action_request, human_token)
+
+    async def _decide_message(
+        self, request: Any, deadline: float | None, resp: Any, nbytes: int
+    ) -> None:
+        """One DecideStream message: its decision into ``resp``, or the AarmError that
+        would have ended a Decide with a status."""
+        try:
+            action_request = self._admit(request, nbytes)
             try:
-                action_request = to_action_request(request, self._limits)
-            except RequestInvalid as exc:
-                await self._reject(context, exc.detail)
-                raise  # unreachable: abort raises
+                record = await self._engine.decide(action_request, deadline=deadline)
+            except RequestInvalid:  # the request_id reused with other content
+                self._rejected.inc()
+                raise
+            fill_response(resp, record)
+        except AarmError:
+            raise
+        except Exception:
+            log.exception("DecideStream message failed outside the engine")
+            self._internal.inc()
+            raise AarmError("DecideStream message failed outside the engine") from None
+
+    async def _decide(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
             try:
-                action_request = dataclasses.replace(
-                    action_request, identity=bind_identity(action_request.identity)
-                )
+                action_request = self._admit(request)
             except AarmError as exc:
-                self._guard.refused(exc)
                 status, _ = grpc_status(exc.code)
                 await context.abort(status, client_message(exc))
-                raise
-            action_request = self._guard.verify_human(action_request, human_token)
+                raise  # unreachable: abort raises
             remaining = engine_deadline(context)
             # Shielded: a client that hangs up does not cut a decision (and its
             # metrics and receipt) in half; its admission slot is held until it ends.
@@ -175,6 +233,6 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         except Exception:
             log.exception("Decide failed outside the engine")
             status, message = grpc_status(ErrorCode.INTERNAL)
-            self._metrics.errors.labels(ErrorCode.INTERNAL.value).inc()
+            self._internal.inc()
             await context.abort(status, message)
             raise

@@ -19,6 +19,13 @@ answer INTERNAL).
 :func:`run` is the one mapper from our errors to a gRPC status, for every servicer
 (the table is :data:`aarm_pdp.errors.ERRORS`); :func:`run_stream` is the same for a
 server-streaming RPC (WatchApproval), whose servicer method is an async generator.
+
+A bidirectional RPC (DecideStream) is authenticated once, when it opens, from its
+metadata like any other call; its servicer method is an async generator over an
+iterator of requests. That iterator raises :class:`~aarm_pdp.errors.RequestInvalid`
+for a message that does not decode (counted by ``rejected()``) and
+:class:`~aarm_pdp.errors.Unauthenticated` for a message read after the stream's
+credential expired (a JWT's ``exp``): the servicer ends the stream with that status.
 """
 
 from __future__ import annotations
@@ -34,7 +41,14 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 
 from aarm_pdp.api.auth import CallGuard
-from aarm_pdp.errors import AarmError, ErrorCode, client_message, grpc_status
+from aarm_pdp.errors import (
+    AarmError,
+    ErrorCode,
+    RequestInvalid,
+    Unauthenticated,
+    client_message,
+    grpc_status,
+)
 from aarm_pdp.observability.metrics import Metrics
 
 log = logging.getLogger("aarm_pdp.api")
@@ -48,6 +62,7 @@ _AUTH_CODES = frozenset(
 
 Rpc = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], Awaitable[Any]]
 StreamRpc = Callable[[Any, "grpc.aio.ServicerContext[Any, Any]"], AsyncIterator[Any]]
+BidiRpc = Callable[[AsyncIterator[Any], "grpc.aio.ServicerContext[Any, Any]"], AsyncIterator[Any]]
 MAX_REASON = 200
 """Longest reason text sent back for an undecodable request."""
 
@@ -131,6 +146,45 @@ def _guarded_stream(
     return behaviour
 
 
+async def _checked(
+    requests: AsyncIterator[Any],
+    rejected: Callable[[], object],
+    guard: CallGuard,
+    expires_at: float | None,
+) -> AsyncIterator[Any]:
+    """The messages of a bidirectional stream; raises at the first one that does not
+    decode, or that arrives after the stream's credential expired."""
+    async for request in requests:
+        if type(request) is Unparseable:
+            rejected()
+            raise RequestInvalid(request.reason)
+        if expires_at is not None and guard.now() >= expires_at:
+            exc = Unauthenticated("the stream's credential expired: open a new stream")
+            guard.refused(exc)
+            raise exc
+        yield request
+
+
+def _guarded_bidi(rpc: BidiRpc, rejected: Callable[[], object], guard: CallGuard, path: str) -> Any:
+    async def behaviour(
+        requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        try:
+            who, expires_at = guard.admit_until(path, context)
+        except AarmError as exc:
+            status, message = grpc_status(exc.code)
+            await context.abort(status, message)
+            raise  # unreachable: abort raises
+        token = guard.enter(who)
+        try:
+            async for message in rpc(_checked(requests, rejected, guard, expires_at), context):
+                yield message
+        finally:
+            guard.leave(token)
+
+    return behaviour
+
+
 async def run_stream(
     context: grpc.aio.ServicerContext[Any, Any],
     body: AsyncIterator[Any],
@@ -189,8 +243,9 @@ def generic_handler(
     ``rejected()`` counts bodies that do not decode.
 
     Raises ``TypeError`` when the servicer does not subclass its generated base, leaves
-    a method of it unimplemented (a unary one not a coroutine, a server-streaming one
-    not an async generator), or the service has a client-streaming RPC.
+    a method of it unimplemented (a unary one not a coroutine, a streaming one not an
+    async generator), or the service has a client-streaming RPC that does not also
+    stream its responses.
     """
     cls = type(servicer)
     service = servicer.SERVICE
@@ -200,8 +255,8 @@ def generic_handler(
     handlers: dict[str, grpc.RpcMethodHandler] = {}  # type: ignore[type-arg]
     for method in service.methods:
         impl = getattr(cls, method.name)
-        if method.client_streaming:
-            raise TypeError(f"{method.full_name} streams requests; not served here")
+        if method.client_streaming and not method.server_streaming:
+            raise TypeError(f"{method.full_name} streams requests only; not served here")
         shaped = (
             inspect.isasyncgenfunction(impl)
             if method.server_streaming
@@ -211,6 +266,14 @@ def generic_handler(
             raise TypeError(f"{cls.__name__} does not implement {method.full_name} (async)")
         request_type = message_factory.GetMessageClass(method.input_type)
         response_type = message_factory.GetMessageClass(method.output_type)
+        path = f"/{service.full_name}/{method.name}"
+        if method.client_streaming:  # and server streaming: DecideStream
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                _guarded_bidi(getattr(servicer, method.name), rejected, guard, path),
+                request_deserializer=_deserializer(request_type),
+                response_serializer=response_type.SerializeToString,
+            )
+            continue
         if method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
                 _guarded_stream(

@@ -44,6 +44,7 @@ def _method(module: Any, service: str, method: str) -> str:
 RPC_ROLES: Mapping[str, Role] = MappingProxyType(
     {
         _method(decision_pb2, "DecisionService", "Decide"): Role.ENFORCER,
+        _method(decision_pb2, "DecisionService", "DecideStream"): Role.ENFORCER,
         _method(session_pb2, "SessionService", "StartSession"): Role.ENFORCER,
         _method(session_pb2, "SessionService", "RecordOutcome"): Role.ENFORCER,
         _method(session_pb2, "SessionService", "EndSession"): Role.ENFORCER,

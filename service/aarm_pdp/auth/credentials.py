@@ -62,6 +62,9 @@ class Authenticated:
     principal: Principal
     method: Method
     credential: str
+    expires_at: float | None = None
+    """When the credential stops being valid (Unix seconds; a JWT's ``exp``), None: it
+    does not expire by itself. A long-lived stream checks it (api/handlers.py)."""
 
 
 def bearer_token(metadata: Metadata) -> str | None:
@@ -151,7 +154,13 @@ def _from_token(token: str, directory: PrincipalDirectory, now: float) -> Authen
     principal = directory.by_jwt_subject(iss, sub)
     if principal is None:
         raise Unauthenticated(f"jwt from {iss!r}: no principal for subject {sub!r}")
-    return Authenticated(principal, Method.JWT, f"{iss} {sub}")
+    exp = claims.get("exp")  # present and current: verify_jwt checked it, with leeway
+    expires_at = (
+        float(exp) + directory.issuers[iss].leeway_seconds
+        if isinstance(exp, int | float) and not isinstance(exp, bool)
+        else None
+    )
+    return Authenticated(principal, Method.JWT, f"{iss} {sub}", expires_at)
 
 
 def authenticate(

@@ -198,13 +198,15 @@ class Metrics:
             "aarm_admission_rejected_total",
             "aarm.v1 calls refused by admission control (RESOURCE_EXHAUSTED), by method and "
             "the limit reached: decisions, calls, watches (WatchApproval streams) or bytes "
-            "in flight.",
+            "in flight, or stream (one DecideStream's own bound); a DecideStream message is "
+            "counted as one call.",
             ["method", "reason"],
             registry=r,
         )
         self.admission_limit = Gauge(
             "aarm_admission_limit",
-            "Admission limits in force: decisions, calls (other aarm.v1 RPCs), watches, bytes.",
+            "Admission limits in force: decisions, calls (other aarm.v1 RPCs), watches, bytes, "
+            "stream (decisions in flight on one DecideStream).",
             ["resource"],
             registry=r,
         )
@@ -216,6 +218,12 @@ class Metrics:
         self.inflight_bytes = Gauge(
             "aarm_inflight_bytes",
             "Request bytes of the aarm.v1 calls in progress (serialized size).",
+            registry=r,
+        )
+        self.decide_streams = Gauge(
+            "aarm_decide_streams",
+            "DecideStream streams open (their messages in flight count as Decide calls in "
+            "aarm_inflight_requests).",
             registry=r,
         )
         self._codes: set[str] = set()

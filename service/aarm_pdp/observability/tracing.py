@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 
 _TRACER_NAME = "aarm_pdp"
 _PROPAGATOR = TraceContextTextMapPropagator()
+_installed = False
+"""Whether :func:`setup` installed a provider (spans are recorded)."""
+
+
+def installed() -> bool:
+    """Whether spans are recorded (:func:`setup` installed a provider). A hot path that
+    opens a span per item may skip it when not: even the API's no-op span costs tens of
+    microseconds through its context managers (DecideStream's per-message span)."""
+    return _installed
 
 
 def tracer() -> trace.Tracer:
@@ -63,6 +72,8 @@ def setup(cfg: TracingConfig, *, exporter: Any = None) -> Any:
         otlp = OTLPSpanExporter(endpoint=cfg.endpoint, insecure=cfg.insecure)
         provider.add_span_processor(BatchSpanProcessor(otlp))
     trace.set_tracer_provider(provider)
+    global _installed
+    _installed = True
     return provider
 
 

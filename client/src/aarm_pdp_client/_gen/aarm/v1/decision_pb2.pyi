@@ -209,3 +209,33 @@ class Receipt(_message.Message):
     sequence: int
     payload: str
     def __init__(self, receipt_id: _Optional[str] = ..., sequence: _Optional[int] = ..., payload: _Optional[str] = ...) -> None: ...
+
+class DecideStreamRequest(_message.Message):
+    __slots__ = ("message_id", "request", "timeout_ms")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    message_id: int
+    request: DecideRequest
+    timeout_ms: int
+    def __init__(self, message_id: _Optional[int] = ..., request: _Optional[_Union[DecideRequest, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class DecideStreamResponse(_message.Message):
+    __slots__ = ("message_id", "response", "error")
+    MESSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    message_id: int
+    response: DecideResponse
+    error: StreamError
+    def __init__(self, message_id: _Optional[int] = ..., response: _Optional[_Union[DecideResponse, _Mapping]] = ..., error: _Optional[_Union[StreamError, _Mapping]] = ...) -> None: ...
+
+class StreamError(_message.Message):
+    __slots__ = ("status", "code", "message")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    status: int
+    code: str
+    message: str
+    def __init__(self, status: _Optional[int] = ..., code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...

@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class DecisionServiceStub:
-    """DecisionService judges one agent action at a time.
+    """DecisionService judges agent actions before they run.
     """
 
     def __init__(self, channel):
@@ -40,14 +40,34 @@ class DecisionServiceStub:
                 request_serializer=aarm_dot_v1_dot_decision__pb2.DecideRequest.SerializeToString,
                 response_deserializer=aarm_dot_v1_dot_decision__pb2.DecideResponse.FromString,
                 _registered_method=True)
+        self.DecideStream = channel.stream_stream(
+                '/aarm.v1.DecisionService/DecideStream',
+                request_serializer=aarm_dot_v1_dot_decision__pb2.DecideStreamRequest.SerializeToString,
+                response_deserializer=aarm_dot_v1_dot_decision__pb2.DecideStreamResponse.FromString,
+                _registered_method=True)
 
 
 class DecisionServiceServicer:
-    """DecisionService judges one agent action at a time.
+    """DecisionService judges agent actions before they run.
     """
 
     def Decide(self, request, context):
         """Decide returns exactly one decision for an action, before it runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideStream(self, request_iterator, context):
+        """DecideStream decides many actions on one stream, for high-rate enforcement points:
+        one DecideStreamResponse per DecideStreamRequest, each decided and receipted exactly
+        as Decide would, answered in the order decided (not the order sent: match them by
+        message_id). The credential is checked once, when the stream opens; admission
+        control, validation and the tenant of each message are checked per message, and a
+        message that cannot be decided is answered with an error (a DENY), never dropped.
+        A stream-level error status (e.g. for a message that does not decode) ends the
+        stream after the messages in flight are answered; treat what it leaves unanswered
+        as DENY. Servers without it answer UNIMPLEMENTED: use Decide.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +81,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     request_deserializer=aarm_dot_v1_dot_decision__pb2.DecideRequest.FromString,
                     response_serializer=aarm_dot_v1_dot_decision__pb2.DecideResponse.SerializeToString,
             ),
+            'DecideStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.DecideStream,
+                    request_deserializer=aarm_dot_v1_dot_decision__pb2.DecideStreamRequest.FromString,
+                    response_serializer=aarm_dot_v1_dot_decision__pb2.DecideStreamResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'aarm.v1.DecisionService', rpc_method_handlers)
@@ -70,7 +95,7 @@ def add_DecisionServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class DecisionService:
-    """DecisionService judges one agent action at a time.
+    """DecisionService judges agent actions before they run.
     """
 
     @staticmethod
@@ -90,6 +115,33 @@ class DecisionService:
             '/aarm.v1.DecisionService/Decide',
             aarm_dot_v1_dot_decision__pb2.DecideRequest.SerializeToString,
             aarm_dot_v1_dot_decision__pb2.DecideResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/aarm.v1.DecisionService/DecideStream',
+            aarm_dot_v1_dot_decision__pb2.DecideStreamRequest.SerializeToString,
+            aarm_dot_v1_dot_decision__pb2.DecideStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
