@@ -41,7 +41,7 @@ class Script:
 
     decide: list[Any] = field(default_factory=list)
     """One entry per Decide call: a DecideResponse, a grpc.StatusCode (abort with it), or
-    "hang" (never answer)."""
+    "hang" (never answer); on a stream also "break" (end the stream UNAVAILABLE)."""
     provide: list[decision_pb2.DecideResponse] = field(default_factory=list)
     watch_final: approval_pb2.WatchApprovalResponse | None = None
     decide_requests: list[decision_pb2.DecideRequest] = field(default_factory=list)
@@ -52,12 +52,21 @@ class Script:
     metadata: list[dict[str, str]] = field(default_factory=list)
     release_watch: asyncio.Event = field(default_factory=asyncio.Event)
     watch_open: asyncio.Event = field(default_factory=asyncio.Event)
+    stream: bool = False
+    """Serve DecideStream (each message answered from ``decide`` like a Decide call; a
+    StatusCode is that message's error); False: UNIMPLEMENTED, as an older server."""
+    delays: dict[str, float] = field(default_factory=dict)
+    """Seconds a streamed message for a tool waits before it is answered."""
+    tokens: tuple[str, ...] = (TOKEN,)
+    streams: list[dict[str, str]] = field(default_factory=list)
+    """The metadata of each DecideStream opened."""
+    stream_messages: list[decision_pb2.DecideStreamRequest] = field(default_factory=list)
 
 
 def _auth(context: Any, script: Script) -> bool:
     md = {k: v for k, v in (context.invocation_metadata() or ())}
     script.metadata.append(md)
-    return md.get("authorization") == f"Bearer {TOKEN}"
+    return md.get("authorization") in {f"Bearer {t}" for t in script.tokens}
 
 
 class _Decide(decision_pb2_grpc.DecisionServiceServicer):
@@ -77,6 +86,53 @@ class _Decide(decision_pb2_grpc.DecisionServiceServicer):
         out.CopyFrom(step)
         out.request_id = request.request_id
         return out
+
+    async def DecideStream(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        if not self.s.stream:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        md = {k: v for k, v in (context.invocation_metadata() or ())}
+        self.s.streams.append(md)
+        if md.get("authorization") not in {f"Bearer {t}" for t in self.s.tokens}:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unauthenticated")
+        answers: asyncio.Queue[Any] = asyncio.Queue()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def answer(msg: Any, step: Any) -> None:
+            await asyncio.sleep(self.s.delays.get(msg.request.action.tool, 0))
+            if step == "hang":
+                return
+            if step == "break":  # the whole stream fails
+                await answers.put(step)
+                return
+            out = D.DecideStreamResponse(message_id=msg.message_id)
+            if isinstance(step, grpc.StatusCode):
+                out.error.status = step.value[0]
+                out.error.code = step.name.lower()
+                out.error.message = f"scripted {step.name}"
+                out.response.decision = D.DECISION_DENY
+            else:
+                out.response.CopyFrom(step)
+                out.response.request_id = msg.request.request_id
+            await answers.put(out)
+
+        async def read() -> None:
+            async for msg in request_iterator:
+                self.s.stream_messages.append(msg)
+                self.s.decide_requests.append(msg.request)
+                task = asyncio.create_task(answer(msg, self.s.decide.pop(0)))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            await asyncio.gather(*tasks)
+            await answers.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (out := await answers.get()) is not None:
+                if out == "break":
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "scripted break")
+                yield out
+        finally:
+            reader.cancel()
 
 
 class _Sessions(session_pb2_grpc.SessionServiceServicer):

@@ -39,6 +39,7 @@ from aarm_pdp_client._gen.aarm.v1 import (
     session_pb2,
     session_pb2_grpc,
 )
+from aarm_pdp_client._stream import AioDecideStream, StreamStatus, Unsupported
 from aarm_pdp_client._transport import (
     DECIDE_RETRY,
     OTHER_RETRY,
@@ -94,8 +95,10 @@ class AsyncClient:
         self._sessions = session_pb2_grpc.SessionServiceStub(self._channel)
         self._approvals = approval_pb2_grpc.ApprovalServiceStub(self._channel)
         self._deferrals = deferral_pb2_grpc.DeferralServiceStub(self._channel)
+        self._stream = AioDecideStream(self._decide)
 
     async def close(self) -> None:
+        self._stream.close()
         if self._own:
             await self._channel.close(None)
 
@@ -114,6 +117,24 @@ class AsyncClient:
                 return await rpc(request, timeout=s.timeout, metadata=s.metadata())
             except grpc.aio.AioRpcError as exc:
                 if exc.code() not in retry or attempt == s.retries:
+                    raise
+                await asyncio.sleep(backoff(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _decide_rpc(self, request: Any) -> Any:
+        """Decide with the deadline, the credential and the retries: over the client's
+        DecideStream while the service has one (``_stream.py``), else unary."""
+        s = self.settings
+        for attempt in range(s.retries + 1):
+            try:
+                if not self._stream.unsupported:
+                    try:
+                        return await self._stream.decide(request, s.timeout, s.metadata())
+                    except Unsupported:
+                        log.info("the service has no DecideStream: using unary Decide")
+                return await self._decide.Decide(request, timeout=s.timeout, metadata=s.metadata())
+            except (grpc.aio.AioRpcError, StreamStatus) as exc:
+                if exc.code() not in DECIDE_RETRY or attempt == s.retries:
                     raise
                 await asyncio.sleep(backoff(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -149,8 +170,8 @@ class AsyncClient:
                 result = None
                 if isinstance(op, DecideOp):
                     try:
-                        result = await self._unary(self._decide.Decide, op.request, DECIDE_RETRY)
-                    except grpc.aio.AioRpcError as exc:
+                        result = await self._decide_rpc(op.request)
+                    except (grpc.aio.AioRpcError, StreamStatus) as exc:
                         raise denied_by_transport(exc.code(), exc.details() or "") from None
                 elif isinstance(op, WatchOp):
                     result = await self._watch(op)

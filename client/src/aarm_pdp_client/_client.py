@@ -33,6 +33,7 @@ from aarm_pdp_client._gen.aarm.v1 import (
     session_pb2,
     session_pb2_grpc,
 )
+from aarm_pdp_client._stream import StreamStatus, SyncDecideStream, Unsupported
 from aarm_pdp_client._transport import (
     DECIDE_RETRY,
     OTHER_RETRY,
@@ -96,8 +97,10 @@ class Client:
         self._sessions = session_pb2_grpc.SessionServiceStub(self._channel)
         self._approvals = approval_pb2_grpc.ApprovalServiceStub(self._channel)
         self._deferrals = deferral_pb2_grpc.DeferralServiceStub(self._channel)
+        self._stream = SyncDecideStream(self._decide)
 
     def close(self) -> None:
+        self._stream.close()
         if self._own:
             self._channel.close()
 
@@ -117,6 +120,24 @@ class Client:
                 return rpc(request, timeout=s.timeout, metadata=s.metadata())
             except grpc.RpcError as exc:
                 if exc.code() not in retry or attempt == s.retries:
+                    raise
+                time.sleep(backoff(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _decide_rpc(self, request: Any) -> Any:
+        """Decide with the deadline, the credential and the retries: over the client's
+        DecideStream while the service has one (``_stream.py``), else unary."""
+        s = self.settings
+        for attempt in range(s.retries + 1):
+            try:
+                if not self._stream.unsupported:
+                    try:
+                        return self._stream.decide(request, s.timeout, s.metadata())
+                    except Unsupported:
+                        log.info("the service has no DecideStream: using unary Decide")
+                return self._decide.Decide(request, timeout=s.timeout, metadata=s.metadata())
+            except (grpc.RpcError, StreamStatus) as exc:
+                if exc.code() not in DECIDE_RETRY or attempt == s.retries:
                     raise
                 time.sleep(backoff(attempt))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -148,8 +169,8 @@ class Client:
                 result = None
                 if isinstance(op, DecideOp):
                     try:
-                        result = self._unary(self._decide.Decide, op.request, DECIDE_RETRY)
-                    except grpc.RpcError as exc:
+                        result = self._decide_rpc(op.request)
+                    except (grpc.RpcError, StreamStatus) as exc:
                         raise denied_by_transport(exc.code(), exc.details() or "") from None
                 elif isinstance(op, WatchOp):
                     result = self._watch(op)
