@@ -177,3 +177,16 @@ async def test_the_blocking_client_times_out_closed() -> None:
     async with fake_service(script) as target:
         assert await asyncio.to_thread(_blocking_timeout, target) == ("pdp_timeout",)
     assert len({r.request_id for r in script.decide_requests}) == 1
+
+
+async def test_past_the_streams_bound_decisions_go_unary() -> None:
+    from aarm_pdp_client._stream import MAX_IN_FLIGHT
+
+    n = MAX_IN_FLIGHT + 8
+    script = Script(stream=True, decide=[_allow(i) for i in range(n)])
+    script.delays = {"db": 0.2}  # answered only once all are in flight
+    async with fake_service(script) as target, AsyncClient(target, token=TOKEN) as c:
+        verdicts = await asyncio.gather(*(c.decide(ME, "db", "query", {}) for _ in range(n)))
+    assert len({v.decision_id for v in verdicts}) == n
+    assert len(script.stream_messages) == MAX_IN_FLIGHT
+    assert len(script.metadata) == n - MAX_IN_FLIGHT  # the rest unary, none refused

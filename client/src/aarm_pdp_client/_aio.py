@@ -39,7 +39,7 @@ from aarm_pdp_client._gen.aarm.v1 import (
     session_pb2,
     session_pb2_grpc,
 )
-from aarm_pdp_client._stream import AioDecideStream, StreamStatus, Unsupported
+from aarm_pdp_client._stream import AioDecideStream, Full, StreamStatus, Unsupported
 from aarm_pdp_client._transport import (
     DECIDE_RETRY,
     OTHER_RETRY,
@@ -132,6 +132,8 @@ class AsyncClient:
                         return await self._stream.decide(request, s.timeout, s.metadata())
                     except Unsupported:
                         log.info("the service has no DecideStream: using unary Decide")
+                    except Full:
+                        pass  # this one unary: the stream has as many as it takes
                 return await self._decide.Decide(request, timeout=s.timeout, metadata=s.metadata())
             except (grpc.aio.AioRpcError, StreamStatus) as exc:
                 if exc.code() not in DECIDE_RETRY or attempt == s.retries:

@@ -33,7 +33,7 @@ from aarm_pdp_client._gen.aarm.v1 import (
     session_pb2,
     session_pb2_grpc,
 )
-from aarm_pdp_client._stream import StreamStatus, SyncDecideStream, Unsupported
+from aarm_pdp_client._stream import Full, StreamStatus, SyncDecideStream, Unsupported
 from aarm_pdp_client._transport import (
     DECIDE_RETRY,
     OTHER_RETRY,
@@ -135,6 +135,8 @@ class Client:
                         return self._stream.decide(request, s.timeout, s.metadata())
                     except Unsupported:
                         log.info("the service has no DecideStream: using unary Decide")
+                    except Full:
+                        pass  # this one unary: the stream has as many as it takes
                 return self._decide.Decide(request, timeout=s.timeout, metadata=s.metadata())
             except (grpc.RpcError, StreamStatus) as exc:
                 if exc.code() not in DECIDE_RETRY or attempt == s.retries:

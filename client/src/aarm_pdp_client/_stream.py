@@ -10,7 +10,9 @@ same for both paths.
 
 The first time the service answers UNIMPLEMENTED (a server from before the stream),
 the client remembers it and uses unary Decide from then on; the message that found out
-is sent again as a unary call (it was never decided). A stream that breaks fails the
+is sent again as a unary call (it was never decided). A Decide while the stream has
+:data:`MAX_IN_FLIGHT` messages in flight (the service's default bound per stream) goes
+unary, as it would have without the stream. A stream that breaks fails the
 messages it carries with its status (retried like a failed call, with the same
 ``request_id``, so nothing is decided twice) and the next Decide opens a new stream. A
 token that changes (``token`` a function) opens a new stream with it; the old one is
@@ -33,10 +35,20 @@ import grpc.aio
 
 from aarm_pdp_client._gen.aarm.v1 import decision_pb2
 
-__all__ = ["AioDecideStream", "StreamStatus", "SyncDecideStream", "Unsupported"]
+__all__ = [
+    "MAX_IN_FLIGHT",
+    "AioDecideStream",
+    "Full",
+    "StreamStatus",
+    "SyncDecideStream",
+    "Unsupported",
+]
 
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
 Metadata = tuple[tuple[str, str], ...]
+MAX_IN_FLIGHT = 32
+"""Messages in flight on the client's stream at most (the service's default
+``server.max_inflight_per_stream``); a Decide past it goes unary, as it would have."""
 
 
 class StreamStatus(Exception):
@@ -59,6 +71,10 @@ class StreamStatus(Exception):
 
 class Unsupported(Exception):
     """The service has no DecideStream: send this Decide (and every later one) unary."""
+
+
+class Full(Exception):
+    """The stream has :data:`MAX_IN_FLIGHT` messages in flight: send this Decide unary."""
 
 
 def _message(message_id: int, request: Any, timeout: float) -> Any:
@@ -157,6 +173,7 @@ class SyncDecideStream:
 
         Raises:
             Unsupported: the service has no DecideStream (use unary Decide).
+            Full: :data:`MAX_IN_FLIGHT` messages in flight (use unary Decide for this one).
             StreamStatus: no decision (a per-message error, the stream's end, the timeout).
         """
         fut: Future[Any] = Future()
@@ -168,6 +185,8 @@ class SyncDecideStream:
                 if line is not None and not line.dead:
                     line.retire()
                 line = self._line = _SyncLine(self._stub, metadata, self)
+            elif len(line.pending) >= MAX_IN_FLIGHT:
+                raise Full()
             message_id = next(self._ids)
             line.pending[message_id] = fut
             line.send(_message(message_id, request, timeout))
@@ -259,6 +278,8 @@ class AioDecideStream:
             if line is not None and not line.dead:
                 line.retire()
             line = self._line = _AioLine(self._stub, metadata, self)
+        elif len(line.pending) >= MAX_IN_FLIGHT:
+            raise Full()
         message_id = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         line.pending[message_id] = fut
