@@ -110,15 +110,29 @@ class Fact:
 
 @dataclass(frozen=True)
 class Reason:
-    """One rule's part in a verdict."""
+    """One rule's part in a verdict, with what the policy says of it: the parameter it
+    decided on and what would change the verdict (both "" when it says nothing)."""
 
     code: str
     rule_id: str = ""
     message: str = ""
+    param: str = ""
+    """The parameter the rule decided on; "": the tool or the session as a whole."""
+    would_change: str = ""
+    """What would change the verdict, in words ("an approval by finance, or ...")."""
+    approver_group: str = ""
+    """For a STEP_UP: the approver group whose approval lets the action run."""
 
     @classmethod
     def from_pb(cls, r: decision_pb2.Reason) -> Reason:
-        return cls(code=r.code, rule_id=r.rule_id, message=r.message)
+        return cls(
+            code=r.code,
+            rule_id=r.rule_id,
+            message=r.message,
+            param=r.param,
+            would_change=r.would_change.text,
+            approver_group=r.would_change.approver_group,
+        )
 
 
 @dataclass(frozen=True)

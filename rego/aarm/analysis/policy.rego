@@ -22,6 +22,7 @@ package aarm.analysis
 import data.aarm.layers
 
 import data.aarm.catalogue
+import data.aarm.explain
 
 _production := layers.config.production
 
@@ -153,7 +154,7 @@ production_param(param) if {
 # custom:
 #   rule_id: aarm.analysis.unparsed
 #   code: parameter_unparsed
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.change("value", sprintf("a value that parses as %s", [declared[param].type])), sprintf(
 	"%s parameter %q does not parse as %s (%s); a value that cannot be read is judged at its most dangerous reading and not run",
 	[input.action.name, param, declared[param].type, _why(param)],
 )) if {
@@ -165,7 +166,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.analysis.missing
 #   code: parameter_unparsed
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.change("catalogue", "the service analysing the parameter: it and the policy read different catalogues"), sprintf(
 	"%s parameter %q is declared %s in the catalogue but reached policy without analysis facts",
 	[input.action.name, param, d.type],
 )) if {
@@ -180,8 +181,4 @@ _why(param) := concat(", ", sort({reason |
 	reason := object.get(f, "reason", "unparsed")
 } | {"too many items" | facts[param].truncated == true}))
 
-_reason(meta, message) := {
-	"code": meta.custom.code,
-	"rule_id": meta.custom.rule_id,
-	"message": message,
-}
+_reason(meta, param, would_change, message) := explain.reason(meta, message, param, null, would_change)

@@ -74,6 +74,9 @@ test_deny_unparsed_declared_parameters if {
 		"code": "parameter_unparsed",
 		"rule_id": "aarm.analysis.unparsed",
 		"message": `shell.exec parameter "command" does not parse as shell (syntax_error); a value that cannot be read is judged at its most dangerous reading and not run`,
+		"param": "command",
+		"provenance": null,
+		"would_change": {"kind": "value", "text": "a value that parses as shell"},
 	}
 
 	# A list: the reasons of its items, or that it has more items than were analysed.

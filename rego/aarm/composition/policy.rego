@@ -20,6 +20,7 @@ import data.aarm.layers
 import data.aarm.catalogue
 import data.aarm.classification
 import data.aarm.egress
+import data.aarm.explain
 import data.aarm.intent
 import data.aarm.params
 import data.aarm.provenance
@@ -182,6 +183,28 @@ _describe_targets := sprintf("to %s", [_external_targets]) if _external_targets 
 
 else := "to a destination outside the organisation"
 
+# The destination parameters that make the send an unvouched external one (for the
+# explanation: the reason names each): a destination parameter given that yielded no
+# checkable destination, and the parameters of external destinations nobody vouched for.
+_exfiltration_params contains param if {
+	some param, spec in object.get(catalogue.entry, "parameters", {})
+	_destination_param(param, spec)
+	input.action.parameters[param]
+	not _destination_from(param)
+	not _vouched(param)
+}
+
+_exfiltration_params contains d.param if {
+	some d in destinations
+	not d.internal
+	not _vouched(d.param)
+}
+
+_targets_of(param) := sprintf("to %s", [targets]) if {
+	targets := concat(", ", sort({d.value | some d in destinations; d.param == param; not d.internal}))
+	targets != ""
+} else := "to a destination outside the organisation"
+
 # METADATA
 # title: session_level
 # description: |
@@ -221,20 +244,41 @@ _declares_semantics if {
 # custom:
 #   rule_id: aarm.composition.exfiltration
 #   code: exfiltration_risk
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.of_param(param), _exfiltration_change, sprintf(
+	"%s parameter %q sends %s after the session accessed %s; data may not leave at the first external hop to a destination the user did not name",
+	[_name, param, _targets_of(param), concat(" and ", sort(_taint))],
+)) if {
+	external
+	_unvouched_external
+	count(_taint) > 0
+	some param in _exfiltration_params
+}
+
+# A tool that declares no destination parameter: the send as a whole.
+# METADATA
+# custom:
+#   rule_id: aarm.composition.exfiltration
+#   code: exfiltration_risk
+deny_reasons contains _reason(rego.metadata.rule(), null, null, _exfiltration_change, sprintf(
 	"%s sends %s after the session accessed %s; data may not leave at the first external hop to a destination the user did not name",
 	[_name, _describe_targets, concat(" and ", sort(_taint))],
 )) if {
 	external
 	_unvouched_external
 	count(_taint) > 0
+	count(_exfiltration_params) == 0
 }
+
+_exfiltration_change := explain.change("provenance", sprintf(
+	"a destination inside the organisation or one the user's request named; the session's %s may not leave otherwise",
+	[concat(" and ", sort(_taint))],
+))
 
 # METADATA
 # custom:
 #   rule_id: aarm.composition.rate_limit
 #   code: rate_limited
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), null, null, explain.compared("session", sprintf("fewer than %d earlier %s actions within %s s", [rule.limit, rule.category, rule.window]), rule.limit, n), sprintf(
 	"%s would be %s action number %d within %s s; the limit is %d",
 	[_name, rule.category, n + 1, rule.window, rule.limit],
 )) if {
@@ -248,7 +292,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.composition.chain_length
 #   code: chain_length_exceeded
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), null, null, explain.compared("session", sprintf("a session that has run fewer than %d actions", [_cfg.chain_length_limit]), _cfg.chain_length_limit, input.session.action_count), sprintf(
 	"the session already ran %d actions; the chain length limit is %d",
 	[input.session.action_count, _cfg.chain_length_limit],
 )) if {
@@ -259,7 +303,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.composition.intent_chain_length
 #   code: chain_length_exceeded
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), null, null, explain.compared("session", sprintf("a session that has run fewer than %d actions (intent %q)", [limit, intent.intent_class]), limit, input.session.action_count), sprintf(
 	"the session already ran %d actions; intent %q allows at most %d",
 	[input.session.action_count, intent.intent_class, limit],
 )) if {
@@ -268,8 +312,4 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 	input.session.action_count >= limit
 }
 
-_reason(meta, message) := {
-	"code": meta.custom.code,
-	"rule_id": meta.custom.rule_id,
-	"message": message,
-}
+_reason(meta, param, provenance, would_change, message) := explain.reason(meta, message, param, provenance, would_change)

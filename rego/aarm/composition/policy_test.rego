@@ -57,10 +57,13 @@ test_deny_exfiltration_of_tainted_artifact if {
 test_deny_exfiltration_message_names_targets_and_taint if {
 	reasons := composition.deny_reasons with input as testing.analysed("email.send", {"to": ["bob@acme.example", "x@partner.com"]}, _session({"highest_classification": "RESTRICTED", "labels": ["PII", "OTHER"]}), _canned)
 	some reason in reasons
-	reason.message == "email.send sends to x@partner.com after the session accessed RESTRICTED data and labels PII; data may not leave at the first external hop to a destination the user did not name"
+	reason.message == `email.send parameter "to" sends to x@partner.com after the session accessed RESTRICTED data and labels PII; data may not leave at the first external hop to a destination the user did not name`
+	reason.param == "to"
+	reason.would_change.kind == "provenance"
 	reasons2 := composition.deny_reasons with input as testing.input_with("external_analytics.process", {"data": "x"}, _session(_confidential))
 	some reason2 in reasons2
 	contains(reason2.message, "to a destination outside the organisation")
+	reason2.param == null
 }
 
 test_allow_send_after_public_or_internal_reads if {
@@ -103,4 +106,28 @@ test_allow_without_session if {
 	i := {"version": "aarm.v1", "action": {"tool": "email", "operation": "send", "name": "email.send", "parameters": {"to": "x@partner.com"}}, "identity": {}, "facts": {}, "risk_signals": {}}
 	count(composition.deny_reasons) == 0 with input as i
 	composition.session_level == -1 with input as i
+}
+
+# --- explanations -------------------------------------------------------------------
+
+_deny_reasons(name, parameters, session) := reasons if {
+	reasons := composition.deny_reasons with input as testing.analysed(name, parameters, _session(session), _canned)
+}
+
+test_explain_an_exfiltration_names_each_destination_parameter if {
+	reasons := _deny_reasons("email.send", {"to": "x@partner.com", "cc": "y@other.example"}, {"highest_classification": "CONFIDENTIAL"})
+	{r.param | some r in reasons} == {"to", "cc"}
+	every r in reasons {
+		r.would_change.kind == "provenance"
+		contains(r.would_change.text, "CONFIDENTIAL data")
+	}
+}
+
+test_explain_rate_and_chain_limits_name_the_limit_and_the_count if {
+	some rate in _deny_reasons("email.send", {"to": "x@partner.example"}, {"counts": {"3600": {"external_communication": 12}}})
+	rate.param == null
+	rate.would_change == {"kind": "session", "text": "fewer than 10 earlier external_communication actions within 3600 s", "threshold": 10, "value": 12}
+	some chain in _deny_reasons("crm.query", {"query": "x"}, {"action_count": 31})
+	chain.would_change.threshold == 30
+	chain.would_change.value == 31
 }

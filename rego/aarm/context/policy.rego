@@ -20,6 +20,7 @@ package aarm.context
 import data.aarm.layers
 
 import data.aarm.catalogue
+import data.aarm.explain
 import data.aarm.facts
 
 _rules := layers.config.context_rules
@@ -155,7 +156,13 @@ conflict_context_needed contains needed if {
 # custom:
 #   rule_id: aarm.context.rule_denied
 #   code: context_rule_denied
-deny_reasons contains _reason(rego.metadata.rule(), rule) if {
+deny_reasons contains _reason(rego.metadata.rule(), rule, object.union(
+	explain.change("context", sprintf(
+		"the conditions of context rule %v not holding (%s)",
+		[object.get(rule, "id", "?"), _condition_paths(rule)],
+	)),
+	_needed_part(rule),
+)) if {
 	not conflict
 	some rule in top
 	rule.decision == "DENY"
@@ -167,17 +174,45 @@ deny_reasons contains _reason(rego.metadata.rule(), rule) if {
 # custom:
 #   rule_id: aarm.context.rule_step_up
 #   code: context_supported
-stepup_findings contains {"group": object.get(rule, "approver_group", ""), "reason": _reason(rego.metadata.rule(), rule)} if {
+stepup_findings contains {"group": object.get(rule, "approver_group", ""), "reason": _reason(rego.metadata.rule(), rule, explain.approval(object.get(rule, "approver_group", ""), ""))} if {
 	not conflict
 	some rule in top
 	rule.decision == "STEP_UP"
 }
 
-_reason(meta, rule) := {
-	"code": meta.custom.code,
-	"rule_id": meta.custom.rule_id,
-	"message": sprintf("%v (context rule %v): %v", [input.action.name, object.get(rule, "id", "?"), object.get(rule, "message", "no message configured")]),
+# A context rule decides on the input paths of its conditions; the one parameter it
+# reads, if exactly one (input.action.parameters.<name>), is the reason's parameter.
+_reason(meta, rule, would_change) := explain.reason(
+	meta,
+	sprintf("%v (context rule %v): %v", [input.action.name, object.get(rule, "id", "?"), object.get(rule, "message", "no message configured")]),
+	_rule_param(rule),
+	null,
+	would_change,
+)
+
+_rule_param(rule) := params[0] if {
+	params := [p | some p in _rule_params(rule)]
+	count(params) == 1
+} else := null
+
+_rule_params(rule) := {c.path[2] |
+	some c in object.get(rule, "conditions", [])
+	is_array(c.path)
+	count(c.path) > 2
+	c.path[0] == "action"
+	c.path[1] == "parameters"
 }
+
+_needed_part(rule) := {"context_needed": rule.context_needed} if is_array(rule.context_needed)
+
+else := {}
+
+_condition_paths(rule) := concat(", ", sort({concat(".", [sprintf("%v", [p]) | some p in c.path]) |
+	some c in object.get(rule, "conditions", [])
+	is_array(c.path)
+})) if count(object.get(rule, "conditions", [])) > 0
+
+else := "it has none: it matches the tool"
 
 # METADATA
 # title: errors

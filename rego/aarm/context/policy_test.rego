@@ -162,3 +162,30 @@ test_rule_matches_a_declared_semantic_type if {
 	count(context.applicable) == 0 with input as testing.input_with("crm.query", {"query": "x"}, _as_alice({}))
 		with data.aarm.config.context_rules as rules
 }
+
+# --- explanations -------------------------------------------------------------------
+
+test_explain_a_context_deny_names_its_conditions_and_what_it_needs if {
+	i := testing.input_with("iam.grant_role", {"principal": "bob", "role": "viewer"}, _as_alice({"facts": {"change_freeze": _fact(true)}}))
+	some r in context.deny_reasons with input as i
+	r.param == null
+	r.would_change == {
+		"kind": "context",
+		"text": "the conditions of context rule change_freeze_active not holding (facts.change_freeze.value)",
+		"context_needed": ["change_freeze"],
+	}
+	j := testing.input_with("database.delete", _cleanup, _as_alice({}))
+	some d in context.deny_reasons with input as j
+	d.would_change == {"kind": "context", "text": "the conditions of context rule row_delete_needs_cleanup_request not holding (it has none: it matches the tool)"}
+}
+
+test_explain_a_context_step_up_names_its_group_and_the_one_parameter_it_reads if {
+	i := testing.input_with("database.delete", _cleanup, _as_alice(_request("please clean up the test data I created yesterday")))
+	some f in context.stepup_findings with input as i
+	f.reason.param == "created_by"
+	f.reason.would_change == {"kind": "approval", "text": "an approval by data_owners", "approver_group": "data_owners"}
+	rules := [{"id": "r", "priority": 1, "decision": "STEP_UP", "match": {"names": ["crm.query"]}, "conditions": []}]
+	some g in context.stepup_findings with input as testing.input_with("crm.query", {"query": "x"}, _as_alice({}))
+		with data.aarm.config.context_rules as rules
+	g.reason.would_change.approver_group == "platform"
+}

@@ -24,6 +24,7 @@ import data.aarm.layers
 
 import data.aarm.catalogue
 import data.aarm.context
+import data.aarm.explain
 import data.aarm.facts
 
 _cfg := layers.config.deferral
@@ -61,7 +62,7 @@ reasons contains finding.reason if some finding in _findings
 # custom:
 #   rule_id: aarm.deferral.missing_context
 #   code: missing_context
-_findings contains _finding(rego.metadata.rule(), [fact], sprintf(
+_findings contains _finding(rego.metadata.rule(), [fact], _fact_true(fact), sprintf(
 	"%s needs context fact %q (a boolean) before it can be decided, and the request does not carry it",
 	[_name, fact],
 )) if {
@@ -73,7 +74,7 @@ _findings contains _finding(rego.metadata.rule(), [fact], sprintf(
 # custom:
 #   rule_id: aarm.deferral.missing_context
 #   code: missing_context
-_findings contains _finding(rego.metadata.rule(), [fact], sprintf(
+_findings contains _finding(rego.metadata.rule(), [fact], _fact_true(fact), sprintf(
 	"%s needs context fact %q from an authoritative source; %q asserts it, and only the sources configured for it in config.facts can lower a tier",
 	[_name, fact, facts.source(fact)],
 )) if {
@@ -84,10 +85,17 @@ _findings contains _finding(rego.metadata.rule(), [fact], sprintf(
 # custom:
 #   rule_id: aarm.deferral.dependency
 #   code: dependency
-_findings contains _finding(rego.metadata.rule(), [concat("", ["resolution:", id])], sprintf(
-	"%s consumes the output of deferred decision %s; it waits for that resolution",
-	[_name, id],
-)) if {
+_findings contains _finding(
+	rego.metadata.rule(), [concat("", ["resolution:", id])], {
+		"kind": "resolution",
+		"text": sprintf("decision %s resolved (ResolveDeferral), or the action not consuming its output", [id]),
+		"context_needed": [concat("", ["resolution:", id])],
+	},
+	sprintf(
+		"%s consumes the output of deferred decision %s; it waits for that resolution",
+		[_name, id],
+	),
+) if {
 	some id in input.dependencies.deferred
 }
 
@@ -95,7 +103,7 @@ _findings contains _finding(rego.metadata.rule(), [concat("", ["resolution:", id
 # custom:
 #   rule_id: aarm.deferral.conflict
 #   code: conflict
-_findings contains _finding(rego.metadata.rule(), [fact], sprintf(
+_findings contains _finding(rego.metadata.rule(), [fact], explain.fact(fact, sprintf("fact %q false: the environment signals reconciled", [fact])), sprintf(
 	"fact %q from %v reports that environment signals disagree (for example an approved ticket and a frozen monitor); %s waits until they are reconciled",
 	[fact, facts.source(fact), _name],
 )) if {
@@ -107,10 +115,17 @@ _findings contains _finding(rego.metadata.rule(), [fact], sprintf(
 # custom:
 #   rule_id: aarm.deferral.conflict
 #   code: conflict
-_findings contains _finding(rego.metadata.rule(), sort(context.conflict_context_needed), sprintf(
-	"%s: %s",
-	[_name, context.conflict_message],
-)) if {
+_findings contains _finding(
+	rego.metadata.rule(), sort(context.conflict_context_needed), {
+		"kind": "context",
+		"text": "the top-priority context rules agreeing once the context they read is refreshed",
+		"context_needed": sort(context.conflict_context_needed),
+	},
+	sprintf(
+		"%s: %s",
+		[_name, context.conflict_message],
+	),
+) if {
 	context.conflict
 }
 
@@ -118,10 +133,16 @@ _findings contains _finding(rego.metadata.rule(), sort(context.conflict_context_
 # custom:
 #   rule_id: aarm.deferral.low_confidence
 #   code: low_confidence
-_findings contains _finding(rego.metadata.rule(), _cfg.low_confidence_context_needed, sprintf(
-	"the intent behind %s was inferred with confidence %v, below the threshold %v",
-	[_name, confidence, _cfg.low_confidence_threshold],
-)) if {
+_findings contains _finding(
+	rego.metadata.rule(), _cfg.low_confidence_context_needed, object.union(
+		explain.compared("signal", sprintf("an intent confidence of at least %v, or the context %s", [_cfg.low_confidence_threshold, concat(", ", _cfg.low_confidence_context_needed)]), _cfg.low_confidence_threshold, confidence),
+		{"context_needed": _cfg.low_confidence_context_needed},
+	),
+	sprintf(
+		"the intent behind %s was inferred with confidence %v, below the threshold %v",
+		[_name, confidence, _cfg.low_confidence_threshold],
+	),
+) if {
 	confidence := input.risk_signals.intent_confidence
 	is_number(confidence)
 	confidence < _cfg.low_confidence_threshold
@@ -133,7 +154,7 @@ _findings contains _finding(rego.metadata.rule(), _cfg.low_confidence_context_ne
 # custom:
 #   rule_id: aarm.deferral.dependency_denied
 #   code: dependency_denied
-dependency_deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+dependency_deny_reasons contains _reason(rego.metadata.rule(), explain.nothing(sprintf("nothing while it consumes the output of denied decision %s", [id])), sprintf(
 	"%s consumes the output of decision %s, which was denied",
 	[_name, id],
 )) if {
@@ -144,7 +165,7 @@ dependency_deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.deferral.depth_exceeded
 #   code: defer_depth_exceeded
-dependency_deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+dependency_deny_reasons contains _reason(rego.metadata.rule(), explain.compared("resolution", sprintf("the deferred decisions it depends on resolved first (a cascade depth of at most %v)", [_cfg.max_depth]), _cfg.max_depth, depth), sprintf(
 	"%s would be deferred at cascade depth %v, above the limit %v",
 	[_name, depth, _cfg.max_depth],
 )) if {
@@ -159,7 +180,7 @@ dependency_deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.deferral.context_denied
 #   code: context_denied
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), explain.fact(fact, sprintf("fact %q true (%v reports false)", [fact, facts.source(fact)])), sprintf(
 	"%s requires context fact %q to be true; %v reports false",
 	[_name, fact, facts.source(fact)],
 )) if {
@@ -187,14 +208,17 @@ deferral := {
 	"timeout_seconds": _cfg.timeout_seconds,
 }
 
-_finding(meta, needed, message) := {
+_finding(meta, needed, would_change, message) := {
 	"trigger": meta.custom.code,
 	"needed": needed,
-	"reason": _reason(meta, message),
+	"reason": _reason(meta, would_change, message),
 }
 
-_reason(meta, message) := {
-	"code": meta.custom.code,
-	"rule_id": meta.custom.rule_id,
-	"message": message,
-}
+# What a missing fact needs: true, from a source configured as authoritative for it.
+_fact_true(fact) := explain.fact(fact, sprintf(
+	"fact %q true from an authoritative source (%s)",
+	[fact, concat(", ", facts.authoritative_sources(fact))],
+))
+
+# About the action's context (facts, dependencies, signals): no parameter.
+_reason(meta, would_change, message) := explain.reason(meta, message, null, null, would_change)

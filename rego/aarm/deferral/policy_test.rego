@@ -145,3 +145,63 @@ test_defer_trigger_order_and_union_of_context_needed if {
 		with data.aarm.config.deferral.trigger_order as []
 	d3.trigger == "dependency"
 }
+
+# --- explanations -------------------------------------------------------------------
+
+_one(reasons) := r if {
+	count(reasons) == 1
+	some r in reasons
+}
+
+test_explain_a_missing_fact_names_the_fact_and_who_may_assert_it if {
+	r := _one(deferral.reasons) with input as testing.input_for("credentials.rotate", _target)
+	r.param == null
+	r.provenance == null
+	r.would_change == {
+		"kind": "fact",
+		"text": `fact "maintenance_window" true from an authoritative source (change-calendar, change-management, cmdb, monitoring, ticketing, conformance, conformance-resolver)`,
+		"fact": "maintenance_window",
+		"context_needed": ["maintenance_window"],
+	}
+	agent := testing.input_with("credentials.rotate", _target, {"facts": {"maintenance_window": testing.fact(true, "agent")}})
+	a := _one(deferral.reasons) with input as agent
+	a.would_change.fact == "maintenance_window"
+}
+
+test_explain_a_false_fact_names_the_fact if {
+	r := _one(deferral.deny_reasons) with input as testing.input_with("credentials.rotate", _target, _window(false))
+	r.would_change == {
+		"kind": "fact",
+		"text": `fact "maintenance_window" true (change-calendar reports false)`,
+		"fact": "maintenance_window",
+		"context_needed": ["maintenance_window"],
+	}
+}
+
+test_explain_dependencies_conflicts_and_low_confidence if {
+	dep := _one(deferral.reasons) with input as testing.input_with("crm.query", _target, {"dependencies": {"deferred": ["d-2"], "denied": [], "unknown": [], "depth": 1}})
+	dep.would_change.kind == "resolution"
+	dep.would_change.context_needed == ["resolution:d-2"]
+	denied := _one(deferral.dependency_deny_reasons) with input as testing.input_with("crm.query", _target, {"dependencies": {"deferred": [], "denied": ["d-9"], "depth": 0}})
+	denied.would_change.kind == "none"
+	deep := _one(deferral.dependency_deny_reasons) with input as testing.input_with("crm.query", _target, {"dependencies": {"deferred": ["d-3"], "denied": [], "depth": 4}})
+	deep.would_change.threshold == 3
+	deep.would_change.value == 4
+
+	i := testing.input_with("credentials.rotate", _target, {"facts": {"maintenance_window": _fact(true), "environment_state_conflict": _fact(true)}})
+	conflict := _one(deferral.reasons) with input as i
+	conflict.would_change.fact == "environment_state_conflict"
+	rules := testing.input_with("credentials.rotate", _target, {"facts": {"maintenance_window": _fact(true), "change_ticket": _fact("approved"), "change_freeze": _fact(true)}})
+	disagree := _one(deferral.reasons) with input as rules
+	disagree.would_change.kind == "context"
+	disagree.would_change.context_needed == ["change_freeze", "change_ticket"]
+
+	low := _one(deferral.reasons) with input as testing.input_with("crm.query", _target, {"risk_signals": {"intent_confidence": 0.4}})
+	low.would_change == {
+		"kind": "signal",
+		"text": "an intent confidence of at least 0.6, or the context intent_confirmation",
+		"threshold": 0.6,
+		"value": 0.4,
+		"context_needed": ["intent_confirmation"],
+	}
+}

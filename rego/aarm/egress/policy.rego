@@ -23,6 +23,7 @@ import data.aarm.layers
 
 import data.aarm.analysis
 import data.aarm.catalogue
+import data.aarm.explain
 
 _cfg := layers.config.egress
 
@@ -170,7 +171,7 @@ _lookalikes(d) := {listed |
 # custom:
 #   rule_id: aarm.egress.blocklist
 #   code: parameter_blocked
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), d.param, null, explain.change("value", "a destination whose host is not on the egress block list"), sprintf(
 	"%s parameter %q sends to %q, whose host %s is on the egress block list",
 	[_name, d.param, d.value, d.host],
 )) if {
@@ -182,7 +183,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.egress.allowlist
 #   code: parameter_blocked
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), d.param, explain.of_param(d.param), explain.change("value", "a destination on an internal domain or the egress allow list, or one the user's request named"), sprintf(
 	"%s parameter %q sends to %q, whose host %v is not internal or on the egress allow list",
 	[_name, d.param, d.value, d.host],
 )) if {
@@ -200,7 +201,7 @@ _not_allowed contains d if {
 # custom:
 #   rule_id: aarm.egress.lookalike
 #   code: parameter_blocked
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), d.param, null, explain.change("value", sprintf("the real %s, not a host that looks like it", [listed])), sprintf(
 	"%s parameter %q sends to %q, whose host %s looks like %s (confusable characters) without being it",
 	[_name, d.param, d.value, d.host, listed],
 )) if {
@@ -212,7 +213,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.egress.private_address
 #   code: parameter_blocked
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), d.param, explain.of_param(d.param), explain.change("value", "a globally routable destination (one the user's request named goes to a human instead)"), sprintf(
 	"%s parameter %q reaches %q, the address %s, which is not globally routable (loopback, private, link-local, reserved: local services and cloud metadata)",
 	[_name, d.param, d.value, d.ip.address],
 )) if {
@@ -238,7 +239,7 @@ _non_global contains d if {
 # custom:
 #   rule_id: aarm.egress.user_named_destination
 #   code: parameter_blocked
-stepup_findings contains {"group": _cfg.user_named_approver_group, "reason": _reason(rego.metadata.rule(), sprintf(
+stepup_findings contains {"group": _cfg.user_named_approver_group, "reason": _reason(rego.metadata.rule(), d.param, explain.of_param(d.param), explain.approval(_cfg.user_named_approver_group, "a globally routable destination"), sprintf(
 	"%s parameter %q reaches %q, which is not globally routable, but the user's request named it; a human must confirm it",
 	[_name, d.param, d.value],
 ))} if {
@@ -246,8 +247,4 @@ stepup_findings contains {"group": _cfg.user_named_approver_group, "reason": _re
 	user_directed(d.param)
 }
 
-_reason(meta, message) := {
-	"code": meta.custom.code,
-	"rule_id": meta.custom.rule_id,
-	"message": message,
-}
+_reason(meta, param, provenance, would_change, message) := explain.reason(meta, message, param, provenance, would_change)

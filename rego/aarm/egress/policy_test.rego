@@ -135,6 +135,9 @@ test_reason_shape if {
 		"code": "parameter_blocked",
 		"rule_id": _block,
 		"message": `http.get parameter "url" sends to "https://pastebin.com/raw/abc", whose host pastebin.com is on the egress block list`,
+		"param": "url",
+		"provenance": null,
+		"would_change": {"kind": "value", "text": "a destination whose host is not on the egress block list"},
 	}
 }
 
@@ -145,4 +148,32 @@ test_internal_domains_of_the_tenant_and_the_human if {
 	"acme-group.example" in doms
 	"own.example" in doms
 	not "nope.example" in doms
+}
+
+# --- explanations -------------------------------------------------------------------
+
+test_explain_egress_reasons_name_the_parameter_and_where_its_value_came_from if {
+	untrusted := {"provenance": {"parameters": {"url": {"origins": ["tool_untrusted"]}}}}
+	i := testing.analysed("http.post", {"url": "http://169.254.169.254/latest/"}, untrusted, _canned)
+	some a in egress.deny_reasons with input as i
+	a.rule_id == _allow
+	a.param == "url"
+	a.provenance == {"origin": "untrusted", "sources": []}
+	a.would_change.kind == "value"
+	some p in egress.deny_reasons with input as i
+	p.rule_id == _private
+	p.provenance.origin == "untrusted"
+
+	# Without provenance for the parameter there is none to name.
+	some b in egress.deny_reasons with input as testing.analysed("http.get", {"url": "https://pastebin.com/raw/abc"}, {}, _canned)
+	b.provenance == null
+}
+
+test_explain_a_user_named_private_address_needs_the_configured_group if {
+	named := {"provenance": {"parameters": {"url": {"origins": ["user"], "found": []}}}}
+	some f in egress.stepup_findings with input as testing.analysed("http.get", {"url": "http://127.0.0.1:8500/"}, named, _canned)
+	f.group == "security"
+	f.reason.param == "url"
+	f.reason.provenance == {"origin": "user", "sources": []}
+	f.reason.would_change == {"kind": "approval", "text": "an approval by security, or a globally routable destination", "approver_group": "security"}
 }

@@ -46,6 +46,13 @@ source(name) := src if {
 	src != ""
 } else := "the request"
 
+# METADATA
+# title: authoritative_sources
+# description: |
+#   The sources configured as authoritative for a fact (its own list, else the "*"
+#   list), for the explanation of what a deferral waits for.
+authoritative_sources(name) := _sources(name)
+
 _trusted(name, fact) if {
 	is_string(fact.source)
 	src := _norm(fact.source)

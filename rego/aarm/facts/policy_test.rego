@@ -40,3 +40,8 @@ test_source_names_who_asserts_it if {
 	facts.source("c") == "the request" with input as i
 	facts.source("z") == "the request" with input as i
 }
+
+test_authoritative_sources_of_a_fact if {
+	facts.authoritative_sources("backup_verified") == ["backup-service"]
+	"ticketing" in facts.authoritative_sources("maintenance_window")
+}

@@ -24,6 +24,7 @@ import data.aarm.layers
 
 import data.aarm.analysis
 import data.aarm.catalogue
+import data.aarm.explain
 
 _cfg := layers.config.forbidden
 
@@ -39,9 +40,9 @@ _params := input.action.parameters
 # custom:
 #   rule_id: aarm.forbidden.drop_production_database
 #   code: forbidden
-reasons contains _reason(rego.metadata.rule(), sprintf(
-	"%s of database %q is forbidden: production databases are never dropped by an agent, whatever the request context claims",
-	[_name, _params[param]],
+reasons contains _reason(rego.metadata.rule(), param, sprintf(
+	"%s of database %q (parameter %q) is forbidden: production databases are never dropped by an agent, whatever the request context claims",
+	[_name, _params[param], param],
 )) if {
 	_destroys_database
 	some param in catalogue.parameters_of({"database"})
@@ -52,7 +53,7 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.forbidden.drop_production_database
 #   code: forbidden
-reasons contains _reason(rego.metadata.rule(), sprintf(
+reasons contains _reason(rego.metadata.rule(), s.param, sprintf(
 	"%s parameter %q runs %s %s on a production (or unspecified) database; dropping production data is forbidden",
 	[_name, s.param, statement.command, _targets(statement)],
 )) if {
@@ -67,7 +68,7 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.forbidden.sql_server_program
 #   code: forbidden
-reasons contains _reason(rego.metadata.rule(), sprintf(
+reasons contains _reason(rego.metadata.rule(), s.param, sprintf(
 	"%s parameter %q runs a program on the database server (COPY ... TO/FROM PROGRAM); agents never execute commands on a database host",
 	[_name, s.param],
 )) if {
@@ -80,7 +81,7 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.forbidden.recursive_root_delete
 #   code: forbidden
-reasons contains _reason(rego.metadata.rule(), sprintf(
+reasons contains _reason(rego.metadata.rule(), s.param, sprintf(
 	"%s parameter %q recursively deletes a protected path (%s); rm -rf / and its variants are forbidden",
 	[_name, s.param, _deleted(s.facts)],
 )) if {
@@ -92,9 +93,9 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.forbidden.recursive_root_delete
 #   code: forbidden
-reasons contains _reason(rego.metadata.rule(), sprintf(
-	"%s of protected path %q (resolves to %s) is forbidden",
-	[_name, _params[param], _resolved(param)],
+reasons contains _reason(rego.metadata.rule(), param, sprintf(
+	"%s of protected path %q (parameter %q, resolves to %s) is forbidden",
+	[_name, _params[param], param, _resolved(param)],
 )) if {
 	some param in _deleted_paths
 	_path_flag(param, "protected")
@@ -104,7 +105,7 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.forbidden.system_path_delete
 #   code: forbidden
-reasons contains _reason(rego.metadata.rule(), sprintf(
+reasons contains _reason(rego.metadata.rule(), s.param, sprintf(
 	"%s parameter %q deletes inside a system tree (%s); agents never delete system files",
 	[_name, s.param, _deleted(s.facts)],
 )) if {
@@ -116,9 +117,9 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.forbidden.system_path_delete
 #   code: forbidden
-reasons contains _reason(rego.metadata.rule(), sprintf(
-	"%s of %q (resolves to %s) deletes inside a system tree; agents never delete system files",
-	[_name, _params[param], _resolved(param)],
+reasons contains _reason(rego.metadata.rule(), param, sprintf(
+	"%s of %q (parameter %q, resolves to %s) deletes inside a system tree; agents never delete system files",
+	[_name, _params[param], param, _resolved(param)],
 )) if {
 	some param in _deleted_paths
 	_path_flag(param, "system")
@@ -129,7 +130,7 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.forbidden.device_or_permission_wipe
 #   code: forbidden
-reasons contains _reason(rego.metadata.rule(), sprintf(
+reasons contains _reason(rego.metadata.rule(), s.param, sprintf(
 	"%s parameter %q %s; destroying a disk or the permissions of the system is forbidden",
 	[_name, s.param, concat(" and ", sort(effects))],
 )) if {
@@ -148,7 +149,7 @@ _wipe_effects := {
 # custom:
 #   rule_id: aarm.forbidden.disable_security_control
 #   code: forbidden
-reasons contains _reason(rego.metadata.rule(), sprintf(
+reasons contains _reason(rego.metadata.rule(), null, sprintf(
 	"%s turns off a security control or audit logging; agents may never disable security controls",
 	[_name],
 )) if {
@@ -160,7 +161,7 @@ reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.forbidden.disable_security_control
 #   code: forbidden
-reasons contains _reason(rego.metadata.rule(), sprintf(
+reasons contains _reason(rego.metadata.rule(), s.param, sprintf(
 	"%s parameter %q runs %q, which disables a security control or audit logging",
 	[_name, s.param, concat(" ", command.argv)],
 )) if {
@@ -187,11 +188,10 @@ _deleted_paths contains param if {
 	analysis.given(param)
 }
 
-_reason(meta, message) := {
-	"code": meta.custom.code,
-	"rule_id": meta.custom.rule_id,
-	"message": message,
-}
+# No fact, approval or request context lifts a forbidden action: nothing changes it.
+_reason(meta, param, message) := explain.reason(meta, message, param, null, _never)
+
+_never := explain.nothing("nothing: no fact, approval or request context lifts a forbidden action")
 
 # A statement runs against production when a database or schema it targets reads as
 # production, or the parameters naming its connection do, or none names it (the

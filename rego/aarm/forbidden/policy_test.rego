@@ -296,3 +296,30 @@ test_operator_tool_gets_security_control_protection_from_its_category if {
 	# A catalogued tool is judged by its category, not by a namespace that sounds like security.
 	_acme_fired("audit.export_report", {}, {}) == set()
 }
+
+# --- explanations -------------------------------------------------------------------
+
+test_explain_forbidden_reasons_name_the_parameter_and_that_nothing_lifts_them if {
+	some r in forbidden.reasons with input as testing.analysed("database.drop", {"database": "production"}, {}, {})
+	r.param == "database"
+	r.message == `database.drop of database "production" (parameter "database") is forbidden: production databases are never dropped by an agent, whatever the request context claims`
+	r.provenance == null
+	r.would_change == {"kind": "none", "text": "nothing: no fact, approval or request context lifts a forbidden action"}
+
+	root := {"/etc/..": testing.path_facts("/", {"protected": true, "system": true, "traversal": true})}
+	some p in forbidden.reasons with input as testing.analysed("file.delete", {"path": "/etc/.."}, {}, root)
+	p.param == "path"
+	contains(p.message, `(parameter "path", resolves to /)`)
+
+	wipe := _shell_facts(["rm", "-rf", "/"], {"recursive_delete": true, "root_wipe": true})
+	some s in forbidden.reasons with input as testing.analysed("shell.exec", {"command": "cmd"}, {}, {"cmd": wipe})
+	s.param == "command"
+	s.would_change.kind == "none"
+}
+
+test_explain_a_security_control_turned_off_is_about_the_tool if {
+	some r in forbidden.reasons with input as testing.input_for("siem.disable_alerts", {})
+	r.rule_id == _control
+	r.param == null
+	r.would_change.kind == "none"
+}

@@ -20,6 +20,7 @@ import data.aarm.layers
 
 import data.aarm.catalogue
 import data.aarm.classification
+import data.aarm.explain
 
 _cfg := layers.config.intents
 
@@ -72,7 +73,7 @@ drift_threshold := object.get(profile, "drift_threshold", _cfg.default.drift_thr
 # custom:
 #   rule_id: aarm.intent.sensitive_tool_outside_intent
 #   code: intent_violation
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), explain.change("intent", sprintf("a session whose intent allows it (intent %q allows %s)", [intent_class, concat(", ", _allowed_list)])), sprintf(
 	"%s is a sensitive %s tool outside what intent %q allows (%s); the original request %q does not call for it",
 	[_name, catalogue.category, intent_class, concat(", ", _allowed_list), _request_field("text", "")],
 )) if {
@@ -107,7 +108,7 @@ _sensitive if {
 # custom:
 #   rule_id: aarm.intent.classification_escalation
 #   code: classification_escalation
-stepup_findings contains _finding(rego.metadata.rule(), _cfg.approver_group, sprintf(
+stepup_findings contains _finding(rego.metadata.rule(), _cfg.approver_group, explain.approval(_cfg.approver_group, sprintf("a request that allows %s data (it allows %s)", [classification.data_classification, max_classification])), sprintf(
 	"%s is predicted to read %s data, above the %s the request allows (intent %v)",
 	[_name, classification.data_classification, max_classification, _request_field("intent_class", "")],
 )) if {
@@ -119,7 +120,7 @@ stepup_findings contains _finding(rego.metadata.rule(), _cfg.approver_group, spr
 # custom:
 #   rule_id: aarm.intent.drift
 #   code: drift
-stepup_findings contains _finding(rego.metadata.rule(), _cfg.approver_group, sprintf(
+stepup_findings contains _finding(rego.metadata.rule(), _cfg.approver_group, explain.approval_compared(_cfg.approver_group, sprintf("session drift of at most %v", [drift_threshold]), drift_threshold, score), sprintf(
 	"session drift from the original request is %v (%s, scope %v), above the threshold %v of intent %v",
 	[score, measure, object.get(input.drift, "scope_source", "declared"), drift_threshold, _intent_label],
 )) if {
@@ -135,10 +136,7 @@ else := "default"
 
 _request_field(key, fallback) := object.get(input, ["session", "original_request", key], fallback)
 
-_finding(meta, group, message) := {"group": group, "reason": _reason(meta, message)}
+_finding(meta, group, would_change, message) := {"group": group, "reason": _reason(meta, would_change, message)}
 
-_reason(meta, message) := {
-	"code": meta.custom.code,
-	"rule_id": meta.custom.rule_id,
-	"message": message,
-}
+# About the session and its intent as a whole: no parameter.
+_reason(meta, would_change, message) := explain.reason(meta, message, null, null, would_change)

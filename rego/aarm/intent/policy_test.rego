@@ -130,3 +130,22 @@ test_allow_sensitive_tool_whose_category_the_intent_allows if {
 		with data.aarm.config.intents.classes.vault_audit as {"allowed_tools": [], "allowed_categories": ["identity"]}
 	count(reasons) == 0
 }
+
+# --- explanations -------------------------------------------------------------------
+
+test_explain_drift_names_the_threshold_and_the_score if {
+	findings := intent.stepup_findings with input as testing.input_with("crm.query", {"query": "x"}, _intent("meeting_prep", "INTERNAL", 0.9))
+	some f in findings
+	f.reason.code == "drift"
+	f.reason.param == null
+	f.reason.would_change == {"kind": "approval", "text": "an approval by data_owners, or session drift of at most 0.8", "approver_group": "data_owners", "threshold": 0.8, "value": 0.9}
+}
+
+test_explain_an_escalation_and_a_tool_outside_the_intent if {
+	some f in intent.stepup_findings with input as testing.input_with("file.read", {"path": "/strategy/plan.docx"}, _intent("meeting_prep", "INTERNAL", 0))
+	f.reason.would_change.approver_group == "data_owners"
+	contains(f.reason.would_change.text, "(it allows INTERNAL)")
+	some d in intent.deny_reasons with input as testing.input_with("secrets.read", {"path": "x"}, _intent("questionnaire_review", "NONE", 0))
+	d.would_change.kind == "intent"
+	startswith(d.would_change.text, `a session whose intent allows it (intent "questionnaire_review" allows `)
+}

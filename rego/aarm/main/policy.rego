@@ -26,6 +26,7 @@ import data.aarm.composition
 import data.aarm.context
 import data.aarm.deferral
 import data.aarm.egress
+import data.aarm.explain
 import data.aarm.forbidden
 import data.aarm.intent
 import data.aarm.params
@@ -108,9 +109,10 @@ _labels_part(labels) := {"data_labels": labels} if count(labels) > 0
 
 else := {}
 
-# Reasons ordered by rule id, then message, then code.
-_sorted(reasons) := [{"rule_id": key[0], "message": key[1], "code": key[2]} |
-	some key in sort([[reason.rule_id, reason.message, reason.code] | some reason in reasons])
+# Reasons ordered by rule id, then message, then code (then the explanation), each with
+# exactly the six members of a reason (aarm.explain: an overlay's reason gets null ones).
+_sorted(reasons) := [key[3] |
+	some key in sort([[r.rule_id, r.message, r.code, r] | some reason in reasons; r := explain.normalized(reason)])
 ]
 
 # Only ALLOW and DENY are valid postures (the others need an approval or deferral
@@ -123,7 +125,7 @@ else := "DENY"
 # custom:
 #   rule_id: aarm.main.catalogued
 #   code: catalogued
-_catalogued contains _reason(rego.metadata.rule(), sprintf(
+_catalogued contains _reason(rego.metadata.rule(), null, sprintf(
 	"%s is a catalogued %s tool (risk tier %s) and no policy finding applies",
 	[input.action.name, catalogue.category, catalogue.risk_tier],
 )) if {
@@ -138,7 +140,7 @@ _catalogued contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.main.default_posture
 #   code: default_posture
-_unknown_tool contains _reason(rego.metadata.rule(), sprintf(
+_unknown_tool contains _reason(rego.metadata.rule(), _catalogue_entry, sprintf(
 	"%v is not in the tool catalogue; the default posture DENY applies",
 	[object.get(input, ["action", "name"], "<no action name>")],
 )) if {
@@ -150,7 +152,7 @@ _unknown_tool contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.main.default_posture
 #   code: default_posture
-_default contains _reason(rego.metadata.rule(), sprintf(
+_default contains _reason(rego.metadata.rule(), _posture_change, sprintf(
 	"%v is not in the tool catalogue; the default posture %s applies",
 	[object.get(input, ["action", "name"], "<no action name>"), _default_posture],
 )) if {
@@ -158,8 +160,14 @@ _default contains _reason(rego.metadata.rule(), sprintf(
 	not catalogue.known
 }
 
-_reason(meta, message) := {
-	"code": meta.custom.code,
-	"rule_id": meta.custom.rule_id,
-	"message": message,
-}
+_catalogue_entry := explain.change("catalogue", sprintf(
+	"a catalogue entry for %v (an overlay's catalogue.tools)",
+	[object.get(input, ["action", "name"], "<no action name>")],
+))
+
+_posture_change := _catalogue_entry if _default_posture == "DENY"
+
+else := null
+
+# About the tool as a whole: no parameter.
+_reason(meta, would_change, message) := explain.reason(meta, message, null, null, would_change)

@@ -42,6 +42,9 @@ test_allow_benign_catalogued_read if {
 			"code": "catalogued",
 			"rule_id": "aarm.main.catalogued",
 			"message": "db.query is a catalogued read tool (risk tier low) and no policy finding applies",
+			"param": null,
+			"provenance": null,
+			"would_change": null,
 		}],
 		"matched_rules": ["aarm.main.catalogued"],
 		"risk": {"level": "LOW", "score": 0.1},
@@ -213,6 +216,9 @@ test_deny_unknown_tool_by_default_posture if {
 		"code": "default_posture",
 		"rule_id": "aarm.main.default_posture",
 		"message": "mcp.mystery_tool is not in the tool catalogue; the default posture DENY applies",
+		"param": null,
+		"provenance": null,
+		"would_change": {"kind": "catalogue", "text": "a catalogue entry for mcp.mystery_tool (an overlay's catalogue.tools)"},
 	}]
 	d.matched_rules == ["aarm.main.default_posture"]
 	d.risk == {"level": "HIGH", "score": 0.7}
@@ -268,7 +274,8 @@ test_decision_is_total_and_well_formed if {
 		d.decision in {"ALLOW", "DENY", "MODIFY", "STEP_UP", "DEFER"}
 		count(d.reasons) > 0
 		every reason in d.reasons {
-			object.keys(reason) == {"code", "rule_id", "message"}
+			object.keys(reason) == {"code", "rule_id", "message", "param", "provenance", "would_change"}
+			_explanation_well_formed(reason)
 			startswith(reason.rule_id, "aarm.")
 			reason.rule_id in d.matched_rules
 		}
@@ -823,4 +830,54 @@ test_deny_unknown_tool_before_defer if {
 	d := _run("teleport.engage", {}, {"risk_signals": {"intent_confidence": 0.2}})
 	d.decision == "DENY"
 	_codes(d) == {"default_posture"}
+}
+
+# A reason's explanation members (aarm.explain): param null or a string, provenance null
+# or {origin, sources}, would_change null or {kind, text, ...}.
+_explanation_well_formed(reason) if {
+	_null_or_string(reason.param)
+	_provenance_well_formed(reason.provenance)
+	_change_well_formed(reason.would_change)
+}
+
+_null_or_string(value) if value == null
+
+_null_or_string(value) if is_string(value)
+
+_provenance_well_formed(p) if p == null
+
+_provenance_well_formed(p) if {
+	p.origin in {"user", "trusted", "untrusted", "pointed", "unseen"}
+	is_array(p.sources)
+}
+
+_change_well_formed(c) if c == null
+
+_change_well_formed(c) if {
+	is_string(c.kind)
+	is_string(c.text)
+}
+
+test_deny_step_up_and_defer_reasons_say_what_would_change_them if {
+	every sample in _samples {
+		d := main.decision with input as sample
+		every reason in d.reasons {
+			_says_what_would_change(d.decision, reason)
+		}
+	}
+}
+
+_says_what_would_change(verdict, _) if verdict in {"ALLOW", "MODIFY"}
+
+_says_what_would_change(verdict, reason) if {
+	verdict in {"DENY", "STEP_UP", "DEFER"}
+	reason.would_change.kind
+}
+
+test_overlay_reasons_get_null_explanations if {
+	overlay := {"site": {"rules": {"deny_reasons": {{"code": "site_rule", "rule_id": "aarm.overlays.site.rules.r", "message": "m"}}}}}
+	d := main.decision with input as testing.analysed("db.query", {"table": "customers", "limit": 10}, testing.contract, _canned)
+		with data.aarm.overlays as overlay
+	d.decision == "DENY"
+	d.reasons == [{"code": "site_rule", "rule_id": "aarm.overlays.site.rules.r", "message": "m", "param": null, "provenance": null, "would_change": null}]
 }

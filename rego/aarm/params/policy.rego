@@ -19,6 +19,7 @@ package aarm.params
 
 import data.aarm.analysis
 import data.aarm.catalogue
+import data.aarm.explain
 
 _name := input.action.name
 
@@ -32,7 +33,7 @@ _specs := catalogue.entry.parameters
 # custom:
 #   rule_id: aarm.params.not_an_object
 #   code: parameter_invalid
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), null, explain.change("value", "parameters given as an object"), sprintf(
 	"%s parameters must be an object, got %s",
 	[_name, type_name(_params)],
 )) if {
@@ -44,7 +45,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.required
 #   code: parameter_invalid
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.change("value", sprintf("a value for parameter %q", [param])), sprintf(
 	"%s requires parameter %q, which is missing or null",
 	[_name, param],
 )) if {
@@ -57,7 +58,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.unexpected
 #   code: parameter_invalid
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.change("value", sprintf("leaving parameter %q out", [param])), sprintf(
 	"%s does not accept parameter %q (allowed: %s)",
 	[_name, param, concat(", ", sort(object.keys(_specs)))],
 )) if {
@@ -70,7 +71,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.type
 #   code: parameter_invalid
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.change("value", sprintf("a value of type %v", [spec.type])), sprintf(
 	"%s parameter %q must be of type %v, got %s",
 	[_name, param, spec.type, type_name(value)],
 )) if {
@@ -83,7 +84,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.type
 #   code: parameter_invalid
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.change("value", sprintf("only %s items", [items_type])), sprintf(
 	"%s parameter %q must hold only %s items, got %s",
 	[_name, param, items_type, type_name(item)],
 )) if {
@@ -99,7 +100,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.range
 #   code: parameter_invalid
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.compared("value", sprintf("a value of at least %v", [spec.minimum]), spec.minimum, value), sprintf(
 	"%s parameter %q is %v, below the minimum %v",
 	[_name, param, value, spec.minimum],
 )) if {
@@ -113,7 +114,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.range
 #   code: parameter_invalid
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.compared("value", sprintf("a value of at most %v", [spec.maximum]), spec.maximum, value), sprintf(
 	"%s parameter %q is %v, above the maximum %v",
 	[_name, param, value, spec.maximum],
 )) if {
@@ -127,7 +128,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.length
 #   code: parameter_invalid
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.compared("value", sprintf("a value of at most %v characters", [spec.max_length]), spec.max_length, count(value)), sprintf(
 	"%s parameter %q is %d characters long, above the limit %v",
 	[_name, param, count(value), spec.max_length],
 )) if {
@@ -141,7 +142,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.length
 #   code: parameter_invalid
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.compared("value", sprintf("at most %v items", [spec.max_items]), spec.max_items, count(value)), sprintf(
 	"%s parameter %q has %d items, above the limit %v",
 	[_name, param, count(value), spec.max_items],
 )) if {
@@ -155,7 +156,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.pattern
 #   code: parameter_invalid
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.change("value", sprintf("a value matching %s", [pattern])), sprintf(
 	"%s parameter %q value %q does not match %s",
 	[_name, param, text, pattern],
 )) if {
@@ -169,7 +170,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.enum
 #   code: parameter_invalid
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.change("value", sprintf("one of %v", [spec.enum])), sprintf(
 	"%s parameter %q value %v is not one of %v",
 	[_name, param, item, spec.enum],
 )) if {
@@ -184,7 +185,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.blocklist
 #   code: parameter_blocked
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.change("value", "a value that is not on the block list"), sprintf(
 	"%s parameter %q value %q is on the block list",
 	[_name, param, text],
 )) if {
@@ -198,7 +199,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.blocklist
 #   code: parameter_blocked
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.change("value", sprintf("a value no reading of which matches %s", [pattern])), sprintf(
 	"%s parameter %q value %q (read as %q) matches blocked pattern %s",
 	[_name, param, text, reading, pattern],
 )) if {
@@ -214,7 +215,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.scheme
 #   code: parameter_invalid
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, explain.change("value", sprintf("a URL of scheme %s", [concat(" or ", spec.schemes)])), sprintf(
 	"%s parameter %q uses scheme %q; allowed: %s",
 	[_name, param, f.scheme, concat(", ", spec.schemes)],
 )) if {
@@ -229,7 +230,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.read_only_sql
 #   code: parameter_blocked
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), s.param, explain.change("value", "SQL that only reads (a change goes through a tool that declares it)"), sprintf(
 	"%s is a read tool, and its parameter %q %s; a read tool may only read",
 	[_name, s.param, concat(", ", sort(effects))],
 )) if {
@@ -243,7 +244,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.condition_injection
 #   code: parameter_blocked
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), s.param, explain.change("value", "a filter that is one condition and nothing more"), sprintf(
 	"%s parameter %q is a filter condition but carries more than a condition (%s)",
 	[_name, s.param, concat(", ", object.get(s.facts, "commands", []))],
 )) if {
@@ -258,7 +259,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.cap
 #   code: parameter_modified
-modify_reasons contains _reason(rego.metadata.rule(), sprintf(
+modify_reasons contains _reason(rego.metadata.rule(), param, null, sprintf(
 	"%s parameter %q lowered from %v to the cap %v",
 	[_name, param, _given[param], cap],
 )) if {
@@ -269,7 +270,7 @@ modify_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.params.default_value
 #   code: parameter_modified
-modify_reasons contains _reason(rego.metadata.rule(), sprintf(
+modify_reasons contains _reason(rego.metadata.rule(), param, null, sprintf(
 	"%s parameter %q was not given; set to %v",
 	[_name, param, value],
 )) if {
@@ -288,11 +289,7 @@ modified_parameters := object.union(object.union(_given, _filled), _capped)
 #   a list. Shared with aarm.composition, which finds a send's destinations.
 strings(value) := _strings(value)
 
-_reason(meta, message) := {
-	"code": meta.custom.code,
-	"rule_id": meta.custom.rule_id,
-	"message": message,
-}
+_reason(meta, param, would_change, message) := explain.reason(meta, message, param, null, would_change)
 
 # The given parameters without nulls; {} when parameters is not an object.
 _given := {param: value |

@@ -199,3 +199,39 @@ test_deny_enum_checks_each_array_item if {
 test_allow_boolean_parameter if {
 	_deny_rules("file.delete", {"path": "/tmp/x", "recursive": true}) == set()
 }
+
+# --- explanations -------------------------------------------------------------------
+
+_deny_reason(name, parameters, rule_id) := r if {
+	some r in params.deny_reasons with input as testing.analysed(name, parameters, {}, _canned)
+	r.rule_id == rule_id
+}
+
+test_explain_a_value_out_of_range_names_the_limit_and_the_value if {
+	r := _deny_reason("payments.transfer", object.union(_payment, {"amount": 20000000}), "aarm.params.range")
+	r.param == "amount"
+	r.provenance == null
+	r.would_change == {"kind": "value", "text": "a value of at most 10000000", "threshold": 10000000, "value": 20000000}
+	low := _deny_reason("db.query", {"table": "customers", "limit": -1}, "aarm.params.range")
+	low.would_change.threshold == 1
+	low.would_change.value == -1
+}
+
+test_explain_missing_unexpected_and_blocked_parameters if {
+	m := _deny_reason("payments.transfer", {"amount": 5, "currency": "USD"}, "aarm.params.required")
+	m.param == "to_account"
+	m.would_change == {"kind": "value", "text": `a value for parameter "to_account"`}
+	u := _deny_reason("payments.transfer", object.union(_payment, {"bogus": 1}), "aarm.params.unexpected")
+	u.param == "bogus"
+	b := _deny_reason("slack.post", {"channel": "public-updates", "text": "merger"}, "aarm.params.blocklist")
+	b.param == "channel"
+	b.would_change.kind == "value"
+	n := _deny_reason("db.query", "SELECT 1", "aarm.params.not_an_object")
+	n.param == null
+}
+
+test_explain_a_cap_names_the_parameter if {
+	some r in params.modify_reasons with input as testing.analysed("db.query", {"table": "customers", "limit": 5000}, {}, _canned)
+	r.param == "limit"
+	r.would_change == null
+}

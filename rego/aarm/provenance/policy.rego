@@ -29,6 +29,7 @@ package aarm.provenance
 
 import data.aarm.catalogue
 import data.aarm.egress
+import data.aarm.explain
 import data.aarm.layers
 
 _cfg := layers.config.provenance
@@ -42,7 +43,7 @@ _params := object.get(catalogue.entry, "parameters", {})
 # The semantic type a parameter path has, from the catalogue (top-level parameter).
 _semantic(path) := _params[_top(path)].semantic
 
-_top(path) := regex.split(`[.\[]`, path)[0]
+_top(path) := explain.top(path)
 
 # METADATA
 # title: org_domains
@@ -82,15 +83,7 @@ _untrusted_or(origin) := "untrusted" if origin == "pointed"
 
 else := origin
 
-_origin(origins) := "unseen" if {
-	origins == ["unseen"]
-} else := "untrusted" if {
-	origins == ["tool_untrusted"]
-} else := "pointed" if {
-	origins == ["tool_untrusted", "user_pointed"]
-} else := "user" if {
-	"user" in origins
-} else := "trusted"
+_origin(origins) := explain.origin(origins)
 
 _untrusted_targets contains j if {
 	some j in _judged
@@ -167,21 +160,29 @@ _requested if {
 
 _paths(js) := concat(", ", sort({j.path | some j in js}))
 
+# Explanations: each reason is about one top-level parameter (its judged values: "to"
+# of "to[0]" and "to[2]"), with where they came from.
+_params_of(js) := {_top(j.path) | some j in js}
+
+_of(js, param) := {j | some j in js; _top(j.path) == param}
+
+# The origin of a parameter's judged values: untrusted when one came only from
+# untrusted content, pointed when those all came from the document the user pointed at,
+# else unseen.
+_origin_of(js) := "untrusted" if {
+	some j in js
+	j.origin == "untrusted"
+	not j.pointed
+} else := "pointed" if {
+	some j in js
+	j.origin == "untrusted"
+} else := "unseen"
+
+_provenance(js) := explain.provenance(_origin_of(js))
+
 # Where untrusted content entered the session: the recent actions that ran and whose
-# tool's output the catalogue does not trust, numbered in the session.
-_untrusted_calls := [sprintf("call %d, %s", [((input.session.action_count - count(input.session.recent)) + i) + 1, r.name]) |
-	some i, r in input.session.recent
-	r.outcome == "executed"
-	not _trusted_output(r.name)
-]
-
-_trusted_output(name) if layers.tool(name).output_trust == "trusted"
-
-_sources := sprintf("the output of %s", [_untrusted_calls[0]]) if {
-	count(_untrusted_calls) == 1
-} else := sprintf("the outputs of %s", [concat("; ", _untrusted_calls)]) if {
-	count(_untrusted_calls) > 1
-} else := "content the session ingested earlier"
+# tool's output the catalogue does not trust, numbered in the session (aarm.explain).
+_sources := explain.sources_text
 
 # --- DENY: strong evidence --------------------------------------------------------
 
@@ -280,36 +281,39 @@ _deny_targets contains j if {
 # custom:
 #   rule_id: aarm.provenance.untrusted_argument
 #   code: untrusted_argument
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, _provenance(js), explain.change("provenance", sprintf("a value for %q that the user's request named or a trusted system returned", [param])), sprintf(
 	"%s is a %s action and its %s came only from untrusted content (%s)%s",
-	[_name, _category, _paths(_deny_targets), _sources, _why_deny],
+	[_name, _category, _paths(js), _sources, _why_deny],
 )) if {
-	count(_deny_targets) > 0
+	some param in _params_of(_deny_targets)
+	js := _of(_deny_targets, param)
 }
 
 # METADATA
 # custom:
 #   rule_id: aarm.provenance.untrusted_code
 #   code: untrusted_argument
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, _provenance(js), explain.change("provenance", "code whose addresses and links the user's request named"), sprintf(
 	"%s runs code whose %s carries an address or link that came only from untrusted content or from nowhere",
-	[_name, _paths(_code)],
+	[_name, _paths(js)],
 )) if {
 	_side_effect
-	count(_code) > 0
+	some param in _params_of(_code)
+	js := _of(_code, param)
 }
 
 # METADATA
 # custom:
 #   rule_id: aarm.provenance.untrusted_fetch
 #   code: untrusted_argument
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), param, _provenance(js), explain.change("provenance", "a URL whose host the user's request or a trusted output named, or one without a query string"), sprintf(
 	"%s fetches %s, whose host came only from untrusted content, with a query string, after the session accessed %s data: the query can carry the data out",
-	[_name, _paths(_leaky_fetches), input.session.highest_classification],
+	[_name, _paths(js), input.session.highest_classification],
 )) if {
 	not _side_effect
 	_confidential
-	count(_leaky_fetches) > 0
+	some param in _params_of(_leaky_fetches)
+	js := _of(_leaky_fetches, param)
 }
 
 _leaky_fetches contains j if {
@@ -323,7 +327,7 @@ _leaky_fetches contains j if {
 # custom:
 #   rule_id: aarm.provenance.untrusted_context
 #   code: untrusted_context
-deny_reasons contains _reason(rego.metadata.rule(), _context_message) if {
+deny_reasons contains _reason(rego.metadata.rule(), null, explain.provenance("untrusted"), _context_change, _context_message) if {
 	_after_untrusted_content
 	_cfg.untrusted_content.decision == "DENY"
 }
@@ -344,37 +348,39 @@ _group := object.get(_cfg.approver_group_by_category, _category, _cfg.default_ap
 # custom:
 #   rule_id: aarm.provenance.untrusted_argument
 #   code: untrusted_argument
-stepup_findings contains _finding(rego.metadata.rule(), _group, sprintf(
+stepup_findings contains _finding(rego.metadata.rule(), _group, param, _provenance(js), sprintf("a value for %q that the user's request named or a trusted system returned", [param]), sprintf(
 	"%s is a %s action and its %s came only from untrusted content (%s); a human must confirm the target",
-	[_name, _category, _paths(_untrusted_targets), _sources],
+	[_name, _category, _paths(js), _sources],
 )) if {
 	_side_effect
-	count(_untrusted_targets) > 0
+	some param in _params_of(_untrusted_targets)
+	js := _of(_untrusted_targets, param)
 }
 
 # METADATA
 # custom:
 #   rule_id: aarm.provenance.unseen_target
 #   code: unseen_argument
-stepup_findings contains _finding(rego.metadata.rule(), _group, sprintf(
+stepup_findings contains _finding(rego.metadata.rule(), _group, param, explain.provenance("unseen"), sprintf("a value for %q that the user's request or an earlier output named", [param]), sprintf(
 	"%s is a %s action and its %s appeared nowhere before (not in the request, not in any tool output); a human must confirm the target",
-	[_name, _category, _paths(_unseen_targets)],
+	[_name, _category, _paths(_of(_unseen_targets, param))],
 )) if {
 	_side_effect
 	catalogue.risk_tier in _cfg.unseen_target_tiers
-	count(_unseen_targets) > 0
+	some param in _params_of(_unseen_targets)
 }
 
 # METADATA
 # custom:
 #   rule_id: aarm.provenance.untrusted_fetch
 #   code: untrusted_argument
-stepup_findings contains _finding(rego.metadata.rule(), _group, sprintf(
+stepup_findings contains _finding(rego.metadata.rule(), _group, param, _provenance(js), "a URL whose host the user's request or a trusted output named", sprintf(
 	"%s fetches %s, which came only from untrusted content; a human must confirm it",
-	[_name, _paths(_fetches)],
+	[_name, _paths(js)],
 )) if {
 	not _side_effect
-	count(_fetches) > 0
+	some param in _params_of(_fetches)
+	js := _of(_fetches, param)
 }
 
 _fetches contains j if {
@@ -395,30 +401,36 @@ _vouched_host(j) if {
 # custom:
 #   rule_id: aarm.provenance.untrusted_link
 #   code: untrusted_argument
-stepup_findings contains _finding(rego.metadata.rule(), _group, sprintf(
+stepup_findings contains _finding(rego.metadata.rule(), _group, param, _provenance(js), "links and addresses the user's request named", sprintf(
 	"%s carries in %s a link or address that came only from untrusted content or from nowhere; its readers would follow it",
-	[_name, _paths(_embedded)],
+	[_name, _paths(js)],
 )) if {
 	_side_effect
-	count(_embedded) > 0
+	some param in _params_of(_embedded)
+	js := _of(_embedded, param)
 }
 
 # METADATA
 # custom:
 #   rule_id: aarm.provenance.untrusted_object
 #   code: untrusted_argument
-stepup_findings contains _finding(rego.metadata.rule(), _group, sprintf(
+stepup_findings contains _finding(rego.metadata.rule(), _group, param, _provenance(js), sprintf("a value for %q that the user's request named or a trusted system returned", [param]), sprintf(
 	"%s is a %s action on %s, which came only from untrusted content; a human must confirm it",
-	[_name, _category, _paths(_objects)],
+	[_name, _category, _paths(js)],
 )) if {
-	count(_objects) > 0
+	some param in _params_of(_objects)
+	js := _of(_objects, param)
 }
 
 # METADATA
 # custom:
 #   rule_id: aarm.provenance.untrusted_context
 #   code: untrusted_context
-stepup_findings contains _finding(rego.metadata.rule(), _cfg.untrusted_content.approver_group, _context_message) if {
+stepup_findings contains {"group": _cfg.untrusted_content.approver_group, "reason": _reason(
+	rego.metadata.rule(), null, explain.provenance("untrusted"),
+	explain.approval(_cfg.untrusted_content.approver_group, _request_alternative),
+	_context_message,
+)} if {
 	_after_untrusted_content
 	_cfg.untrusted_content.decision == "STEP_UP"
 }
@@ -430,14 +442,18 @@ _after_untrusted_content if {
 }
 
 _context_message := sprintf(
-	"%s is a %s action and the session has ingested untrusted content (web, e-mail, documents) that may carry injected instructions",
-	[_name, _category],
+	"%s is a %s action and the session has ingested untrusted content (web, e-mail, documents: %s) that may carry injected instructions",
+	[_name, _category, _sources],
 )
 
-_finding(meta, group, message) := {"group": group, "reason": _reason(meta, message)}
+_request_alternative := sprintf("a request that asks for a %s action", [_category])
 
-_reason(meta, message) := {
-	"code": meta.custom.code,
-	"rule_id": meta.custom.rule_id,
-	"message": message,
+_context_change := explain.change("request", _request_alternative)
+
+# A STEP_UP finding about a parameter: an approval by the group, or the alternative.
+_finding(meta, group, param, provenance, alternative, message) := {
+	"group": group,
+	"reason": _reason(meta, param, provenance, explain.approval(group, alternative), message),
 }
+
+_reason(meta, param, provenance, would_change, message) := explain.reason(meta, message, param, provenance, would_change)

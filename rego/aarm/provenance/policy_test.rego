@@ -172,3 +172,52 @@ test_messages_name_the_untrusted_source if {
 	some f in provenance.stepup_findings with input as i with data.aarm.overlays as _site_tools
 	contains(f.reason.message, "the output of call 1, web.open")
 }
+
+# --- explanations -------------------------------------------------------------------
+
+_recent_web := [{"decision_id": "d1", "name": "web.open", "category": "read", "decision": "ALLOW", "classification": "PUBLIC", "outcome": "executed"}]
+
+test_explain_an_untrusted_deny_names_the_parameter_and_the_call_it_came_from if {
+	acct := _doc(["tool_untrusted"], {"found": [{"kind": "account", "domain": "", "origins": ["tool_untrusted"], "domain_origins": ["unseen"]}]})
+	i := _in("bank.pay", {"account": "X", "beneficiary": "Darius Webb"}, {"account": acct, "beneficiary": _doc(["tool_untrusted"], {})}, {
+		"original_request": {"text": "summarise my inbox"},
+		"recent": _recent_web, "action_count": 1,
+	})
+	reasons := provenance.deny_reasons with input as i with data.aarm.overlays as _site_tools
+
+	# One reason per parameter, each naming it and the call whose output carried it.
+	{r.param | some r in reasons} == {"account", "beneficiary"}
+	some r in reasons
+	r.param == "account"
+	r.message == "bank.pay is a financial action and its account came only from untrusted content (the output of call 1, web.open (decision d1)); the request did not ask for a financial action"
+	r.provenance == {"origin": "untrusted", "sources": [{"call": 1, "tool": "web.open", "decision_id": "d1"}]}
+	r.would_change == {"kind": "provenance", "text": `a value for "account" that the user's request named or a trusted system returned`}
+}
+
+test_explain_a_step_up_names_the_group_and_a_pointed_origin if {
+	pointed := ["tool_untrusted", "user_pointed"]
+	to := _doc(pointed, {"found": [_email(pointed, "customer.example")]})
+	i := _in("crm.send_mail", {"to": "n@customer.example", "body": "our prices"}, {"to": to}, {"recent": _recent_web, "action_count": 1})
+	some f in provenance.stepup_findings with input as i with data.aarm.overlays as _site_tools
+	f.reason.param == "to"
+	f.reason.provenance.origin == "pointed"
+	f.reason.provenance.sources == [{"call": 1, "tool": "web.open", "decision_id": "d1"}]
+	f.reason.would_change.approver_group == "security"
+	f.reason.would_change.kind == "approval"
+}
+
+test_explain_unseen_targets_and_untrusted_context if {
+	acct := _doc(["unseen"], {"found": [{"kind": "account", "domain": "", "origins": ["unseen"], "domain_origins": ["unseen"]}]})
+	some f in provenance.stepup_findings with input as _in("bank.pay", {"account": "X"}, {"account": acct}, {}) with data.aarm.overlays as _site_tools
+	f.reason.rule_id == "aarm.provenance.unseen_target"
+	f.reason.provenance == {"origin": "unseen", "sources": []}
+	f.reason.would_change.approver_group == "finance"
+
+	some c in provenance.stepup_findings with input as testing.input_with("file.delete", {}, _untrusted([], true))
+	c.reason.param == null
+	c.reason.provenance.origin == "untrusted"
+	c.reason.would_change == {"kind": "approval", "text": "an approval by data_owners, or a request that asks for a destructive action", "approver_group": "data_owners"}
+	some d in provenance.deny_reasons with input as testing.input_with("file.delete", {}, _untrusted([], true))
+		with data.aarm.config.provenance.untrusted_content.decision as "DENY"
+	d.would_change == {"kind": "request", "text": "a request that asks for a destructive action"}
+}

@@ -20,6 +20,7 @@ import data.aarm.layers
 
 import data.aarm.catalogue
 import data.aarm.composition
+import data.aarm.explain
 
 _cfg := layers.config.signals
 
@@ -31,7 +32,7 @@ _name := input.action.name
 # custom:
 #   rule_id: aarm.signals.injection
 #   code: injection_risk
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), explain.compared("signal", sprintf("a prompt-injection score of at most %v", [_cfg.injection.threshold]), _cfg.injection.threshold, score), sprintf(
 	"%s is a %s action and the prompt-injection score is %v (threshold %v)",
 	[_name, catalogue.category, score, _cfg.injection.threshold],
 )) if {
@@ -45,7 +46,7 @@ deny_reasons contains _reason(rego.metadata.rule(), sprintf(
 # custom:
 #   rule_id: aarm.signals.delegation_scope
 #   code: delegation_scope_exceeded
-deny_reasons contains _reason(rego.metadata.rule(), sprintf(
+deny_reasons contains _reason(rego.metadata.rule(), explain.change("identity", sprintf("a delegation chain in which %v was delegated scope %q before passing it on", [link.delegator, scope])), sprintf(
 	"delegation from %v to %v grants scope %q, which %v itself was not delegated",
 	[link.delegator, link.delegatee, scope, link.delegator],
 )) if {
@@ -72,7 +73,7 @@ _covered(scope, scopes) if {
 # custom:
 #   rule_id: aarm.signals.memory_trust
 #   code: memory_trust
-stepup_findings contains _finding(rego.metadata.rule(), _cfg.memory_trust.approver_group, sprintf(
+stepup_findings contains _finding(rego.metadata.rule(), _cfg.memory_trust.approver_group, explain.approval_compared(_cfg.memory_trust.approver_group, sprintf("memory trust of at least %v", [_cfg.memory_trust.threshold]), _cfg.memory_trust.threshold, trust), sprintf(
 	"%s sends outside the organisation while the memory it relies on has trust %v (threshold %v)",
 	[_name, trust, _cfg.memory_trust.threshold],
 )) if {
@@ -86,7 +87,7 @@ stepup_findings contains _finding(rego.metadata.rule(), _cfg.memory_trust.approv
 # custom:
 #   rule_id: aarm.signals.privileged_scope
 #   code: privileged_scope
-stepup_findings contains _finding(rego.metadata.rule(), _cfg.privileged_scope.approver_group, sprintf(
+stepup_findings contains _finding(rego.metadata.rule(), _cfg.privileged_scope.approver_group, explain.approval(_cfg.privileged_scope.approver_group, "an identity without admin-like roles or scopes"), sprintf(
 	"%s is a %s action by an identity holding admin-like scope %q; over-privileged agents need a human for it",
 	[_name, catalogue.category, scope],
 )) if {
@@ -102,10 +103,7 @@ _scopes contains scope if {
 	is_string(scope)
 }
 
-_finding(meta, group, message) := {"group": group, "reason": _reason(meta, message)}
+_finding(meta, group, would_change, message) := {"group": group, "reason": _reason(meta, would_change, message)}
 
-_reason(meta, message) := {
-	"code": meta.custom.code,
-	"rule_id": meta.custom.rule_id,
-	"message": message,
-}
+# About the identity or the session's signals as a whole: no parameter.
+_reason(meta, would_change, message) := explain.reason(meta, message, null, null, would_change)

@@ -74,3 +74,28 @@ test_allow_send_with_ordinary_roles if {
 	_stepup("db.query", {"table": "orders"}, {"roles": ["admin"]}, {}) == set()
 	_stepup("email.send", {"to": "bob@acme.example"}, {"effective_scope": [42]}, {}) == set()
 }
+
+# --- explanations -------------------------------------------------------------------
+
+test_explain_an_injection_score_names_the_threshold_and_the_score if {
+	some r in signals.deny_reasons with input as testing.input_with("email.send", {"to": "x@partner.example"}, _actor({}, {"injection_score": 0.94}))
+	r.param == null
+	r.would_change == {"kind": "signal", "text": "a prompt-injection score of at most 0.8", "threshold": 0.8, "value": 0.94}
+}
+
+test_explain_a_widened_delegation_names_the_scope if {
+	chain := [
+		{"delegator": "alice@acme.example", "delegatee": "agent-7", "scopes": ["email"]},
+		{"delegator": "agent-7", "delegatee": "agent-8", "scopes": ["payments"]},
+	]
+	some r in signals.deny_reasons with input as testing.input_with("crm.query", {}, _actor({"delegation_chain": chain}, {}))
+	r.would_change == {"kind": "identity", "text": `a delegation chain in which agent-7 was delegated scope "payments" before passing it on`}
+}
+
+test_explain_memory_trust_and_privileged_scope_need_their_group if {
+	some m in signals.stepup_findings with input as testing.analysed("email.send", {"to": "x@vendor.example"}, _actor({}, {"memory_source_trust": 0.5}), {})
+	m.reason.would_change == {"kind": "approval", "text": "an approval by security, or memory trust of at least 0.8", "approver_group": "security", "threshold": 0.8, "value": 0.5}
+	some p in signals.stepup_findings with input as testing.analysed("email.send", {"to": "bob@acme.example"}, _actor({"roles": ["admin"]}, {}), {})
+	p.reason.would_change.approver_group == "security"
+	p.reason.param == null
+}

@@ -27,6 +27,7 @@ import data.aarm.layers
 import data.aarm.analysis
 import data.aarm.catalogue
 import data.aarm.egress
+import data.aarm.explain
 
 _cfg := layers.config.stepup
 
@@ -75,10 +76,17 @@ _group(name) := _cfg.approver_groups[_cfg.fallback_approver_group] if not _cfg.a
 # custom:
 #   rule_id: aarm.stepup.large_payment
 #   code: high_impact
-_findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
-	"%s of %v %v is above the approval threshold of %v",
-	[_name, payment.value, payment.currency, payment.threshold],
-)) if {
+_findings contains _finding(
+	rego.metadata.rule(), rule.approver_group, payment.param, null, explain.approval_compared(
+		rule.approver_group,
+		sprintf("an amount of at most %v", [payment.threshold]),
+		payment.threshold, payment.value,
+	),
+	sprintf(
+		"%s of %v %v (parameter %q) is above the approval threshold of %v",
+		[_name, payment.value, payment.currency, payment.param, payment.threshold],
+	),
+) if {
 	rule := _cfg.large_payment
 	some payment in _payments
 	payment.value > payment.threshold
@@ -88,10 +96,17 @@ _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
 # custom:
 #   rule_id: aarm.stepup.cumulative_payment
 #   code: high_impact
-_findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
-	"%s of %v %v brings the payments of %s to %v (%d earlier), above the approval threshold of %v",
-	[_name, payment.value, payment.currency, _span(window), total, prior.count, threshold],
-)) if {
+_findings contains _finding(
+	rego.metadata.rule(), rule.approver_group, payment.param, null, explain.approval_compared(
+		rule.approver_group,
+		sprintf("payments of %s totalling at most %v", [_span(window), threshold]),
+		threshold, total,
+	),
+	sprintf(
+		"%s of %v %v (parameter %q) brings the payments of %s to %v (%d earlier), above the approval threshold of %v",
+		[_name, payment.value, payment.currency, payment.param, _span(window), total, prior.count, threshold],
+	),
+) if {
 	rule := _cfg.large_payment
 	some payment in _payments
 	some window, threshold in rule.cumulative_thresholds
@@ -133,10 +148,16 @@ _span(window) := sprintf("the last %s s", [window]) if window != "session"
 # custom:
 #   rule_id: aarm.stepup.privileged_role_grant
 #   code: high_impact
-_findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
-	"%s grants privileged role %q (parameter %q) to %s; privilege grants need security approval",
-	[_name, role, param, _grantee],
-)) if {
+_findings contains _finding(
+	rego.metadata.rule(), rule.approver_group, param, explain.of_param(param), explain.approval(
+		rule.approver_group,
+		"a request by the human that names the role and everyone it goes to",
+	),
+	sprintf(
+		"%s grants privileged role %q (parameter %q) to %s; privilege grants need security approval",
+		[_name, role, param, _grantee],
+	),
+) if {
 	rule := _cfg.privileged_role
 	catalogue.category in rule.categories
 	some param in catalogue.parameters_of({"role"})
@@ -183,7 +204,7 @@ else := set()
 # custom:
 #   rule_id: aarm.stepup.bulk_delete
 #   code: high_impact
-_findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
+_findings contains _finding(rego.metadata.rule(), rule.approver_group, param, null, explain.approval(rule.approver_group, "a filter that selects rows"), sprintf(
 	"%s on %s has no real filter (%s=%v); a delete of every row needs approval",
 	[_name, _deleted_object, param, object.get(_params, param, "none")],
 )) if {
@@ -212,7 +233,7 @@ _deleted_object := concat(", ", sort(names)) if {
 # custom:
 #   rule_id: aarm.stepup.bulk_delete
 #   code: high_impact
-_findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
+_findings contains _finding(rego.metadata.rule(), rule.approver_group, param, null, explain.approval_compared(rule.approver_group, sprintf("at most %v rows", [threshold]), threshold, rows), sprintf(
 	"%s may delete up to %v rows (parameter %q), above the bulk threshold of %v",
 	[_name, rows, param, threshold],
 )) if {
@@ -229,10 +250,16 @@ _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
 # custom:
 #   rule_id: aarm.stepup.bulk_delete
 #   code: high_impact
-_findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
-	"%s of %q is a bulk delete (wildcard or recursive)",
-	[_name, path],
-)) if {
+_findings contains _finding(
+	rego.metadata.rule(), rule.approver_group, param, explain.of_param(param), explain.approval(
+		rule.approver_group,
+		"a path the user's request named, without wildcards or recursive flags",
+	),
+	sprintf(
+		"%s of %q (parameter %q) is a bulk delete (wildcard or recursive)",
+		[_name, path, param],
+	),
+) if {
 	rule := _cfg.bulk_delete
 	catalogue.category in rule.categories
 	some param in catalogue.parameters_of({"path"})
@@ -245,7 +272,7 @@ _findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
 # custom:
 #   rule_id: aarm.stepup.destructive_sql
 #   code: high_impact
-_findings contains _finding(rego.metadata.rule(), rule.approver_group, sprintf(
+_findings contains _finding(rego.metadata.rule(), rule.approver_group, s.param, null, explain.approval(rule.approver_group, ""), sprintf(
 	"%s parameter %q runs SQL that %s (%s); drops, truncates, unfiltered deletes and privilege changes need approval",
 	[_name, s.param, concat(", ", sort(effects)), concat(", ", object.get(s.facts, "commands", []))],
 )) if {
@@ -270,7 +297,7 @@ _sql_effects(f) := {effect |
 # custom:
 #   rule_id: aarm.stepup.risky_shell
 #   code: high_impact
-_findings contains _finding(rego.metadata.rule(), _cfg.risky_shell.approver_group, sprintf(
+_findings contains _finding(rego.metadata.rule(), _cfg.risky_shell.approver_group, s.param, null, explain.approval(_cfg.risky_shell.approver_group, ""), sprintf(
 	"%s parameter %q may be destructive (%s); a human must read it before it runs",
 	[_name, s.param, concat(", ", sort(_shell_risks(s.facts)))],
 )) if {
@@ -286,7 +313,7 @@ _shell_risks(f) := {effect | some effect, held in f.effects; held == true} | {"a
 # custom:
 #   rule_id: aarm.stepup.high_impact_tool
 #   code: high_impact
-_findings contains _finding(rego.metadata.rule(), group, sprintf(
+_findings contains _finding(rego.metadata.rule(), group, null, null, explain.approval(group, ""), sprintf(
 	"%s is a %s-tier %s tool; every call needs approval",
 	[_name, catalogue.risk_tier, catalogue.category],
 )) if {
@@ -295,13 +322,9 @@ _findings contains _finding(rego.metadata.rule(), group, sprintf(
 	group := object.get(rule.approver_group_by_category, catalogue.category, rule.default_approver_group)
 }
 
-_finding(meta, group, message) := {
+_finding(meta, group, param, provenance, would_change, message) := {
 	"group": group,
-	"reason": {
-		"code": meta.custom.code,
-		"rule_id": meta.custom.rule_id,
-		"message": message,
-	},
+	"reason": explain.reason(meta, message, param, provenance, would_change),
 }
 
 # No filter given, or one whose parsed condition filters nothing (true, 1 = 1, x = x,

@@ -89,7 +89,15 @@ test_step_up_payments_split_under_the_threshold if {
 	_after(1, 9999, 9999) == {"aarm.stepup.cumulative_payment"}
 	_after(2, 8000, 4000) == {"aarm.stepup.cumulative_payment"}
 	some r in stepup.reasons with input as testing.analysed("payments.transfer", _transfer(4000), {"analysis": {"amounts": testing.amounts(2, 8000)}}, {})
-	r.message == "payments.transfer of 4000 USD brings the payments of this session to 12000 (2 earlier), above the approval threshold of 10000"
+	r.message == `payments.transfer of 4000 USD (parameter "amount") brings the payments of this session to 12000 (2 earlier), above the approval threshold of 10000`
+	r.param == "amount"
+	r.would_change == {
+		"kind": "approval",
+		"text": "an approval by finance, or payments of this session totalling at most 10000",
+		"approver_group": "finance",
+		"threshold": 10000,
+		"value": 12000,
+	}
 }
 
 test_allow_small_payments_that_stay_under_the_threshold if {
@@ -371,4 +379,53 @@ test_step_up_a_grant_named_by_an_injected_request if {
 	reasons := {r.rule_id | some r in stepup.reasons} with input as testing.input_with("directory.assign_access", grant, injected)
 		with data.aarm.overlays as _acme
 	reasons == {"aarm.stepup.privileged_role_grant"}
+}
+
+# --- explanations -------------------------------------------------------------------
+
+_reason_of(name, parameters, overrides, rule_id) := r if {
+	some r in stepup.reasons with input as testing.analysed(name, parameters, overrides, _canned)
+	r.rule_id == rule_id
+}
+
+test_explain_a_large_payment_names_the_amount_the_threshold_and_the_group if {
+	r := _reason_of("payments.transfer", _transfer(25000), {}, "aarm.stepup.large_payment")
+	r.param == "amount"
+	r.message == `payments.transfer of 25000 USD (parameter "amount") is above the approval threshold of 10000`
+	r.provenance == null
+	r.would_change == {
+		"kind": "approval",
+		"text": "an approval by finance, or an amount of at most 10000",
+		"approver_group": "finance",
+		"threshold": 10000,
+		"value": 25000,
+	}
+}
+
+test_explain_bulk_deletes_and_sql_name_the_parameter if {
+	rows := _reason_of("db.delete", {"table": "users", "where": "created_at < '2020-01-01'", "limit": 5000}, {}, "aarm.stepup.bulk_delete")
+	rows.param == "limit"
+	rows.would_change.threshold == 100
+	rows.would_change.value == 5000
+	rows.would_change.approver_group == "data_owners"
+	sql := _reason_of("db.execute", {"sql": "truncate orders"}, {}, "aarm.stepup.destructive_sql")
+	sql.param == "sql"
+	sql.would_change == {"kind": "approval", "text": "an approval by data_owners", "approver_group": "data_owners"}
+}
+
+test_explain_a_privileged_grant_says_where_the_role_came_from if {
+	grant := {"member": "eve@partner.example", "level": "admin"}
+	some r in stepup.reasons with input as testing.input_with("directory.assign_access", grant, _named_by_user(["level"]))
+		with data.aarm.overlays as _acme
+	r.param == "level"
+	r.provenance == {"origin": "user", "sources": []}
+	r.would_change.approver_group == "security"
+}
+
+test_explain_a_critical_tier_tool_is_about_the_tool if {
+	some r in stepup.reasons with input as testing.input_for("iam.delete_user", {"user": "bob"})
+		with data.aarm.catalogue.tools as {"iam.delete_user": {"category": "identity", "risk_tier": "critical", "output_trust": "trusted", "parameters": {"user": {"type": "string"}}}}
+	r.rule_id == "aarm.stepup.high_impact_tool"
+	r.param == null
+	r.would_change == {"kind": "approval", "text": "an approval by security", "approver_group": "security"}
 }

@@ -22,6 +22,7 @@ from google.protobuf import timestamp_pb2
 from aarm_pdp.api.auth import CallGuard, bind_identity, principal, tenant_for
 from aarm_pdp.api.decision_service import engine_deadline, to_response
 from aarm_pdp.api.handlers import generic_handler, run, run_stream
+from aarm_pdp.api.reasons import reason_pb
 from aarm_pdp.api.validation import FACT_RE, to_action_request, to_identity
 from aarm_pdp.approvals import tickets as tk
 from aarm_pdp.approvals.workflow import Workflow
@@ -37,6 +38,7 @@ from aarm_pdp.errors import (
     SessionConflict,
     SessionNotFound,
 )
+from aarm_pdp.model.decision import Reason
 from aarm_pdp.observability.metrics import Metrics
 
 log = logging.getLogger("aarm_pdp.api.approvals")
@@ -69,7 +71,7 @@ def to_approval_pb(t: tk.Ticket) -> Any:
         status=_STATUS.get(t.status, approval_pb2.APPROVAL_STATUS_UNSPECIFIED),
         approvers=t.approvers,
         risk_level=cast(Any, decision_pb2.RiskLevel.Value(f"RISK_LEVEL_{t.risk_level}")),
-        reasons=[decision_pb2.Reason(**r) for r in t.reasons],
+        reasons=[reason_pb(Reason.from_doc(r)) for r in t.reasons],
         created_at=_ts(t.created_ns),
         expires_at=_ts(t.deadline_ns),
         source=t.context.get("source", "step_up"),

@@ -23,6 +23,7 @@ from aarm_pdp.api import decide_stream
 from aarm_pdp.api.admission import hold_until_done, stream_gate
 from aarm_pdp.api.auth import CallGuard, bind_identity
 from aarm_pdp.api.handlers import generic_handler
+from aarm_pdp.api.reasons import fill_reason
 from aarm_pdp.api.validation import to_action_request
 from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.engine import DecisionEngine
@@ -76,7 +77,7 @@ def fill_response(resp: Any, record: DecisionRecord) -> None:
     resp.decision = DECISION_PB[d.decision]
     reasons = resp.reasons
     for reason in d.reasons:
-        reasons.add(code=reason.code, rule_id=reason.rule_id, message=reason.message)
+        fill_reason(reasons.add(), reason)
     resp.matched_rules.extend(d.matched_rules)
     resp.policy.revision = record.policy.revision
     resp.policy.hash = record.policy.hash

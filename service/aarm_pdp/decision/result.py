@@ -1,5 +1,10 @@
 """Turn OPA's answer into a :class:`DecisionResult`. PURE: no I/O.
 
+A reason's explanation (``param``, ``provenance``, ``would_change``:
+docs/policies/explain.md) is optional, and null or absent for an overlay's reasons; when
+present it is checked like the rest, its strings value-redacted like the message, and
+the compared ``value`` of a secret-named parameter left out.
+
 Anything that is not exactly a valid decision document raises
 :class:`~aarm_pdp.errors.DecisionUndefined` or :class:`~aarm_pdp.errors.DecisionMalformed`;
 the engine answers those with DENY. There is no path from a bad document to ALLOW.
@@ -7,6 +12,7 @@ the engine answers those with DENY. There is no path from a bad document to ALLO
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -18,9 +24,12 @@ from aarm_pdp.model.decision import (
     Deferral,
     Reason,
     RiskLevel,
+    ValueProvenance,
+    ValueSource,
+    VerdictChange,
 )
 from aarm_pdp.model.levels import LEVELS
-from aarm_pdp.model.redaction import redact_values
+from aarm_pdp.model.redaction import is_secret_name, redact_values
 
 MAX_REASONS = 64
 MAX_TEXT = 1024
@@ -66,6 +75,75 @@ def _obj(doc: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+def _opt_str(doc: dict[str, Any], key: str, where: str) -> str:
+    """An optional string member: "" when absent or null, value-redacted."""
+    value = doc.get(key)
+    if value is None:
+        return ""
+    return redact_values(_str(doc, key, where))
+
+
+def _number(doc: dict[str, Any], key: str, where: str) -> float | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DecisionMalformed(f"{where}.{key} must be a finite number")
+    return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret_param(name: str) -> bool:
+    """:func:`is_secret_name`, remembered: parameter names repeat on every decision."""
+    return is_secret_name(name)
+
+
+def _provenance(value: Any, where: str) -> ValueProvenance | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DecisionMalformed(f"{where} must be an object or null")
+    sources = value.get("sources", [])
+    if not isinstance(sources, list) or len(sources) > MAX_REASONS:
+        raise DecisionMalformed(f"{where}.sources must be a list of at most {MAX_REASONS}")
+    out = []
+    for i, src in enumerate(sources):
+        at = f"{where}.sources[{i}]"
+        call = src.get("call") if isinstance(src, dict) else None
+        if isinstance(call, bool) or not isinstance(call, int) or call < 0:
+            raise DecisionMalformed(f"{at}.call must be a non-negative integer")
+        out.append(
+            ValueSource(
+                call=call,
+                tool=redact_values(_str(src, "tool", at, allow_empty=True)),
+                decision_id=redact_values(_str(src, "decision_id", at, allow_empty=True)),
+            )
+        )
+    return ValueProvenance(origin=_str(value, "origin", where), sources=tuple(out))
+
+
+def _change(value: Any, where: str, param: str | None) -> VerdictChange | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DecisionMalformed(f"{where} must be an object or null")
+    compared = _number(value, "value", where)
+    if compared is not None and param is not None and _secret_param(param):
+        compared = None  # the value of a secret-named parameter is not repeated
+    needed = value.get("context_needed")
+    return VerdictChange(
+        kind=_str(value, "kind", where),
+        text=redact_values(_str(value, "text", where)),
+        approver_group=_opt_str(value, "approver_group", where),
+        fact=_opt_str(value, "fact", where),
+        threshold=_number(value, "threshold", where),
+        value=compared,
+        context_needed=()
+        if needed is None
+        else tuple(redact_values(v) for v in _str_list(needed, f"{where}.context_needed")),
+    )
+
+
 def _reasons(value: Any) -> tuple[Reason, ...]:
     if not isinstance(value, list) or not value:
         raise DecisionMalformed("reasons must be a non-empty list")
@@ -76,11 +154,15 @@ def _reasons(value: Any) -> tuple[Reason, ...]:
         if not isinstance(item, dict):
             raise DecisionMalformed(f"reasons[{i}] must be an object")
         where = f"reasons[{i}]"
+        param = None if item.get("param") is None else redact_values(_str(item, "param", where))
         out.append(
             Reason(
                 code=_str(item, "code", where),
                 rule_id=_str(item, "rule_id", where),
                 message=redact_values(_str(item, "message", where)),
+                param=param,
+                provenance=_provenance(item.get("provenance"), f"{where}.provenance"),
+                would_change=_change(item.get("would_change"), f"{where}.would_change", param),
             )
         )
     return tuple(out)

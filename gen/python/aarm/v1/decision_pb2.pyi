@@ -127,14 +127,56 @@ class DecideRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ..., action: _Optional[_Union[Action, _Mapping]] = ..., facts: _Optional[_Iterable[_Union[Fact, _Mapping]]] = ..., risk_signals: _Optional[_Mapping[str, float]] = ..., approval_token: _Optional[str] = ...) -> None: ...
 
 class Reason(_message.Message):
-    __slots__ = ("code", "rule_id", "message")
+    __slots__ = ("code", "rule_id", "message", "param", "provenance", "would_change")
     CODE_FIELD_NUMBER: _ClassVar[int]
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PARAM_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    WOULD_CHANGE_FIELD_NUMBER: _ClassVar[int]
     code: str
     rule_id: str
     message: str
-    def __init__(self, code: _Optional[str] = ..., rule_id: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    param: str
+    provenance: ValueProvenance
+    would_change: VerdictChange
+    def __init__(self, code: _Optional[str] = ..., rule_id: _Optional[str] = ..., message: _Optional[str] = ..., param: _Optional[str] = ..., provenance: _Optional[_Union[ValueProvenance, _Mapping]] = ..., would_change: _Optional[_Union[VerdictChange, _Mapping]] = ...) -> None: ...
+
+class ValueProvenance(_message.Message):
+    __slots__ = ("origin", "sources")
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    origin: str
+    sources: _containers.RepeatedCompositeFieldContainer[ValueSource]
+    def __init__(self, origin: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[ValueSource, _Mapping]]] = ...) -> None: ...
+
+class ValueSource(_message.Message):
+    __slots__ = ("call", "tool", "decision_id")
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    call: int
+    tool: str
+    decision_id: str
+    def __init__(self, call: _Optional[int] = ..., tool: _Optional[str] = ..., decision_id: _Optional[str] = ...) -> None: ...
+
+class VerdictChange(_message.Message):
+    __slots__ = ("kind", "text", "approver_group", "fact", "threshold", "value", "context_needed")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_GROUP_FIELD_NUMBER: _ClassVar[int]
+    FACT_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_NEEDED_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    text: str
+    approver_group: str
+    fact: str
+    threshold: float
+    value: float
+    context_needed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[str] = ..., text: _Optional[str] = ..., approver_group: _Optional[str] = ..., fact: _Optional[str] = ..., threshold: _Optional[float] = ..., value: _Optional[float] = ..., context_needed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PolicyVersion(_message.Message):
     __slots__ = ("revision", "hash")

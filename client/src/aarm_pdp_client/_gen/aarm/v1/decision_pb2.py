@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61\x61rm/v1/decision.proto\x12\x07\x61\x61rm.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n\nDelegation\x12\x11\n\tdelegator\x18\x01 \x01(\t\x12\x11\n\tdelegatee\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\x12-\n\tissued_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf7\x01\n\x08Identity\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05human\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\r\n\x05\x61gent\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\r\n\x05roles\x18\x06 \x03(\t\x12-\n\x10\x64\x65legation_chain\x18\x07 \x03(\x0b\x32\x13.aarm.v1.Delegation\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcredential_id\x18\t \x01(\t\x12\x13\n\x0bhuman_token\x18\n \x01(\t\"\x81\x01\n\x06\x41\x63tion\x12\x0c\n\x04tool\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ndepends_on\x18\x04 \x03(\t\x12\x15\n\roriginal_tool\x18\x05 \x01(\t\"|\n\x04\x46\x61\x63t\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0e\n\x06source\x18\x03 \x01(\t\x12/\n\x0bobserved_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x92\x02\n\rDecideRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12#\n\x08identity\x18\x02 \x01(\x0b\x32\x11.aarm.v1.Identity\x12\x1f\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x0f.aarm.v1.Action\x12\x1c\n\x05\x66\x61\x63ts\x18\x04 \x03(\x0b\x32\r.aarm.v1.Fact\x12=\n\x0crisk_signals\x18\x05 \x03(\x0b\x32\'.aarm.v1.DecideRequest.RiskSignalsEntry\x12\x16\n\x0e\x61pproval_token\x18\x06 \x01(\t\x1a\x32\n\x10RiskSignalsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"8\n\x06Reason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"/\n\rPolicyVersion\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\t\"8\n\x04Risk\x12!\n\x05level\x18\x01 \x01(\x0e\x32\x12.aarm.v1.RiskLevel\x12\r\n\x05score\x18\x02 \x01(\x01\"K\n\x08\x41pproval\x12\x11\n\tapprovers\x18\x01 \x03(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\r\x12\x13\n\x0b\x61pproval_id\x18\x03 \x01(\t\"a\n\x08\x44\x65\x66\x65rral\x12\x0f\n\x07trigger\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontext_needed\x18\x02 \x03(\t\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\r\x12\x13\n\x0b\x64\x65\x66\x65rral_id\x18\x04 \x01(\t\"\xff\x02\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12#\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x11.aarm.v1.Decision\x12 \n\x07reasons\x18\x03 \x03(\x0b\x32\x0f.aarm.v1.Reason\x12\x34\n\x13modified_parameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x06policy\x18\x05 \x01(\x0b\x32\x16.aarm.v1.PolicyVersion\x12\x1b\n\x04risk\x18\x06 \x01(\x0b\x32\r.aarm.v1.Risk\x12#\n\x08\x61pproval\x18\x07 \x01(\x0b\x32\x11.aarm.v1.Approval\x12#\n\x08\x64\x65\x66\x65rral\x18\x08 \x01(\x0b\x32\x11.aarm.v1.Deferral\x12\x15\n\rmatched_rules\x18\t \x03(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12!\n\x07receipt\x18\x0b \x01(\x0b\x32\x10.aarm.v1.Receipt\"@\n\x07Receipt\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0f\n\x07payload\x18\x03 \x01(\t\"f\n\x13\x44\x65\x63ideStreamRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\x04\x12\'\n\x07request\x18\x02 \x01(\x0b\x32\x16.aarm.v1.DecideRequest\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"z\n\x14\x44\x65\x63ideStreamResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\x04\x12)\n\x08response\x18\x02 \x01(\x0b\x32\x17.aarm.v1.DecideResponse\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.aarm.v1.StreamError\"<\n\x0bStreamError\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t*\x8a\x01\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45\x43ISION_ALLOW\x10\x01\x12\x11\n\rDECISION_DENY\x10\x02\x12\x13\n\x0f\x44\x45\x43ISION_MODIFY\x10\x03\x12\x14\n\x10\x44\x45\x43ISION_STEP_UP\x10\x04\x12\x12\n\x0e\x44\x45\x43ISION_DEFER\x10\x05*\x80\x01\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x15\n\x11RISK_LEVEL_MEDIUM\x10\x02\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x03\x12\x17\n\x13RISK_LEVEL_CRITICAL\x10\x04\x32\x9d\x01\n\x0f\x44\x65\x63isionService\x12\x39\n\x06\x44\x65\x63ide\x12\x16.aarm.v1.DecideRequest\x1a\x17.aarm.v1.DecideResponse\x12O\n\x0c\x44\x65\x63ideStream\x12\x1c.aarm.v1.DecideStreamRequest\x1a\x1d.aarm.v1.DecideStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61\x61rm/v1/decision.proto\x12\x07\x61\x61rm.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa1\x01\n\nDelegation\x12\x11\n\tdelegator\x18\x01 \x01(\t\x12\x11\n\tdelegatee\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\x12-\n\tissued_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf7\x01\n\x08Identity\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\r\n\x05human\x18\x02 \x01(\t\x12\x0f\n\x07service\x18\x03 \x01(\t\x12\r\n\x05\x61gent\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\r\n\x05roles\x18\x06 \x03(\t\x12-\n\x10\x64\x65legation_chain\x18\x07 \x03(\x0b\x32\x13.aarm.v1.Delegation\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcredential_id\x18\t \x01(\t\x12\x13\n\x0bhuman_token\x18\n \x01(\t\"\x81\x01\n\x06\x41\x63tion\x12\x0c\n\x04tool\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\ndepends_on\x18\x04 \x03(\t\x12\x15\n\roriginal_tool\x18\x05 \x01(\t\"|\n\x04\x46\x61\x63t\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x0e\n\x06source\x18\x03 \x01(\t\x12/\n\x0bobserved_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x92\x02\n\rDecideRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12#\n\x08identity\x18\x02 \x01(\x0b\x32\x11.aarm.v1.Identity\x12\x1f\n\x06\x61\x63tion\x18\x03 \x01(\x0b\x32\x0f.aarm.v1.Action\x12\x1c\n\x05\x66\x61\x63ts\x18\x04 \x03(\x0b\x32\r.aarm.v1.Fact\x12=\n\x0crisk_signals\x18\x05 \x03(\x0b\x32\'.aarm.v1.DecideRequest.RiskSignalsEntry\x12\x16\n\x0e\x61pproval_token\x18\x06 \x01(\t\x1a\x32\n\x10RiskSignalsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xa3\x01\n\x06Reason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05param\x18\x04 \x01(\t\x12,\n\nprovenance\x18\x05 \x01(\x0b\x32\x18.aarm.v1.ValueProvenance\x12,\n\x0cwould_change\x18\x06 \x01(\x0b\x32\x16.aarm.v1.VerdictChange\"H\n\x0fValueProvenance\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12%\n\x07sources\x18\x02 \x03(\x0b\x32\x14.aarm.v1.ValueSource\">\n\x0bValueSource\x12\x0c\n\x04\x63\x61ll\x18\x01 \x01(\r\x12\x0c\n\x04tool\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x03 \x01(\t\"\xad\x01\n\rVerdictChange\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x16\n\x0e\x61pprover_group\x18\x03 \x01(\t\x12\x0c\n\x04\x66\x61\x63t\x18\x04 \x01(\t\x12\x16\n\tthreshold\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05value\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\x0e\x63ontext_needed\x18\x07 \x03(\tB\x0c\n\n_thresholdB\x08\n\x06_value\"/\n\rPolicyVersion\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x0c\n\x04hash\x18\x02 \x01(\t\"8\n\x04Risk\x12!\n\x05level\x18\x01 \x01(\x0e\x32\x12.aarm.v1.RiskLevel\x12\r\n\x05score\x18\x02 \x01(\x01\"K\n\x08\x41pproval\x12\x11\n\tapprovers\x18\x01 \x03(\t\x12\x17\n\x0ftimeout_seconds\x18\x02 \x01(\r\x12\x13\n\x0b\x61pproval_id\x18\x03 \x01(\t\"a\n\x08\x44\x65\x66\x65rral\x12\x0f\n\x07trigger\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontext_needed\x18\x02 \x03(\t\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\r\x12\x13\n\x0b\x64\x65\x66\x65rral_id\x18\x04 \x01(\t\"\xff\x02\n\x0e\x44\x65\x63ideResponse\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12#\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x11.aarm.v1.Decision\x12 \n\x07reasons\x18\x03 \x03(\x0b\x32\x0f.aarm.v1.Reason\x12\x34\n\x13modified_parameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x06policy\x18\x05 \x01(\x0b\x32\x16.aarm.v1.PolicyVersion\x12\x1b\n\x04risk\x18\x06 \x01(\x0b\x32\r.aarm.v1.Risk\x12#\n\x08\x61pproval\x18\x07 \x01(\x0b\x32\x11.aarm.v1.Approval\x12#\n\x08\x64\x65\x66\x65rral\x18\x08 \x01(\x0b\x32\x11.aarm.v1.Deferral\x12\x15\n\rmatched_rules\x18\t \x03(\t\x12\x12\n\nrequest_id\x18\n \x01(\t\x12!\n\x07receipt\x18\x0b \x01(\x0b\x32\x10.aarm.v1.Receipt\"@\n\x07Receipt\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x0f\n\x07payload\x18\x03 \x01(\t\"f\n\x13\x44\x65\x63ideStreamRequest\x12\x12\n\nmessage_id\x18\x01 \x01(\x04\x12\'\n\x07request\x18\x02 \x01(\x0b\x32\x16.aarm.v1.DecideRequest\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"z\n\x14\x44\x65\x63ideStreamResponse\x12\x12\n\nmessage_id\x18\x01 \x01(\x04\x12)\n\x08response\x18\x02 \x01(\x0b\x32\x17.aarm.v1.DecideResponse\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.aarm.v1.StreamError\"<\n\x0bStreamError\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t*\x8a\x01\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45\x43ISION_ALLOW\x10\x01\x12\x11\n\rDECISION_DENY\x10\x02\x12\x13\n\x0f\x44\x45\x43ISION_MODIFY\x10\x03\x12\x14\n\x10\x44\x45\x43ISION_STEP_UP\x10\x04\x12\x12\n\x0e\x44\x45\x43ISION_DEFER\x10\x05*\x80\x01\n\tRiskLevel\x12\x1a\n\x16RISK_LEVEL_UNSPECIFIED\x10\x00\x12\x12\n\x0eRISK_LEVEL_LOW\x10\x01\x12\x15\n\x11RISK_LEVEL_MEDIUM\x10\x02\x12\x13\n\x0fRISK_LEVEL_HIGH\x10\x03\x12\x17\n\x13RISK_LEVEL_CRITICAL\x10\x04\x32\x9d\x01\n\x0f\x44\x65\x63isionService\x12\x39\n\x06\x44\x65\x63ide\x12\x16.aarm.v1.DecideRequest\x1a\x17.aarm.v1.DecideResponse\x12O\n\x0c\x44\x65\x63ideStream\x12\x1c.aarm.v1.DecideStreamRequest\x1a\x1d.aarm.v1.DecideStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DECIDEREQUEST_RISKSIGNALSENTRY']._loaded_options = None
   _globals['_DECIDEREQUEST_RISKSIGNALSENTRY']._serialized_options = b'8\001'
-  _globals['_DECISION']._serialized_start=2131
-  _globals['_DECISION']._serialized_end=2269
-  _globals['_RISKLEVEL']._serialized_start=2272
-  _globals['_RISKLEVEL']._serialized_end=2400
+  _globals['_DECISION']._serialized_start=2553
+  _globals['_DECISION']._serialized_end=2691
+  _globals['_RISKLEVEL']._serialized_start=2694
+  _globals['_RISKLEVEL']._serialized_end=2822
   _globals['_DELEGATION']._serialized_start=99
   _globals['_DELEGATION']._serialized_end=260
   _globals['_IDENTITY']._serialized_start=263
@@ -51,26 +51,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECIDEREQUEST']._serialized_end=1045
   _globals['_DECIDEREQUEST_RISKSIGNALSENTRY']._serialized_start=995
   _globals['_DECIDEREQUEST_RISKSIGNALSENTRY']._serialized_end=1045
-  _globals['_REASON']._serialized_start=1047
-  _globals['_REASON']._serialized_end=1103
-  _globals['_POLICYVERSION']._serialized_start=1105
-  _globals['_POLICYVERSION']._serialized_end=1152
-  _globals['_RISK']._serialized_start=1154
-  _globals['_RISK']._serialized_end=1210
-  _globals['_APPROVAL']._serialized_start=1212
-  _globals['_APPROVAL']._serialized_end=1287
-  _globals['_DEFERRAL']._serialized_start=1289
-  _globals['_DEFERRAL']._serialized_end=1386
-  _globals['_DECIDERESPONSE']._serialized_start=1389
-  _globals['_DECIDERESPONSE']._serialized_end=1772
-  _globals['_RECEIPT']._serialized_start=1774
-  _globals['_RECEIPT']._serialized_end=1838
-  _globals['_DECIDESTREAMREQUEST']._serialized_start=1840
-  _globals['_DECIDESTREAMREQUEST']._serialized_end=1942
-  _globals['_DECIDESTREAMRESPONSE']._serialized_start=1944
-  _globals['_DECIDESTREAMRESPONSE']._serialized_end=2066
-  _globals['_STREAMERROR']._serialized_start=2068
-  _globals['_STREAMERROR']._serialized_end=2128
-  _globals['_DECISIONSERVICE']._serialized_start=2403
-  _globals['_DECISIONSERVICE']._serialized_end=2560
+  _globals['_REASON']._serialized_start=1048
+  _globals['_REASON']._serialized_end=1211
+  _globals['_VALUEPROVENANCE']._serialized_start=1213
+  _globals['_VALUEPROVENANCE']._serialized_end=1285
+  _globals['_VALUESOURCE']._serialized_start=1287
+  _globals['_VALUESOURCE']._serialized_end=1349
+  _globals['_VERDICTCHANGE']._serialized_start=1352
+  _globals['_VERDICTCHANGE']._serialized_end=1525
+  _globals['_POLICYVERSION']._serialized_start=1527
+  _globals['_POLICYVERSION']._serialized_end=1574
+  _globals['_RISK']._serialized_start=1576
+  _globals['_RISK']._serialized_end=1632
+  _globals['_APPROVAL']._serialized_start=1634
+  _globals['_APPROVAL']._serialized_end=1709
+  _globals['_DEFERRAL']._serialized_start=1711
+  _globals['_DEFERRAL']._serialized_end=1808
+  _globals['_DECIDERESPONSE']._serialized_start=1811
+  _globals['_DECIDERESPONSE']._serialized_end=2194
+  _globals['_RECEIPT']._serialized_start=2196
+  _globals['_RECEIPT']._serialized_end=2260
+  _globals['_DECIDESTREAMREQUEST']._serialized_start=2262
+  _globals['_DECIDESTREAMREQUEST']._serialized_end=2364
+  _globals['_DECIDESTREAMRESPONSE']._serialized_start=2366
+  _globals['_DECIDESTREAMRESPONSE']._serialized_end=2488
+  _globals['_STREAMERROR']._serialized_start=2490
+  _globals['_STREAMERROR']._serialized_end=2550
+  _globals['_DECISIONSERVICE']._serialized_start=2825
+  _globals['_DECISIONSERVICE']._serialized_end=2982
 # @@protoc_insertion_point(module_scope)
