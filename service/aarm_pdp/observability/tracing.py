@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 _TRACER_NAME = "aarm_pdp"
 _PROPAGATOR = TraceContextTextMapPropagator()
 _installed = False
+# What every span context yields while tracing is off (reusable: nullcontext holds no state).
+_OFF: contextlib.AbstractContextManager[Span] = contextlib.nullcontext(trace.INVALID_SPAN)
 """Whether :func:`setup` installed a provider (spans are recorded)."""
 
 
@@ -86,9 +88,21 @@ def _carrier(metadata: Iterable[Any] | None) -> dict[str, str]:
     return out
 
 
+def server_span(
+    name: str, metadata: Iterable[Any] | None
+) -> contextlib.AbstractContextManager[Span]:
+    """A SERVER span continuing the W3C trace context of the call's metadata, if any.
+
+    With tracing off it is a shared null context yielding the invalid (non-recording)
+    span: the API's no-op span still costs ~10-30 µs through its context managers, five
+    times per Decide (measured in docs/performance.md, "Spans when tracing is off")."""
+    if not _installed:
+        return _OFF
+    return _server_span(name, metadata)
+
+
 @contextlib.contextmanager
-def server_span(name: str, metadata: Iterable[Any] | None) -> Iterator[Span]:
-    """A SERVER span continuing the W3C trace context of the call's metadata, if any."""
+def _server_span(name: str, metadata: Iterable[Any] | None) -> Iterator[Span]:
     parent = _PROPAGATOR.extract(_carrier(metadata))
     with tracer().start_as_current_span(
         name, context=parent, kind=SpanKind.SERVER, attributes={"rpc.system": "grpc"}
@@ -96,9 +110,18 @@ def server_span(name: str, metadata: Iterable[Any] | None) -> Iterator[Span]:
         yield span
 
 
+def child(
+    name: str, **attributes: str | int | float | bool
+) -> contextlib.AbstractContextManager[Span]:
+    """An INTERNAL span under the current one; an exception marks it as an error (a
+    shared null context when tracing is off, as for :func:`server_span`)."""
+    if not _installed:
+        return _OFF
+    return _child(name, attributes)
+
+
 @contextlib.contextmanager
-def child(name: str, **attributes: str | int | float | bool) -> Iterator[Span]:
-    """An INTERNAL span under the current one; an exception marks it as an error."""
+def _child(name: str, attributes: dict[str, str | int | float | bool]) -> Iterator[Span]:
     with tracer().start_as_current_span(
         name, attributes=attributes, record_exception=False, set_status_on_exception=False
     ) as span:
