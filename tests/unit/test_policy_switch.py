@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aarm_pdp.opa.layers import source_fingerprint
-from aarm_pdp.opa.switching import SwitchingOpaClient
+from aarm_pdp.opa.switching import WARM_UP_QUERIES, SwitchingOpaClient
 
 
 def _layer(root: Path) -> Path:
@@ -43,8 +43,10 @@ class _Fake:
         self.name = name
         self.release = asyncio.Event()
         self.closed = False
+        self.seen: list[dict[str, Any]] = []
 
     async def evaluate(self, input_doc: dict[str, Any], *, timeout: float) -> Any:
+        self.seen.append(input_doc)
         await self.release.wait()
         return {"result": self.name}
 
@@ -56,19 +58,46 @@ async def test_switch_sends_new_queries_to_the_new_opa_and_waits_for_the_old() -
     client = SwitchingOpaClient("unix:///nonexistent/a.sock", entrypoint="a/b", max_connections=1)
     old, new = _Fake("old"), _Fake("new")
     client._slot.client = old  # type: ignore[assignment]
-    in_flight = asyncio.ensure_future(client.evaluate({}, timeout=1))
+    in_flight = asyncio.ensure_future(client.evaluate({"n": 1}, timeout=1))
     await asyncio.sleep(0)
     client._client = lambda url: new  # type: ignore[assignment,method-assign,return-value]
     switched = asyncio.ensure_future(client.switch("unix:///nonexistent/b.sock"))
     await asyncio.sleep(0)
-    assert not switched.done()  # the old OPA still has a query
+    # Warm-up first: the new OPA is sent the last input while the old one still serves.
+    assert new.seen == [{"n": 1}]
+    assert client.url == "unix:///nonexistent/a.sock"
     new.release.set()
-    assert await client.evaluate({}, timeout=1) == {"result": "new"}
+    for _ in range(WARM_UP_QUERIES + 2):
+        await asyncio.sleep(0)
+    assert new.seen == [{"n": 1}] * WARM_UP_QUERIES
+    assert client.url == "unix:///nonexistent/b.sock"
+    assert not switched.done()  # the old OPA still has a query
+    assert await client.evaluate({"n": 2}, timeout=1) == {"result": "new"}
     assert not switched.done()
     assert not old.closed
     old.release.set()
     assert await in_flight == {"result": "old"}  # answered where it was sent
     await switched
     assert old.closed
-    assert client.url == "unix:///nonexistent/b.sock"
     assert client.switches == 1
+
+
+async def test_no_warm_up_before_any_query_and_a_failed_one_still_switches() -> None:
+    client = SwitchingOpaClient("unix:///nonexistent/a.sock", entrypoint="a/b", max_connections=1)
+    new = _Fake("new")
+    client._client = lambda url: new  # type: ignore[assignment,method-assign,return-value]
+    await client.switch("unix:///nonexistent/b.sock")
+    assert new.seen == [] and client.switches == 1
+
+    class _Broken(_Fake):
+        async def evaluate(self, input_doc: dict[str, Any], *, timeout: float) -> Any:
+            self.seen.append(input_doc)
+            raise OSError("connection refused")
+
+    broken = _Broken("broken")
+    new.release.set()
+    await client.evaluate({"n": 3}, timeout=1)
+    client._client = lambda url: broken  # type: ignore[assignment,method-assign,return-value]
+    await client.switch("unix:///nonexistent/c.sock")
+    assert broken.seen == [{"n": 3}]  # tried once, then switched: its answers fail closed
+    assert client.url == "unix:///nonexistent/c.sock"

@@ -126,6 +126,7 @@ class ManagedOpa:
         self._poller: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._switch_to: Callable[[str], Awaitable[None]] | None = None
+        self._warm_up: Callable[[str], Awaitable[None]] | None = None
         self._stopping = False
         self.exit_codes: list[int] = []
         """Status of every exit of a child, in order (negative: killed by that signal);
@@ -156,6 +157,7 @@ class ManagedOpa:
             self.url, entrypoint=entrypoint, max_connections=max_connections
         )
         self._switch_to = client.switch
+        self._warm_up = client.warm_up
         return client
 
     def _argv(self, child: _Child) -> list[str]:
@@ -360,6 +362,8 @@ class ManagedOpa:
                 if child is not None:
                     await self._retire(child)
                 raise
+            if self._warm_up is not None:  # before it counts as active (generation)
+                await self._warm_up(child.url)
             old = self._child
             self._child, self._gen, self.layers = child, gen, child.layers
             self.socket_path, self.url = child.socket_path, child.url
