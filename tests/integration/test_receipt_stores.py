@@ -159,6 +159,41 @@ async def test_group_commit_under_concurrency(store: ReceiptStore, ring: KeyRing
     await log.aclose()
 
 
+async def test_appends_ready_a_loop_iteration_later_share_the_commit(
+    store: ReceiptStore, ring: KeyRing
+) -> None:
+    # Each append comes one or two event-loop iterations after the one that woke the
+    # writer (a decision whose policy answer has just arrived): the writer lets those
+    # iterations pass before it takes its batch, so they share one commit, records too.
+    log = ReceiptLog(store, ring)
+    await log.append(body(0, session="warm"))
+    before = log.stats.batches
+
+    async def late(i: int) -> None:
+        for _ in range(i % 3):
+            await asyncio.sleep(0)
+        record = canonicalize({"input": {"i": i}, "policy": {"decision": "ALLOW"}}).decode()
+        await log.append(body(i, session=f"late-{i}"), record=record)
+
+    await asyncio.gather(*(late(i) for i in range(8)))
+    assert log.stats.batches - before == 1
+    assert await store.count() == 9
+    records = await store.decision_records()
+    assert sorted(r.record for r in records) == sorted(
+        canonicalize({"input": {"i": i}, "policy": {"decision": "ALLOW"}}).decode()
+        for i in range(8)
+    )
+    for i in range(8):
+        result = verify_chain(await store.export("acme", f"late-{i}"), ring.jwks())
+        assert result.ok and result.receipts == 1
+    # Without group commit the writer does not wait: one commit per receipt.
+    solo = ReceiptLog(store, ring, max_batch=1)
+    await asyncio.gather(*(solo.append(body(i, session=f"solo-{i}")) for i in range(4)))
+    assert solo.stats.batches == 4
+    await solo.aclose()
+    await log.aclose()
+
+
 async def test_two_replicas_append_to_one_session(location: str) -> None:
     """Two ReceiptLogs, each with its own store connection(s) and its own key."""
     ring_a, ring_b = KeyRing.generate("k-a"), KeyRing.generate("k-b")

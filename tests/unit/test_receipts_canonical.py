@@ -247,3 +247,55 @@ def test_fast_path_refuses_what_orjson_would_bend() -> None:
     for bad in ({"a": [1.5, math.nan]}, [None, math.inf], {"p": Point(1)}, [2**63 + 1]):
         with pytest.raises(ReceiptInvalid):
             canonicalize(bad)
+
+
+def _integral_doubles(rng: random.Random) -> list[float]:
+    """Integral doubles from 2**53 to past 1e21, where ECMAScript writes all the digits."""
+    out = [2.0**53, 2.0**53 + 2, 2.0**60, 2.0**63, 2.0**64, 2.0**64 - 2048, 1e20, 1e21]
+    out += [999999999999999900000.0, 999999999999999700000.0, 1.7956584e18]
+    out += [float(rng.randint(2**53, 10**21)) for _ in range(3000)]
+    out += [float(rng.randint(1, 10**6) * 10 ** rng.randint(10, 16)) for _ in range(1000)]
+    return out + [-x for x in out]
+
+
+def test_fast_path_integral_doubles_match_rfc8785() -> None:
+    rng = random.Random(2**53)
+    for x in _integral_doubles(rng):
+        for value in (x, [x, 1.5, {"a": x}]):
+            assert canonicalize(value) == rfc8785.dumps(value), x
+
+
+def test_fast_path_big_ints_match_the_slow_path() -> None:
+    # An int beyond +/-(2**53 - 1) is written as its double when that loses nothing
+    # (else refused), whichever path takes it.
+    from aarm_pdp.receipts import canonical
+
+    rng = random.Random(2**63)
+    ints = [2**53, 2**53 + 1, 2**60, 2**63, 2**64 - 1, 2**64, 10**20, 10**21, 10**22]
+    ints += [rng.randint(2**53, 2**70) for _ in range(500)]
+    ints += [int(float(rng.randint(2**53, 10**21))) for _ in range(500)]
+    ints += [int(d) for d in (1152921504606847000, 1795658400000000000, 9223372036854776000)]
+    for n in ints + [-n for n in ints]:
+        try:
+            slow = rfc8785.dumps(canonical._as_doubles([n]))
+        except rfc8785.CanonicalizationError:
+            slow = None
+        if slow is None:
+            with pytest.raises(ReceiptInvalid):
+                canonicalize([n])
+        else:
+            assert canonicalize([n]) == slow, n
+
+
+def test_the_decision_records_timestamp_takes_the_fast_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # now_ns (an int beyond 2**53) is a double in the decision record: the fast path
+    # must take it, or every record costs the pure-Python canonicaliser (~0.5 ms).
+    def slow(value: object) -> bytes:
+        raise AssertionError(f"slow path taken for {value!r}")
+
+    monkeypatch.setattr(rfc8785, "dumps", slow)
+    doc = {"now_ns": float(1_795_658_400_123_456_789), "now": "2026-11-26T01:00:00Z"}
+    assert canonicalize(doc) == b'{"now":"2026-11-26T01:00:00Z","now_ns":1795658400123456800}'
+    assert canonicalize([2**60, -(2**62)]) == b"[1152921504606847000,-4611686018427388000]"

@@ -724,13 +724,32 @@ def redact_strings(value: Any, depth: int = 0) -> Any:
         return redact_values(value)
     if depth > MAX_REDACT_DEPTH:
         return REDACTED
+    # Inline what a call would return for the common leaves: short or known-clean strings
+    # (the same checks redact_values makes first), empty lists and objects and, within the
+    # depth limit, numbers, booleans and null. A decision record's input has ~100 of
+    # them (docs/performance.md, "Receipt CPU").
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
+        keep = depth < MAX_REDACT_DEPTH
         for k, v in value.items():
-            out[_key(out, k) if isinstance(k, str) else k] = redact_strings(v, depth + 1)
+            if type(k) is not str or not (len(k) < MIN_SECRET_LEN or k in _clean) or k in out:
+                k = _key(out, k) if isinstance(k, str) else k
+            t = type(v)
+            clean = t is str and (len(v) < MIN_SECRET_LEN or v in _clean)
+            if clean or (keep and (v is None or t is bool or t is int or t is float)):
+                out[k] = v
+            elif keep and (t is list or t is dict) and not v:
+                out[k] = t()
+            else:
+                out[k] = redact_strings(v, depth + 1)
         return out
     if isinstance(value, list):
-        return [redact_strings(v, depth + 1) for v in value]
+        return [
+            v
+            if type(v) is str and (len(v) < MIN_SECRET_LEN or v in _clean)
+            else redact_strings(v, depth + 1)
+            for v in value
+        ]
     if isinstance(value, tuple):
         return tuple(redact_strings(v, depth + 1) for v in value)
     return value

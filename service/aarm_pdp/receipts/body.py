@@ -26,7 +26,7 @@ from aarm_pdp.model.levels import NO_CLASSIFICATION
 from aarm_pdp.model.redaction import redact, redact_strings
 from aarm_pdp.model.request import ActionRequest, identity_doc
 from aarm_pdp.model.timestamps import rfc3339
-from aarm_pdp.receipts.canonical import canonicalize
+from aarm_pdp.receipts.canonical import canonicalize, canonicalize_nearest
 
 UNBOUND = "unbound"
 """Chain of decisions about requests that carry no session (they are all DENY)."""
@@ -135,30 +135,19 @@ def decision_record(
     hash is sha256 (hex) of the canonical ``input`` alone: the receipt's
     ``decision.input_sha256``.
     """
-    doc = _doubles(redact_strings(dict(input_doc)))
     action = input_doc.get("action")
-    if isinstance(action, Mapping) and isinstance(action.get("parameters"), Mapping):
-        doc["action"] = {**doc["action"], "parameters": _doubles(redact(action["parameters"]))}
-    digest = hashlib.sha256(canonicalize(doc)).hexdigest()
-    record = {"input": doc, "policy": {"decision": verdict, "matched_rules": list(matched_rules)}}
-    return canonicalize(record).decode("utf-8"), digest
-
-
-_MAX_SAFE = (1 << 53) - 1
-
-
-def _doubles(value: Any) -> Any:
-    """``value`` with integers beyond +/-(2**53 - 1) as the nearest double (``now_ns``):
-    a JSON number is a double (RFC 8785); a replay reads the same value OPA would."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and abs(value) > _MAX_SAFE:
-        return float(value)
-    if isinstance(value, dict):
-        return {k: _doubles(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_doubles(v) for v in value]
-    return value
+    params = action.get("parameters") if isinstance(action, Mapping) else None
+    if isinstance(action, Mapping) and isinstance(params, Mapping):
+        # redacted by name too: skipped in the first pass
+        doc = redact_strings({**input_doc, "action": {**action, "parameters": {}}})
+        doc["action"]["parameters"] = redact(params)
+    else:
+        doc = redact_strings(dict(input_doc))
+    canonical = canonicalize_nearest(doc)
+    digest = hashlib.sha256(canonical).hexdigest()
+    policy = canonicalize({"decision": verdict, "matched_rules": list(matched_rules)})
+    # RFC 8785 of {"input": doc, "policy": ...} ("input" sorts first), the input encoded once.
+    return (b'{"input":' + canonical + b',"policy":' + policy + b"}").decode("utf-8"), digest
 
 
 def input_sha256(record: Mapping[str, Any]) -> str:

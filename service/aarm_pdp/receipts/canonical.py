@@ -21,17 +21,20 @@ The ``rfc8785`` package is the reference; its errors are translated into
 :class:`~aarm_pdp.errors.ReceiptInvalid` here, at the boundary. It is pure Python
 and costs ~0.5 ms per receipt, so values in a subset where orjson's sorted, compact
 output is byte-identical to RFC 8785 take a fast path: every object key is ASCII
-(code-point order = UTF-16 order), every number is an int within I-JSON's range or a
-float whose shortest representation needs no exponent (1e-5 <= |x| < 1e15, where
-ECMAScript and orjson print the same digits; integral floats are written as ints,
-as ECMAScript does), and strings are valid Unicode (orjson refuses lone surrogates,
-and escapes exactly what JCS escapes). Anything else, and any doubt, goes to
-``rfc8785``. ``tests/unit/test_receipts_canonical.py`` checks the two agree.
+(code-point order = UTF-16 order), every number is an int or an integral double
+below 1e21 in magnitude (written as the int whose digits ECMAScript writes, within
+the 64 bits orjson writes; an int beyond +/-(2**53 - 1) only when its double loses
+nothing, as below) or a float whose shortest representation needs no exponent
+(1e-5 <= |x| < 1e15, where ECMAScript and orjson print the same digits), and strings
+are valid Unicode (orjson refuses lone surrogates, and escapes exactly what JCS
+escapes). Anything else, and any doubt, goes to ``rfc8785``.
+``tests/unit/test_receipts_canonical.py`` checks the two agree.
 """
 
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -39,42 +42,93 @@ import rfc8785
 
 from aarm_pdp.errors import ReceiptInvalid
 
-__all__ = ["canonicalize", "parse"]
+__all__ = ["canonicalize", "canonicalize_nearest", "parse"]
 
 
 _MAX_INT = 2**53 - 1
+_ORJSON_MIN, _ORJSON_MAX = -(2**63), 2**64 - 1
+"""The ints orjson serialises."""
 
 
 class _Slow(Exception):
     """The value is outside the fast path's subset."""
 
 
-def _fast(value: Any, depth: int = 0) -> Any:
-    """``value`` with integral floats as ints, or _Slow when outside the subset."""
-    if depth > 64:
-        raise _Slow
+def _fast(value: Any, depth: int = 0, nearest: bool = False) -> Any:
+    """``value`` with integral floats as ints, or _Slow when outside the subset.
+
+    ``nearest``: an int beyond +/-(2**53 - 1) is the double nearest to it, even when
+    that loses digits (:func:`canonicalize_nearest`). Plain dicts, lists and leaves are
+    checked inline (a receipt body has ~100 nodes; a call per leaf is most of the walk).
+    """
+    t = type(value)
+    if t is dict:
+        if depth > 64:
+            raise _Slow
+        out = {}
+        for k, v in value.items():
+            if (type(k) is not str and not isinstance(k, str)) or not k.isascii():
+                raise _Slow
+            tv = type(v)
+            if tv is str or v is None or tv is bool or (tv is int and -_MAX_INT <= v <= _MAX_INT):
+                out[k] = v
+            else:
+                out[k] = _fast(v, depth + 1, nearest)
+        return out
+    if t is list or t is tuple:
+        if depth > 64:
+            raise _Slow
+        return [v if type(v) is str or v is None else _fast(v, depth + 1, nearest) for v in value]
     if isinstance(value, str) or value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         if -_MAX_INT <= value <= _MAX_INT:
             return value
-        raise _Slow
+        return _nearest_int(value) if nearest else _big_int(value)
     if isinstance(value, float):
-        if value.is_integer() and abs(value) <= _MAX_INT:
-            return int(value)
+        if value.is_integer():
+            return int(value) if abs(value) <= _MAX_INT else _integral_double(value)
         if 1e-5 <= abs(value) < 1e15:
             return value
         raise _Slow
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str) or not k.isascii():
-                raise _Slow
-            out[k] = _fast(v, depth + 1)
-        return out
+    if isinstance(value, dict):  # a subclass: as a plain dict
+        return _fast(dict(value), depth, nearest)
     if isinstance(value, list | tuple):
-        return [_fast(v, depth + 1) for v in value]
+        return _fast(list(value), depth, nearest)
     raise _Slow
+
+
+def _integral_double(value: float) -> int:
+    """An integral double beyond +/-(2**53 - 1) as the int orjson writes with exactly the
+    digits ECMAScript writes for it (the shortest round-trip digits, then zeros: 2**60 is
+    ``1152921504606847000``), or _Slow: from 1e21 on ECMAScript uses an exponent, and
+    orjson writes no int beyond 64 bits. The decision record's ``now_ns`` is one."""
+    if abs(value) >= 1e21:
+        raise _Slow
+    as_int = int(Decimal(repr(value)))
+    if not _ORJSON_MIN <= as_int <= _ORJSON_MAX:
+        raise _Slow
+    return as_int
+
+
+def _big_int(value: int) -> int:
+    """An int beyond +/-(2**53 - 1) as :func:`_integral_double` writes its double, when
+    that loses nothing (as :func:`_big_int_as_double` decides); else _Slow, and the slow
+    path refuses it."""
+    if value.bit_length() > 70:
+        raise _Slow
+    as_float = float(value)
+    written = _integral_double(as_float)
+    if int(as_float) != value and written != value:
+        raise _Slow
+    return written
+
+
+def _nearest_int(value: int) -> int:
+    """An int beyond +/-(2**53 - 1) as :func:`_integral_double` writes its nearest double."""
+    if value.bit_length() > 70:
+        raise _Slow
+    return _integral_double(float(value))
 
 
 def canonicalize(value: Any) -> bytes:
@@ -96,6 +150,38 @@ def canonicalize(value: Any) -> bytes:
         # ValueError: rfc8785's CanonicalizationError, and also the UnicodeEncodeError
         # its UTF-16 key sort raises on a lone surrogate in a nested key.
         raise ReceiptInvalid(f"not canonicalisable: {exc}") from exc
+
+
+def canonicalize_nearest(value: Any) -> bytes:
+    """:func:`canonicalize`, every int beyond +/-(2**53 - 1) taken as the double nearest
+    to it, even when that loses digits: a JSON number is a double (RFC 8785), and this is
+    the value OPA read (the decision record's ``now_ns``).
+
+    Raises:
+        ReceiptInvalid: ``value`` has no canonical form (an int beyond any double too).
+    """
+    try:
+        return orjson.dumps(_fast(value, 0, True), option=orjson.OPT_SORT_KEYS)
+    except (_Slow, orjson.JSONEncodeError, TypeError):
+        pass
+    try:
+        doubled = _nearest_doubles(value)
+    except (OverflowError, RecursionError) as exc:
+        raise ReceiptInvalid(f"not canonicalisable: {exc}") from exc
+    return canonicalize(doubled)
+
+
+def _nearest_doubles(value: Any) -> Any:
+    """``value`` with every int beyond +/-(2**53 - 1) replaced by its nearest double."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if -_MAX_INT <= value <= _MAX_INT else float(value)
+    if isinstance(value, dict):
+        return {k: _nearest_doubles(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_nearest_doubles(v) for v in value]
+    return value
 
 
 _BIG_INT = "an integer beyond +/-(2**53 - 1) that no double holds"

@@ -80,6 +80,7 @@ MAX_ID_LEN: Final = 256
 _ENVELOPE_FIELDS: Final = ("version", "canonicalization", "signature")
 _VERSION_BYTES: Final = b'"' + VERSION.encode() + b'"'
 _CANONICALIZATION_BYTES: Final = b'"' + CANONICALIZATION.encode() + b'"'
+_ALGORITHM_BYTES: Final = b'"' + ALGORITHM.encode() + b'"'
 
 
 def signing_payload(receipt: Mapping[str, Any]) -> bytes:
@@ -148,6 +149,13 @@ def _utf16_key(name: str) -> bytes:
     return name.encode("utf-16-be", "surrogatepass")
 
 
+@functools.lru_cache(maxsize=256)
+def _layout(names: tuple[str, ...]) -> tuple[tuple[str, bytes], ...]:
+    """Member names in JCS order, each with its canonical bytes and ``:`` (receipts of
+    one kind have the same names in the same order, so this is a cache hit)."""
+    return tuple((name, _name(name) + b":") for name in sorted(names, key=_utf16_key))
+
+
 def assemble(members: Mapping[str, bytes]) -> bytes:
     """The RFC 8785 bytes of an object from its members' canonical bytes.
 
@@ -155,8 +163,16 @@ def assemble(members: Mapping[str, bytes]) -> bytes:
     orders members by the UTF-16 code units of their names, which is the byte order
     of their UTF-16-BE encoding.
     """
-    parts = [_name(name) + b":" + members[name] for name in sorted(members, key=_utf16_key)]
-    return b"{" + b",".join(parts) + b"}"
+    return b"{" + b",".join([head + members[name] for name, head in _layout(tuple(members))]) + b"}"
+
+
+def _member(value: Any) -> bytes:
+    """A member's canonical bytes; the scalars a body is mostly made of without a walk."""
+    if value is None:
+        return b"null"
+    if type(value) is str and value.isascii():
+        return orjson.dumps(value)  # ASCII: escapes exactly what JCS escapes
+    return canonicalize(value)
 
 
 def validate_body(body: Mapping[str, Any]) -> PreparedBody:
@@ -197,7 +213,7 @@ def validate_body(body: Mapping[str, Any]) -> PreparedBody:
             raise ReceiptInvalid("receipt member names must be strings")
         _name(name)  # names too must be valid Unicode
         if name != "chain":
-            members[name] = canonicalize(value)
+            members[name] = _member(value)
     return PreparedBody(receipt_id, tenant, session_id, kind, members, issued_at)
 
 
@@ -210,14 +226,33 @@ def complete(
     the receipt parsed from it.
     """
     members = dict(body.members)
-    members["chain"] = canonicalize(
-        {"tenant": body.tenant, "session_id": body.session_id, "seq": seq, "prev": prev}
+    # {"prev", "seq", "session_id", "tenant"} in JCS order, written directly.
+    members["chain"] = b"".join(
+        (
+            b'{"prev":',
+            _member(prev),
+            b',"seq":',
+            b"%d" % seq,
+            b',"session_id":',
+            _member(body.session_id),
+            b',"tenant":',
+            _member(body.tenant),
+            b"}",
+        )
     )
     members["version"] = _VERSION_BYTES
     members["canonicalization"] = _CANONICALIZATION_BYTES
     key_id, signature = sign(assemble(members))
-    members["signature"] = canonicalize(
-        {"algorithm": ALGORITHM, "key_id": key_id, "value": b64encode(signature)}
+    members["signature"] = b"".join(
+        (
+            b'{"algorithm":',
+            _ALGORITHM_BYTES,
+            b',"key_id":',
+            _member(key_id),
+            b',"value":"',
+            b64encode(signature).encode("ascii"),
+            b'"}',
+        )
     )
     canonical = assemble(members)
     receipt = SignedReceipt(orjson.loads(canonical))

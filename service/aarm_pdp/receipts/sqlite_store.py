@@ -234,6 +234,8 @@ class SqliteReceiptStore(ReceiptStore):
         return f"SqliteReceiptStore({self.path!r})"
 
     async def start(self) -> None:
+        if self._started:  # every insert and read calls this: no lock once started
+            return
         async with self._start_lock:
             if self._started:
                 return
