@@ -81,6 +81,16 @@ class _AioStreamBearer(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[m
         return await continuation(_with_token(client_call_details, self._token), request)
 
 
+class _AioBidiBearer(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def intercept_stream_stream(
+        self, continuation: Callable[..., Any], client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(_with_token(client_call_details, self._token), request_iterator)
+
+
 class _SyncBearer(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     def __init__(self, token: str) -> None:
         self._token = token
@@ -99,7 +109,9 @@ def aio_channel(
     options: Any = None,
 ) -> grpc.aio.Channel:
     """A grpc.aio channel to ``target`` whose calls carry ``token`` (None: no credential)."""
-    interceptors = [_AioBearer(token), _AioStreamBearer(token)] if token else None
+    interceptors = (
+        [_AioBearer(token), _AioStreamBearer(token), _AioBidiBearer(token)] if token else None
+    )
     if credentials is not None:
         return grpc.aio.secure_channel(target, credentials, options, interceptors=interceptors)
     return grpc.aio.insecure_channel(target, options, interceptors=interceptors)
