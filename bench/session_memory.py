@@ -10,10 +10,16 @@ actions: ``opa eval`` of the corpus inputs, run once up front, then
 :func:`~aarm_pdp.decision.result.parse_result`.
 
 RSS is ``VmRSS`` from ``/proc/self/status`` after ``gc.collect()``, before (everything
-imported and built, the OPA answers parsed) and after the sessions. It also sizes what
-the store holds per session (``sys.getsizeof`` of every container, key and blob) so a
-miss can be attributed: state blobs, context log, provenance index, dict overhead.
-Prints one JSON document on stdout.
+imported and built, the OPA answers parsed) and after the sessions: the growth,
+scaled to 100 000 sessions, is ``session_memory_mib_per_100k`` (issue 18's key; also
+``mib_per_100k_sessions``, the key ``bench/run.py`` reads). Everything the sessions
+leave in the process counts: the store's map and keys, each session's record, state
+blob, context-log window and provenance index, allocator overhead, and the decoded
+state cache of ``SessionContext`` (at most 256 decoded states, ~1 MiB, ~10 B a session
+of 100 000).
+It also sizes what the store holds per session (``sys.getsizeof`` of every container,
+key and blob) so a miss can be attributed, and ``tracemalloc`` counts the blocks still
+allocated per session by allocation site. Prints one JSON document on stdout.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from aarm_pdp.config import LimitsConfig
 from aarm_pdp.decision.result import parse_result
 from aarm_pdp.model.decision import DecisionResult
 from aarm_pdp.model.request import ActionRequest, Identity
+from aarm_pdp.session import codec
 from aarm_pdp.session.catalogue import Catalogue
 from aarm_pdp.session.context import SessionContext
 from aarm_pdp.session.state import OriginalRequest, SessionState
@@ -105,48 +112,45 @@ def real_decisions(bundle: Path) -> list[tuple[ActionRequest, DecisionResult, di
 
 def store_breakdown(store: MemorySessionStore, sessions: int) -> dict[str, Any]:
     """Bytes per session the store holds, by structure (``sys.getsizeof``, no sharing)."""
-    held = dict(store._sessions.items())  # key -> the session's state, log window, index
+    bounded = store._sessions
+    held = dict(bounded.items())  # key -> the session's record: state, log window, index
     blobs = [v.state for v in held.values()]
-    logs = [list(v.log) for v in held.values()]
-    indexes = [v.index for v in held.values()]
-    blob_len = [len(b) for b in blobs]
+    logs = [v.log for v in held.values() if v.log is not None]
+    indexes = [v.index for v in held.values() if v.index is not None]
+    tenants = bounded._tenants.values()
     parts = {
-        "sessions: map slots + keys (40-char str)": 2 * sys.getsizeof(held)
-        + sum(sys.getsizeof(k) for k in held),
-        "sessions: per-session records (slots) + float": sum(
+        "sessions: map (entries, tenant order, (tenant, size, record) tuples)": sys.getsizeof(
+            bounded._items
+        )
+        + sum(sys.getsizeof(t.keys) for t in tenants)
+        + sum(sys.getsizeof(e) + sys.getsizeof(e[1]) for e in bounded._items.values()),
+        "sessions: keys (40-char str)": sum(sys.getsizeof(k) for k in held),
+        "sessions: records (slots) + last-seen float": sum(
             sys.getsizeof(v) + sys.getsizeof(v.seen) for v in held.values()
         ),
-        "state: JSON blobs (bytes objects)": sum(sys.getsizeof(b) for b in blobs),
-        "context log: deques + entries (bytes)": sum(
-            sys.getsizeof(v.log) + sum(sys.getsizeof(e) for e in v.log) for v in held.values()
-        ),
-        "provenance index: per-session dicts + fingerprints": sum(
-            sys.getsizeof(d) + sum(sys.getsizeof(fp) for fp in d) for d in indexes
-        ),
+        "state: blobs (bytes objects)": sum(sys.getsizeof(b) for b in blobs),
+        "context log: windows (bytes of compact records)": sum(map(sys.getsizeof, logs)),
+        "provenance index: sorted arrays of 8-byte entries": sum(map(sys.getsizeof, indexes)),
     }
     total = sum(parts.values())
     n = max(1, sessions)
-    log_entries = [len(v) for v in logs]
-    index_entries = [len(d) for d in indexes]
-    log = {i: v for i, v in enumerate(logs)}
-    sample = SessionState.from_bytes(blobs[0]) if blobs else None
+    windows = [sess.entries() for sess in list(held.values())[:100]]
+    log_entries = sum(codec.log_stats(log)[0] for log in logs)
+    sample = blobs[0] if blobs else b""
     return {
         "bytes_per_session_by_part": {k: round(v / n, 1) for k, v in parts.items()},
         "accounted_bytes_per_session": round(total / n, 1),
-        "state_blob_len_mean": round(sum(blob_len) / n, 1),
-        "state_blob_getsizeof_mean": round(sum(sys.getsizeof(b) for b in blobs) / n, 1),
+        "state_blob_len_mean": round(sum(map(len, blobs)) / n, 1),
+        "state_blob_version": sample[0] if sample[:1] != b"{" else 1,
         "charged_bytes_per_session": round(store.bound_stats()[0].bytes / n, 1),
-        "log_entries_per_session": round(sum(log_entries) / n, 2),
-        "log_entry_len_mean": round(
-            sum(len(b) for v in log.values() for b in v) / max(1, sum(log_entries)), 1
+        "log_entries_per_session": round(log_entries / n, 2),
+        "log_window_len_mean": round(sum(map(len, logs)) / n, 1),
+        "log_entry_json_len_mean": round(
+            sum(len(e) for w in windows for e in w) / max(1, sum(map(len, windows))), 1
         ),
-        "index_entries_per_session": round(sum(index_entries) / n, 2),
-        "sample_state_json_field_bytes": {
-            k: len(json.dumps(v, separators=(",", ":")))
-            for k, v in json.loads(SessionState.to_bytes(sample)).items()
-        }
-        if sample
-        else {},
+        "index_entries_per_session": round(sum(map(len, indexes)) / n, 2),
+        "sample_state_bytes_by_section": codec.state_sections(sample) if sample else {},
+        "sample_state_json_len": len(SessionState.from_bytes(sample).to_json()) if sample else 0,
     }
 
 
@@ -182,6 +186,7 @@ async def drive(sessions: int, bundle: Path) -> dict[str, Any]:
         "rss_before_mib": round(before / MIB, 1),
         "rss_after_mib": round(after / MIB, 1),
         "mib_per_100k_sessions": round(growth / MIB * 100_000 / sessions, 1),
+        "session_memory_mib_per_100k": round(growth / MIB * 100_000 / sessions, 1),
         "bytes_per_session": round(growth / sessions),
         "seconds": round(elapsed, 1),
         "us_per_session": round(elapsed / sessions * 1e6, 1),

@@ -16,7 +16,7 @@ def test_older_blob_without_derived_scope_and_with_retired_fields() -> None:
         now_ns=1,
         original=st.OriginalRequest(text="pay the invoice"),
     )
-    doc = orjson.loads(state.to_bytes())
+    doc = orjson.loads(state.to_json())  # version 1, as earlier versions wrote it
     del doc["drift_outside"]
     del doc["original"]["derived_scope"]
     doc.update(sem_last=0.4, sem_max=0.4, sem_ema=0.4)  # the retired semantic score

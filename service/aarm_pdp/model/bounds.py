@@ -93,7 +93,10 @@ class _Tenant:
 
     def __init__(self) -> None:
         self.bytes = 0
-        self.keys: OrderedDict[object, None] = OrderedDict()
+        # Oldest write first. A plain dict (insertion-ordered; a key moves to the end by
+        # being taken out and put back) costs 40 % of an OrderedDict per key; only the
+        # eviction path walks it, skipping the holes moved keys leave until it resizes.
+        self.keys: dict[object, None] = {}
 
 
 class BoundedMap(Generic[K, V]):
@@ -168,7 +171,9 @@ class BoundedMap(Generic[K, V]):
         entry = self._items.get(key)
         if entry is not None:
             self._items.move_to_end(key)
-            self._tenants[entry[0]].keys.move_to_end(key)
+            keys = self._tenants[entry[0]].keys
+            del keys[key]
+            keys[key] = None
 
     def pop(self, key: K) -> V | None:
         """Remove ``key`` (not an eviction: its owner let it go)."""

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import orjson
-
 from aarm_pdp.drift.scope import derive_scope
 from aarm_pdp.drift.score import DriftWeights, score
 from aarm_pdp.errors import ErrorCode, IdentityRejected, SessionConflict, SessionNotFound
@@ -27,7 +25,7 @@ from aarm_pdp.provenance import classify as prov
 from aarm_pdp.provenance.indicators import fingerprint
 from aarm_pdp.session import state as st
 from aarm_pdp.session.catalogue import Catalogue
-from aarm_pdp.session.store import SessionStore, session_key
+from aarm_pdp.session.store import SessionStore, log_record, session_key
 
 DECODED_CACHE_SIZE = 256
 _ARTIFACT_KINDS = ("path", "url")
@@ -64,7 +62,8 @@ async def _fingerprints(texts: list[str]) -> set[str]:
 
 
 def _log_bytes(entry: dict[str, Any]) -> list[bytes]:
-    return [orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)]
+    """The log entry ``st.chain`` just linked (every entry here is), as the store takes it."""
+    return [log_record(entry, chained=True)]
 
 
 class DecodedStates:

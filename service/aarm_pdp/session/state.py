@@ -3,20 +3,22 @@
 The state is small and bounded whatever the session's length: counters, bounded
 sets, a window of recent actions, timestamps of the last hour's actions per
 category, open deferrals, and the head of the hash-chained context log. It is
-serialised as compact JSON so the in-memory and Redis stores share one codec.
-Time comes in as an argument; nothing here reads a clock.
+serialised in one codec the in-memory and Redis stores share: the compact binary
+version 2 (:mod:`aarm_pdp.session.codec`), or the JSON of version 1 for a state that
+version 2 cannot hold exactly; both decode. Time comes in as an argument; nothing here
+reads a clock.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import orjson
 
 from aarm_pdp.model.levels import LEVELS, NO_CLASSIFICATION, TOP_LEVEL, level
+from aarm_pdp.session import codec
 
 RECENT = 20
 MAX_TOOLS = 256
@@ -33,7 +35,7 @@ _NS = 1_000_000_000
 GENESIS = "0" * 64
 
 
-@dataclass
+@dataclass(slots=True)
 class OriginalRequest:
     """What the user asked for, bound at session start."""
 
@@ -46,7 +48,7 @@ class OriginalRequest:
     (:func:`aarm_pdp.drift.scope.derive_scope`); drift's scope component uses it."""
 
 
-@dataclass
+@dataclass(slots=True)
 class SessionState:
     """Everything the service remembers about one session."""
 
@@ -85,15 +87,30 @@ class SessionState:
     payments: list[list[Any]] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
-        """Compact JSON (a shallow field copy: ``asdict`` deep-copies and is 5x slower)."""
+        """The compact binary encoding (version 2), or version 1 (JSON) when version 2
+        cannot hold this state exactly (:mod:`aarm_pdp.session.codec`)."""
+        try:
+            return codec.encode_state(self)
+        except codec.Unencodable:
+            return self.to_json()
+
+    def to_json(self) -> bytes:
+        """Version 1: the JSON object of every field (what earlier versions wrote and
+        read; still read by :meth:`from_bytes`)."""
         doc = {name: getattr(self, name) for name in _FIELDS}
         orig = self.original
-        doc["original"] = None if orig is None else asdict(orig)
+        doc["original"] = None if orig is None else {k: getattr(orig, k) for k in _ORIG_ORDER}
         return orjson.dumps(doc)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> SessionState:
-        """Inverse of :meth:`to_bytes`."""
+        """Inverse of :meth:`to_bytes` and :meth:`to_json`: a blob of either version."""
+        if raw[:1] == b"{":
+            return cls._from_json(raw)
+        return codec.decode_state(raw, cls, OriginalRequest)  # type: ignore[no-any-return]
+
+    @classmethod
+    def _from_json(cls, raw: bytes) -> SessionState:
         doc = orjson.loads(raw)
         orig = doc.pop("original", None)
         # Fields this version does not know (written by a newer replica) are left out,
@@ -114,7 +131,11 @@ class SessionState:
 
 _FIELDS = tuple(f.name for f in fields(SessionState))
 _KNOWN = frozenset(_FIELDS) - {"original"}
-_ORIGINAL_FIELDS = frozenset(f.name for f in fields(OriginalRequest))
+_ORIG_ORDER = tuple(f.name for f in fields(OriginalRequest))
+# The binary codec builds both positionally.
+assert _FIELDS == codec.STATE_FIELDS
+assert _ORIG_ORDER == codec.ORIGINAL_FIELDS
+_ORIGINAL_FIELDS = frozenset(_ORIG_ORDER)
 
 
 def level_name(index: int) -> str:
@@ -169,13 +190,7 @@ def new_session(
 
 
 def _link(prev: str, entry: dict[str, Any]) -> str:
-    # orjson's sorted compact UTF-8 is the text json.dumps(sort_keys=True,
-    # separators=(",", ":"), ensure_ascii=False) gave for the str/int/bool/list values
-    # log entries hold (tests/unit/test_session_state.py checks), so chains written by
-    # earlier versions still verify. Floats would differ; log entries have none.
-    body = {k: v for k, v in entry.items() if k not in ("prev", "hash")}
-    text = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(prev.encode() + text).hexdigest()
+    return codec.link(prev, entry)
 
 
 def chain(state: SessionState, entry: dict[str, Any]) -> str:
@@ -302,6 +317,14 @@ def amount_totals(state: SessionState, now_ns: int) -> dict[str, Any]:
     """The payments decided earlier in the session (not this action): since the start
     and within each of :data:`PAYMENT_WINDOWS`, as count, nominal total over every
     currency, and total by currency."""
+    if not state.payments and not state.pay_totals and not state.pay_count:
+        # No payment yet (most sessions): what the loop below gives, without it.
+        return {
+            "session": {"count": 0, "total": 0, "by_currency": {}},
+            "windows": {
+                str(w): {"count": 0, "total": 0, "by_currency": {}} for w in PAYMENT_WINDOWS
+            },
+        }
     windows: dict[str, Any] = {}
     for window in PAYMENT_WINDOWS:
         horizon = now_ns - window * _NS

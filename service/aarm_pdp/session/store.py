@@ -20,16 +20,21 @@ dropping what is still open; only settled tickets and idle sessions are evicted.
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
-from collections import OrderedDict, deque
+from array import array
+from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from itertools import chain
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from aarm_pdp.errors import BudgetExhausted, ErrorCode
 from aarm_pdp.model.bounds import BoundedMap, BoundStats, Budget, BudgetFull
+from aarm_pdp.session import codec
 
 T = TypeVar("T")
 Updater = Callable[[bytes | None], tuple[bytes | None, T]]
@@ -42,6 +47,11 @@ MAX_STATE_BYTES = 256 << 10
 GENESIS = "0" * 64
 INDEX_ENTRY_OVERHEAD = 8
 """Bytes charged per provenance-index entry beyond its fingerprint (the mask)."""
+INDEX_ENTRY_BYTES = 32 + INDEX_ENTRY_OVERHEAD
+"""What the memory store charges per provenance-index entry: a fingerprint's 32 hex
+digits and its mask, as the Redis store holds it (the memory store holds 8 bytes)."""
+INDEX_MASK_BITS = 0xF
+"""The source bits an index entry keeps in the memory store (provenance's four)."""
 MAX_ARTIFACTS_PER_TENANT = 100_000
 REVOCATION_TTL_SECONDS = 30 * 24 * 3600
 
@@ -101,6 +111,28 @@ def session_refused(detail: str) -> BudgetExhausted:
 
 def ticket_refused(detail: str) -> BudgetExhausted:
     return BudgetExhausted(detail, code=ErrorCode.TICKET_BUDGET_EXHAUSTED)
+
+
+class LogRecord(bytes):
+    """The JSON of one context-log entry, carrying the chained entry it is the text of.
+
+    Stores that keep JSON (Redis) use it as the bytes it is; the memory store keeps the
+    entry in a compact form without its ``hash``, which it recomputes
+    (:func:`~aarm_pdp.session.codec.log_append`), and gives the same bytes back.
+    """
+
+    entry: dict[str, Any] | None
+
+
+def log_record(entry: dict[str, Any], *, chained: bool = False) -> LogRecord:
+    """``entry`` as the sorted-key JSON the context log holds (what its hash covers,
+    with ``prev`` and ``hash``). ``chained`` says :func:`~aarm_pdp.session.state.chain`
+    made ``entry`` and nothing changed it since (its ``hash`` is the link of its
+    ``prev`` and the rest), so a store may recompute the hash instead of keeping it;
+    otherwise the entry is kept as its JSON."""
+    record = LogRecord(orjson.dumps(entry, option=orjson.OPT_SORT_KEYS))
+    record.entry = entry if chained else None
+    return record
 
 
 def entry_hash(entry: bytes) -> str:
@@ -225,22 +257,64 @@ MAX_TOMBSTONES = 65_536
 
 
 class _Session:
-    """One session in memory: state blob, log window and provenance index."""
+    """One session in memory: state blob, log window and provenance index.
 
-    __slots__ = ("base", "dropped", "index", "index_bytes", "log", "log_bytes", "seen", "state")
+    Kept small (docs/performance.md, "Compact sessions"): the log window is one
+    ``bytes`` of compact records (:func:`~aarm_pdp.session.codec.log_append`), the
+    index one sorted ``array`` of 8-byte entries (:func:`_index_key`), both made on
+    first use; the window's base and dropped count exist once entries were dropped.
+    """
+
+    __slots__ = ("index", "log", "seen", "state", "trim")
 
     def __init__(self, seen: float, state: bytes) -> None:
         self.seen = seen
         self.state = state
-        self.log: deque[bytes] = deque()
-        self.log_bytes = 0
-        self.base = GENESIS
-        self.dropped = 0
-        self.index: dict[str, int] = {}
-        self.index_bytes = 0
+        self.log: codec.Log | None = None
+        self.index: array[int] | None = None
+        self.trim: tuple[str, int] | None = None
+        """(base, dropped) once the window let entries go."""
+
+    @property
+    def base(self) -> str:
+        return self.trim[0] if self.trim is not None else GENESIS
+
+    @property
+    def dropped(self) -> int:
+        return self.trim[1] if self.trim is not None else 0
+
+    @property
+    def index_bytes(self) -> int:
+        return len(self.index) * INDEX_ENTRY_BYTES if self.index is not None else 0
 
     def size(self) -> int:
-        return len(self.state) + self.log_bytes + self.index_bytes
+        """What the session is charged: its state, the JSON of its window, its index."""
+        return len(self.state) + codec.log_stats(self.log)[1] + self.index_bytes
+
+    def entries(self) -> list[bytes]:
+        """The window's entries, as the JSON bytes they were appended as."""
+        return codec.log_entries(self.log, self.base)
+
+    def append(self, entries: list[bytes]) -> None:
+        self.log = codec.log_append(self.log, self.base, entries)
+
+    def drop(self, n: int) -> None:
+        """Let the ``n`` oldest entries go; the hash of the last becomes the base."""
+        assert self.log is not None
+        self.log, base = codec.log_drop(self.log, self.base, n)
+        self.trim = (base, self.dropped + n)
+
+
+_INDEX_SALT = secrets.token_hex(16)
+_INDEX_HASH = 0xFFFF_FFFF_FFFF_FFFF ^ INDEX_MASK_BITS
+
+
+def _index_key(fp: str) -> int:
+    """A fingerprint's place in the memory store's index: 60 bits of a hash keyed by a
+    secret of this process (random, so no value can be made to collide offline), the
+    low 4 bits left for the mask. Two fingerprints share a place with probability
+    2^-60 per pair (an index of 32 768 entries: ~3e-14 per lookup)."""
+    return hash(_INDEX_SALT + fp) & _INDEX_HASH
 
 
 class MemorySessionStore:
@@ -337,8 +411,15 @@ class MemorySessionStore:
         sess = self._sessions.get(key)
         if sess is None:
             self._check_tombstone(key)
-        index = sess.index if sess is not None else {}
-        masks = {fp: index[fp] for fp in fingerprints if fp in index}
+        masks: dict[str, int] = {}
+        index = sess.index if sess is not None else None
+        if index:
+            top, salt = len(index), _INDEX_SALT
+            for fp in fingerprints:
+                k = hash(salt + fp) & _INDEX_HASH  # _index_key, inlined: every Decide
+                i = bisect_left(index, k)
+                if i < top and index[i] ^ k <= INDEX_MASK_BITS:
+                    masks[fp] = index[i] & INDEX_MASK_BITS
         known: dict[str, int] = self._artifacts.get(tenant, {})
         art = max((known[a] for a in artifacts if a in known), default=-1)
         revoked_at = self._revoked.get(tenant, {})
@@ -365,50 +446,62 @@ class MemorySessionStore:
             raise session_refused("session state over its byte bound")
         now = self._clock()
         # orjson's bytes keep their growth buffer (~8 KiB): store an exact-size copy.
-        # Log entries too (~4 KiB each otherwise).
         blob = bytes(memoryview(new))
-        entries = [bytes(memoryview(e)) for e in log(result)]
+        entries = log(result)
         if sess is None:
             owner, sess = tenant, _Session(now, b"")
         else:
             owner = self._sessions.tenant_of(key) or tenant
         # Which of the oldest entries leave the window, decided before anything changes,
         # so a refused write leaves the session as it was.
-        count = len(sess.log) + len(entries)
-        kept = sess.log_bytes + sum(map(len, entries))
+        count, kept = codec.log_stats(sess.log)
+        count += len(entries)
+        kept += sum(map(len, entries))
         drop = 0
-        while count - drop > 1 and (count - drop > b.log_entries or kept > b.log_bytes):
-            kept -= len(_at(sess.log, entries, drop))
-            drop += 1
+        if count > 1 and (count > b.log_entries or kept > b.log_bytes):
+            sizes = chain(codec.log_json_lengths(sess.log), map(len, entries))
+            while count - drop > 1 and (count - drop > b.log_entries or kept > b.log_bytes):
+                kept -= next(sizes)
+                drop += 1
         self._charge(key, owner, sess, len(blob) + kept + sess.index_bytes, now)
         sess.seen, sess.state = now, blob
-        sess.log.extend(entries)
-        last = b""
-        for _ in range(drop):
-            last = sess.log.popleft()
-        if last:
-            sess.base = entry_hash(last)
-            sess.dropped += drop
-        sess.log_bytes = kept
+        if entries:
+            sess.append(entries)
+        if drop:
+            sess.drop(drop)
         return result
 
     async def index_add(self, key: str, masks: dict[str, int]) -> None:
         sess = self._sessions.get(key)
-        if sess is None:
+        if sess is None or not masks:
             return
-        index = sess.index
-        room = max(0, MAX_INDEX_PER_SESSION - len(index))
-        new = [fp for fp in masks if fp not in index][:room]
+        index = sess.index if sess.index is not None else array("Q")
+        top = len(index)
+        found: dict[int, int] = {}  # position -> mask to OR in
+        new: dict[int, int] = {}  # place -> mask, in the order given
+        for fp, mask in masks.items():
+            if not 0 <= mask <= INDEX_MASK_BITS:
+                raise ValueError(f"index mask {mask} has bits the memory index does not keep")
+            k = _index_key(fp)
+            i = bisect_left(index, k)
+            if i < top and index[i] ^ k <= INDEX_MASK_BITS:
+                found[i] = found.get(i, 0) | mask
+            elif k in new or len(new) < MAX_INDEX_PER_SESSION - top:
+                new[k] = new.get(k, 0) | mask
         if new:
             # Charged before it is written: an index that would not fit the tenant's
             # budget is refused whole (RecordOutcome fails; nothing is half-indexed).
-            added = sum(len(fp) + INDEX_ENTRY_OVERHEAD for fp in new)
             tenant = self._sessions.tenant_of(key) or ""
+            added = len(new) * INDEX_ENTRY_BYTES
             self._charge(key, tenant, sess, sess.size() + added, self._clock())
-            sess.index_bytes += added
-        for fp, mask in masks.items():
-            if fp in index or len(index) < MAX_INDEX_PER_SESSION:
-                index[fp] = index.get(fp, 0) | mask
+        for i, mask in found.items():
+            index[i] |= mask
+        if len(new) <= 8:
+            for k, mask in new.items():
+                index.insert(bisect_left(index, k), k | mask)
+        else:
+            index = array("Q", sorted([*index, *(k | m for k, m in new.items())]))
+        sess.index = index
 
     async def artifacts_raise(self, tenant: str, levels: dict[str, int]) -> None:
         known = self._artifacts.setdefault(tenant, OrderedDict())
@@ -425,7 +518,7 @@ class MemorySessionStore:
         sess = self._sessions.get(key)
         if sess is None:
             return LogWindow()
-        return LogWindow(sess.base, sess.dropped, list(sess.log))
+        return LogWindow(sess.base, sess.dropped, sess.entries())
 
     async def delete(self, key: str, tenant: str = "") -> None:
         self._sessions.pop(key)
@@ -512,7 +605,3 @@ class MemorySessionStore:
 
     async def aclose(self) -> None:
         return None
-
-
-def _at(log: deque[bytes], entries: list[bytes], i: int) -> bytes:
-    return log[i] if i < len(log) else entries[i - len(log)]
