@@ -130,6 +130,33 @@ def test_overlapping_roots_are_refused(tmp_path: Path) -> None:
         load_layers([tmp_path / "nowhere"])
 
 
+def test_a_layer_naming_an_input_member_the_service_does_not_send_is_refused(
+    tmp_path: Path,
+) -> None:
+    pack = _pack(tmp_path)
+    rule = "package aarm.overlays.site.rules\n\ndeny_reasons contains 1 if {\n"
+    rule += "\tcount(input.session.pending_deferrals) > 3\n}\n"
+    site = _bundle(
+        tmp_path / "site",
+        {"revision": "s-1", "roots": ["aarm/overlays/site"]},
+        {"aarm/overlays/site/rules/policy.rego": rule},
+    )
+    with pytest.raises(LayerError, match="'pending_deferrals', which the service does not send"):
+        load_layers([pack, site])
+    # A context rule's path is data: refused the same way. Tests are not evaluated.
+    conf = _overlay(
+        tmp_path, "conf", {}, {"context_rules": [{"conditions": [{"path": ["session", "x"]}]}]}
+    )
+    (conf / "aarm/overlays/conf/config/data.json").write_text(
+        json.dumps({"context_rules": [{"conditions": [{"path": ["pending_deferrals"]}]}]})
+    )
+    with pytest.raises(LayerError, match=r"config/data\.json: names input member"):
+        load_layers([pack, conf])
+    tested = _overlay(tmp_path, "tested", {})
+    (tested / "aarm/overlays/tested/x_test.rego").write_text("# pending_deferrals\n")
+    assert [la.name for la in load_layers([pack, tested])] == ["aarm", "tested"]
+
+
 def test_merged_documents_follow_the_rego_rule(tmp_path: Path) -> None:
     pack = _pack(tmp_path)
     b = _overlay(tmp_path, "b", {"b.op": {"v": "b"}, "a.read": {"v": "b"}}, {"risk": {"w": 2}})

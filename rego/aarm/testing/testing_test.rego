@@ -92,7 +92,6 @@ session := {
 	"untrusted_content": false,
 	"counts": {"60": {"all": 0}, "3600": {"all": 0}},
 	"recent": [],
-	"pending_deferrals": [],
 	"artifact_classification": "NONE",
 }
 

@@ -2,6 +2,13 @@
 
 The shape is documented in ``docs/opa-contract.md``; ``INPUT_VERSION`` names it.
 Every optional part is present (empty) so policies need no existence guards.
+
+The session part carries what policy reads, not everything the session holds: the
+open deferrals of the whole session (``pending_deferrals``) are left out and each of
+the ``recent`` actions is cut to ``RECENT_MEMBERS`` (:func:`policy_session`). Those
+grow with the session's history and no rule of the pack reads them (OPA decodes every
+byte of the input, read or not: docs/performance.md, "Policy input"). The decision
+record keeps this input, so it is still exactly what OPA saw.
 """
 
 from __future__ import annotations
@@ -15,6 +22,25 @@ from aarm_pdp.model.timestamps import rfc3339
 from aarm_pdp.session.state import PAYMENT_WINDOWS
 
 INPUT_VERSION = "aarm.v1"
+
+RECENT_MEMBERS = ("decision_id", "name", "outcome")
+"""The members of a ``session.recent`` entry the input carries (what the pack reads:
+where untrusted content entered the session, aarm.explain / aarm.provenance)."""
+
+UNSENT_SESSION_MEMBERS = frozenset({"pending_deferrals", "payments"})
+"""Members of the session context the input leaves out: the session's open deferrals
+(policy reads the ones this action depends on, ``input.dependencies.deferred``) and
+the payment totals (moved to ``input.analysis.amounts``)."""
+
+
+def policy_session(session: dict[str, Any]) -> dict[str, Any]:
+    """The ``input.session`` of a session context part: without
+    ``UNSENT_SESSION_MEMBERS``, each recent action cut to ``RECENT_MEMBERS``."""
+    out = {k: v for k, v in session.items() if k not in UNSENT_SESSION_MEMBERS}
+    recent = out.get("recent")
+    if recent:
+        out["recent"] = [{k: r[k] for k in RECENT_MEMBERS if k in r} for r in recent]
+    return out
 
 
 def empty_amounts() -> dict[str, Any]:
@@ -75,14 +101,14 @@ def build_input(
     the catalogue's analysed types; it becomes ``input.analysis`` together with the
     session's payment totals (``session.payments`` of the context, moved to
     ``analysis.amounts``: they are sums of analysed amounts, not session history).
+    The session part is :func:`policy_session` of the context's.
     """
     ident = request.identity
     action = request.action
     parts = context if context is not None else empty_context()
     session = parts["session"]
     amounts = session.get("payments") or empty_amounts()
-    if "payments" in session:
-        session = {k: v for k, v in session.items() if k != "payments"}
+    session = policy_session(session)
     facts = analysis if analysis is not None else empty_analysis()
     return {
         "version": INPUT_VERSION,

@@ -56,6 +56,13 @@ NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 _EFFECTIVE_RE = re.compile(r"([a-z][a-z0-9_]*)@(.*)\+sha256:([0-9a-f]{64})")
 _DATA_FILES = frozenset({"data.json", "data.yaml", "data.yml"})
 
+UNSENT_INPUT = ("pending_deferrals",)
+"""Input members the service no longer sends (``decision/input.py``,
+``UNSENT_SESSION_MEMBERS``; docs/opa-contract.md). A layer whose policy or data names
+one would silently never see it, so it is refused instead (a rule that should deny on
+it must not quietly stop denying)."""
+_UNSENT_RE = re.compile(rb"\b(" + b"|".join(m.encode() for m in UNSENT_INPUT) + rb")\b")
+
 
 class LayerError(ValueError):
     """A layer cannot be used: the message says which and why."""
@@ -192,6 +199,14 @@ def _layer(source: Path, *, pack: bool, scratch: Path) -> Layer:
             raise LayerError(
                 f"{source}/.manifest: overlay name {name!r} must match [a-z][a-z0-9_]* "
                 f"(and not be {PACK_LAYER!r})"
+            )
+    for rel, file in evaluated_files(path):
+        hit = _UNSENT_RE.search(file.read_bytes())
+        if hit:
+            raise LayerError(
+                f"{source}/{rel}: names input member {hit.group(1).decode()!r}, which the "
+                "service does not send (docs/opa-contract.md; for the deferrals an action "
+                "depends on, read input.dependencies.deferred)"
             )
     return Layer(
         name=name,
