@@ -66,7 +66,11 @@ _matches(match) if catalogue.category in object.get(match, "categories", [])
 
 # A rule may match what a tool declares instead of its name: any parameter of one of
 # the semantic types (a "role", an "amount"), so an operator's tools are covered too.
-_matches(match) if catalogue.declares({t | some t in object.get(match, "semantics", [])})
+_matches(match) if {
+	types := match.semantics
+	count(types) > 0 # most rules match by name: no catalogue look-up for them
+	catalogue.declares({t | some t in types})
+}
 
 _get(path) := value if {
 	value := object.get(input, path, null)

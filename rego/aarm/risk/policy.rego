@@ -24,9 +24,8 @@ assess(tier, codes) := {"level": level(score), "score": score} if {
 # METADATA
 # title: level
 # description: The highest configured level whose minimum score the score reaches.
-level(score) := sort([name |
-	some name, minimum in _cfg.levels
-	minimum == max({m | some m in _cfg.levels; m <= score})
-])[0]
+level(score) := sort([name | some name, minimum in _cfg.levels; minimum == top])[0] if {
+	top := max({m | some m in _cfg.levels; m <= score})
+}
 
 _tier_score(tier) := object.get(_cfg.tier_scores, tier, _cfg.tier_scores.unknown)
