@@ -6,7 +6,8 @@ and keep-alive connections warm across lanes, so the lanes differ only in the ta
 
 Commands::
 
-  {"op": "setup", "targets": {lane: url}, "cases": [name, ...], "pids": {role: pid}}
+  {"op": "setup", "targets": {lane: url}, "cases": [name, ...], "pids": {role: pid},
+   "bodies": {lane: path}}              (bodies: optional, HTTP lanes; see below)
   {"op": "verify"}                      -> {lane: [verdict per case]}
   {"op": "closed", "lane": L, "concurrency": C, "duration": S}
   {"op": "open", "lane": L, "rate": R, "duration": S}
@@ -19,7 +20,9 @@ Commands::
 A lane URL is ``grpc://host:port`` (aarm.v1.DecisionService/Decide with the serialized
 DecideRequest) or ``http://host:port/v1/data/...`` (the OPA Data API with the exact body
 Decide would send). Request bodies are encoded once up front, so neither lane pays
-client-side encoding in the timed loop. ``closed`` and ``open`` answer with the
+client-side encoding in the timed loop. An HTTP lane named in ``bodies`` sends the
+bodies of that JSON file (a list of strings, one per case) instead of the corpus' own
+(``bench/opa_ab.py``: the same cases with another input). ``closed`` and ``open`` answer with the
 latencies in microseconds plus the CPU ticks (/proc/<pid>/stat utime+stime) every
 watched process used inside the timed window, read right at its edges.
 
@@ -49,6 +52,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -104,6 +108,8 @@ class Lane:
     close: Callable[[], Awaitable[None]]
     # gRPC lanes: one Decide with a ready body (bytes in, bytes out).
     raw: Callable[[bytes], Awaitable[bytes]] | None = None
+    # HTTP lanes: the bodies it sends, one per case.
+    bodies: list[bytes] = field(default_factory=list)
 
 
 @dataclass
@@ -134,12 +140,18 @@ class Generator:
         for lane in self.lanes.values():
             await lane.close()
         self.lanes = {}
+        files = cmd.get("bodies") or {}
         for name, url in cmd["targets"].items():
-            self.lanes[name] = (
-                self._grpc_lane(name, url)
-                if url.startswith("grpc://")
-                else self._http_lane(name, url)
-            )
+            if url.startswith("grpc://"):
+                self.lanes[name] = self._grpc_lane(name, url)
+                continue
+            bodies = self.http_bodies
+            if name in files:
+                text = await asyncio.to_thread(Path(files[name]).read_text, "utf-8")
+                bodies = [b.encode() for b in json.loads(text)]
+                if len(bodies) != len(cases):
+                    raise ValueError(f"{files[name]}: {len(bodies)} bodies, {len(cases)} cases")
+            self.lanes[name] = self._http_lane(name, url, bodies)
         return {"ok": True, "cases": len(cases)}
 
     def _grpc_lane(self, name: str, url: str) -> Lane:
@@ -164,14 +176,13 @@ class Generator:
 
         return Lane(name, url, send, close, raw)
 
-    def _http_lane(self, name: str, url: str) -> Lane:
+    def _http_lane(self, name: str, url: str, bodies: list[bytes]) -> Lane:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=60),
             headers={"content-type": "application/json"},
             timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT),
             skip_auto_headers=("User-Agent",),
         )
-        bodies = self.http_bodies
 
         async def send(i: int) -> bool:
             async with session.post(url, data=bodies[i % len(bodies)]) as resp:
@@ -181,7 +192,7 @@ class Generator:
         async def close() -> None:
             await session.close()
 
-        return Lane(name, url, send, close)
+        return Lane(name, url, send, close, bodies=bodies)
 
     async def verify(self) -> dict[str, Any]:
         """Each lane's verdict for each case (decoded; not timed)."""
@@ -198,7 +209,7 @@ class Generator:
                         verdicts.append(verdict_of(await call(fresh, timeout=5, metadata=AUTH)))
             else:
                 async with aiohttp.ClientSession() as s:
-                    for body in self.http_bodies:
+                    for body in lane.bodies:
                         async with s.post(lane.url, data=body) as resp:
                             doc = json.loads(await resp.read())
                         result = doc.get("result") or {}

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from aarm_pdp.opa.sidecar import OPA_ENV, OPA_FLAGS
+
 from tests.support.ports import address, free_port
 from tests.support.processes import (
     grpc_serving,
@@ -61,14 +63,23 @@ RESULTS = ROOT / "bench" / "results"
 ENTRYPOINT_PATH = "/v1/data/aarm/main/decision"
 QUERY = "data.aarm.main.decision"
 
+# Every OPA here runs as the managed sidecar runs it (flags, GOGC), and the service and
+# the forwarder reach it as the managed sidecar's client does: over a unix socket.
+OPA_TRANSPORT = "unix"
+
 LANES = ("opa-direct", "decide", "decide-stub-opa")
 # The closed loop also runs `grpc-forward` (bench/forward_floor.py): a bare Python gRPC
-# front end that forwards each request's OPA body, the floor of any Decide ratio here.
-CLOSED_LANES = (*LANES, "grpc-forward")
+# front end that forwards each request's OPA body, the floor of any Decide ratio here;
+# and `opa-small`: the opa-direct bodies POSTed to a second OPA (same build, same
+# settings) serving bench/opa_small, a policy of a dozen rules, the size peers'
+# benchmarks use: the floor of the pack's OPA CPU.
+CLOSED_LANES = (*LANES, "grpc-forward", "opa-small")
 CONCURRENCY = (1, 8, 32)
 # Which watched process is "the service" for a lane's CPU per decision.
 SERVICE_ROLE = {"decide": "service", "decide-stub-opa": "stub", "grpc-forward": "forward"}
-OPA_ROLE = {"decide": "opa", "opa-direct": "opa", "grpc-forward": "opa"}
+OPA_ROLE = {"decide": "opa", "opa-direct": "opa", "grpc-forward": "opa", "opa-small": "opa_small"}
+SMALL_POLICY = ROOT / "bench" / "opa_small"
+SMALL_PATH = "/v1/data/small/decision"
 
 NOISY_CORES = 0.1
 SWEEP_ROUNDS = 2
@@ -79,6 +90,12 @@ TARGET_THROUGHPUT_C32 = 0.5
 TARGET_STUB_CPU_US = 350.0
 TARGET_HISTORY_RATIO = 1.10
 TARGET_MIB_PER_100K_SESSIONS = 64.0
+# Issue 18, each against a lane of the same run (docs/performance.md, "Issue 18").
+TARGET_SERVICE_CPU_VS_FORWARD = 1.5
+TARGET_OPA_CPU_PACK_VS_SMALL = 4.0
+TARGET_P50_VS_FORWARD_C1 = 1.3
+TARGET_THROUGHPUT_VS_FORWARD_C32 = 0.75
+TARGET_MIB_PER_100K_ISSUE18 = 128.0
 
 # Session-history sweep: prior actions per session, the workers (one session each at a
 # time), timed requests per worker per round, rounds, and the benign reads that fill the
@@ -95,6 +112,10 @@ HISTORY_FILL = (
     "allow-code-read",
     "allow-crm-query",
 )
+# The timed cases: one per verdict but DEFER (an unresolved deferral stays in the session
+# and in every later input), and a STEP_UP that pays nothing (a session's payments add
+# up, so a repeated large transfer gains a reason).
+HISTORY_TIMED = ("allow-db-query", "deny-drop-prod-db", "modify-db-query-cap", "stepup-grant-admin")
 HISTORY_LIMIT = 1_000_000_000
 MEMORY_SESSIONS = 100_000
 
@@ -140,21 +161,55 @@ class Stack:
 
     procs: list[subprocess.Popen[Any]] = field(default_factory=list)
     logs: list[IO[bytes]] = field(default_factory=list)
+    dirs: list[Path] = field(default_factory=list)
+    unix: dict[int, str] = field(default_factory=dict)
 
     def _log(self, name: str) -> IO[bytes]:
         f = tempfile.TemporaryFile(prefix=f"bench-{name}-")  # noqa: SIM115 - closed in stop()
         self.logs.append(f)
         return f
 
-    def opa(self, bundle: Path) -> tuple[subprocess.Popen[Any], str]:
+    def opa(
+        self,
+        bundle: Path,
+        *,
+        flags: tuple[str, ...] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> tuple[subprocess.Popen[Any], str]:
+        """``opa run --server`` on a loopback port with ``flags`` and ``env`` added (None:
+        the settings the managed sidecar runs OPA with, ``OPA_FLAGS``/``OPA_ENV``).
+
+        It also listens on a unix socket in a private directory: :meth:`unix_url` of
+        the returned process is that socket's URL (the service and the forwarder reach
+        their local OPA over it, as the managed sidecar does)."""
         port = free_port()
+        sock_dir = Path(tempfile.mkdtemp(prefix="bench-opa-sock-"))
+        sock = sock_dir / "opa.sock"
+        self.dirs.append(sock_dir)
         proc = subprocess.Popen(
-            opa_command(OPA, port, bundle), stdout=subprocess.DEVNULL, stderr=self._log("opa")
+            [
+                *opa_command(OPA, port, bundle),
+                *("--addr", f"unix://{sock}"),
+                *(OPA_FLAGS if flags is None else flags),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=self._log("opa"),
+            env={**os.environ, **(OPA_ENV if env is None else env)},
         )
         self.procs.append(proc)
+        self.unix[proc.pid] = f"unix://{sock}"
         url = f"http://{address(port)}"
         wait_until("opa", lambda: http_ok(f"{url}/health?bundles=true"), proc=proc, timeout=30)
+        wait_until("opa socket", sock.exists, proc=proc, timeout=10)
         return proc, url
+
+    def unix_url(self, proc: subprocess.Popen[Any]) -> str:
+        """The unix socket URL the OPA process ``proc`` (from :meth:`opa`) listens on."""
+        return self.unix[proc.pid]
+
+    def local_opa_url(self, proc: subprocess.Popen[Any], tcp_url: str) -> str:
+        """How the service and the forwarder reach OPA: ``OPA_TRANSPORT``."""
+        return self.unix_url(proc) if OPA_TRANSPORT == "unix" else tcp_url
 
     def service(self, opa_url: str) -> tuple[subprocess.Popen[Any], str]:
         port = free_port()
@@ -214,6 +269,9 @@ class Stack:
         for f in self.logs:
             f.close()
         self.logs.clear()
+        for d in self.dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self.dirs.clear()
 
 
 @contextlib.contextmanager
@@ -660,6 +718,10 @@ def report(res: dict[str, Any]) -> str:
             if "_grpc_forward_vs_" in k and ("p90" not in k) and ("p999" not in k)
         )
     )
+    out.append(
+        "issue 18 (each against a floor lane of this run: grpc-forward, opa-small; fresh "
+        "sessions): " + ", ".join(f"{k}={v}" for k, v in res["headline"].items())
+    )
     out.append("targets:")
     for name, t in res["targets"].items():
         mark = "MET " if t["met"] else "MISS"
@@ -749,6 +811,73 @@ SWEEP_REPORTS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
 }
 
 
+def floor_ratios(closed: dict[str, dict[str, dict[str, Any]]]) -> dict[str, float]:
+    """Issue 18's ratios to the floor lanes of the same run, at every concurrency.
+
+    ``ratio_service_cpu_decide_vs_forward_c<N>`` (service CPU per decision, decide over
+    grpc-forward), ``ratio_opa_cpu_pack_vs_small_c<N>`` (OPA CPU per decision,
+    opa-direct over opa-small), ``ratio_p50_decide_vs_forward_c<N>`` and
+    ``ratio_throughput_decide_vs_forward_c<N>``; the unsuffixed headline keys are
+    c=8 for the CPU ratios (the load the issue measured them at), c=1 for p50 and
+    c=32 for throughput.
+    """
+    out: dict[str, float] = {}
+
+    def put(key: str, num: float | None, den: float | None) -> None:
+        if num is not None and den:
+            out[key] = round(num / den, 3)
+
+    for c, lanes in closed.items():
+        d, f = lanes.get("decide"), lanes.get("grpc-forward")
+        o, sm = lanes.get("opa-direct"), lanes.get("opa-small")
+        if d and f:
+            put(
+                f"ratio_service_cpu_decide_vs_forward_c{c}",
+                d["service_cpu_us_per_decision"],
+                f["service_cpu_us_per_decision"],
+            )
+            put(f"ratio_p50_decide_vs_forward_c{c}", d["p50_ms"], f["p50_ms"])
+            put(
+                f"ratio_throughput_decide_vs_forward_c{c}",
+                d["throughput_rps"],
+                f["throughput_rps"],
+            )
+        if o and sm:
+            put(
+                f"ratio_opa_cpu_pack_vs_small_c{c}",
+                o["opa_cpu_us_per_decision"],
+                sm["opa_cpu_us_per_decision"],
+            )
+    for key in ("ratio_service_cpu_decide_vs_forward", "ratio_opa_cpu_pack_vs_small"):
+        if f"{key}_c8" in out:
+            out[key] = out[f"{key}_c8"]
+    return out
+
+
+HEADLINE = (
+    # key, limit, op: issue 18's targets, all from one run
+    ("ratio_service_cpu_decide_vs_forward", TARGET_SERVICE_CPU_VS_FORWARD, "<="),
+    ("ratio_opa_cpu_pack_vs_small", TARGET_OPA_CPU_PACK_VS_SMALL, "<="),
+    ("ratio_p50_decide_vs_forward_c1", TARGET_P50_VS_FORWARD_C1, "<="),
+    ("ratio_throughput_decide_vs_forward_c32", TARGET_THROUGHPUT_VS_FORWARD_C32, ">="),
+    ("ratio_p50_session_history_10000_vs_0", TARGET_HISTORY_RATIO, "<="),
+    ("ratio_service_cpu_session_history_10000_vs_0", TARGET_HISTORY_RATIO, "<="),
+    ("session_memory_mib_per_100k", TARGET_MIB_PER_100K_ISSUE18, "<="),
+)
+
+
+def headline(res: dict[str, Any]) -> dict[str, Any]:
+    """Issue 18's numbers of this run (None where the run did not measure one: the
+    history and memory sweeps run in full mode only)."""
+    r = res["ratios"]
+    mem = res.get("sweeps", {}).get("memory_per_100k_sessions", {})
+    out: dict[str, Any] = {key: r.get(key) for key, _, _ in HEADLINE}
+    out["session_memory_mib_per_100k"] = (
+        mem.get("mib_per_100k_sessions") if mem.get("available") else None
+    )
+    return out
+
+
 def targets(res: dict[str, Any]) -> dict[str, Any]:
     r = res["ratios"]
     stub_cpu = [
@@ -773,6 +902,11 @@ def targets(res: dict[str, Any]) -> dict[str, Any]:
             max(x for x in stub_cpu if x is not None), "<=", TARGET_STUB_CPU_US
         ),
         **sweep_targets(res.get("sweeps", {}), t),
+        **{
+            f"issue 18: {key}": t(res["headline"][key], op, limit)
+            for key, limit, op in HEADLINE
+            if res.get("headline", {}).get(key) is not None
+        },
     }
 
 
@@ -823,7 +957,7 @@ def catalogue_sweep(gen: LoadGen, mode: Mode, cases: list[Any], rego: Path) -> d
             bundle = catalogue_variant(size, keep, rego, Path(tmp))
             with stack() as st:
                 opa_p, opa_url = st.opa(bundle)
-                svc_p, svc = st.service(opa_url)
+                svc_p, svc = st.service(st.local_opa_url(opa_p, opa_url))
                 gen.ask(
                     op="setup",
                     targets={"opa-direct": opa_url + ENTRYPOINT_PATH, "decide": f"grpc://{svc}"},
@@ -891,50 +1025,39 @@ def history_variant(rego: Path, dest: Path) -> tuple[Path, list[str]]:
     return bundle, raised
 
 
-def history_plan(
-    size: int, ids: Iterator[int]
-) -> tuple[list[list[int]], list[list[list[list[int | None]]]], int]:
-    """Sessions per worker and, per round, each worker's ``[session, requests]`` steps.
+def history_plan(size: int, ids: Iterator[int]) -> tuple[list[int], list[list[list[Any]]]]:
+    """The workers' sessions and, per round, each worker's ``[session, requests]`` steps.
 
-    With ``size`` prior actions a session takes at most ``size // 4`` timed requests
-    before the worker moves to its next session, so every timed Decide sees between
-    ``size`` and ``1.25 * size`` prior actions; at 0 every timed Decide is a fresh
-    session (as in the main lanes).
+    Every size gets the same plan: one session per worker (to be filled with ``size``
+    actions first; none at 0), which takes every timed request of that worker,
+    ``HISTORY_PER_WORKER_ROUND`` per round for ``HISTORY_ROUNDS`` rounds. So every size,
+    0 included, times the same number of decisions per session (240), and the timed
+    Decides of size N see N to N + 240 prior actions.
     """
-    per_worker = HISTORY_PER_WORKER_ROUND * HISTORY_ROUNDS
-    if size == 0:
-        rounds = [[[[None, HISTORY_PER_WORKER_ROUND]] for _ in range(HISTORY_WORKERS)]]
-        return [], rounds * HISTORY_ROUNDS, 1
-    cap = max(1, size // 4)
-    pools = [
-        [next(ids) for _ in range(math.ceil(per_worker / cap))] for _ in range(HISTORY_WORKERS)
-    ]
-    plans: list[list[list[list[int | None]]]] = []
-    for r in range(HISTORY_ROUNDS):
-        round_plan = []
-        for pool in pools:
-            steps: list[list[int | None]] = []
-            for j in range(r * HISTORY_PER_WORKER_ROUND, (r + 1) * HISTORY_PER_WORKER_ROUND):
-                sid = pool[j // cap]
-                if steps and steps[-1][0] == sid:
-                    steps[-1][1] = int(steps[-1][1] or 0) + 1
-                else:
-                    steps.append([sid, 1])
-            round_plan.append(steps)
-        plans.append(round_plan)
-    return pools, plans, cap
+    pool = [next(ids) for _ in range(HISTORY_WORKERS)]
+    plans = [[[[sid, HISTORY_PER_WORKER_ROUND]] for sid in pool] for _ in range(HISTORY_ROUNDS)]
+    return pool, plans
 
 
 def session_history_sweep(gen: LoadGen, mode: Mode, cases: list[Any], rego: Path) -> dict[str, Any]:
     """Decide at c=8 in sessions already holding 0, 100, 1000 and 10000 decided actions.
 
     One fresh OPA (a pack copy with the session limits raised), service and stub
-    service. For each size, the sessions are filled with ``size`` benign reads through
-    Decide (lane by lane; every fill answer must be ALLOW), then the 5-case corpus is
-    timed in them, 8 workers, each in its own session, lanes interleaved. The measured
-    cases must get the same verdict and reason codes as in a fresh session, before and
-    after the timed runs.
+    service. For each size, 8 sessions are filled with ``size`` benign reads through
+    Decide (lane by lane; every fill answer must be ALLOW), then the corpus cases are
+    timed in them, 8 workers, each in its own session for all rounds, lanes interleaved,
+    each round back to back with the same plan in 8 fresh sessions (0 prior actions).
+    Fair by construction: the same number of timed decisions per session at every size
+    and in the fresh sessions (``history_plan``), and no DEFER case among the timed ones
+    (a deferral nobody resolves stays in the session and in every later input: sessions
+    that took 240 timed Decides carried ~48 of them, which OPA had to decode). The
+    measured cases must get the same verdict and reason codes as in a fresh session,
+    before and after the timed runs, in the filled and in the fresh sessions.
     """
+    from bench.corpus import CORPUS
+
+    by_name = {c.name: c for c in CORPUS}
+    cases = [by_name[n] for n in HISTORY_TIMED]
     ids = itertools.count(900_000_000_000)
     points: dict[str, Any] = {}
     checks: dict[str, Any] = {}
@@ -943,7 +1066,7 @@ def session_history_sweep(gen: LoadGen, mode: Mode, cases: list[Any], rego: Path
         bundle, raised = history_variant(rego, Path(tmp))
         with stack() as st:
             opa_p, opa_url = st.opa(bundle)
-            svc_p, svc = st.service(opa_url)
+            svc_p, svc = st.service(st.local_opa_url(opa_p, opa_url))
             stub_p, stub = st.stub()
             gen.ask(
                 op="setup",
@@ -967,9 +1090,8 @@ def session_history_sweep(gen: LoadGen, mode: Mode, cases: list[Any], rego: Path
             for lane in HISTORY_LANES:
                 gen.ask(op="closed", lane=lane, concurrency=HISTORY_WORKERS, duration=1.0)
             for size in HISTORY_SIZES:
-                pools, plans, cap = history_plan(size, ids)
-                flat = [sid for pool in pools for sid in pool]
-                if flat:
+                flat, plans = history_plan(size, ids)
+                if size:
                     fills[str(size)] = {}
                     for lane in HISTORY_LANES:
                         fill = gen.ask(
@@ -991,27 +1113,33 @@ def session_history_sweep(gen: LoadGen, mode: Mode, cases: list[Any], rego: Path
                                 f"{fill['errors']} errors, non-ALLOW {bad}",
                                 "fills": fills,
                             }
-                first = pools[0][0] if pools else None
-                before = gen.ask(op="verdicts_in", lane="decide", session=first, repeat=2)
+                before = gen.ask(op="verdicts_in", lane="decide", session=flat[0], repeat=2)
                 raw: dict[str, list[dict[str, Any]]] = {ln: [] for ln in HISTORY_LANES}
                 # Each size > 0 is timed back to back with fresh sessions (the 0 plan), order
                 # alternating per round, so its ratio compares runs seconds apart, not runs
                 # minutes apart on a shared machine whose speed drifts by more than 10 %.
                 fresh_raw: dict[str, list[dict[str, Any]]] = {ln: [] for ln in HISTORY_LANES}
-                fresh_plan = history_plan(0, ids)[1][0]
+                fresh_pool, fresh_plans = history_plan(0, ids)
                 for r, plan in enumerate(plans):
                     k = (r + HISTORY_SIZES.index(size)) % len(HISTORY_LANES)
                     for lane in HISTORY_LANES[k:] + HISTORY_LANES[:k]:
-                        pair = [(raw, plan), (fresh_raw, fresh_plan)] if size else [(raw, plan)]
+                        pair = [(raw, plan), (fresh_raw, fresh_plans[r])] if size else [(raw, plan)]
                         for into, p in pair if r % 2 == 0 else pair[::-1]:
                             into[lane].append(gen.ask(op="in_sessions", lane=lane, plan=p))
-                last = pools[-1][-1] if pools else None
-                after = gen.ask(op="verdicts_in", lane="decide", session=last, repeat=1)
-                same = before["verdicts"] == reference * 2 and after["verdicts"] == reference
+                after = gen.ask(op="verdicts_in", lane="decide", session=flat[-1], repeat=1)
+                after_fresh = gen.ask(
+                    op="verdicts_in", lane="decide", session=fresh_pool[-1], repeat=1
+                )
+                same = (
+                    before["verdicts"] == reference * 2
+                    and after["verdicts"] == reference
+                    and (not size or after_fresh["verdicts"] == reference)
+                )
                 checks[str(size)] = {
                     "same_as_fresh_session": same,
                     "before": before["verdicts"],
                     "after": after["verdicts"],
+                    "after_in_fresh_sessions": after_fresh["verdicts"] if size else None,
                 }
                 if not same:
                     return {
@@ -1025,11 +1153,12 @@ def session_history_sweep(gen: LoadGen, mode: Mode, cases: list[Any], rego: Path
                     points[str(size)]["fresh"] = {
                         ln: summarize(runs, ln) for ln, runs in fresh_raw.items()
                     }
+                timed = HISTORY_PER_WORKER_ROUND * HISTORY_ROUNDS
                 points[str(size)]["history"] = {
                     "prior_actions": size,
-                    "sessions": len(flat) or "fresh per request",
-                    "max_timed_per_session": cap if size else 1,
-                    "prior_range": [size, size + cap if size else 0],
+                    "sessions": len(flat),
+                    "timed_per_session": timed,
+                    "prior_range": [size, size + timed],
                 }
     out: dict[str, float] = {}
     for size in HISTORY_SIZES[1:]:
@@ -1051,7 +1180,9 @@ def session_history_sweep(gen: LoadGen, mode: Mode, cases: list[Any], rego: Path
                 )
     return {
         "available": True,
-        "corpus": f"{len(cases)} cases, one per verdict",
+        "corpus": f"{len(cases)} cases, one per verdict but DEFER ({', '.join(HISTORY_TIMED)})",
+        "fair": "same timed decisions per session at every size and fresh; no DEFER timed",
+        "timed_per_session": HISTORY_PER_WORKER_ROUND * HISTORY_ROUNDS,
         "fill_cases": list(HISTORY_FILL),
         "raised_limits": raised,
         "workers": HISTORY_WORKERS,
@@ -1152,6 +1283,9 @@ def _run(
             "open_seconds_per_run": mode.open_seconds,
             "open_rounds": mode.open_rounds,
             "open_fractions_of_decide_c32": list(mode.open_fractions),
+            "opa_flags": list(OPA_FLAGS),
+            "opa_env": dict(OPA_ENV),
+            "service_to_opa": OPA_TRANSPORT,
         },
     }
     res["policy_revision"] = json.loads((rego / ".manifest").read_text()).get("revision")
@@ -1159,11 +1293,14 @@ def _run(
     try:
         with stack() as st:
             opa_p, opa_url = st.opa(rego)
-            svc_p, svc = st.service(opa_url)
+            small_p, small_url = st.opa(SMALL_POLICY)
+            local = st.local_opa_url(opa_p, opa_url)
+            svc_p, svc = st.service(local)
             stub_p, stub = st.stub()
-            fwd_p, fwd = st.forward(opa_url)
+            fwd_p, fwd = st.forward(local)
             pids = {
                 "opa": opa_p.pid,
+                "opa_small": small_p.pid,
                 "service": svc_p.pid,
                 "stub": stub_p.pid,
                 "forward": fwd_p.pid,
@@ -1176,6 +1313,7 @@ def _run(
                     "decide": f"grpc://{svc}",
                     "decide-stub-opa": f"grpc://{stub}",
                     "grpc-forward": f"grpc://{fwd}",
+                    "opa-small": small_url + SMALL_PATH,
                 },
                 cases=[c.name for c in cases],
                 pids={**pids, "generator": gen.pid},
@@ -1248,6 +1386,9 @@ def _run(
     for sweep in res["sweeps"].values():
         if sweep.get("available"):
             r.update(sweep.get("ratios", {}))
+    r.update(floor_ratios(res["closed"]))
+    res["headline"] = headline(res)
+    res["session_memory_mib_per_100k"] = res["headline"]["session_memory_mib_per_100k"]
     res["targets"] = targets(res)
     res["elapsed_seconds"] = round(time.monotonic() - began, 1)
     text = report(res)
