@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.api.conftest import Api
 from tests.api.test_tracing import PARENT_SPAN, TRACE_ID, TRACEPARENT
 from tests.api.test_tracing import spans as spans  # the fixture: one SDK provider
-from tests.support.grpc_clients import Clients, bearer
+from tests.support.grpc_clients import Clients, aio_channel, bearer
 from tests.support.messages import IDENTITY, decide_request, opa_answer, verdict_doc
 from tests.support.principals import OPERATOR_TOKEN, OUTSIDER_TOKEN, PLATFORM_TOKEN
 from tests.support.service import fake_config, running
@@ -186,12 +186,14 @@ async def test_a_message_past_its_deadline_is_deny_with_a_reason(api: Api) -> No
 
 @pytest.mark.parametrize("metadata", [(), bearer("not-a-token")])
 async def test_an_unauthenticated_stream_is_refused_when_it_opens(api: Api, metadata: Any) -> None:
-    call = api.c.decide.DecideStream(
-        iter([_msg(1, _request("db", "anon"))]), metadata=metadata, timeout=WAIT
-    )
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        async for _ in call:
-            pass
+    # A channel of its own that carries no credential but the metadata given.
+    async with aio_channel(f"127.0.0.1:{api.app.port}", None) as channel:
+        call = Clients(channel).decide.DecideStream(
+            iter([_msg(1, _request("db", "anon"))]), metadata=metadata, timeout=WAIT
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async for _ in call:
+                pass
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert not api.engine.calls  # nothing was decided
     assert api.metric("aarm_auth_failures_total", code="unauthenticated") == 1
