@@ -118,6 +118,19 @@ async def test_a_broken_stream_is_retried_on_a_new_one_with_the_same_request_id(
     assert [r.request_id for r in script.decide_requests[1:]] == ["r-2", "r-2"]
 
 
+async def test_a_stream_that_ends_before_any_answer_gives_way_to_unary() -> None:
+    # grpc.aio can end the stream of a service without DecideStream INTERNAL instead of
+    # UNIMPLEMENTED: a client whose streams were never answered resends the message over
+    # unary Decide (same request_id) and stays there; no retry is spent on it.
+    script = Script(stream=True, decide=["break", ALLOW, ALLOW])
+    async with fake_service(script) as target, AsyncClient(target, token=TOKEN, retries=0) as c:
+        assert (await c.decide(ME, "db", "query", {}, request_id="r-1")).decision == "ALLOW"
+        assert (await c.decide(ME, "db", "query", {})).decision == "ALLOW"
+    assert len(script.streams) == 1  # the one that broke; then unary only
+    assert [r.request_id for r in script.decide_requests[:2]] == ["r-1", "r-1"]
+    assert len(script.metadata) == 2  # the two unary calls
+
+
 def _blocking(target: str, n: int) -> list[str]:
     with Client(target, token=lambda: TOKEN) as c:
         return [c.decide(ME, "db", "query", {}).decision_id for _ in range(n)]

@@ -91,6 +91,20 @@ def _answer(resp: Any) -> Any:
     return resp.response
 
 
+# Ends that say something about the caller, not about the stream: never a reason to
+# give the stream up (the same call over unary Decide would end the same way).
+_NOT_THE_STREAMS_FAULT = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+    }
+)
+
+
 def _ended(exc: BaseException | None, owner: Any) -> BaseException:
     """What the messages still unanswered get when a stream ends."""
     if exc is None:  # an OK end with messages unanswered: the service went away
@@ -98,6 +112,14 @@ def _ended(exc: BaseException | None, owner: Any) -> BaseException:
     if isinstance(exc, grpc.RpcError):
         code = exc.code()
         if code == grpc.StatusCode.UNIMPLEMENTED:
+            owner.unsupported = True
+            return Unsupported()
+        if not owner.answered and code not in _NOT_THE_STREAMS_FAULT:
+            # No stream of this client was ever answered: the service may well have no
+            # DecideStream, and grpc.aio can end such a stream INTERNAL ("Internal error
+            # from Core": a request written after the UNIMPLEMENTED status arrived)
+            # instead of UNIMPLEMENTED. Unary Decide for good; a decision is never lost
+            # to the optimisation (the message is resent unary with its request_id).
             owner.unsupported = True
             return Unsupported()
         return StreamStatus(code, exc.details() or "")
@@ -145,6 +167,7 @@ class _SyncLine:
                     fut = self.pending.pop(resp.message_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(resp)
+                self._owner.answered = True
         except grpc.RpcError as exc:
             error = exc
         except Exception as exc:
@@ -167,6 +190,8 @@ class SyncDecideStream:
         self._line: _SyncLine | None = None
         self._ids = itertools.count(1)
         self.unsupported = False
+        self.answered = False
+        """A stream of this client has delivered an answer: the service has DecideStream."""
 
     def decide(self, request: Any, timeout: float, metadata: Metadata) -> Any:
         """The DecideResponse for ``request``, waited for ``timeout`` seconds.
@@ -244,6 +269,7 @@ class _AioLine:
                 fut = self.pending.pop(resp.message_id, None)
                 if fut is not None and not fut.done():
                     fut.set_result(resp)
+                self._owner.answered = True
         except asyncio.CancelledError:
             error = StreamStatus(grpc.StatusCode.CANCELLED, "the client was closed")
         except grpc.RpcError as exc:
@@ -267,6 +293,8 @@ class AioDecideStream:
         self._line: _AioLine | None = None
         self._ids = itertools.count(1)
         self.unsupported = False
+        self.answered = False
+        """A stream of this client has delivered an answer: the service has DecideStream."""
 
     async def decide(self, request: Any, timeout: float, metadata: Metadata) -> Any:
         """The DecideResponse for ``request``, waited for ``timeout`` seconds (raises
