@@ -5,12 +5,9 @@ The helpers behind them live in :mod:`tests.support` (shared with conformance/ a
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import inspect
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Protocol, TypeVar
 
 import pytest
 from aarm.v1 import decision_pb2_grpc
@@ -28,60 +25,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("AARM_PDP_TEST_OPA_URL"),
         help="run integration tests against this external OPA instead of a managed one",
     )
-
-
-def _timeout_seconds(item: pytest.Item) -> float:
-    """pytest-timeout's limit for ``item`` (marker, --timeout, PYTEST_TIMEOUT, ini); 0: none."""
-    marker = item.get_closest_marker("timeout")
-    value: Any = None
-    if marker is not None:
-        value = marker.args[0] if marker.args else marker.kwargs.get("timeout")
-    if value is None:
-        value = item.config.getoption("timeout", None)
-    if value is None:
-        value = os.environ.get("PYTEST_TIMEOUT") or item.config.getini("timeout")
-    return float(value or 0)
-
-
-def _cancelled_in_its_loop(
-    fn: Callable[..., Coroutine[Any, Any, Any]], seconds: float
-) -> Callable[..., Coroutine[Any, Any, Any]]:
-    @functools.wraps(fn)
-    async def bounded(*args: Any, **kwargs: Any) -> Any:
-        limit = asyncio.timeout(seconds)
-        try:
-            async with limit:
-                return await fn(*args, **kwargs)
-        except TimeoutError as exc:
-            if limit.expired():
-                exc.add_note(
-                    f"test still running after {seconds:.0f}s: cancelled in its event loop "
-                    "(the CancelledError above shows where it waited)"
-                )
-            raise
-
-    return bounded
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A hung async test is cancelled inside its own event loop before pytest-timeout fires.
-
-    pytest-timeout's SIGALRM raises its ``Failed`` wherever the main thread happens to be:
-    inside the event loop that is often a grpc.aio (Cython) callback, where it is either
-    swallowed (the test then runs on with no timer left) or leaves the channel, server
-    and their poller half-torn-down; tearing those down later crashed the run
-    ("Fatal Python error: Segmentation fault" right after the F). Cancelling the test's
-    own task instead ends the hung await with CancelledError, so its ``async with``
-    blocks close channels and stop servers in that loop, and the test fails with a
-    TimeoutError that says where it hung. pytest-timeout stays the backstop (setup,
-    teardown, synchronous tests, a cleanup that hangs): the budget is 3/4 of its limit.
-    """
-    for item in items:
-        fn = getattr(item, "obj", None)
-        seconds = _timeout_seconds(item)
-        if seconds > 0 and inspect.iscoroutinefunction(fn):
-            item.obj = _cancelled_in_its_loop(fn, seconds * 0.75)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")

@@ -249,52 +249,31 @@ class App:
         return up, next_refresh
 
     async def stop(self) -> None:
-        """SIGTERM path: NOT_SERVING, drain in-flight calls, stop OPA, close.
-
-        Every step runs even when one before it fails (a background task that ended
-        with an error, a store that does not close cleanly): a stop that gave up half
-        way left the grpc.aio server, the OPA child and the metrics thread running past
-        the event loop that owned them. The first failure is raised once all have run.
-        """
-        failures: list[Exception] = []
-
-        async def step(what: str, action: Callable[[], Awaitable[object] | None]) -> None:
-            try:
-                pending = action()
-                if pending is not None:
-                    await pending
-            except Exception as exc:
-                log.exception("stop: %s failed", what)
-                failures.append(exc)
-
-        await step("readiness NOT_SERVING", lambda: self._set_serving(False))
+        """SIGTERM path: NOT_SERVING, drain in-flight calls, stop OPA, close."""
+        await self._set_serving(False)
         for task in self._tasks:
             task.cancel()
-        ended = await asyncio.gather(*self._tasks, return_exceptions=True)
-        for task, result in zip(self._tasks, ended, strict=True):
-            if isinstance(result, Exception):
-                log.error("stop: background task %s had failed: %r", task.get_name(), result)
-                failures.append(result)
-        await step("gRPC server", lambda: self.grpc_server.stop(self.cfg.server.grace_seconds))
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.grpc_server.stop(self.cfg.server.grace_seconds)
         if self.sidecar is not None:
-            await step("OPA sidecar", self.sidecar.stop)
+            await self.sidecar.stop()
         if self.shadow_sidecar is not None:
-            await step("shadow OPA sidecar", self.shadow_sidecar.stop)
+            await self.shadow_sidecar.stop()
         if self.shadow is not None:
-            await step("shadow policy engine", self.shadow.aclose)
-        await step("policy engine", self.policy.aclose)
+            await self.shadow.aclose()
+        await self.policy.aclose()
         if self.receipts is not None:
-            await step("receipt log", self.receipts.aclose)
+            await self.receipts.aclose()
         if self.telemetry is not None:
-            await step("telemetry", self.telemetry.aclose)
+            await self.telemetry.aclose()
         if self.notifier is not None:
-            await step("approval notifier", self.notifier.aclose)
-        await step("session store", self.store.aclose)
+            await self.notifier.aclose()
+        await self.store.aclose()
         if self.metrics_server is not None:
-            await step("metrics server", self.metrics_server.shutdown)
-            await step("metrics socket", self.metrics_server.server_close)
-        if failures:
-            raise failures[0]
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
 
 
 async def _policy_engine(cfg: Config, metrics: Metrics) -> tuple[PolicyEngine, ManagedOpa | None]:
