@@ -59,8 +59,8 @@ __all__ = ["SPAN", "Decide", "DecideStream", "engine_budget", "error_response"]
 log = logging.getLogger("aarm_pdp.api")
 
 SPAN = "aarm.v1.DecisionService/DecideStream"
-"""The name of each message's SERVER span (one per message, like Decide's; only when
-tracing is on: :func:`~aarm_pdp.observability.tracing.installed`)."""
+"""The name of each message's SERVER span (one per message, like Decide's; a shared null
+context while tracing is off: observability/tracing.py)."""
 DEADLINE_MARGIN_SECONDS = 0.5
 DEADLINE_MARGIN_SHARE = 0.1
 """Time kept back from a deadline for the answer to reach the client (and the event
@@ -221,10 +221,7 @@ class DecideStream:
             own = self._loop.time() + msg.timeout_ms / 1000
             deadline = own if deadline is None else min(own, deadline)
         self._outstanding += 1
-        if tracing.installed():
-            task = self._loop.create_task(self._traced(msg, deadline, nbytes))
-        else:
-            task = self._loop.create_task(self._answer(msg, deadline, nbytes))
+        task = self._loop.create_task(self._traced(msg, deadline, nbytes))
         task.add_done_callback(functools.partial(self._done, msg, nbytes))
 
     def _done(self, msg: Any, nbytes: int, task: asyncio.Future[Any]) -> None:

@@ -27,16 +27,9 @@ if TYPE_CHECKING:
 _TRACER_NAME = "aarm_pdp"
 _PROPAGATOR = TraceContextTextMapPropagator()
 _installed = False
-# What every span context yields while tracing is off (reusable: nullcontext holds no state).
-_OFF: contextlib.AbstractContextManager[Span] = contextlib.nullcontext(trace.INVALID_SPAN)
 """Whether :func:`setup` installed a provider (spans are recorded)."""
-
-
-def installed() -> bool:
-    """Whether spans are recorded (:func:`setup` installed a provider). A hot path that
-    opens a span per item may skip it when not: even the API's no-op span costs tens of
-    microseconds through its context managers (DecideStream's per-message span)."""
-    return _installed
+_OFF: contextlib.AbstractContextManager[Span] = contextlib.nullcontext(trace.INVALID_SPAN)
+"""What every span context yields while tracing is off (reusable: it holds no state)."""
 
 
 def tracer() -> trace.Tracer:
