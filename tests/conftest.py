@@ -6,6 +6,7 @@ The helpers behind them live in :mod:`tests.support` (shared with conformance/ a
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Protocol, TypeVar
 
@@ -17,6 +18,17 @@ from tests.support.grpc_clients import aio_channel
 from tests.support.paths import BIN, REGO
 from tests.support.processes import MissingTool, PostgresServer, RedisServer
 from tests.support.service import service_config
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """A failure is written out as it happens, not only in the summary at the end: a
+    run that dies later (the one segfault seen in a busy 5x run, issue 14) still says
+    what failed before it."""
+    if report.failed:
+        sys.stderr.write(
+            f"\n--- FAILED {report.nodeid} ({report.when}) ---\n{report.longreprtext}\n"
+        )
+        sys.stderr.flush()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

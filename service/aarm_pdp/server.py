@@ -54,6 +54,7 @@ from aarm_pdp.session.catalogue import Catalogue
 from aarm_pdp.session.context import SessionContext
 from aarm_pdp.session.factory import open_session_store
 from aarm_pdp.session.store import SessionStore
+from aarm_pdp.tasks import cancel_and_wait
 
 log = logging.getLogger("aarm_pdp.server")
 
@@ -149,6 +150,11 @@ class _Probe:
         task, self._task = self._task, None
         return not task.cancelled() and task.exception() is None and bool(task.result())
 
+    @property
+    def running(self) -> asyncio.Future[bool] | None:
+        """The check still in flight, if any (stop cancels and awaits it)."""
+        return self._task
+
     def cancel(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -180,6 +186,7 @@ class App:
     """Replays the durable revocations into the session store (a restarted Redis)."""
     revocations_current: Callable[[], Awaitable[bool]] = field(default=lambda: _always_true())
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _probes: list[_Probe] = field(default_factory=list)
 
     async def _set_serving(self, serving: bool) -> None:
         status = (
@@ -203,6 +210,7 @@ class App:
         probes.append(("session store", _Probe(self.store.healthy)))
         if self.receipts is not None:
             probes.append(("receipt store", _Probe(self.receipts.healthy)))
+        self._probes.extend(probe for _, probe in probes)
         try:
             while True:
                 was_up, next_refresh = await self._watch_once(probes, was_up, next_refresh)
@@ -249,31 +257,42 @@ class App:
         return up, next_refresh
 
     async def stop(self) -> None:
-        """SIGTERM path: NOT_SERVING, drain in-flight calls, stop OPA, close."""
+        """SIGTERM path: NOT_SERVING, drain in-flight calls, stop OPA, close.
+
+        Every step runs even when an earlier one fails (a store that cannot close must
+        not leave OPA running); the first failure is raised at the end. Background tasks
+        and health checks in flight are cancelled and awaited, bounded
+        (:func:`~aarm_pdp.tasks.cancel_and_wait`): none outlives the service, and a task
+        that swallowed its cancellation cannot hang the stop."""
         await self._set_serving(False)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.grpc_server.stop(self.cfg.server.grace_seconds)
-        if self.sidecar is not None:
-            await self.sidecar.stop()
-        if self.shadow_sidecar is not None:
-            await self.shadow_sidecar.stop()
-        if self.shadow is not None:
-            await self.shadow.aclose()
-        await self.policy.aclose()
-        if self.receipts is not None:
-            await self.receipts.aclose()
-        if self.telemetry is not None:
-            await self.telemetry.aclose()
-        if self.notifier is not None:
-            await self.notifier.aclose()
-        await self.store.aclose()
+        background: list[asyncio.Future[Any]] = [*self._tasks]
+        background += [p.running for p in self._probes if p.running is not None]
+        left = await cancel_and_wait(background)
+        if left:
+            log.error("stop: %d background task(s) did not end: %s", len(left), left)
+        failed: BaseException | None = None
+
+        async def step(close: Callable[[], Awaitable[Any]]) -> None:
+            nonlocal failed
+            try:
+                await close()
+            except Exception as exc:
+                log.error("stop: %s failed: %r", getattr(close, "__qualname__", close), exc)
+                failed = failed or exc
+
+        await step(lambda: self.grpc_server.stop(self.cfg.server.grace_seconds))
+        for part in (self.sidecar, self.shadow_sidecar):
+            if part is not None:
+                await step(part.stop)
+        for closing in (self.shadow, self.policy, self.receipts, self.telemetry, self.notifier):
+            if closing is not None:
+                await step(closing.aclose)
+        await step(self.store.aclose)
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
+        if failed is not None:
+            raise failed
 
 
 async def _policy_engine(cfg: Config, metrics: Metrics) -> tuple[PolicyEngine, ManagedOpa | None]:
@@ -433,7 +452,9 @@ async def start(
         if not await store.healthy():
             raise StartupError(f"session store {cfg.session.state!r} does not answer")
         catalogue_box = [await _load_catalogue(policy)]
-        sessions = SessionContext(store, lambda: catalogue_box[0])
+        sessions = SessionContext(
+            store, lambda: catalogue_box[0], state_version=cfg.session.state_version
+        )
         tc = cfg.telemetry
         telemetry = (
             TelemetryExporter(

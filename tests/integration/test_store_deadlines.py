@@ -13,6 +13,7 @@ readiness changes are awaited on the health Watch stream, not timed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -25,6 +26,7 @@ import pytest
 from aarm.v1 import decision_pb2, receipt_pb2
 from aarm_pdp.config import OpaConfig, ReceiptConfig, SessionConfig
 from aarm_pdp.opa.fake import FakePolicyEngine
+from aarm_pdp.receipts.postgres_store import PostgresReceiptStore
 from aarm_pdp.receipts.verify import PublicKeys, verify_chain
 from grpc_health.v1 import health_pb2
 
@@ -186,5 +188,28 @@ async def test_blocked_postgres_receipt_store_is_an_ok_deny_inside_the_deadline(
             result = verify_chain(payloads, PublicKeys.from_jwks(jwks.jwks))
             assert result.ok, result.message
             assert payloads[0] == first.receipt.payload
+    finally:
+        pg.stop()
+
+
+async def test_a_receipt_store_closed_while_postgres_hangs_leaves_no_pool_task() -> None:
+    """Closing while PostgreSQL is hung (the pool mid-reconnect) ends every task of the
+    pool: none is left for the event loop's shutdown, where a pool worker that swallowed
+    its one cancellation once held the fresh-clone CI for 120 s (the swallowing itself is
+    covered in tests/unit/test_loop.py)."""
+    pg = PostgresServer()
+    try:
+        store = PostgresReceiptStore(pg.create_database(), timeout=1.0)
+        await store.start()
+        assert await store.healthy()
+        prefix = "aarm-receipts-"
+        mine = [t for t in asyncio.all_tasks() if t.get_name().startswith(prefix)]
+        assert mine, "the pool's worker tasks are named after it"
+        with _hung(_pg_processes(pg)):
+            assert not await store.healthy()
+            await store.aclose()
+            left = [t for t in asyncio.all_tasks() if t.get_name().startswith(prefix)]
+            assert left == [], left
+            assert all(t.done() for t in mine)
     finally:
         pg.stop()

@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "model": 1,
     "config": 1,
     "config_file": 1,  # the --config file: config.py's sections from YAML/TOML
+    "tasks": 1,  # asyncio helpers of the stop paths, nothing of ours
     "analysis": 2,
     "approvals": 2,
     "auth": 2,

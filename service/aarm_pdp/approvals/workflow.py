@@ -20,7 +20,13 @@ from typing import Any
 
 from aarm_pdp.approvals import tickets as tk
 from aarm_pdp.auth.principals import Principal
-from aarm_pdp.errors import ApprovalRejected, ErrorCode, SessionConflict, SessionNotFound
+from aarm_pdp.errors import (
+    ApprovalRejected,
+    ErrorCode,
+    SessionConflict,
+    SessionNotFound,
+    SessionStoreUnavailable,
+)
 from aarm_pdp.model.decision import Decision, DecisionResult, PolicyVersion, Reason, RiskLevel
 from aarm_pdp.model.request import ActionRequest
 from aarm_pdp.session.store import SessionStore
@@ -261,14 +267,27 @@ class Workflow:
     async def watch(self, ticket_id: str, *, poll_seconds: float = 1.0) -> AsyncIterator[tk.Ticket]:
         """The ticket now, then again each time its status changes, until it is no longer
         PENDING. A change made by this process wakes the watch at once; one made by
-        another replica (a shared store) is seen within ``poll_seconds``."""
+        another replica (a shared store) is seen within ``poll_seconds``.
+
+        The first read's failure is the caller's error; a later poll that fails (a
+        shared store slow for a moment) is tried again at the next poll, since giving up
+        would end a watch whose approval may still come: only the caller's deadline ends
+        the wait. A watch never grants anything itself."""
         event = asyncio.Event()
         self._watchers.setdefault(ticket_id, set()).add(event)
         try:
             last = ""
             while True:
                 event.clear()
-                ticket = await self.get(ticket_id)
+                try:
+                    ticket = await self.get(ticket_id)
+                except SessionStoreUnavailable as exc:
+                    if not last:
+                        raise
+                    log.warning("approval watch %s: poll failed, retrying: %s", ticket_id, exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(event.wait(), poll_seconds)
+                    continue
                 if ticket.status != last:
                     last = ticket.status
                     yield ticket

@@ -14,6 +14,8 @@ start, under an advisory lock so replicas starting together do not race.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ from aarm_pdp.receipts.store import (
     StoredReceipt,
     load_receipt,
 )
+from aarm_pdp.tasks import cancel_and_wait
 
 __all__ = ["SCHEMA", "PostgresReceiptStore"]
 
@@ -137,7 +140,11 @@ _PROBE: Final = (
     " ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
 )
 
+log = logging.getLogger("aarm_pdp.receipts")
+
 DEFAULT_POOL_SIZE: Final = 4
+_POOL_IDS = itertools.count(1)
+"""Each store's pool has its own name: its worker tasks are found by it at close."""
 DEFAULT_TIMEOUT_SECONDS: Final = 5.0
 
 
@@ -168,7 +175,7 @@ class PostgresReceiptStore(ReceiptStore):
                 timeout=timeout,
                 kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
                 check=psycopg_pool.AsyncConnectionPool.check_connection,
-                name="aarm-receipts",
+                name=f"aarm-receipts-{next(_POOL_IDS)}",
             )
         )
         self._pool_open = False
@@ -400,8 +407,22 @@ class PostgresReceiptStore(ReceiptStore):
         return True
 
     async def aclose(self) -> None:
+        """Close the pool; its worker tasks end with it, bounded.
+
+        psycopg-pool's workers catch ``CancelledError`` while running a maintenance
+        task (a reconnect to a stopped server), and ``close`` abandons a worker still
+        busy after its timeout: such a worker then outlived the store and hung the event
+        loop's shutdown for minutes. Whatever of this pool still runs after ``close`` is
+        cancelled until it ends (:func:`~aarm_pdp.tasks.cancel_and_wait`)."""
         if self._closed:
             return
         self._closed = True
         if self._pool_open:
-            await self._pool.close()
+            try:
+                await self._pool.close(timeout=self._timeout)
+            finally:
+                prefix = f"{self._pool.name}-"
+                mine = [t for t in asyncio.all_tasks() if t.get_name().startswith(prefix)]
+                left = await cancel_and_wait(mine)
+                if left:
+                    log.error("postgres receipt store: %d pool task(s) did not end", len(left))
