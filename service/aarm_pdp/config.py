@@ -202,6 +202,8 @@ def _bound_problems(c: Config) -> list[str]:
     ):
         if not 1 <= tenant <= total:
             out.append(f"{what}: need 1 <= tenant bytes <= total bytes")
+    if sc.state_version not in (1, 2):
+        out.append("session.state_version must be 1 (JSON) or 2 (compact)")
     if sc.tenant_bytes < sc.max_state_bytes + sc.log_window_bytes:
         out.append("session.tenant_bytes must hold one session's state and log window")
     return out
@@ -397,6 +399,10 @@ class SessionConfig:
     evict_idle_seconds: int = DEFAULT_SESSION_EVICT_IDLE_SECONDS
     """Memory store: a full budget evicts sessions idle this long (oldest first); a
     session evicted is DENY ``session_budget_exhausted`` when it acts again."""
+    state_version: int = 2
+    """Encoding of the session state written: 2 (compact binary) or 1 (JSON, what
+    versions before the compact encoding read). Both are always read. Set 1 while a
+    rolling upgrade over Redis still runs older replicas, then 2."""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import orjson
+import pytest
+from aarm_pdp.config import Config, ConfigError, SessionConfig
 from aarm_pdp.session import state as st
 
 
@@ -38,3 +40,17 @@ def test_derived_scope_round_trips_and_reaches_the_input() -> None:
     assert back.drift_outside == ["security_control"]
     summary = st.summary(back, 2)
     assert summary["original_request"]["derived_scope"] == ["financial", "read"]
+
+
+def test_state_version_1_writes_the_json_older_versions_read() -> None:
+    state = st.new_session("s-3", tenant="acme", human="h", service="svc", agent="a", now_ns=1)
+    assert state.to_bytes()[:1] == bytes([2])
+    old = state.to_bytes(1)
+    assert old == state.to_json() and old[:1] == b"{"
+    assert st.SessionState.from_bytes(old) == st.SessionState.from_bytes(state.to_bytes())
+
+
+def test_only_state_versions_1_and_2_are_accepted() -> None:
+    Config(session=SessionConfig(state_version=1)).validate()
+    with pytest.raises(ConfigError, match=r"session\.state_version"):
+        Config(session=SessionConfig(state_version=3)).validate()

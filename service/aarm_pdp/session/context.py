@@ -148,8 +148,12 @@ class SessionContext:
         store: SessionStore,
         catalogue: Callable[[], Catalogue],
         weights: DriftWeights | None = None,
+        *,
+        state_version: int = 2,
     ) -> None:
         self.store = store
+        self._state_version = state_version
+        """Encoding of the states written (``session.state_version``)."""
         self._catalogue = catalogue
         self._weights = weights or DriftWeights()
         self._decoded = DecodedStates()
@@ -256,7 +260,7 @@ class SessionContext:
                 payment=payment,
                 pointed=pointed,
             )
-            blob = state.to_bytes()
+            blob = state.to_bytes(self._state_version)
             decoded.put(prepared.key, blob, state)
             return blob, (entry, state.highest)
 
@@ -312,7 +316,7 @@ class SessionContext:
                 "max_classification": original.max_classification,
             }
             head = st.chain(state, entry)
-            return state.to_bytes(), (entry, head)
+            return state.to_bytes(self._state_version), (entry, head)
 
         _, head = await self.store.update(key, apply, lambda r: _log_bytes(r[0]), ident.tenant)
         user = await _fingerprints([original.text])
@@ -363,7 +367,7 @@ class SessionContext:
                 output_digest=output_digest,
                 now_ns=now_ns,
             )
-            return state.to_bytes(), (entry, state.log_head, state.highest)
+            return state.to_bytes(self._state_version), (entry, state.log_head, state.highest)
 
         _, head, highest = await self.store.update(
             key, apply, lambda r: _log_bytes(r[0]), ident.tenant
@@ -402,7 +406,7 @@ class SessionContext:
                 **{k: v for k, v in detail.items() if k != "reason"},
             }
             head = st.chain(state, entry)
-            return state.to_bytes(), (entry, head)
+            return state.to_bytes(self._state_version), (entry, head)
 
         _, head = await self.store.update(
             key, apply, lambda r: _log_bytes(r[0]) if r[0] else [], tenant

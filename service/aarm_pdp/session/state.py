@@ -86,9 +86,12 @@ class SessionState:
     pay_totals: dict[str, float] = field(default_factory=dict)
     payments: list[list[Any]] = field(default_factory=list)
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, version: int = codec.VERSION) -> bytes:
         """The compact binary encoding (version 2), or version 1 (JSON) when version 2
-        cannot hold this state exactly (:mod:`aarm_pdp.session.codec`)."""
+        cannot hold this state exactly (:mod:`aarm_pdp.session.codec`) or ``version``
+        is 1 (``session.state_version``: replicas older than version 2 still run)."""
+        if version == 1:
+            return self.to_json()
         try:
             return codec.encode_state(self)
         except codec.Unencodable:
