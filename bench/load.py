@@ -70,6 +70,15 @@ AUTH = (("authorization", f"Bearer {PLATFORM_TOKEN}"),)
 """Every lane's calls authenticate as the enforcement point (tests.support.principals)."""
 _FAIL_CLOSED_MARK = b"failing closed"
 
+
+def error_kind(exc: BaseException) -> str:
+    """What a failed call ended with: the gRPC status (``grpc:RESOURCE_EXHAUSTED``), else
+    the exception's type, so a run says what its errors were, not only how many."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"grpc:{exc.code().name}"
+    return type(exc).__name__
+
+
 SYSTEM = "_system_busy"
 
 Send = Callable[[int], Awaitable[bool]]
@@ -234,6 +243,7 @@ class Generator:
         todo = list(reversed(sessions))
         verdicts: Counter[str] = Counter()
         errors = 0
+        kinds: Counter[str] = Counter()
 
         async def worker() -> None:
             nonlocal errors
@@ -243,8 +253,9 @@ class Generator:
                     body = bodies[k % len(bodies)].replace(SESSION_PLACEHOLDER_BYTES, sid)
                     try:
                         verdicts[verdict_of(await raw(body))] += 1
-                    except Exception:
+                    except Exception as exc:
                         errors += 1
+                        kinds[error_kind(exc)] += 1
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(todo))))))
@@ -254,6 +265,7 @@ class Generator:
             "sessions": len(sessions),
             "count": count,
             "errors": errors,
+            "error_kinds": dict(kinds),
             "elapsed": elapsed,
             "rps": round(count / elapsed, 1) if elapsed else 0.0,
             "verdicts": dict(verdicts),
@@ -276,6 +288,7 @@ class Generator:
         sessions = self.sessions
         lat: list[float] = []
         errors = 0
+        kinds: Counter[str] = Counter()
         failed_closed = 0
         counter = itertools.count()
         perf = time.perf_counter
@@ -293,8 +306,9 @@ class Generator:
                     )
                     try:
                         resp = await raw(body)
-                    except Exception:
+                    except Exception as exc:
                         errors += 1
+                        kinds[error_kind(exc)] += 1
                         continue
                     lat.append(perf() - t0)
                     if _FAIL_CLOSED_MARK in resp:
@@ -304,12 +318,15 @@ class Generator:
         start = perf()
         await asyncio.gather(*(worker(steps) for steps in plan))
         elapsed = perf() - start
-        return self._result(lat, errors, failed_closed, elapsed, ticks0, cpu0, {})
+        return self._result(
+            lat, errors, failed_closed, elapsed, ticks0, cpu0, {"error_kinds": dict(kinds)}
+        )
 
     async def closed(self, lane: Lane, concurrency: int, duration: float) -> dict[str, Any]:
         """``concurrency`` workers, each sending its next request when the last returns."""
         lat: list[float] = []
         errors = 0
+        kinds: Counter[str] = Counter()
         failed_closed = 0
         counter = itertools.count()
         perf = time.perf_counter
@@ -324,8 +341,9 @@ class Generator:
                     return
                 try:
                     ok = await lane.send(i)
-                except Exception:
+                except Exception as exc:
                     errors += 1
+                    kinds[error_kind(exc)] += 1
                     continue
                 lat.append(perf() - t0)
                 if not ok:
@@ -336,7 +354,9 @@ class Generator:
         end = start + duration
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = perf() - start
-        return self._result(lat, errors, failed_closed, elapsed, ticks0, cpu0, {})
+        return self._result(
+            lat, errors, failed_closed, elapsed, ticks0, cpu0, {"error_kinds": dict(kinds)}
+        )
 
     async def open(self, lane: Lane, rate: float, duration: float) -> dict[str, Any]:
         """Constant arrival rate; latency from the intended send time."""
@@ -345,6 +365,7 @@ class Generator:
         lat: list[float] = []
         lag: list[float] = []
         errors = 0
+        kinds: Counter[str] = Counter()
         failed_closed = 0
         tasks: set[asyncio.Task[None]] = set()
 
@@ -353,8 +374,9 @@ class Generator:
             lag.append(loop.time() - intended)
             try:
                 ok = await lane.send(i)
-            except Exception:
+            except Exception as exc:
                 errors += 1
+                kinds[error_kind(exc)] += 1
                 return
             lat.append(loop.time() - intended)
             if not ok:
@@ -380,7 +402,9 @@ class Generator:
             "send_lag_p50_us": lag[len(lag) // 2] * 1e6 if lag else 0.0,
             "send_lag_p99_us": lag[int(len(lag) * 0.99)] * 1e6 if lag else 0.0,
         }
-        return self._result(lat, errors, failed_closed, elapsed, ticks0, cpu0, extra)
+        return self._result(
+            lat, errors, failed_closed, elapsed, ticks0, cpu0, {**extra, "error_kinds": dict(kinds)}
+        )
 
     def _result(
         self,

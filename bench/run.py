@@ -339,11 +339,14 @@ def summarize(runs: list[dict[str, Any]], lane: str) -> dict[str, Any]:
     elapsed = sum(r["elapsed"] for r in runs)
     clk = runs[0]["clk_tck"]
     ticks: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
     for r in runs:
         ticks.update(r["ticks"])
+        kinds.update(r.get("error_kinds", {}))
     out: dict[str, Any] = {
         "count": count,
         "errors": sum(r["errors"] for r in runs),
+        "error_kinds": dict(sorted(kinds.items())),
         "failed_closed": sum(r["failed_closed"] for r in runs),
         "seconds": round(elapsed, 3),
         "throughput_rps": round(count / elapsed, 1) if elapsed else 0.0,
