@@ -3,7 +3,7 @@
 
 .PHONY: bench bench-quick bench-analysis efficacy efficacy-check
 
-bench: $(VENV)/.installed $(OPA) ## full benchmark (~17 min quiet, ~30 loaded): opa-direct, decide, stub, grpc-forward, opa-small lanes, c=1/8/32, open loop, catalogue, fair session-history and memory sweeps, profile; issue 18 ratios under "headline"
+bench: $(VENV)/.installed $(OPA) ## full benchmark (~25 min quiet, ~30 loaded): opa-direct, decide, stub, grpc-forward, opa-small lanes, c=1/8/32, open loop, catalogue, fair session-history and memory sweeps, profile; issue 18 ratios under "headline"
 	$(PY) -m bench.run --mode full
 
 bench-quick: $(VENV)/.installed $(OPA) ## quick benchmark (< 2 min): same lanes, shorter, no sweeps
