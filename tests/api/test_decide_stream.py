@@ -23,7 +23,7 @@ import pytest
 from aarm.v1 import decision_pb2
 from aarm_pdp import server
 from aarm_pdp.api.auth import CallGuard
-from aarm_pdp.api.handlers import _checked
+from aarm_pdp.api.handlers import ACCEPTED_METADATA, _checked
 from aarm_pdp.auth import Authenticator, PrincipalDirectory
 from aarm_pdp.config import ServerConfig
 from aarm_pdp.errors import RequestInvalid, Unauthenticated
@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.api.conftest import Api
 from tests.api.test_tracing import PARENT_SPAN, TRACE_ID, TRACEPARENT
 from tests.api.test_tracing import spans as spans  # the fixture: one SDK provider
-from tests.support.grpc_clients import Clients, aio_channel, bearer
+from tests.support.grpc_clients import Clients, aio_channel, bearer, opened
 from tests.support.messages import IDENTITY, decide_request, opa_answer, verdict_doc
 from tests.support.principals import OPERATOR_TOKEN, OUTSIDER_TOKEN, PLATFORM_TOKEN
 from tests.support.service import fake_config, running
@@ -188,15 +188,24 @@ async def test_a_message_past_its_deadline_is_deny_with_a_reason(api: Api) -> No
 async def test_an_unauthenticated_stream_is_refused_when_it_opens(api: Api, metadata: Any) -> None:
     # A channel of its own that carries no credential but the metadata given.
     async with aio_channel(f"127.0.0.1:{api.app.port}", None) as channel:
-        call = Clients(channel).decide.DecideStream(
-            iter([_msg(1, _request("db", "anon"))]), metadata=metadata, timeout=WAIT
-        )
+        call = Clients(channel).decide.DecideStream(metadata=metadata, timeout=WAIT)
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            async for _ in call:
-                pass
+            await opened(call)  # refused as it opens, before any message
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert not api.engine.calls  # nothing was decided
     assert api.metric("aarm_auth_failures_total", code="unauthenticated") == 1
+
+
+async def test_an_accepted_stream_says_so_before_its_first_message(api: Api) -> None:
+    call = api.c.decide.DecideStream(metadata=AUTH, timeout=WAIT)
+    await opened(call)  # the initial metadata arrived: nothing written, nothing answered
+    assert ACCEPTED_METADATA[0] in tuple(await call.initial_metadata())
+    assert not api.engine.calls
+    await call.write(_msg(1, _request("db", "after-open")))
+    answer = await call.read()
+    assert answer.message_id == 1 and answer.response.decision == D.DECISION_ALLOW
+    await call.done_writing()
+    assert await call.read() == grpc.aio.EOF
 
 
 async def test_a_message_for_another_tenant_is_refused_and_the_stream_goes_on(api: Api) -> None:

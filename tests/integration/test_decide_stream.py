@@ -17,7 +17,7 @@ from aarm_pdp.receipts.verify import PublicKeys, verify_receipt
 from aarm_pdp_client import ActionDenied, AsyncClient, Client, Identity
 
 from tests.integration.test_decide import CASES
-from tests.support.grpc_clients import Clients, aio_channel, bearer
+from tests.support.grpc_clients import Clients, aio_channel, bearer, opened
 from tests.support.messages import IDENTITY, decide_request
 from tests.support.principals import OUTSIDER_TOKEN, PLATFORM_TOKEN
 from tests.support.service import running, service_config
@@ -155,13 +155,9 @@ async def test_an_unauthenticated_stream_is_refused(
         running(service_config(opa_binary, url=external_opa_url)) as (app, _),
         aio_channel(f"127.0.0.1:{app.port}", None) as channel,  # no credential at all
     ):
-        call = Clients(channel).decide.DecideStream(
-            iter([D.DecideStreamRequest(message_id=1, request=_request(CASES[0], "x"))]),
-            timeout=WAIT,
-        )
+        call = Clients(channel).decide.DecideStream(timeout=WAIT)
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            async for _ in call:
-                pass
+            await opened(call)  # refused as it opens, before any message
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 

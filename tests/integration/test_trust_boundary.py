@@ -36,7 +36,7 @@ from aarm_pdp.config import AuthConfig
 from aarm_pdp.opa.fake import FakePolicyEngine
 from aarm_pdp_client import ActionDenied, AsyncClient, Identity, Tls
 
-from tests.support.grpc_clients import Clients, aio_channel, bearer
+from tests.support.grpc_clients import Clients, aio_channel, bearer, opened
 from tests.support.messages import decide_request, opa_answer
 from tests.support.pki import CertificateAuthority, SigningKey, write_jwks
 from tests.support.principals import token_hash
@@ -208,6 +208,7 @@ def _calls(
         # in), which counts here as the status Decide would have ended with.
         stream = c.decide.DecideStream(timeout=10)
         try:
+            await opened(stream)  # a refusal raises here, with its own status
             await stream.write(
                 D.DecideStreamRequest(
                     message_id=1, request=decide_request("db", "q", identity=ident)

@@ -18,6 +18,7 @@ from aarm.v1 import (
     receipt_pb2_grpc,
     session_pb2_grpc,
 )
+from aarm_pdp.api.handlers import ACCEPTED_METADATA
 from grpc_health.v1 import health_pb2_grpc
 
 from tests.support.principals import PLATFORM_TOKEN
@@ -121,3 +122,16 @@ def sync_channel(target: str, token: str | None = PLATFORM_TOKEN) -> grpc.Channe
     """A blocking channel to ``target`` whose calls carry ``token`` (None: no credential)."""
     channel = grpc.insecure_channel(target)
     return grpc.intercept_channel(channel, _SyncBearer(token)) if token else channel
+
+
+async def opened(call: Any) -> Any:
+    """``call`` (a DecideStream) once the service accepted it: its initial metadata,
+    sent as it opens, before anything is written. A refused stream raises its
+    :class:`grpc.aio.AioRpcError` with the service's own status: nothing was written,
+    so no write raced the refusal (grpc.aio reports such a race as INTERNAL,
+    grpc/grpc#36066)."""
+    metadata = tuple(await call.initial_metadata())
+    if ACCEPTED_METADATA[0] not in metadata:
+        await call.read()  # a finished call: raises its status
+        raise AssertionError(f"a stream without {ACCEPTED_METADATA} answered")
+    return call

@@ -165,6 +165,11 @@ async def _checked(
         yield request
 
 
+ACCEPTED_METADATA = (("aarm-stream", "accepted"),)
+"""The initial metadata of a bidirectional stream the service accepted (sent as it
+opens); a refused one ends with its status and no initial metadata."""
+
+
 def _guarded_bidi(rpc: BidiRpc, rejected: Callable[[], object], guard: CallGuard, path: str) -> Any:
     async def behaviour(
         requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]
@@ -175,6 +180,11 @@ def _guarded_bidi(rpc: BidiRpc, rejected: Callable[[], object], guard: CallGuard
             status, message = grpc_status(exc.code)
             await context.abort(status, message)
             raise  # unreachable: abort raises
+        # Accepted: say so now, not with the first answer. A client may wait for this
+        # (its initial metadata) before it writes: a refused stream ends trailers-only
+        # before any write, so the client sees the refusal's own status; grpc.aio
+        # reports INTERNAL instead when a write races the refusal (grpc/grpc#36066).
+        await context.send_initial_metadata(ACCEPTED_METADATA)
         token = guard.enter(who)
         try:
             async for message in rpc(_checked(requests, rejected, guard, expires_at), context):
