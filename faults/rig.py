@@ -53,6 +53,8 @@ HOLD_ANSWERS = 8
 """...and until this many calls sent inside it were answered (at most HOLD_MAX)."""
 HOLD_MAX = 10.0
 RECOVERY_LIMIT = 30.0
+SLOT_WAIT = 10.0
+"""Seconds for the in-flight gauge to reach 0 once a rig's steady load stopped."""
 START_LIMIT = 60.0
 RSS_BOUND_FACTOR = 1.5
 RSS_BOUND_SLACK = 64 * MiB
@@ -360,12 +362,34 @@ class Rig:
     async def __aexit__(self, *exc: object) -> None:
         assert self.service is not None
         await self.load.stop()
+        await self._no_slot_left()
         await self.health.stop()
         await self.sampler.stop()
         code = await self.service.stop()
         if code not in (0, None):
             self.notes.append(f"service exited {code} on SIGTERM")
         await self._judge()
+
+    async def _no_slot_left(self) -> None:
+        """With the steady load stopped nothing is in flight: a decision that left its
+        admission slot taken (a leak) fails the rig's last row. A service that cannot be
+        asked (killed, never started) is not judged here."""
+        assert self.service is not None
+        value: float | None = None
+        deadline = time.monotonic() + SLOT_WAIT
+        while time.monotonic() < deadline:
+            try:
+                value = await asyncio.to_thread(self.service.metric, "aarm_inflight_requests")
+            except (OSError, ValueError):
+                return
+            if not value:
+                return
+            await asyncio.sleep(0.1)
+        if self.rows:
+            self.rows[-1].failures.append(
+                f"{value:g} decisions in flight {SLOT_WAIT:g} s after the steady load"
+                " stopped (an admission slot leaked)"
+            )
 
     # ------------------------------------------------------------------ faults
 
