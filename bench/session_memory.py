@@ -237,13 +237,9 @@ async def traced_sites(
     }
 
 
-async def _one_session(
-    context: SessionContext,
-    base: Identity,
-    decided: list[tuple[ActionRequest, DecisionResult, dict[str, Any]]],
-    session_id: str,
-) -> None:
-    ident = Identity(
+def session_identity(base: Identity, session_id: str) -> Identity:
+    """``base``'s parties and roles in session ``session_id`` (nothing else of it)."""
+    return Identity(
         tenant=base.tenant,
         human=base.human,
         service=base.service,
@@ -251,6 +247,15 @@ async def _one_session(
         session_id=session_id,
         roles=base.roles,
     )
+
+
+async def _one_session(
+    context: SessionContext,
+    base: Identity,
+    decided: list[tuple[ActionRequest, DecisionResult, dict[str, Any]]],
+    session_id: str,
+) -> None:
+    ident = session_identity(base, session_id)
     await context.start(ident, ORIGINAL, time.time_ns())
     for template, decision, _ in decided:
         request = ActionRequest(

@@ -45,20 +45,9 @@ from aarm_pdp.session.context import DECODED_CACHE_SIZE, SessionContext
 from aarm_pdp.session.state import SessionState
 from aarm_pdp.session.store import MemorySessionStore, session_key
 
-from bench.session_memory import ORIGINAL, ROOT, real_decisions
+from bench.session_memory import ORIGINAL, ROOT, real_decisions, session_identity
 
 Decided = list[tuple[ActionRequest, DecisionResult, dict[str, Any]]]
-
-
-def _ident(base: Identity, session_id: str) -> Identity:
-    return Identity(
-        tenant=base.tenant,
-        human=base.human,
-        service=base.service,
-        agent=base.agent,
-        session_id=session_id,
-        roles=base.roles,
-    )
 
 
 async def _step(
@@ -79,7 +68,7 @@ async def _fresh(catalogue: Catalogue, decided: Decided, n: int, rounds: int) ->
     best = float("inf")
     for r in range(rounds):
         template, decision, _ = decided[r % len(decided)]
-        idents = [_ident(base, f"fresh-{r}-{i:08d}") for i in range(n)]
+        idents = [session_identity(base, f"fresh-{r}-{i:08d}") for i in range(n)]
         gc.collect()
         t0 = time.process_time_ns()
         for ident in idents:
@@ -94,7 +83,7 @@ async def _case(
     store = MemorySessionStore()
     context = SessionContext(store, lambda: catalogue)
     base = decided[0][0].identity
-    idents = [_ident(base, f"step-{i:08d}") for i in range(sessions)]
+    idents = [session_identity(base, f"step-{i:08d}") for i in range(sessions)]
     for ident in idents:  # the small history
         await context.start(ident, ORIGINAL, time.time_ns())
         for template, decision, _ in decided:

@@ -332,6 +332,23 @@ def _mib(n: int | float) -> float:
 # --------------------------------------------------------------------------- the rig
 
 
+async def inflight_settles(
+    service: Service, at_most: float, timeout: float
+) -> tuple[bool, float | None]:
+    """Polls the service's ``aarm_inflight_requests`` until it is ``at_most`` or less
+    (bounded by ``timeout``): whether it did, and the last value read (None: none could
+    be read)."""
+    value: float | None = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):
+            value = await asyncio.to_thread(service.metric, "aarm_inflight_requests")
+        if value is not None and value <= at_most:
+            return True, value
+        await asyncio.sleep(0.1)
+    return False, value
+
+
 class Rig:
     """One service process with load, health probe and sampler; rows of its faults."""
 
@@ -372,20 +389,11 @@ class Rig:
 
     async def _no_slot_left(self) -> None:
         """With the steady load stopped nothing is in flight: a decision that left its
-        admission slot taken (a leak) fails the rig's last row. A service that cannot be
-        asked (killed, never started) is not judged here."""
+        admission slot taken (a leak) fails the rig's last row. A service whose gauge
+        cannot be read is not judged here."""
         assert self.service is not None
-        value: float | None = None
-        deadline = time.monotonic() + SLOT_WAIT
-        while time.monotonic() < deadline:
-            try:
-                value = await asyncio.to_thread(self.service.metric, "aarm_inflight_requests")
-            except (OSError, ValueError):
-                return
-            if not value:
-                return
-            await asyncio.sleep(0.1)
-        if self.rows:
+        settled, value = await inflight_settles(self.service, 0, SLOT_WAIT)
+        if not settled and value is not None and self.rows:
             self.rows[-1].failures.append(
                 f"{value:g} decisions in flight {SLOT_WAIT:g} s after the steady load"
                 " stopped (an admission slot leaked)"

@@ -35,6 +35,7 @@ from faults.rig import (
     _mib,
     alive,
     fds,
+    inflight_settles,
     now,
     rss,
 )
@@ -383,20 +384,6 @@ async def disk_full(root: Path) -> list[Row]:
 # --------------------------------------------------------------------------- overload
 
 
-async def _drained(svc: Service, timeout: float, steady: int) -> bool:
-    """Until the service has no more decisions in flight than the rig's steady load can
-    hold (``steady`` closed-loop workers, one call each; a gauge, polled). Waiting for
-    zero measured how busy the box was: on a loaded machine the steady load alone
-    always had a call in flight, and a drained service "failed" the busy 5x run."""
-    deadline = now() + timeout
-    while now() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            if (await asyncio.to_thread(svc.metric, "aarm_inflight_requests")) <= steady:
-                return True
-        await asyncio.sleep(0.1)
-    return False
-
-
 async def _rss_settles(svc: Service, bound: float, timeout: float) -> tuple[int, float | None]:
     """Until the service's RSS is under ``bound`` (bounded by ``timeout``): the last RSS
     read, and how long it took (None: never)."""
@@ -441,7 +428,11 @@ async def overload(root: Path) -> list[Row]:
             _judge_wave(row, result)
         else:
             row.failures.append(f"wave client exited {code}")
-        if not await _drained(svc, RECOVERY_LIMIT, rig.load.workers):
+        # The steady load beside it holds at most one call per worker: the wave's own
+        # have drained once no more are in flight. (Waiting for zero measured how busy
+        # the box was: on a loaded machine the steady load always had calls out.)
+        drained, _ = await inflight_settles(svc, rig.load.workers, RECOVERY_LIMIT)
+        if not drained:
             row.failures.append("wave decisions still in flight 30 s after the wave")
         first = await rig.load.first_allow(row.t_heal, RECOVERY_LIMIT)
         row.recovery_seconds = round(first.answered - row.t_heal, 3) if first else None

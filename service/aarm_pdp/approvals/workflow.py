@@ -285,14 +285,12 @@ class Workflow:
                     if not last:
                         raise
                     log.warning("approval watch %s: poll failed, retrying: %s", ticket_id, exc)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(event.wait(), poll_seconds)
-                    continue
-                if ticket.status != last:
-                    last = ticket.status
-                    yield ticket
-                if ticket.status != tk.PENDING:
-                    return
+                else:
+                    if ticket.status != last:
+                        last = ticket.status
+                        yield ticket
+                    if ticket.status != tk.PENDING:
+                        return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), poll_seconds)
         finally:
